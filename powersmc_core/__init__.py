@@ -1,0 +1,32 @@
+"""Power-SMC Explorer core: sequence-level power sampling pi_alpha ∝ p^alpha by SMC.
+
+from powersmc_core import PowerSMC, SMCConfig, ToyLM
+model = ToyLM.random(vocab_size=4, max_len=4, seed=0)
+result = PowerSMC(model, SMCConfig(alpha=4.0, n_particles=64, seed=0)).run(prompt=[])
+"""
+
+from .baselines import BestOfN, MHPowerSampler, MHRecord, TemperatureSampling
+from .config import SMCConfig
+from .models import LanguageModel, ToyLM
+from .records import SMCResult, StepRecord
+from .sampler import PowerSMC, SMCRun
+from .stopping import BoxedAnswer, StopStrings, make_stop_rule
+
+__all__ = [
+    "BestOfN",
+    "BoxedAnswer",
+    "LanguageModel",
+    "MHPowerSampler",
+    "MHRecord",
+    "PowerSMC",
+    "SMCConfig",
+    "SMCResult",
+    "SMCRun",
+    "StepRecord",
+    "StopStrings",
+    "TemperatureSampling",
+    "ToyLM",
+    "make_stop_rule",
+]
+
+__version__ = "0.1.0"

@@ -1,0 +1,62 @@
+"""Everything about importance weights lives here.
+
+All weight arithmetic is done on log-weights in float64 with log-sum-exp, so a
+particle set whose weights span hundreds of nats never under- or overflows.
+
+- normalised weights:  W_i = exp(l_i - logsumexp(l))
+- effective sample size: ESS = 1 / sum_i W_i**2, in [1, N]
+- conditional ESS (Zhou, Johansen & Aston 2016) of incremental weights G_i
+  under current weights W_i:  CESS = N * (sum W_i G_i)**2 / sum W_i G_i**2
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+__all__ = [
+    "conditional_ess",
+    "ess",
+    "log_mean_weight",
+    "normalise_log_weights",
+]
+
+
+def normalise_log_weights(log_weights: torch.Tensor) -> torch.Tensor:
+    """Return log W_i = l_i - logsumexp(l), shape (N,).
+
+    All -inf (every particle impossible) is a sampler failure, not a valid set:
+    it raises instead of silently producing NaNs.
+    """
+    total = torch.logsumexp(log_weights, dim=-1, keepdim=True)
+    if not torch.isfinite(total).all():
+        raise FloatingPointError(
+            "every particle has zero or non-finite weight; the model produced "
+            "impossible tokens or NaN log-probabilities"
+        )
+    return log_weights - total
+
+
+def ess(log_weights: torch.Tensor) -> float:
+    """ESS = 1 / sum_i W_i**2 = exp(2 logsumexp(l) - logsumexp(2 l))."""
+    lw = log_weights.to(torch.float64)
+    return float(torch.exp(2 * torch.logsumexp(lw, -1) - torch.logsumexp(2 * lw, -1)))
+
+
+def conditional_ess(log_weights: torch.Tensor, log_increments: torch.Tensor) -> float:
+    """CESS / N in (0, 1]: how much a reweighting by G would degrade the current set.
+
+    CESS = (sum W_i G_i)**2 / sum W_i G_i**2 (already divided by N).
+    """
+    lw = normalise_log_weights(log_weights.to(torch.float64))
+    lg = log_increments.to(torch.float64)
+    num = 2 * torch.logsumexp(lw + lg, -1)
+    den = torch.logsumexp(lw + 2 * lg, -1)
+    return float(torch.exp(num - den))
+
+
+def log_mean_weight(log_weights_normalised: torch.Tensor, log_increments: torch.Tensor) -> float:
+    """log sum_i W_i G_i: one factor of the SMC normalising-constant estimate Ẑ."""
+    value = torch.logsumexp(log_weights_normalised + log_increments, -1)
+    return float(value) if torch.isfinite(value) else -math.inf
