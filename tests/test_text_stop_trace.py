@@ -1,0 +1,145 @@
+import json
+
+import pytest
+import torch
+
+from powersmc_core import PowerSMC, SMCConfig, ToyLM
+from powersmc_core.stopping import BoxedAnswer, StopStrings, make_stop_rule
+from powersmc_core.text import ParticleTexts
+from powersmc_core.trace import MAX_TRACE_BYTES, TraceError, dumps_trace, read_trace, write_trace
+
+
+def feed(rule, pieces_per_step, n=1):
+    rule.reset(n)
+    return [rule.update([p])[0] for p in pieces_per_step]
+
+
+def test_stop_strings_straddling_pieces():
+    assert feed(StopStrings(["\n\n"]), ["a\n", "\nb"]) == [False, True]
+    assert feed(StopStrings(["STOP"]), ["xx S", "T", "OP"]) == [False, False, True]
+    assert feed(StopStrings(["STOP"]), ["ST", "xOP"]) == [False, False]
+    with pytest.raises(ValueError, match="non-empty"):
+        StopStrings([""])
+
+
+@pytest.mark.parametrize(
+    ("pieces", "stops_at"),
+    [
+        (["The answer is \\box", "ed{4", "2}", " more"], 2),
+        (["\\boxed{\\frac{1}", "{2}", "}"], 2),
+        (["\\boxed{}", " then \\boxed{ 7 }"], 1),
+        (["\\boxed{ ", " }"], None),
+        (["no box here }"], None),
+        (["\\boxed{3}"], 0),
+    ],
+)
+def test_boxed_answer_rule(pieces, stops_at):
+    hits = feed(BoxedAnswer(), pieces)
+    assert hits.index(True) == stops_at if stops_at is not None else not any(hits)
+
+
+def test_rules_follow_resampling():
+    rule = make_stop_rule(["END"], boxed=True)
+    rule.reset(2)
+    assert rule.update(["E", "\\boxed{1"]) == [False, False]
+    rule.reorder([1, 1])
+    assert rule.update(["ND", "}"]) == [False, True]
+    assert make_stop_rule([], boxed=False) is None
+
+
+def test_incremental_text_equals_full_decode():
+    model = ToyLM.random(5, 7, seed=0)
+    texts = ParticleTexts(model.decode_batch, 2)
+    seqs = [[0, 1, 2], [3, 3, 0]]
+    for step in range(3):
+        texts.push(torch.tensor([seqs[0][step], seqs[1][step]]), torch.tensor([True, step < 2]))
+    assert texts.texts == [model.decode_batch([seqs[0]])[0], model.decode_batch([[3, 3]])[0]]
+    texts.reorder([1, 1])
+    assert texts.texts[0] == texts.texts[1] == "d d"
+
+
+def test_incremental_text_holds_back_incomplete_utf8():
+    pieces = {(1,): "\ufffd", (1, 2): "é", (1, 2, 3): "é!"}
+
+    def decode(seqs):
+        return [pieces.get(tuple(s), "") if s else "" for s in seqs]
+
+    texts = ParticleTexts(decode, 1)
+    assert texts.push(torch.tensor([1]), torch.tensor([True])) == [""]
+    assert texts.push(torch.tensor([2]), torch.tensor([True])) == ["é"]
+    assert texts.push(torch.tensor([3]), torch.tensor([True])) == ["!"]
+    assert texts.texts == ["é!"]
+
+
+def test_stop_rule_finishes_particles_in_the_sampler():
+    model = ToyLM.random(5, 7, seed=1, sharpness=0.3)
+    rule = StopStrings(["b"])  # token "b" renders as "b"
+    run = PowerSMC(model, SMCConfig(n_particles=16, seed=0, max_new_tokens=6), stop=rule).stream([])
+    list(run)
+    result = run.result()
+    for text, done, completion in zip(
+        result.texts, result.finished, result.completions, strict=True
+    ):
+        if "b" in text:
+            assert done and completion[-1] == 1  # stopped right at the token that completed "b"
+    assert any("b" in t for t in result.texts)
+
+
+def trace_text(**kwargs):
+    model = ToyLM.random(5, 6, seed=3, sharpness=0.7)
+    sampler = PowerSMC(
+        model, SMCConfig(alpha=4.0, n_particles=8, seed=0, ess_threshold=0.9, **kwargs)
+    )
+    run = sampler.stream([])
+    records = list(run)
+    return records, dumps_trace(records, sampler.config, {"model": model.name}, run.result())
+
+
+def test_trace_round_trip(tmp_path):
+    records, text = trace_text()
+    path = write_trace(tmp_path / "run.jsonl", records, SMCConfig(n_particles=8), {"model": "m"})
+    trace = read_trace(path)
+    assert len(trace.records) == len(records)
+    assert [r.tokens for r in trace.records] == [r.tokens for r in records]
+    assert [r.ancestors for r in trace.records] == [r.ancestors for r in records]
+    assert trace.config["n_particles"] == 8
+    full = read_trace(text.encode())
+    assert full.result is not None and full.header["model"] == "toy-random(V=5,L=6,seed=3)"
+    assert all(
+        json.loads(line)["kind"] in {"header", "step", "result"} for line in text.splitlines()
+    )
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda lines: [], "empty"),
+        (lambda lines: ["{not json", *lines[1:]], "line 1: not valid JSON"),
+        (lambda lines: lines[1:], "missing header"),
+        (lambda lines: [lines[0]], "no step records"),
+        (lambda lines: [lines[0], lines[2], lines[1]], "follows step"),
+        (lambda lines: [lines[0], lines[1].replace('"ess"', '"ESS"')], "missing fields"),
+        (
+            lambda lines: [lines[0], lines[1].replace('"ancestors": [0', '"ancestors": [99')],
+            "out of range",
+        ),
+        (lambda lines: [lines[0], '["a list"]'], "expected a JSON object"),
+        (
+            lambda lines: [lines[0].replace('"version": 1', '"version": 7'), *lines[1:]],
+            "unsupported",
+        ),
+    ],
+)
+def test_corrupt_traces_are_rejected_with_a_line_number(mutate, message):
+    _, text = trace_text()
+    bad = "\n".join(mutate(text.splitlines()))
+    with pytest.raises(TraceError, match=message):
+        read_trace(bad.encode())
+
+
+def test_trace_size_limit_and_binary():
+    with pytest.raises(TraceError, match="limit"):
+        read_trace(b"x" * 101, max_bytes=100)
+    with pytest.raises(TraceError, match="UTF-8"):
+        read_trace(b"\xff\xfe\x00")
+    assert MAX_TRACE_BYTES >= 10 * 1024 * 1024
