@@ -18,6 +18,7 @@ in Python except text streaming.
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from collections.abc import Iterator, Sequence
@@ -111,8 +112,11 @@ class SMCRun(Iterator[StepRecord]):
         )
         self.eos = torch.tensor(model.eos_token_ids, dtype=torch.long, device=device)
         self.texts = ParticleTexts(model.decode_batch, n) if sampler.track_text else None
-        if sampler.stop is not None:
-            sampler.stop.reset(n)
+        # Stop rules carry per-particle state: each run owns a copy, so one sampler (or one
+        # rule) can serve concurrent runs without them corrupting each other.
+        self.stop = copy.deepcopy(sampler.stop)
+        if self.stop is not None:
+            self.stop.reset(n)
         self.done = False
 
     def __iter__(self) -> SMCRun:
@@ -157,8 +161,8 @@ class SMCRun(Iterator[StepRecord]):
         texts = None
         if self.texts is not None:
             pieces = self.texts.push(tokens, grows)
-            if sampler.stop is not None:
-                stopped = torch.tensor(sampler.stop.update(pieces), device=finished.device)
+            if self.stop is not None:
+                stopped = torch.tensor(self.stop.update(pieces), device=finished.device)
                 finished = finished | (grows & stopped)
             texts = tuple(self.texts.texts)
         self.finished = finished
@@ -262,8 +266,8 @@ class SMCRun(Iterator[StepRecord]):
         index = ancestors.tolist()
         if self.texts is not None:
             self.texts.reorder(index)
-        if self.sampler.stop is not None:
-            self.sampler.stop.reorder(index)
+        if self.stop is not None:
+            self.stop.reorder(index)
 
     def result(self) -> SMCResult:
         """The weighted particle set so far (final once iteration has stopped)."""
