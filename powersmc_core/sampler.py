@@ -31,7 +31,7 @@ from .records import SMCResult, StepRecord
 from .resampling import get_resampler
 from .schedules import make_schedule
 from .stopping import StopRule
-from .tempering import log_power_mass, renyi_entropy, tempered_logprobs
+from .tempering import log_power_mass, renyi_entropy
 from .text import ParticleTexts
 from .weights import ess as ess_of
 from .weights import log_mean_weight, normalise_log_weights
@@ -128,20 +128,26 @@ class SMCRun(Iterator[StepRecord]):
         cfg, sampler = self.config, self.sampler
         t = self.step + 1
         active = ~self.finished
-        # Finished rows may hold stale or NaN logits; give them a harmless uniform row.
-        logp = torch.where(active[:, None], self.logp.to(self._compute_dtype()), 0.0)  # (N, V)
-        if torch.isnan(logp).any():
-            raise FloatingPointError(
-                f"model {self.model.name!r} returned NaN log-probabilities at step {t}; "
-                "check the model weights and dtype (float16 overflow is a common cause)"
-            )
+        logp = self.logp.to(self._compute_dtype())  # (N, V)
+        if not bool(active.all()):
+            # Finished rows may hold stale or NaN logits; give them a harmless uniform row.
+            logp = torch.where(active[:, None], logp, 0.0)
 
         previous = self.alpha
         alpha_t = self.schedule.next_alpha(
             t, previous, self.log_w, self._predictive_increment(logp, active)
         )
         tau = sampler.proposal_temperature(alpha_t)
-        logq = tempered_logprobs(logp, tau)  # (N, V)
+        scaled = logp * (1.0 / tau)  # (N, V)
+        log_mass = torch.logsumexp(scaled, dim=-1)  # (N,) log sum_v p(v)^(1/tau)
+        # A NaN anywhere in a row makes its log-sum-exp NaN: one (N,) check instead of (N, V).
+        if not bool(torch.isfinite(log_mass).all()):
+            raise FloatingPointError(
+                f"model {self.model.name!r} returned NaN log-probabilities (or a row with no "
+                f"possible token) at step {t}; check the model weights and dtype "
+                "(float16 overflow is a common cause)"
+            )
+        logq = scaled - log_mass[:, None]  # log q_tau = log_softmax(log p / tau)
         tokens = torch.multinomial(logq.exp(), 1, generator=self.generator).squeeze(1)  # (N,)
         lp_token = logp.gather(1, tokens[:, None]).squeeze(1).to(self._wdtype)
         lq_token = logq.gather(1, tokens[:, None]).squeeze(1).to(self._wdtype)
@@ -152,7 +158,12 @@ class SMCRun(Iterator[StepRecord]):
             torch.where(active, alpha_t * lp_token - lq_token, 0.0)
             + (alpha_t - previous) * self.log_p
         )
-        renyi = torch.where(active, renyi_entropy(logp, alpha_t).to(self._wdtype), math.nan)
+        # At tau = 1/alpha_t the proposal's normaliser already is log sum_v p^alpha_t.
+        if abs(alpha_t - 1.0) > 1e-12 and abs(tau * alpha_t - 1.0) < 1e-12:
+            renyi_all = log_mass / (1.0 - alpha_t)
+        else:
+            renyi_all = renyi_entropy(logp, alpha_t)
+        renyi = torch.where(active, renyi_all.to(self._wdtype), math.nan)
         self.log_p = self.log_p + torch.where(active, lp_token, 0.0)
         emitted_eos = active & torch.isin(tokens, self.eos)
         grows = active & ~emitted_eos
