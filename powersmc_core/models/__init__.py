@@ -1,6 +1,19 @@
-"""Model backends behind one protocol (see ``base.LanguageModel``)."""
+"""Model backends behind one protocol (see ``base.LanguageModel``).
+
+Importing this package does not import transformers; ``loading`` does so lazily.
+"""
 
 from .base import LanguageModel, ModelState
+from .loading import DEFAULT_MODEL, ModelLoadError, available_models, load_model, random_init_model
 from .toy import ToyLM
 
-__all__ = ["LanguageModel", "ModelState", "ToyLM"]
+__all__ = [
+    "DEFAULT_MODEL",
+    "LanguageModel",
+    "ModelLoadError",
+    "ModelState",
+    "ToyLM",
+    "available_models",
+    "load_model",
+    "random_init_model",
+]
