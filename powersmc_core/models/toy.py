@@ -99,9 +99,9 @@ class ToyLM:
         def row(prefix: Sequence[str]) -> int:
             return _prefix_index([names.index(t) for t in prefix], vocab - 1)
 
-        probs[row([])] = torch.tensor([0.6, 0.4, 0.0, 0.0, 0.0, 0.0])
-        probs[row(["A"])] = torch.tensor([0.0, 0.0, 1 / 3, 1 / 3, 1 / 3, 0.0])
-        probs[row(["B"])] = torch.tensor([0.0, 0.0, 0.9, 0.05, 0.05, 0.0])
+        probs[row([])] = torch.tensor([0.6, 0.4, 0.0, 0.0, 0.0, 0.0], dtype=torch.float64)
+        probs[row(["A"])] = torch.tensor([0.0, 0.0, 1 / 3, 1 / 3, 1 / 3, 0.0], dtype=torch.float64)
+        probs[row(["B"])] = torch.tensor([0.0, 0.0, 0.9, 0.05, 0.05, 0.0], dtype=torch.float64)
         return cls(probs.log(), max_len, names, name="toy-trap")
 
     def _force_eos_at_max_len(self, table: torch.Tensor) -> torch.Tensor:

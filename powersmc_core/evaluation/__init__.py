@@ -1,0 +1,41 @@
+"""Evaluation harness: accuracy, likelihood and latency of every method on reasoning tasks.
+
+tasks (generated / loaded problems) -> methods (one sampler run -> one graded row)
+-> runner (resumable result file) -> sweep (local, process pool, Ray) -> summary / plots.
+``python -m powersmc_core eval ...`` (or ``python -m powersmc_core.evaluation ...``).
+"""
+
+from .api import run_task_comparison
+from .grading import extract_answer, is_equivalent, normalise
+from .methods import METHODS, EvalSettings, run_one
+from .plots import accuracy_latency_figure, save_figure, save_report_figures, sweep_figure
+from .runner import ResultStore, run_eval
+from .summary import format_table, summary_table, wilson_interval
+from .sweep import settings_grid
+from .tasks import Problem, arithmetic_problems, load_gsm8k, load_math500, load_task, word_problems
+
+__all__ = [
+    "METHODS",
+    "EvalSettings",
+    "Problem",
+    "ResultStore",
+    "accuracy_latency_figure",
+    "arithmetic_problems",
+    "extract_answer",
+    "format_table",
+    "is_equivalent",
+    "load_gsm8k",
+    "load_math500",
+    "load_task",
+    "normalise",
+    "run_eval",
+    "run_one",
+    "run_task_comparison",
+    "save_figure",
+    "save_report_figures",
+    "settings_grid",
+    "summary_table",
+    "sweep_figure",
+    "wilson_interval",
+    "word_problems",
+]

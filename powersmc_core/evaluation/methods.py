@@ -1,0 +1,245 @@
+r"""Methods under evaluation, built from one ``EvalSettings``, and one problem run -> one row.
+
+- ``base``:    TemperatureSampling(T=1, n=1)           — one ancestral sample of p
+- ``lowtemp``: TemperatureSampling(T=1/alpha, n=1)     — token-level sharpening
+- ``smc``:     PowerSMC(alpha, N particles, schedule)  — sequence-level pi_alpha ∝ p^alpha
+- ``mh``:      MHPowerSampler(alpha, mh_steps)         — Karan & Du's MCMC for pi_alpha
+- ``bon``:     BestOfN(N)                              — argmax log p over N samples
+
+Each method depends on a subset of the settings (base ignores alpha and N), and its
+config hash covers that subset only, so a sweep over alpha × N runs base once per
+problem. Every run's seed is derived from (settings.seed, problem id): reproducible and
+independent of the order or the worker a run lands on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from ..baselines import BestOfN, MHPowerSampler, TemperatureSampling
+from ..config import SCHEDULES, SMCConfig
+from ..models.base import LanguageModel
+from ..sampler import PowerSMC
+from ..stopping import make_stop_rule
+from .grading import extract_answer, is_equivalent
+from .tasks import Problem
+
+__all__ = [
+    "ANSWER_INSTRUCTION",
+    "METHODS",
+    "METHOD_FIELDS",
+    "EvalSettings",
+    "build_sampler",
+    "config_hash",
+    "method_config",
+    "parse_methods",
+    "prompt_ids_for",
+    "run_one",
+    "run_seed",
+]
+
+METHODS = ("base", "lowtemp", "smc", "mh", "bon")
+
+# Which settings each method actually reads (the rest would only split identical runs).
+METHOD_FIELDS: dict[str, tuple[str, ...]] = {
+    "base": ("max_new_tokens", "seed"),
+    "lowtemp": ("alpha", "max_new_tokens", "seed"),
+    "smc": (
+        "alpha",
+        "particles",
+        "schedule",
+        "ess_threshold",
+        "resampling",
+        "max_new_tokens",
+        "seed",
+    ),
+    "mh": ("alpha", "mh_steps", "mh_block_size", "max_new_tokens", "seed"),
+    "bon": ("particles", "max_new_tokens", "seed"),
+}
+
+ANSWER_INSTRUCTION = "Solve the problem step by step, then put the final answer in \\boxed{}."
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """One point of a sweep: the knobs of every method (each reads its own subset)."""
+
+    alpha: float = 4.0
+    particles: int = 16
+    schedule: str = "constant"
+    ess_threshold: float = 0.5
+    resampling: str = "systematic"
+    max_new_tokens: int = 128
+    mh_steps: int = 4
+    mh_block_size: int | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        # SMCConfig owns the validation of the shared fields; reuse its messages.
+        SMCConfig(
+            alpha=self.alpha,
+            n_particles=self.particles,
+            schedule=self.schedule,
+            ess_threshold=self.ess_threshold,
+            resampling=self.resampling,
+            max_new_tokens=self.max_new_tokens,
+            seed=self.seed,
+        )
+        if self.schedule not in SCHEDULES:  # pragma: no cover - SMCConfig already checks
+            raise ValueError(f"schedule must be one of {list(SCHEDULES)}")
+        if (
+            isinstance(self.mh_steps, bool)
+            or not isinstance(self.mh_steps, int)
+            or self.mh_steps < 0
+        ):
+            raise ValueError(f"mh_steps must be an integer >= 0, got {self.mh_steps!r}")
+        object.__setattr__(self, "alpha", float(self.alpha))
+        object.__setattr__(self, "ess_threshold", float(self.ess_threshold))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EvalSettings:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown settings {unknown}; known: {sorted(known)}")
+        return cls(**data)
+
+
+def parse_methods(text: str | list[str] | tuple[str, ...]) -> list[str]:
+    """'base,smc' -> ['base', 'smc'], validated, order kept, duplicates dropped."""
+    names = [m.strip() for m in (text.split(",") if isinstance(text, str) else text)]
+    names = [m for m in names if m]
+    bad = [m for m in names if m not in METHODS]
+    if bad or not names:
+        raise ValueError(f"unknown methods {bad or names}; choose from {list(METHODS)}")
+    return list(dict.fromkeys(names))
+
+
+def method_config(method: str, settings: EvalSettings) -> dict[str, Any]:
+    """The settings ``method`` reads, by name."""
+    if method not in METHOD_FIELDS:
+        raise ValueError(f"unknown method {method!r}; choose from {list(METHODS)}")
+    return {name: getattr(settings, name) for name in METHOD_FIELDS[method]}
+
+
+def config_hash(method: str, settings: EvalSettings, model: str) -> str:
+    """Short stable hash of (model, method, the settings it reads): the resume key's third part."""
+    payload = json.dumps(
+        {"model": model, "method": method, **method_config(method, settings)}, sort_keys=True
+    )
+    return hashlib.sha1(payload.encode()).hexdigest()[:12]
+
+
+def run_seed(settings: EvalSettings, problem_id: str) -> int:
+    """Seed of one run: a hash of (settings.seed, problem id), in [0, 2^31)."""
+    digest = hashlib.sha256(f"{settings.seed}:{problem_id}".encode()).digest()
+    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
+
+
+def build_sampler(
+    method: str, model: LanguageModel, settings: EvalSettings, seed: int, boxed: bool
+) -> Any:
+    """A fresh sampler (stop rules are stateful) for one run; ``boxed`` stops at \\boxed{...}."""
+    stop = make_stop_rule(boxed=boxed)
+    s = settings
+    if method == "base":
+        return TemperatureSampling(model, 1.0, 1, s.max_new_tokens, seed, stop=stop)
+    if method == "lowtemp":
+        return TemperatureSampling(model, 1.0 / s.alpha, 1, s.max_new_tokens, seed, stop=stop)
+    if method == "bon":
+        return BestOfN(model, n=s.particles, max_new_tokens=s.max_new_tokens, seed=seed, stop=stop)
+    if method == "smc":
+        config = SMCConfig(
+            alpha=s.alpha,
+            n_particles=s.particles,
+            schedule=s.schedule,
+            ess_threshold=s.ess_threshold,
+            resampling=s.resampling,
+            max_new_tokens=s.max_new_tokens,
+            seed=seed,
+        )
+        return PowerSMC(model, config, stop=stop)
+    if method == "mh":
+        return MHPowerSampler(
+            model,
+            alpha=s.alpha,
+            max_new_tokens=s.max_new_tokens,
+            block_size=s.mh_block_size,
+            mh_steps=s.mh_steps,
+            seed=seed,
+            stop=stop,
+        )
+    raise ValueError(f"unknown method {method!r}; choose from {list(METHODS)}")
+
+
+def prompt_ids_for(model: LanguageModel, problem: Problem) -> list[int]:
+    """Token ids of the problem: its own ids (toy), else the chat-formatted text + instruction."""
+    if problem.prompt_ids is not None:
+        return list(problem.prompt_ids)
+    encode = getattr(model, "encode_prompt", None)
+    if encode is None:
+        raise ValueError(
+            f"problem {problem.id!r} is text but model {model.name!r} has no encode_prompt(); "
+            "use a text model (e.g. smollm2) or the 'toy' task for token-id models"
+        )
+    return list(encode(f"{problem.prompt}\n{ANSWER_INSTRUCTION}", chat=True))
+
+
+def run_one(
+    model: LanguageModel,
+    problem: Problem,
+    method: str,
+    settings: EvalSettings,
+    model_label: str | None = None,
+) -> dict[str, Any]:
+    """Run ``method`` on ``problem`` and grade it: one result row (see ``runner.COLUMNS``)."""
+    label = model_label or model.name
+    seed = run_seed(settings, problem.id)
+    ids = prompt_ids_for(model, problem)
+    sampler = build_sampler(method, model, settings, seed, boxed=problem.prompt_ids is None)
+    start = time.perf_counter()
+    result = sampler.run(ids)
+    latency = time.perf_counter() - start
+    completion_ids = result.chosen_completion
+    completion = model.decode_batch([completion_ids])[0] if completion_ids else ""
+    answer = extract_answer(completion, problem.extractor)
+    tokens = len(completion_ids)
+    log_p = float(result.log_p[result.chosen])
+    extras = result.extras or {}
+    cfg = method_config(method, settings)
+    return {
+        "model": label,
+        "task": problem.task,
+        "problem_id": problem.id,
+        "difficulty": int(problem.difficulty),
+        "method": method,
+        "config_hash": config_hash(method, settings, label),
+        "config": json.dumps(cfg, sort_keys=True),
+        "alpha": float(cfg["alpha"]) if "alpha" in cfg else math.nan,
+        "particles": int(cfg["particles"]) if "particles" in cfg else -1,
+        "schedule": str(cfg.get("schedule", "")),
+        "max_new_tokens": int(settings.max_new_tokens),
+        "seed": seed,
+        "reference": problem.answer,
+        "answer": answer,
+        "correct": bool(is_equivalent(answer, problem.answer)),
+        "completion": completion,
+        "log_p": log_p,
+        "tokens": tokens,
+        # log p includes EOS when emitted; per token divides by the visible tokens (>= 1).
+        "log_p_per_token": log_p / max(tokens, 1),
+        "latency_s": latency,
+        "token_forwards": int(extras.get("token_forwards", -1)),
+        "n_resamples": int(result.n_resamples),
+        "ess_min": float(result.ess_min) if method == "smc" else math.nan,
+        "mh_acceptance": float(extras.get("acceptance_rate", math.nan)),
+        "finished": bool(result.finished[result.chosen]),
+    }

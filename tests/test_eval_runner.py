@@ -1,0 +1,219 @@
+"""Harness mechanics on the toy task: rows, resume after an interruption, pool, CLI, API."""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+import pandas as pd
+import pytest
+
+from powersmc_core import ToyLM
+from powersmc_core.evaluation import EvalSettings, run_eval, run_task_comparison, settings_grid
+from powersmc_core.evaluation.cli import add_arguments, main
+from powersmc_core.evaluation.methods import METHODS, config_hash, run_one
+from powersmc_core.evaluation.runner import COLUMNS, KEY, ResultStore, plan_jobs
+from powersmc_core.evaluation.tasks import arithmetic_problems, toy_problems
+
+SETTINGS = EvalSettings(alpha=4.0, particles=8, max_new_tokens=4, mh_steps=2, seed=5)
+# Columns that must agree between runs of the same jobs (latency is wall-clock).
+STABLE = [c for c in COLUMNS if c != "latency_s"]
+
+
+def _sorted(df: pd.DataFrame) -> pd.DataFrame:
+    return df.sort_values(list(KEY)).reset_index(drop=True)[STABLE]
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_one_row_per_problem_method_with_diagnostics():
+    model = ToyLM.trap()
+    problems = toy_problems(4)
+    df = run_eval(problems, list(METHODS), SETTINGS, model=model, progress=False)
+    assert len(df) == 4 * len(METHODS)
+    assert list(df.columns[: len(COLUMNS)]) == list(COLUMNS)
+    assert set(df["answer"]) <= {"A x", "A y", "A z", "B x", "B y", "B z"}
+    assert (df["correct"] == (df["answer"] == "B x")).all()
+    smc = df[df["method"] == "smc"]
+    assert ((smc["ess_min"] >= 1) & (smc["ess_min"] <= 8)).all()
+    assert df[df["method"] != "smc"]["ess_min"].isna().all()
+    mh = df[df["method"] == "mh"]["mh_acceptance"]
+    assert ((mh >= 0) & (mh <= 1)).all()
+    # log p of the chosen completion: the trap's sequences have p in {0.2, 0.36, 0.02}
+    # (the trap table is built from float32 literals, hence the 1e-6 tolerance).
+    logs = [math.log(p) for p in (0.2, 0.36, 0.02)]
+    assert df["log_p"].map(lambda v: any(math.isclose(v, t, rel_tol=1e-6) for t in logs)).all()
+    assert (df["tokens"] == 2).all()
+
+
+def test_base_is_not_rerun_across_an_alpha_sweep():
+    grid = settings_grid([2.0, 4.0], [4, 8], max_new_tokens=4)
+    jobs = plan_jobs(toy_problems(3), ["base", "lowtemp", "smc", "bon"], grid, "toy-trap")
+    by_method = pd.Series([job.method for job in jobs]).value_counts()
+    assert by_method["base"] == 3  # independent of alpha and N
+    assert by_method["lowtemp"] == 3 * 2  # alpha only
+    assert by_method["bon"] == 3 * 2  # N only
+    assert by_method["smc"] == 3 * 4
+    assert config_hash("smc", grid[0], "a") != config_hash("smc", grid[0], "b")  # model in key
+
+
+def test_runs_are_reproducible_from_seeds():
+    model = ToyLM.trap()
+    problem = toy_problems(1)[0]
+    for method in METHODS:
+        a = run_one(model, problem, method, SETTINGS)
+        b = run_one(model, problem, method, SETTINGS)
+        assert {k: a[k] for k in STABLE} == {k: b[k] for k in STABLE}
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_interrupted_run_resumes_without_duplicates(tmp_path, suffix):
+    model = ToyLM.trap()
+    problems = toy_problems(5)
+    methods = ["base", "lowtemp", "smc", "bon"]
+    reference = run_eval(problems, methods, SETTINGS, model=model, progress=False)
+    out = tmp_path / f"rows{suffix}"
+    stop_after = 7
+
+    def interrupt(done, total, row):
+        if done == stop_after:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        run_eval(
+            problems,
+            methods,
+            SETTINGS,
+            model=model,
+            out=out,
+            chunk_size=3,
+            progress=False,
+            callback=interrupt,
+        )
+    partial = ResultStore(out).table()
+    assert len(partial) == stop_after  # every row before the interruption was flushed
+
+    seen = []
+    final = run_eval(
+        problems,
+        methods,
+        SETTINGS,
+        model=model,
+        out=out,
+        chunk_size=3,
+        progress=False,
+        callback=lambda d, t, r: seen.append(d),
+    )
+    assert seen == list(range(stop_after + 1, 21))  # only the missing rows were computed
+    stored = ResultStore(out).table()
+    assert len(stored) == 20 and not stored.duplicated(list(KEY)).any()
+    pd.testing.assert_frame_equal(_sorted(final), _sorted(reference))
+    pd.testing.assert_frame_equal(_sorted(stored), _sorted(reference))
+    # A third run has nothing to do.
+    again = run_eval(
+        problems,
+        methods,
+        SETTINGS,
+        model=model,
+        out=out,
+        progress=False,
+        callback=lambda d, t, r: pytest.fail("nothing should run"),
+    )
+    assert len(again) == 20
+
+
+def test_store_rejects_unknown_formats_and_foreign_files(tmp_path):
+    with pytest.raises(ValueError, match=r"\.csv or \.parquet"):
+        ResultStore(tmp_path / "rows.json")
+    foreign = tmp_path / "other.csv"
+    foreign.write_text("a,b\n1,2\n")
+    with pytest.raises(ValueError, match="not a results file"):
+        ResultStore(foreign)
+
+
+def test_process_pool_gives_the_same_rows(tmp_path):
+    problems = toy_problems(4)
+    methods = ["base", "smc", "mh"]
+    local = run_eval(problems, methods, SETTINGS, model_spec="toy-trap", progress=False)
+    pooled = run_eval(
+        problems,
+        methods,
+        SETTINGS,
+        model_spec="toy-trap",
+        workers=2,
+        out=tmp_path / "pool.csv",
+        progress=False,
+    )
+    pd.testing.assert_frame_equal(_sorted(pooled), _sorted(local))
+    with pytest.raises(ValueError, match="model_spec"):
+        run_eval(problems, methods, SETTINGS, model=ToyLM.trap(), workers=2, progress=False)
+
+
+def test_text_tasks_need_a_text_model():
+    with pytest.raises(ValueError, match="encode_prompt"):
+        run_eval(arithmetic_problems(1), ["base"], SETTINGS, model=ToyLM.trap(), progress=False)
+
+
+def test_api_run_task_comparison_reports_progress():
+    calls = []
+    df = run_task_comparison(
+        ToyLM.trap(),
+        toy_problems(3),
+        "base,smc",
+        SETTINGS,
+        progress=lambda d, t, r: calls.append((d, t)),
+    )
+    assert len(df) == 6 and calls[-1] == (6, 6)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return parser
+
+
+def test_cli_runs_prints_summary_and_resumes(tmp_path, capsys):
+    out = tmp_path / "cli.csv"
+    argv = [
+        "--task",
+        "toy",
+        "--model",
+        "toy-trap",
+        "--n",
+        "3",
+        "--methods",
+        "base,smc,bon",
+        "--alpha",
+        "2,4",
+        "--particles",
+        "4",
+        "--max-new-tokens",
+        "4",
+        "--out",
+        str(out),
+        "--no-progress",
+        "--no-png",
+        "--plots",
+        str(tmp_path / "plots"),
+    ]
+    assert main(_parser().parse_args(argv)) == 0
+    printed = capsys.readouterr().out
+    assert "| smc α=4 N=4 | 3 |" in printed and "| base | 3 |" in printed
+    rows = pd.read_csv(out)
+    assert len(rows) == 3 * (1 + 2 + 1)
+    assert (tmp_path / "plots" / "accuracy_vs_latency.html").exists()
+    assert (tmp_path / "plots" / "accuracy_vs_alpha.html").exists()
+    assert main(_parser().parse_args(argv)) == 0  # resume: nothing new
+    assert len(pd.read_csv(out)) == len(rows)
+
+
+def test_cli_bad_input_returns_2(tmp_path, capsys):
+    args = _parser().parse_args(["--task", "gsm8k", "--out", str(tmp_path / "x.csv")])
+    assert main(args) == 2
+    assert "--data" in capsys.readouterr().err
+    args = _parser().parse_args(["--task", "toy", "--methods", "smc,greedy"])
+    assert main(args) == 2
+    with pytest.raises(SystemExit):
+        _parser().parse_args(["--alpha", "four"])
