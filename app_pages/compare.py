@@ -1,0 +1,129 @@
+"""Compare: one prompt through plain decoding, low temperature, Power-SMC, MH and best-of-N."""
+
+import streamlit as st
+
+from powersmc_core import app_support as sup
+from powersmc_core.plotting import live as charts
+
+state = st.session_state
+st.title("Compare methods")
+st.caption(
+    "The same prompt through every sampler on the same model: latency (and its ratio to plain "
+    "decoding), speed, the sequence log-likelihood per token of the returned completion, and the "
+    "answer, graded when the prompt is a preset with a known answer."
+)
+
+model_name = state.get("model_name", sup.DEFAULT_MODEL)
+try:
+    with st.spinner(f"Loading model {model_name!r}…"):
+        model = sup.load_cached(model_name)
+except (sup.ModelLoadError, ValueError) as err:
+    st.error(f"Could not load model {model_name!r}: {err}")
+    st.stop()
+toy = sup.is_toy(model)
+
+if toy:
+    prefix = st.selectbox(
+        "Prompt (token prefix)",
+        sup.toy_prefix_options(model),
+        format_func=lambda p: sup.prefix_label(model, p),
+        key="cmp_toy_prefix",
+    )
+    prompt, reference = prefix, sup.toy_reference(model, prefix)
+    st.caption(f"Known answer (exact mode of π_α): **{reference}**")
+else:
+    names = [p.name for p in sup.TEXT_PRESETS] + ["Free text"]
+    choice = st.selectbox("Prompt", names, key="cmp_preset")
+    if choice == "Free text":
+        prompt, reference = (
+            st.text_area("Prompt", "Name three prime numbers.", key="cmp_prompt"),
+            None,
+        )
+    else:
+        preset = sup.TEXT_PRESETS[names.index(choice)]
+        prompt, reference = preset.prompt, preset.answer
+        st.caption(f"{preset.prompt}  — known answer: **{preset.answer}**")
+
+c1, c2, c3, c4, c5 = st.columns(5)
+alpha = c1.number_input("α (power)", value=4.0, step=0.5, key="cmp_alpha")
+n_particles = c2.number_input(
+    "N (SMC particles, best-of-N)", value=8 if toy else 4, step=1, key="cmp_n"
+)
+max_new_tokens = c3.number_input(
+    "max new tokens", value=8 if toy else 32, step=8, key="cmp_max_tokens"
+)
+mh_steps = c4.number_input("MH steps per block", value=4, step=1, key="cmp_mh_steps")
+seed = c5.number_input("seed", value=0, step=1, key="cmp_seed")
+methods = st.multiselect(
+    "Methods",
+    list(sup.COMPARE_METHODS),
+    default=list(sup.COMPARE_METHODS),
+    format_func=sup.COMPARE_METHODS.get,
+    key="cmp_methods",
+)
+stop_rule = st.selectbox("stop rule", sup.STOP_RULES, index=0 if toy else 1, key="cmp_stop_rule")
+
+if st.button("Run comparison", type="primary", key="cmp_run"):
+    try:
+        sup.check_run_limits(n_particles, max_new_tokens)
+        if isinstance(mh_steps, bool) or not isinstance(mh_steps, int) or mh_steps < 0:
+            raise ValueError(f"MH steps must be an integer >= 0, got {mh_steps!r}")
+        settings = sup.CompareSettings(
+            alpha=alpha,
+            n_particles=n_particles,
+            max_new_tokens=max_new_tokens,
+            seed=seed,
+            mh_steps=mh_steps,
+        )
+        settings.smc_config()
+        ids = sup.prompt_ids(model, prompt)
+        sup.make_stop(stop_rule)  # validate once; each method gets a fresh rule below
+        runs = []
+        with st.status("Running the methods…", expanded=True) as box:
+            progress = st.progress(0.0)
+            for k, run in enumerate(
+                sup.compare_runs(model, ids, methods, settings, lambda: sup.make_stop(stop_rule))
+            ):
+                runs.append(run)
+                st.write(f"{sup.COMPARE_METHODS[run[0]]}: {run[2]:.2f} s")
+                progress.progress((k + 1) / len(methods))
+            box.update(label=f"Ran {len(runs)} methods", state="complete", expanded=False)
+    except ValueError as err:
+        st.error(f"Invalid settings: {err}")
+    else:
+        state["cmp_last"] = {
+            "frame": sup.comparison_frame(runs, model, reference),
+            "runs": runs,
+            "model": model_name,
+        }
+
+last = state.get("cmp_last")
+if last is not None:
+    frame = last["frame"]
+    st.subheader(f"Results on {last['model']}")
+    st.dataframe(
+        frame.drop(columns=["key"]),
+        hide_index=True,
+        column_config={
+            "latency [s]": st.column_config.NumberColumn(format="%.3f"),
+            "× plain": st.column_config.NumberColumn(format="%.1f×"),
+            "tokens/s": st.column_config.NumberColumn(format="%.1f"),
+            "log p": st.column_config.NumberColumn(format="%.2f"),
+            "log p / token": st.column_config.NumberColumn(format="%.3f"),
+        },
+        key="cmp_table",
+    )
+    left, right = st.columns(2)
+    left.plotly_chart(charts.loglik_per_token_figure(frame), key="cmp_loglik")
+    traces = {
+        f"MH (final acceptance {r.extras.get('acceptance_rate', float('nan')):.2f})": r.extras[
+            "acceptance_trace"
+        ]
+        for m, r, _ in last["runs"]
+        if m == "mh" and r.extras
+    }
+    right.plotly_chart(charts.mh_acceptance_figure(traces), key="cmp_mh")
+
+# HOOK(lead): task-set comparison. When wired, call
+#   sup.evaluation_api().run_task_comparison(model, problems, methods, EvalSettings(...), progress)
+# here and show api.summary_table(df) and api.accuracy_latency_figure(...) below the table.

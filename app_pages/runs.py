@@ -1,0 +1,95 @@
+"""Runs: the session's history, downloads, uploads, and a step-by-step replay of any run."""
+
+import streamlit as st
+
+from powersmc_core import app_support as sup
+from powersmc_core.plotting import live as charts
+from powersmc_core.trace import TraceError
+
+state = st.session_state
+st.title("Runs")
+st.caption(
+    "Every finished or stopped Live SMC run of this session is kept here (newest first, "
+    f"at most {sup.MAX_HISTORY}). Download a run as a trace (JSON lines: one step record per "
+    "line) or its summary (CSV); upload a trace to replay it."
+)
+
+# ---- upload ------------------------------------------------------------------------------
+upload = st.file_uploader(
+    f"Upload a trace (.jsonl, at most {sup.MAX_UPLOAD_BYTES // 2**20} MB)",
+    type=["jsonl", "json", "txt"],
+    key="runs_upload",
+    max_upload_size=sup.MAX_UPLOAD_BYTES // 2**20,
+)
+if upload is not None:
+    token = (upload.name, upload.size, getattr(upload, "file_id", None))
+    if state.get("runs_last_upload") != token:  # reruns keep the file: import it once
+        try:
+            entry = sup.load_uploaded_trace(upload.getvalue(), upload.name)
+        except TraceError as err:
+            st.error(f"Could not read {upload.name}: {err}")
+        else:
+            sup.remember(state, entry)
+            state["runs_last_upload"] = token
+            state["runs_select"] = entry.run_id
+            st.success(
+                f"Loaded {upload.name}: {len(entry.records)} steps, N = {entry.records[0].n_particles}."
+            )
+
+runs = sup.history(state)
+if not runs:
+    st.info("No runs yet: press Run on the Live SMC page, or upload a trace above.")
+    st.stop()
+
+st.dataframe(sup.summary_frame(runs), hide_index=True, key="runs_table")
+
+# ---- one run -----------------------------------------------------------------------------
+by_id = {e.run_id: e for e in runs}
+if state.get("runs_select") not in by_id:
+    state["runs_select"] = runs[0].run_id
+run_id = st.selectbox("Run", list(by_id), format_func=lambda r: by_id[r].label, key="runs_select")
+entry = by_id[run_id]
+
+c1, c2 = st.columns(2)
+c1.download_button(
+    "Download trace (.jsonl)",
+    sup.entry_trace_text(entry),
+    file_name=f"powersmc-{entry.run_id}.jsonl",
+    mime="application/jsonl",
+    key="runs_download_trace",
+    icon=":material/download:",
+)
+c2.download_button(
+    "Download summary (.csv)",
+    sup.entry_summary_csv(entry),
+    file_name=f"powersmc-{entry.run_id}-summary.csv",
+    mime="text/csv",
+    key="runs_download_csv",
+    icon=":material/table:",
+)
+
+records = entry.records
+n_steps = len(records)
+step = st.slider(
+    "Replay: token index", 1, max(2, n_steps), n_steps, key="runs_step", disabled=n_steps < 2
+)
+step = min(step, n_steps)
+shown = records[:step]
+kappa = entry.config.get("ess_threshold")
+alpha = entry.config.get("alpha")
+figures = charts.live_figures(shown, kappa, alpha, heavy=True)
+left, right = st.columns(2)
+for i, name in enumerate(("ess", "schedule", "weights", "heatmap")):
+    (left if i % 2 == 0 else right).plotly_chart(figures[name], key=f"runs_{name}")
+st.plotly_chart(figures["renyi"], key="runs_renyi")
+left, right = st.columns(2)
+left.plotly_chart(figures["genealogy"], key="runs_genealogy")
+with right:
+    frame = sup.particle_frame(shown[-1])
+    st.markdown(f"**Particles at step {step}**, sorted by weight")
+    st.caption(f"Leader, particle {frame['particle'][0]}: {frame['text'][0]!r}")
+    st.dataframe(
+        charts.style_particle_table(frame),
+        hide_index=True,
+        column_config=charts.PARTICLE_COLUMNS,
+    )

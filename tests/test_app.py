@@ -1,0 +1,566 @@
+"""The Streamlit app: its helpers (app_support), its figures (plotting.live) and every page.
+
+Pages are driven with streamlit.testing's AppTest on the toy models (milliseconds per run).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from powersmc_core import app_support as sup
+from powersmc_core.config import SMCConfig
+from powersmc_core.models.loading import load_model
+from powersmc_core.plotting import live as charts
+from powersmc_core.plotting.style import particle_colors
+from powersmc_core.sampler import PowerSMC
+from powersmc_core.trace import TraceError
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = str(ROOT / "app.py")
+TIMEOUT = 60
+
+
+class FakeClock:
+    """A clock the test moves by hand (``tick`` per call)."""
+
+    def __init__(self, tick: float = 0.0) -> None:
+        self.now, self.tick = 0.0, tick
+
+    def __call__(self) -> float:
+        self.now += self.tick
+        return self.now
+
+
+def toy_run(name: str = "toy-random:3,8,0", tick: float = 0.0, **config) -> sup.LiveRun:
+    model = load_model(name)
+    cfg = SMCConfig(**{"alpha": 4.0, "n_particles": 8, "max_new_tokens": 8, "seed": 3, **config})
+    return sup.LiveRun(
+        model, cfg, [], model_name=name, prompt_label="(empty)", clock=FakeClock(tick)
+    )
+
+
+def strip_time(record):
+    """A record as comparable JSON (NaN written as "nan"), without its wall-clock field."""
+    data = json.loads(record.to_json())
+    data.pop("elapsed")
+    return data
+
+
+# ---- throttle and live runs ------------------------------------------------------------
+class TestThrottle:
+    def test_first_poll_is_full_then_waits_for_intervals(self):
+        th = sup.Throttle(light_s=0.25, full_s=1.0, cost_factor=3.0)
+        assert th.poll(0.0) == "full"
+        th.drawn("full", 0.0, 0.01)
+        assert th.poll(0.1) is None
+        assert th.poll(0.3) == "light"
+        th.drawn("light", 0.3, 0.31)
+        assert th.poll(1.02) == "full"
+
+    def test_full_redraws_stay_within_the_time_budget(self):
+        th = sup.Throttle(light_s=math.inf, full_s=0.0, cost_factor=0.0, budget=0.2)
+        now, spent = 0.0, 0.0
+        for _ in range(1000):  # steps of 0.1 s; every redraw costs 0.5 s
+            now += 0.1
+            kind = th.poll(now)
+            if kind is not None:
+                th.drawn(kind, now, now + 0.5)
+                now += 0.5
+                spent += 0.5
+        assert spent / now <= 0.2 + 0.5 / now  # the budget, give or take the last redraw
+        assert spent > 0.15 * now  # and the budget is used, not starved
+
+    def test_light_redraws_fill_in_while_the_budget_blocks_full_ones(self):
+        th = sup.Throttle(light_s=0.25, full_s=1.0, cost_factor=3.0, budget=0.2)
+        th.poll(0.0)
+        th.drawn("full", 0.0, 1.0)  # 1 s spent: no full redraw before t = 5 s
+        assert th.poll(4.0) == "light"
+        th.drawn("light", 4.0, 4.01)
+        assert th.poll(4.5) == "light"
+        assert th.poll(5.1) == "full"
+
+    def test_interval_stretches_to_cost_factor_times_draw_cost(self):
+        th = sup.Throttle(light_s=0.25, full_s=1.0, cost_factor=3.0, budget=1.0)
+        th.poll(0.0)
+        th.drawn("full", 0.0, 2.0)  # a 2 s redraw: wait 6 s before the next full one
+        assert th.interval("full") == pytest.approx(6.0)
+        assert th.poll(7.9) != "full"
+        assert th.poll(8.0) == "full"
+
+
+class TestLiveRun:
+    def test_frozen_clock_draws_first_and_final_only(self):
+        run = toy_run(tick=0.0)
+        updates = list(run.updates())
+        assert run.done and updates[-1].final and updates[-1].kind == "full"
+        assert updates[0].kind == "full"
+        assert len(updates) == (1 if len(run.records) == 1 else 2)
+        assert [r.step for r in run.records] == list(range(1, len(run.records) + 1))
+
+    def test_slow_steps_draw_every_step_and_heavy_charts_less_often(self):
+        run = toy_run(tick=1.0)  # every clock reading is 1 s later: slow steps, slow draws
+        run.throttle = sup.Throttle(light_s=0.5, full_s=5.0, cost_factor=0.0, budget=1.0)
+        kinds = [u.kind for u in run.updates()]
+        assert len(kinds) == len(run.records) >= 4
+        assert kinds[0] == kinds[-1] == "full"
+        assert "light" in kinds[1:-1]
+
+    def test_interrupted_then_stopped_keeps_decoded_steps(self):
+        run = toy_run(tick=10.0)
+        stream = run.updates()
+        next(stream)
+        next(stream)
+        stream.close()  # what a Streamlit rerun does to the page's loop
+        entry = run.finish()
+        assert entry.status == "stopped"
+        assert [r.step for r in entry.records] == [1, 2]
+        assert entry.result is not None and entry.result.n_steps == 2
+        assert entry.compute_s is not None and entry.compute_s > 0
+
+    def test_resumed_run_first_redraws_what_it_has(self):
+        run = toy_run(tick=0.0)
+        first = run.updates()
+        next(first)
+        first.close()
+        resumed = run.updates()
+        update = next(resumed)
+        assert update.kind == "full" and [r.step for r in update.records] == [1]
+
+    def test_resumed_run_equals_uninterrupted_run(self):
+        whole = toy_run(tick=10.0)
+        for _ in whole.updates():
+            pass
+        resumed = toy_run(tick=10.0)
+        first = resumed.updates()
+        next(first)
+        first.close()
+        for _ in resumed.updates():
+            pass
+        assert resumed.finish().status == "finished"
+        assert [strip_time(r) for r in resumed.records] == [strip_time(r) for r in whole.records]
+
+    def test_records_match_the_plain_sampler(self):
+        run = toy_run()
+        for _ in run.updates():
+            pass
+        plain = list(PowerSMC(run.model, run.config).stream([]))
+        assert [strip_time(r) for r in run.records] == [strip_time(r) for r in plain]
+
+
+# ---- helpers ---------------------------------------------------------------------------
+def test_toy_reference_of_the_trap_is_b_x():
+    model = load_model("toy-trap")
+    assert sup.toy_reference(model, ()) == "B x"
+    assert sup.toy_reference(model, (0,)) in {"x", "y", "z"}  # continuation only; a 3-way tie
+
+
+def test_toy_prefixes_leave_room_to_decode():
+    model = load_model("toy-random:4,4,0")  # 3 letters + EOS, sequences of at most 4 tokens
+    options = sup.toy_prefix_options(model)
+    assert options[0] == () and len(options) == 1 + 3 + 9
+    assert len(sup.toy_prefix_options(load_model("toy-random:3,8,0"), max_options=20)) == 20
+    assert all(len(p) <= model.max_len - 2 for p in options)
+
+
+def test_prompt_ids_reject_text_for_toys_and_empty_text_for_llms():
+    toy = load_model("toy-trap")
+    assert sup.prompt_ids(toy, (1,)) == [1]
+    with pytest.raises(ValueError, match="token prefix"):
+        sup.prompt_ids(toy, "hello")
+
+    class TextModel:
+        name = "stub"
+
+        def encode_prompt(self, text, chat=True):
+            return [7, len(text)]
+
+    assert sup.prompt_ids(TextModel(), "hi") == [7, 2]
+    with pytest.raises(ValueError, match="empty"):
+        sup.prompt_ids(TextModel(), "   ")
+
+
+def test_grade_extracts_boxed_answers_and_compares_toys_exactly():
+    assert sup.grade("so the answer is \\boxed{42}.", "42") == ("42", True)
+    assert sup.grade("It is 41", "42") == ("41", False)
+    assert sup.grade("B x", "B x", toy=True) == ("B x", True)
+    assert sup.grade("no number here", None) == (None, None)
+
+
+def test_make_stop_validates_rules():
+    assert sup.make_stop("EOS only") is None
+    assert sup.make_stop("\\boxed{} answer") is not None
+    assert sup.make_stop("stop strings", "END,\\n\\n") is not None
+    with pytest.raises(ValueError, match="at least one"):
+        sup.make_stop("stop strings", " , ")
+    with pytest.raises(ValueError, match="stop rule"):
+        sup.make_stop("nonsense")
+
+
+@pytest.mark.parametrize(("n", "length"), [(0, 8), (sup.MAX_PARTICLES + 1, 8), (4, 0), (4.5, 8)])
+def test_run_limits_reject_out_of_range(n, length):
+    with pytest.raises(ValueError, match="must be an integer"):
+        sup.check_run_limits(n, length)
+
+
+def test_particle_frame_sorts_by_weight_and_marks_leader_and_finished():
+    run = toy_run()
+    for _ in run.updates():
+        pass
+    last = run.records[-1]
+    frame = sup.particle_frame(last)
+    assert list(frame["weight"]) == sorted(frame["weight"], reverse=True)
+    assert frame["status"].iloc[0].startswith("★ leader")
+    assert frame["weight"].sum() == pytest.approx(1.0)
+    assert sum("finished" in s for s in frame["status"]) == sum(last.finished)
+
+
+def test_history_replaces_same_id_and_is_capped():
+    state: dict = {}
+    entry = toy_run().finish()
+    sup.remember(state, entry)
+    sup.remember(state, entry)
+    assert len(sup.history(state)) == 1
+    for _ in range(sup.MAX_HISTORY + 3):
+        sup.remember(state, toy_run().finish())
+    assert len(sup.history(state)) == sup.MAX_HISTORY
+
+
+def test_trace_download_round_trips_through_upload():
+    run = toy_run()
+    for _ in run.updates():
+        pass
+    entry = run.finish()
+    text = sup.entry_trace_text(entry)
+    back = sup.load_uploaded_trace(text.encode(), "run.jsonl")
+    assert back.status == "uploaded" and back.model == entry.model
+    assert [strip_time(r) for r in back.records] == [strip_time(r) for r in entry.records]
+    original, restored = sup.run_summary(entry), sup.run_summary(back)
+    for key in ("completion", "log p", "log Z-hat", "steps", "chosen particle", "resamples"):
+        assert restored[key] == original[key]
+    csv = sup.entry_summary_csv(entry).splitlines()
+    assert len(csv) == 2 and csv[0].startswith("run,status,model")
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"", "empty"),
+        (b"not json\n", "line 1: not valid JSON"),
+        (b'{"kind": "header", "format": "other"}\n', "not a powersmc-trace"),
+        (b"\xff\xfe", "not UTF-8"),
+    ],
+)
+def test_bad_uploads_raise_trace_errors(data, message):
+    with pytest.raises(TraceError, match=message):
+        sup.load_uploaded_trace(data, "bad.jsonl")
+
+
+def test_oversized_upload_is_refused_before_parsing():
+    with pytest.raises(TraceError, match="upload limit"):
+        sup.load_uploaded_trace(b" " * (sup.MAX_UPLOAD_BYTES + 1), "big.jsonl")
+
+
+def test_comparison_frame_on_the_trap():
+    model = load_model("toy-trap")
+    settings = sup.CompareSettings(alpha=4.0, n_particles=8, max_new_tokens=4, mh_steps=2)
+    runs = list(sup.compare_runs(model, [], list(sup.COMPARE_METHODS), settings))
+    frame = sup.comparison_frame(runs, model, reference="B x")
+    assert list(frame["key"]) == list(sup.COMPARE_METHODS)
+    assert frame.loc[frame["key"] == "base", "× plain"].item() == pytest.approx(1.0)
+    assert frame["correct"].isin([True, False]).all()
+    assert (frame["log p / token"] <= 0).all()
+    mh = next(r for m, r, _ in runs if m == "mh")
+    assert len(mh.extras["acceptance_trace"]) > 0
+    with pytest.raises(ValueError, match="unknown methods"):
+        list(sup.compare_runs(model, [], ["nope"], settings))
+
+
+# ---- figures ---------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def records():
+    model = load_model("toy-random:3,8,0")
+    cfg = SMCConfig(alpha=4.0, n_particles=6, ess_threshold=0.9, max_new_tokens=8, seed=1)
+    return list(PowerSMC(model, cfg).stream([]))
+
+
+def test_every_live_figure_has_title_axes_and_data(records):
+    figures = charts.live_figures(records, 0.9, 4.0, str)
+    assert set(figures) == {"ess", "schedule", "weights", "heatmap", "renyi", "genealogy"}
+    for name, fig in figures.items():
+        assert fig.layout.title.text, name
+        assert fig.layout.xaxis.title.text and fig.layout.yaxis.title.text, name
+        assert any(len(t.x if t.x is not None else []) > 0 for t in fig.data), name
+        json.loads(fig.to_json())  # serialisable (no NaN/inf trouble)
+
+
+def test_figures_use_the_particle_colour_of_each_slot(records):
+    n = records[-1].n_particles
+    bars = charts.weights_figure(records[-1]).data[0]
+    assert list(bars.marker.color) == particle_colors(n)
+    renyi = charts.renyi_figure(records)
+    per_particle = [t for t in renyi.data if t.name and t.name.startswith("particle ")]
+    assert len(per_particle) == 2 * n
+    assert {t.name: t.line.color for t in per_particle} == {
+        f"particle {i}": c for i, c in enumerate(particle_colors(n))
+    }
+
+
+def test_ess_figure_marks_threshold_and_every_resampling(records):
+    fig = charts.ess_figure(records, 0.9)
+    events = [r.step for r in records if r.resampled]
+    marks = next(t for t in fig.data if t.name.startswith("resampled"))
+    assert list(marks.x) == events
+    n = records[-1].n_particles
+    assert any(math.isclose(s.y0, 0.9 * n) for s in fig.layout.shapes)
+
+
+def test_genealogy_draws_one_edge_per_slot_and_step(records):
+    fig = charts.genealogy_figure(records)
+    edges = [t for t in fig.data if t.name in ("extinct lineage", "surviving lineage")]
+    n_segments = sum(int(np.isnan(np.asarray(t.x, dtype=float)).sum()) for t in edges)
+    assert n_segments == (len(records) - 1) * records[-1].n_particles
+
+
+def test_empty_records_give_placeholder_figures():
+    for fig in charts.live_figures([], 0.5, 4.0).values():
+        assert fig.layout.title.text
+
+
+# ---- pages -----------------------------------------------------------------------------
+def test_no_legacy_pages_folder():
+    # Streamlit treats a folder named pages/ as a legacy multipage app until st.navigation
+    # first runs: a fresh server's first deep link would then run a page without app.py.
+    assert not (ROOT / "pages").exists()
+    assert (ROOT / "app_pages" / "live_smc.py").is_file()
+
+
+def app(model: str = "toy-trap", page: str | None = None, **state) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.session_state["model_choice"] = model
+    for key, value in state.items():
+        at.session_state[key] = value
+    at.run()
+    if page is not None:
+        at.switch_page(page).run()
+    return at
+
+
+def no_exception(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def test_home_loads_with_model_picker_and_links():
+    at = app()
+    no_exception(at)
+    assert at.selectbox(key="model_choice").value == "toy-trap"
+    assert len(at.get("page_link")) >= 4
+    assert len(at.get("plotly_chart")) >= 1
+    at.slider(key="home_alpha").set_value(2.0).run()
+    no_exception(at)
+
+
+def test_sidebar_model_picker_drives_the_pages():
+    at = app(page="app_pages/live_smc.py")
+    assert at.session_state["model_name"] == "toy-trap"
+    at.selectbox(key="model_choice").set_value("toy-random:3,8,0").run()
+    no_exception(at)
+    assert at.session_state["model_name"] == "toy-random:3,8,0"
+    assert at.selectbox(key="live_toy_prefix").value == ()
+    at.selectbox(key="model_choice").set_value("custom: hub id or local folder").run()
+    at.text_input(key="model_custom").input("./no/such/model-folder").run()
+    no_exception(at)
+    assert any("Could not load model" in e.value for e in at.error)
+
+
+LIVE_KEYS = {
+    "number_input": [
+        "live_alpha",
+        "live_n",
+        "live_max_tokens",
+        "live_seed",
+        "live_ramp",
+        "live_alpha_start",
+        "live_block",
+    ],
+    "slider": ["live_target_ess", "live_kappa"],
+    "selectbox": ["live_toy_prefix", "live_schedule", "live_resampling", "live_stop_rule"],
+    "checkbox": ["live_tau_custom"],
+    "button": ["live_run", "live_stop"],
+}
+
+
+def test_live_page_widgets_have_stable_keys():
+    at = app(page="app_pages/live_smc.py")
+    no_exception(at)
+    for kind, keys in LIVE_KEYS.items():
+        for key in keys:
+            assert getattr(at, kind)(key=key) is not None, key
+
+
+def test_live_run_completes_and_shows_result():
+    at = app(page="app_pages/live_smc.py")
+    at.button(key="live_run").click().run()
+    no_exception(at)
+    assert not at.error
+    assert len(at.get("plotly_chart")) == 6
+    assert any("Finished" in s.value for s in at.success)
+    labels = {m.label for m in at.metric}
+    assert {"log p(y|x)", "log Ẑ", "latency (sampling)"} <= labels
+    history = at.session_state["run_history"]
+    assert len(history) == 1 and history[0].status == "finished"
+    at.run()  # a rerun redraws the last run from session state
+    no_exception(at)
+    assert len(at.get("plotly_chart")) == 6
+
+
+def test_live_run_with_bridging_and_custom_tau_warns():
+    at = app(model="toy-random:3,8,0", page="app_pages/live_smc.py")
+    at.selectbox(key="live_schedule").set_value("linear")
+    at.checkbox(key="live_tau_custom").check().run()
+    assert any("proposal temperature" in w.value for w in at.warning)
+    at.number_input(key="live_tau").set_value(0.5)
+    at.button(key="live_run").click().run()
+    no_exception(at)
+    assert not at.error
+    record = at.session_state["run_history"][0].records[0]
+    assert record.tau == 0.5 and record.alpha < 4.0
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("live_alpha", 0.0, "alpha must be > 0"),
+        ("live_alpha", -2.0, "alpha must be > 0"),
+        ("live_n", 0, "n_particles"),
+        ("live_n", 100_000, "n_particles"),
+        ("live_max_tokens", 0, "max_new_tokens"),
+        ("live_block", 0, "block_size"),
+        ("live_seed", -1, "seed"),
+    ],
+)
+def test_live_invalid_inputs_show_an_error(key, value, message):
+    at = app(page="app_pages/live_smc.py")
+    at.number_input(key=key).set_value(value)
+    at.button(key="live_run").click().run()
+    no_exception(at)
+    assert any(message in e.value for e in at.error), [e.value for e in at.error]
+    assert "run_history" not in at.session_state or not at.session_state["run_history"]
+
+
+def test_live_stop_before_the_first_token_keeps_nothing():
+    at = app(model="toy-random:3,8,0", page="app_pages/live_smc.py")
+    at.session_state["live_active"] = toy_run(name="toy-random:3,8,0")  # no step decoded yet
+    at.button(key="live_stop").click().run()
+    no_exception(at)
+    assert any("Stopped at step 0" in i.value for i in at.info)
+    assert not sup.history(at.session_state)
+    at.switch_page("app_pages/runs.py").run()
+    no_exception(at)
+
+
+def test_live_stop_keeps_the_decoded_part():
+    at = app(model="toy-random:3,8,0", page="app_pages/live_smc.py")
+    half = toy_run(name="toy-random:3,8,0")
+    half.step()  # a run interrupted after one token, as a Stop click finds it
+    at.session_state["live_active"] = half
+    at.button(key="live_stop").click().run()
+    no_exception(at)
+    assert any("Stopped at step 1" in i.value for i in at.info)
+    entry = at.session_state["run_history"][0]
+    assert entry.run_id == half.run_id
+    assert entry.status == "stopped" and len(entry.records) == 1
+    assert "live_active" not in at.session_state
+    assert len(at.get("plotly_chart")) == 6  # the kept part is drawn
+
+
+def test_live_run_interrupted_by_another_rerun_resumes():
+    at = app(model="toy-random:3,8,0", page="app_pages/live_smc.py")
+    half = toy_run(name="toy-random:3,8,0")
+    half.step()
+    at.session_state["live_active"] = half
+    at.run()  # any rerun that is not Stop continues the same run
+    no_exception(at)
+    entry = at.session_state["run_history"][0]
+    assert entry.run_id == half.run_id and entry.status == "finished"
+    assert [r.step for r in entry.records] == list(range(1, len(entry.records) + 1))
+
+
+def test_unknown_model_shows_an_error_on_every_model_page():
+    for page in ("app_pages/live_smc.py", "app_pages/compare.py"):
+        at = app(
+            model="custom: hub id or local folder",
+            page=page,
+            model_custom="./no/such/model-folder",
+        )
+        no_exception(at)
+        assert any("Could not load model" in e.value for e in at.error), page
+
+
+def test_compare_page_runs_every_method_on_a_toy():
+    at = app(page="app_pages/compare.py")
+    no_exception(at)
+    for key in ("cmp_alpha", "cmp_n", "cmp_max_tokens", "cmp_mh_steps", "cmp_seed"):
+        assert at.number_input(key=key) is not None
+    at.button(key="cmp_run").click().run()
+    no_exception(at)
+    assert not at.error
+    frame = at.dataframe[0].value
+    assert len(frame) == len(sup.COMPARE_METHODS)
+    assert {"latency [s]", "× plain", "tokens/s", "log p / token", "answer", "correct"} <= set(
+        frame
+    )
+    assert len(at.get("plotly_chart")) == 2
+
+
+def test_compare_invalid_inputs_show_an_error():
+    at = app(page="app_pages/compare.py")
+    at.number_input(key="cmp_alpha").set_value(0.0)
+    at.button(key="cmp_run").click().run()
+    no_exception(at)
+    assert any("alpha must be > 0" in e.value for e in at.error)
+    at.number_input(key="cmp_alpha").set_value(4.0)
+    at.multiselect(key="cmp_methods").set_value([])
+    at.button(key="cmp_run").click().run()
+    assert any("unknown methods" in e.value for e in at.error)
+
+
+def test_theory_lab_loads_and_runs():
+    at = app(page="app_pages/theory_lab.py")
+    no_exception(at)
+    assert len(at.get("plotly_chart")) >= 1
+    assert at.button(key="theory_run") is not None
+    at.button(key="theory_run").click().run()
+    no_exception(at)
+    assert not at.error
+    assert len(at.get("plotly_chart")) >= 4
+
+
+def test_runs_page_empty_then_upload_replay_and_bad_upload():
+    at = app(page="app_pages/runs.py")
+    no_exception(at)
+    assert any("No runs yet" in i.value for i in at.info)
+    run = toy_run()
+    for _ in run.updates():
+        pass
+    text = sup.entry_trace_text(run.finish()).encode()
+    at.file_uploader(key="runs_upload").set_value(("run.jsonl", text, "application/jsonl")).run()
+    no_exception(at)
+    assert any("Loaded run.jsonl" in s.value for s in at.success)
+    assert len(at.get("plotly_chart")) == 6
+    slider = at.slider(key="runs_step")
+    assert slider.value == len(run.records)
+    slider.set_value(1).run()
+    no_exception(at)
+    assert any("step 1**" in m.value for m in at.markdown)
+    assert at.get("download_button")  # trace and summary downloads
+    at.file_uploader(key="runs_upload").set_value(
+        ("bad.jsonl", b"{broken", "application/jsonl")
+    ).run()
+    no_exception(at)
+    assert any("Could not read bad.jsonl" in e.value and "line 1" in e.value for e in at.error)

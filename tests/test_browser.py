@@ -1,0 +1,193 @@
+"""The app in a real browser: `streamlit run app.py` driven by Playwright with Debian's Chromium.
+
+Opens Live SMC, runs the embedded SmolLM2 model for a short generation, waits for the
+run to finish, and checks that the Plotly charts rendered with data and that no
+Streamlit exception box is shown. The screenshot goes to test-output/live_smc.png
+(the README's docs/screenshots/live_smc.png is a copy of it).
+
+Playwright cannot download browsers here, so the test uses /usr/bin/chromium and
+installs the Debian package when it is missing and the test runs as root (as the
+Makefile's `browser` target does); otherwise it is skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+OUTPUT = ROOT / "test-output"
+CHROMIUM = "/usr/bin/chromium"
+# The network is closed: no background fetches, no GPU, no sandbox (root in a container).
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+    "--disable-dev-shm-usage",
+]
+# First load of the embedded model converts the GGUF file (~20 s); the run itself takes
+# seconds on an idle CPU and much longer on a loaded shared one.
+RUN_TIMEOUT_S = 420
+
+pytestmark = pytest.mark.slow
+
+
+def ensure_chromium() -> str:
+    if Path(CHROMIUM).exists():
+        return CHROMIUM
+    if hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get"):
+        subprocess.run(["apt-get", "update", "-qq"], check=False, timeout=600)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], check=False, timeout=1200)
+    if not Path(CHROMIUM).exists():
+        pytest.skip(
+            "Debian chromium is missing and cannot be installed (needs root): apt-get install chromium"
+        )
+    return CHROMIUM
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[str]:
+    port = free_port()
+    OUTPUT.mkdir(exist_ok=True)
+    log = (OUTPUT / "streamlit-server.log").open("w")
+    cmd = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        "app.py",
+        "--server.headless",
+        "true",
+        "--server.address",
+        "127.0.0.1",
+        "--server.port",
+        str(port),
+        "--browser.gatherUsageStats",
+        "false",
+    ]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"streamlit exited with {proc.returncode}; see {log.name}")
+            with (
+                contextlib.suppress(OSError),
+                urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as reply,
+            ):
+                if reply.status == 200:
+                    break
+            if time.monotonic() > deadline:
+                pytest.fail(f"streamlit did not answer on {url} within 60 s; see {log.name}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+# Plotly 7 ships numeric arrays as {dtype, bdata} (base64) objects: count those as data too.
+COUNT_CHARTS_WITH_DATA = """() => Array.from(document.querySelectorAll('.js-plotly-plot')).filter(
+    el => Array.isArray(el.data) && el.data.some(t => ['x', 'y', 'z'].some(k => {
+        const v = t[k];
+        return Boolean(v) && ((v.length || 0) > 0 || (typeof v.bdata === 'string' && v.bdata.length > 0));
+    }))).length"""
+
+CONTENT_HEIGHT = """() => {
+    const main = document.querySelector('[data-testid="stMainBlockContainer"]');
+    return main ? Math.ceil(main.getBoundingClientRect().height) + 80 : 2400;
+}"""
+
+
+def settle(page) -> None:
+    """Wait for the rerun a widget change triggers: until then old elements linger (stale)."""
+    page.wait_for_timeout(500)
+    page.wait_for_function(
+        "() => document.querySelectorAll('[data-stale=\"true\"]').length === 0"
+        ' && !document.querySelector(\'[data-testid="stStatusWidget"] [data-testid="stStatusWidgetRunningIcon"]\')'
+    )
+
+
+def set_number(page, key: str, value: str) -> None:
+    box = page.locator(f".st-key-{key} input")
+    box.fill(value)
+    box.press("Enter")
+    settle(page)
+
+
+def test_live_smc_runs_embedded_model_in_a_browser(server: str) -> None:
+    playwright = pytest.importorskip("playwright.sync_api")
+    executable = ensure_chromium()
+    with playwright.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1600, "height": 1000})
+            page.set_default_timeout(120_000)
+            page.goto(f"{server}/live_smc")
+            # The default model is the embedded SmolLM2; the page shows its controls once loaded.
+            run_button = page.locator(".st-key-live_run button")
+            run_button.wait_for(state="visible", timeout=RUN_TIMEOUT_S * 1000)
+            page.locator(".st-key-live_prompt_mode").get_by_text("Free text").click()
+            settle(page)
+            set_number(page, "live_alpha", "2")
+            set_number(page, "live_n", "4")
+
+            # Stop mid-run: the part decoded so far is kept and reported.
+            set_number(page, "live_max_tokens", "64")
+            run_button.click()
+            page.get_by_text("step 2/64", exact=False).wait_for(timeout=RUN_TIMEOUT_S * 1000)
+            page.locator(".st-key-live_stop button").click()
+            page.get_by_text("Stopped at step", exact=False).wait_for()
+
+            # A short run to the end: every chart drawn, the chosen completion shown.
+            set_number(page, "live_max_tokens", "12")
+            run_button.click()
+            page.get_by_text("Finished:", exact=False).wait_for(timeout=RUN_TIMEOUT_S * 1000)
+            # The app scrolls inside its own container, not the document: fold the settings
+            # and give the window the content's height, so every chart is laid out and lands
+            # in the screenshot.
+            page.get_by_text("Sampler settings").click()
+            page.wait_for_timeout(500)
+            page.set_viewport_size({"width": 1600, "height": page.evaluate(CONTENT_HEIGHT)})
+            page.wait_for_timeout(3000)
+            n_charts = page.evaluate(COUNT_CHARTS_WITH_DATA)
+            exceptions = page.locator('[data-testid="stException"]').count()
+            page.screenshot(path=str(OUTPUT / "live_smc.png"), full_page=True)
+            assert exceptions == 0, "a Streamlit exception box is shown"
+            assert n_charts >= 5, f"only {n_charts} Plotly charts rendered with data"
+            assert page.get_by_text("Chosen completion").count() >= 1
+
+            # Both runs are in the session's history, and the Runs page replays the last one.
+            page.locator('[data-testid="stSidebarNav"]').get_by_text("Runs").click()
+            page.locator(".st-key-runs_step").wait_for()
+            page.wait_for_timeout(2000)
+            assert page.get_by_text("stopped", exact=False).count() >= 1
+            assert page.evaluate(COUNT_CHARTS_WITH_DATA) >= 5
+            assert page.locator('[data-testid="stException"]').count() == 0
+        finally:
+            browser.close()
