@@ -124,6 +124,57 @@ if last is not None:
     }
     right.plotly_chart(charts.mh_acceptance_figure(traces), key="cmp_mh")
 
-# HOOK(lead): task-set comparison. When wired, call
-#   sup.evaluation_api().run_task_comparison(model, problems, methods, EvalSettings(...), progress)
-# here and show api.summary_table(df) and api.accuracy_latency_figure(...) below the table.
+# ---- task mode: a small graded task set through the evaluation harness ----------------
+api = sup.evaluation_api()
+if api is not None:
+    st.divider()
+    st.subheader("Task set")
+    st.caption(
+        "Every selected method on a small generated task set with exact answers, through the "
+        "same harness as `python -m powersmc_core eval`: accuracy with a Wilson 95% interval, "
+        "log-likelihood per token, latency and its ratio to plain decoding."
+    )
+    t1, t2, t3 = st.columns(3)
+    if toy:
+        task = t1.selectbox("Task", ["toy"], key="cmp_task")
+        t1.caption("Toy task: the prompt above; the answer is the exact mode of π_α.")
+    else:
+        task = t1.selectbox("Task", ["arithmetic", "word", "mixed"], key="cmp_task")
+    n_problems = t2.number_input("problems", value=3, step=1, key="cmp_task_n")
+    difficulty = t3.selectbox("difficulty", [1, 2, 3], key="cmp_task_difficulty")
+    if st.button("Run task set", key="cmp_task_run"):
+        try:
+            if isinstance(n_problems, bool) or not 1 <= int(n_problems) <= 50:
+                raise ValueError(f"problems must be in [1, 50], got {n_problems!r}")
+            if not methods:
+                raise ValueError("choose at least one method")
+            sup.check_run_limits(n_particles, max_new_tokens)
+            settings = api.EvalSettings(
+                alpha=alpha,
+                particles=n_particles,
+                max_new_tokens=max_new_tokens,
+                mh_steps=mh_steps,
+                seed=seed,
+            )
+            if toy:
+                problems = api.toy_problems(int(n_problems), answer=reference, prompt_ids=prompt)
+            else:
+                problems = api.load_task(task, n=int(n_problems), seed=seed, difficulty=difficulty)
+            bar = st.progress(0.0, text="starting…")
+
+            def advance(done: int, total: int, _row: object) -> None:
+                bar.progress(done / max(total, 1), text=f"{done} / {total} runs")
+
+            rows = api.run_task_comparison(model, problems, methods, settings, progress=advance)
+        except ValueError as err:
+            st.error(f"Invalid task settings: {err}")
+        else:
+            state["cmp_task_last"] = {"rows": rows, "summary": api.summary_table(rows)}
+    task_last = state.get("cmp_task_last")
+    if task_last is not None:
+        st.dataframe(task_last["summary"], hide_index=True, key="cmp_task_table")
+        st.plotly_chart(
+            api.accuracy_latency_figure(task_last["summary"]), key="cmp_task_accuracy_latency"
+        )
+        with st.expander("Every graded run"):
+            st.dataframe(task_last["rows"], hide_index=True, key="cmp_task_rows")

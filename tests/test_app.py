@@ -530,6 +530,28 @@ def test_compare_invalid_inputs_show_an_error():
     assert any("unknown methods" in e.value for e in at.error)
 
 
+def test_compare_task_mode_grades_a_toy_task_set():
+    at = app(page="app_pages/compare.py")
+    at.number_input(key="cmp_task_n").set_value(3)
+    at.multiselect(key="cmp_methods").set_value(["base", "smc"])
+    at.button(key="cmp_task_run").click().run()
+    no_exception(at)
+    assert not at.error
+    summary = next(d.value for d in at.dataframe if "accuracy" in d.value.columns)
+    assert sorted(summary["method"]) == ["base", "smc"]
+    assert (summary["n"] == 3).all()
+    assert summary["accuracy"].between(0, 1).all()
+    assert at.get("plotly_chart")
+
+
+def test_compare_task_mode_rejects_bad_sizes():
+    at = app(page="app_pages/compare.py")
+    at.number_input(key="cmp_task_n").set_value(0)
+    at.button(key="cmp_task_run").click().run()
+    no_exception(at)
+    assert any("problems must be in [1, 50]" in e.value for e in at.error)
+
+
 def test_theory_lab_loads_and_runs():
     at = app(page="app_pages/theory_lab.py")
     no_exception(at)
