@@ -1,0 +1,298 @@
+"""Server-wide run limits: a FIFO queue of run slots, one run per browser session, timeouts.
+
+All Streamlit sessions share one process, so a module-level ``RunLimiter`` sees every
+run. ``limiter.slot(session_id, on_wait)`` is a context manager:
+
+* at most ``max_concurrent`` slots are held at once; later callers wait in FIFO order
+  and ``on_wait(position, waited_s)`` is called about every ``poll_s`` while they do
+  (position 1 = next in line), so the page can show "you are #2 in the queue";
+* a session that already holds or awaits a slot gets ``SessionBusy`` at once (rapid
+  repeated clicks, two Run buttons, a second thread);
+* more than ``max_queue`` waiters → ``QueueFull`` at once; waiting longer than
+  ``queue_timeout_s`` → ``QueueTimeout``;
+* a held slot carries a deadline (``max_run_s`` after the run started): iterate through
+  ``slot.bounded(updates)`` and the loop ends at the deadline with ``slot.timed_out``;
+* a slot held ``grace_s`` past its deadline is reclaimed, so a thread that died without
+  releasing cannot block the queue forever.
+
+The waiting loop runs in the caller's thread, so an exception raised by ``on_wait``
+(Streamlit's stop/rerun exceptions) leaves the queue cleanly. Every error here is a
+``LimitError`` whose message is fit to show as it is.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import TypeVar
+
+__all__ = [
+    "LimitError",
+    "QueueFull",
+    "QueueTimeout",
+    "RunLimiter",
+    "RunSlot",
+    "SessionBusy",
+    "current_session_id",
+    "global_limiter",
+    "reset_global_limiter",
+]
+
+T = TypeVar("T")
+
+
+class LimitError(RuntimeError):
+    """A run could not start now; the message says why and what to do."""
+
+
+class SessionBusy(LimitError):
+    pass
+
+
+class QueueFull(LimitError):
+    pass
+
+
+class QueueTimeout(LimitError):
+    pass
+
+
+@dataclass
+class _Ticket:
+    number: int
+    session: str
+    enqueued: float
+    started: float | None = None
+    deadline: float | None = None
+
+
+class RunSlot:
+    """One held run slot; a context manager (``__enter__`` waits, ``__exit__`` releases)."""
+
+    def __init__(
+        self,
+        limiter: RunLimiter,
+        session_id: str,
+        on_wait: Callable[[int, float], None] | None,
+        poll_s: float,
+        run_age_s: float,
+    ) -> None:
+        self.limiter = limiter
+        self.session_id = session_id
+        self.on_wait = on_wait
+        self.poll_s = poll_s
+        self.run_age_s = run_age_s
+        self.ticket: _Ticket | None = None
+        self.waited_s = 0.0
+        self.timed_out = False
+
+    def __enter__(self) -> RunSlot:
+        self.ticket = self.limiter._acquire(
+            self.session_id, self.on_wait, self.poll_s, self.run_age_s
+        )
+        self.waited_s = (self.ticket.started or 0.0) - self.ticket.enqueued
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.ticket is not None:
+            self.limiter._release(self.ticket)
+
+    @property
+    def deadline(self) -> float:
+        assert self.ticket is not None and self.ticket.deadline is not None, "slot not held"
+        return self.ticket.deadline
+
+    def time_left(self) -> float:
+        """Seconds until the run-time cap (monotonic clock of the limiter)."""
+        return self.deadline - self.limiter.clock()
+
+    @property
+    def expired(self) -> bool:
+        return self.time_left() <= 0
+
+    def bounded(self, items: Iterable[T]) -> Iterator[T]:
+        """``items`` until the deadline; then stops and sets ``timed_out``.
+
+        The item in flight when the deadline passes is still yielded (a step is never
+        cut in half), so a run overshoots the cap by at most one step and one redraw.
+        """
+        for item in items:
+            yield item
+            if self.expired:
+                self.timed_out = True
+                return
+
+
+class RunLimiter:
+    """FIFO admission of runs: ``max_concurrent`` at a time, bounded queue, per-session lock."""
+
+    def __init__(
+        self,
+        max_concurrent: int,
+        max_queue: int = 16,
+        queue_timeout_s: float = 120.0,
+        max_run_s: float = 60.0,
+        grace_s: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if max_concurrent < 1:
+            raise ValueError(f"max_concurrent must be >= 1, got {max_concurrent}")
+        if max_queue < 0:
+            raise ValueError(f"max_queue must be >= 0, got {max_queue}")
+        self.max_concurrent = max_concurrent
+        self.max_queue = max_queue
+        self.queue_timeout_s = queue_timeout_s
+        self.max_run_s = max_run_s
+        self.grace_s = grace_s
+        self.clock = clock
+        self._cond = threading.Condition()
+        self._waiting: deque[_Ticket] = deque()
+        self._active: dict[int, _Ticket] = {}
+        self._sessions: dict[str, int] = {}
+        self._numbers = itertools.count()
+        self.reclaimed = 0  # slots taken back from holders past deadline + grace
+
+    def slot(
+        self,
+        session_id: str,
+        on_wait: Callable[[int, float], None] | None = None,
+        poll_s: float = 0.5,
+        run_age_s: float = 0.0,
+    ) -> RunSlot:
+        """A slot for ``session_id``; the run-time cap counts from ``run_age_s`` ago.
+
+        A run that resumes across Streamlit reruns passes its age (e.g. ``time.time() -
+        live.created``) so that reruns cannot extend the cap.
+        """
+        return RunSlot(self, session_id, on_wait, poll_s, max(0.0, float(run_age_s)))
+
+    def stats(self) -> dict[str, int]:
+        with self._cond:
+            self._reap()
+            return {
+                "active": len(self._active),
+                "waiting": len(self._waiting),
+                "max_concurrent": self.max_concurrent,
+                "max_queue": self.max_queue,
+                "reclaimed": self.reclaimed,
+            }
+
+    # ---- internals (all state changes under self._cond) -----------------------------------
+    def _acquire(
+        self,
+        session: str,
+        on_wait: Callable[[int, float], None] | None,
+        poll_s: float,
+        run_age_s: float,
+    ) -> _Ticket:
+        with self._cond:
+            self._reap()
+            if session in self._sessions:
+                raise SessionBusy(
+                    "a run is already in progress (or queued) in this browser tab; wait for "
+                    "it to finish or press Stop"
+                )
+            if not self._can_start_now() and len(self._waiting) >= self.max_queue:
+                raise QueueFull(
+                    f"the server is busy: {len(self._active)} runs decoding and "
+                    f"{len(self._waiting)} waiting. Try again in a minute."
+                )
+            ticket = _Ticket(next(self._numbers), session, self.clock())
+            self._sessions[session] = ticket.number
+            self._waiting.append(ticket)
+        try:
+            while True:
+                with self._cond:
+                    self._reap()
+                    if self._waiting[0] is ticket and len(self._active) < self.max_concurrent:
+                        self._waiting.popleft()
+                        now = self.clock()
+                        ticket.started = now
+                        ticket.deadline = now - run_age_s + self.max_run_s
+                        self._active[ticket.number] = ticket
+                        # Wake the next waiter too: more than one slot may be free.
+                        self._cond.notify_all()
+                        return ticket
+                    waited = self.clock() - ticket.enqueued
+                    if waited >= self.queue_timeout_s:
+                        raise QueueTimeout(
+                            f"waited {waited:.0f} s in the queue without a free slot; the server "
+                            "is busy, try again later"
+                        )
+                    position = self._waiting.index(ticket) + 1
+                    self._cond.wait(timeout=min(poll_s, self.queue_timeout_s - waited))
+                if on_wait is not None:
+                    on_wait(position, waited)  # outside the lock: it may draw, or raise
+        except BaseException:
+            with self._cond:
+                if ticket in self._waiting:
+                    self._waiting.remove(ticket)
+                if ticket.number not in self._active:
+                    self._forget(ticket)
+                self._cond.notify_all()
+            raise
+
+    def _can_start_now(self) -> bool:
+        return not self._waiting and len(self._active) < self.max_concurrent
+
+    def _release(self, ticket: _Ticket) -> None:
+        with self._cond:
+            self._active.pop(ticket.number, None)
+            self._forget(ticket)
+            self._cond.notify_all()
+
+    def _forget(self, ticket: _Ticket) -> None:
+        if self._sessions.get(ticket.session) == ticket.number:
+            del self._sessions[ticket.session]
+
+    def _reap(self) -> None:
+        now = self.clock()
+        for number, ticket in list(self._active.items()):
+            if ticket.deadline is not None and now > ticket.deadline + self.grace_s:
+                del self._active[number]
+                self._forget(ticket)
+                self.reclaimed += 1
+                self._cond.notify_all()
+
+
+# ---- process-wide instance -------------------------------------------------------------------
+_GLOBAL: RunLimiter | None = None
+_GLOBAL_LOCK = threading.Lock()
+
+
+def global_limiter(settings: object | None = None) -> RunLimiter:
+    """The one limiter of this server process, built from ``DemoSettings`` on first use."""
+    global _GLOBAL
+    with _GLOBAL_LOCK:
+        if _GLOBAL is None:
+            from .settings import demo_settings
+
+            s = settings if settings is not None else demo_settings()
+            _GLOBAL = RunLimiter(
+                max_concurrent=s.max_concurrent_runs,  # type: ignore[attr-defined]
+                max_queue=s.max_queue,  # type: ignore[attr-defined]
+                queue_timeout_s=s.queue_timeout_seconds,  # type: ignore[attr-defined]
+                max_run_s=s.max_run_seconds,  # type: ignore[attr-defined]
+            )
+        return _GLOBAL
+
+
+def reset_global_limiter() -> None:
+    """Forget the process-wide limiter (tests; settings changed)."""
+    global _GLOBAL
+    with _GLOBAL_LOCK:
+        _GLOBAL = None
+
+
+def current_session_id() -> str:
+    """The Streamlit session id of the running script ("no-session" outside Streamlit)."""
+    try:
+        from streamlit.runtime.scriptrunner import get_script_run_ctx
+    except ImportError:  # pragma: no cover - Streamlit is a dependency
+        return "no-session"
+    ctx = get_script_run_ctx()
+    return ctx.session_id if ctx is not None else "no-session"
