@@ -8,7 +8,7 @@ name from `st.session_state["model_name"]` and load it through
 
 import streamlit as st
 
-from powersmc_core import app_support
+from powersmc_core import app_support, deploy
 
 st.set_page_config(page_title="Power-SMC Explorer", page_icon="🎯", layout="wide")
 
@@ -25,15 +25,43 @@ PAGES = [
 page = st.navigation(PAGES)
 
 # ---- shared sidebar: the model every page uses ---------------------------------------
+# ---- demo mode, shareable links and the visitor's run-history token --------------------
+try:
+    settings = deploy.demo_settings()
+except deploy.SettingsError as err:  # a bad POWERSMC_* variable: say which, serve nothing
+    st.error(f"Server misconfigured: {err}")
+    st.stop()
+query = deploy.parse_query_params(
+    st.query_params, settings, presets=[p.name for p in app_support.TEXT_PRESETS]
+)
+if "query_checked" not in st.session_state:  # report link problems once per session
+    st.session_state["query_checked"] = True
+    for message in query.messages:
+        st.toast(message)
+owner = st.session_state.setdefault("owner", query.owner or deploy.new_owner_token())
+st.query_params[deploy.OWNER_PARAM] = owner  # a reload finds this visitor's saved runs
+
+
+def _allowed(name: str) -> bool:
+    try:
+        deploy.check_model_name(name, settings)
+    except deploy.InputError:
+        return False
+    return True
+
+
 CUSTOM = "custom: hub id or local folder"
-choices = app_support.model_choices()
-options = list(choices) + ([CUSTOM] if app_support.custom_models_allowed() else [])
+choices = {n: d for n, d in app_support.model_choices().items() if _allowed(n)}
+custom = settings.custom_models and app_support.custom_models_allowed()
+options = list(choices) + ([CUSTOM] if custom else [])
 with st.sidebar:
     st.subheader("Model")
     picked = st.selectbox(
         "Model",
         options,
-        index=options.index(app_support.DEFAULT_MODEL),
+        index=options.index(app_support.DEFAULT_MODEL)
+        if app_support.DEFAULT_MODEL in options
+        else 0,
         key="model_choice",
         format_func=lambda name: name,
         help="\n\n".join(f"**{name}**: {text}" for name, text in choices.items()),
@@ -49,5 +77,7 @@ with st.sidebar:
         st.caption(choices.get(picked, ""))
     st.session_state["model_name"] = name
     st.caption("Toy models are exact (every sequence enumerable); the LLM runs on this machine.")
+    if settings.enabled:
+        st.info(settings.describe())
 
 page.run()

@@ -6,9 +6,12 @@ interrupted at its next redraw, then finished here with every step decoded so fa
 A rerun for any other reason (a widget change) resumes the same run.
 """
 
+import time
+
 import streamlit as st
 
 from powersmc_core import app_support as sup
+from powersmc_core import deploy
 from powersmc_core.config import SCHEDULES, SMCConfig
 from powersmc_core.plotting import live as charts
 from powersmc_core.resampling import RESAMPLERS
@@ -157,8 +160,9 @@ if stop_clicked and active is not None:
 
 if run_clicked:
     try:
+        settings = deploy.demo_settings()
         sup.check_run_limits(n_particles, max_new_tokens)
-        config = SMCConfig(
+        requested = dict(
             alpha=alpha,
             n_particles=n_particles,
             ess_threshold=kappa,
@@ -172,7 +176,16 @@ if run_clicked:
             max_new_tokens=max_new_tokens,
             seed=seed,
         )
-        ids = sup.prompt_ids(model, prompt)
+        SMCConfig(**requested)  # invalid values are errors, named; demo caps only clamp
+        config, notes = deploy.clamp_config(requested, settings)
+        for note in notes:
+            st.warning(note)
+        toy_prompt = sup.is_toy(model)
+        ids = (
+            sup.prompt_ids(model, prompt)
+            if toy_prompt
+            else deploy.encode_prompt(model, prompt, settings)
+        )
         stop = sup.make_stop(stop_rule, stop_strings)
     except ValueError as err:
         st.error(f"Invalid settings: {err}")
@@ -243,22 +256,49 @@ def show_summary(entry):
 if active is not None:
     cfg = active.config.to_dict()
     total = cfg["max_new_tokens"]
-    for draws, update in enumerate(active.updates()):
-        rec = update.record
-        status.progress(
-            min(1.0, rec.step / total),
-            text=f"step {rec.step}/{total} · ESS {rec.ess:.1f}/{rec.n_particles} · "
-            f"{rec.n_lineages} lineages · {rec.elapsed:.1f} s",
-        )
-        draw(update.records, cfg, update.kind == "full", f"{active.run_id}_{draws}")
+
+    def on_wait(position: int, waited: float) -> None:
+        status.info(f"Waiting for a free slot: you are #{position} in the queue ({waited:.0f} s).")
+
+    slot = None
+    try:
+        # One run per browser session, a global cap with a queue, a run-time cap; the
+        # journal persists the run (finished, stopped or interrupted by a crash).
+        with (
+            deploy.global_limiter().slot(
+                deploy.current_session_id(), on_wait, run_age_s=time.time() - active.created
+            ) as slot,
+            deploy.tracked(active, state.get("owner")) as journal,
+        ):
+            for draws, update in enumerate(slot.bounded(active.updates())):
+                if journal is not None:
+                    journal.sync(update.records)
+                rec = update.record
+                status.progress(
+                    min(1.0, rec.step / total),
+                    text=f"step {rec.step}/{total} · ESS {rec.ess:.1f}/{rec.n_particles} · "
+                    f"{rec.n_lineages} lineages · {rec.elapsed:.1f} s",
+                )
+                draw(update.records, cfg, update.kind == "full", f"{active.run_id}_{draws}")
+            if slot.timed_out and journal is not None:
+                journal.final_status = "timed out"
+    except deploy.LimitError as err:  # busy tab, full queue or queue timeout: nothing lost
+        status.warning(str(err))
+        st.stop()
     entry = active.finish()
     sup.remember(state, entry)
     state["live_last"] = entry
     del state["live_active"]
-    status.success(
-        f"Finished: {len(entry.records)} steps in {entry.compute_s:.2f} s of sampling "
-        f"({entry.result.elapsed:.2f} s with live charts); run {entry.run_id} saved to Runs."
-    )
+    if slot is not None and slot.timed_out:
+        status.warning(
+            f"Stopped at the demo's run-time cap after {len(entry.records)} steps; "
+            f"the decoded part is kept (run {entry.run_id})."
+        )
+    else:
+        status.success(
+            f"Finished: {len(entry.records)} steps in {entry.compute_s:.2f} s of sampling "
+            f"({entry.result.elapsed:.2f} s with live charts); run {entry.run_id} saved to Runs."
+        )
     show_summary(entry)
 elif state.get("live_last") is not None:
     entry = state["live_last"]

@@ -3,6 +3,7 @@
 import streamlit as st
 
 from powersmc_core import app_support as sup
+from powersmc_core import deploy
 from powersmc_core.plotting import live as charts
 from powersmc_core.trace import TraceError
 
@@ -35,6 +36,19 @@ if upload is not None:
             st.success(
                 f"Loaded {upload.name}: {len(entry.records)} steps, N = {entry.records[0].n_particles}."
             )
+
+# ---- runs saved on the server by earlier visits (reload, restart, crash) ----------------
+store = deploy.run_store()
+if store is not None and state.get("owner") and not state.get("runs_restored"):
+    state["runs_restored"] = True  # once per session: later runs are remembered live
+    known = {e.run_id for e in sup.history(state)}
+    for info in reversed(store.list(state["owner"], limit=sup.MAX_HISTORY)):
+        if info.run_id in known:
+            continue
+        try:
+            sup.remember(state, store.load(info.run_id, state["owner"]).to_entry())
+        except (KeyError, TraceError) as err:  # removed meanwhile, or damaged on disk
+            st.warning(f"Saved run {info.run_id} could not be restored: {err}")
 
 runs = sup.history(state)
 if not runs:

@@ -40,7 +40,7 @@ from .models.toy import ToyLM
 from .records import SMCResult, StepRecord, _json_restore
 from .sampler import PowerSMC
 from .stopping import StopRule, make_stop_rule
-from .trace import Trace, TraceError, dumps_trace, read_trace
+from .trace import Trace, TraceError, dumps_trace
 
 __all__ = [
     "COMPARE_METHODS",
@@ -96,7 +96,11 @@ CUSTOM_MODEL_ENV = "POWERSMC_ALLOW_CUSTOM_MODELS"
 # ---- models ----------------------------------------------------------------------------
 def custom_models_allowed() -> bool:
     """Hub ids and local folders in the picker unless POWERSMC_ALLOW_CUSTOM_MODELS=0."""
-    return os.environ.get(CUSTOM_MODEL_ENV, "1").strip().lower() not in {"0", "false", "no", "off"}
+    if os.environ.get(CUSTOM_MODEL_ENV, "1").strip().lower() in {"0", "false", "no", "off"}:
+        return False
+    from .deploy import demo_settings  # demo mode never offers free-form model names
+
+    return not demo_settings().enabled
 
 
 def model_choices() -> dict[str, str]:
@@ -577,7 +581,9 @@ def load_uploaded_trace(data: bytes, name: str = "upload") -> RunEntry:
         raise TraceError(
             f"{name} is {len(data) / 1e6:.1f} MB; the upload limit is {MAX_UPLOAD_BYTES / 1e6:.0f} MB"
         )
-    return entry_from_trace(read_trace(bytes(data), max_bytes=MAX_UPLOAD_BYTES), name)
+    from .deploy import read_trace_safely  # also type-checks the header and the result line
+
+    return entry_from_trace(read_trace_safely(bytes(data), max_bytes=MAX_UPLOAD_BYTES), name)
 
 
 # ---- method comparison -----------------------------------------------------------------

@@ -74,6 +74,7 @@ class StepRecord:
             values[n] = tuple(values[n])
         if values.get("texts") is not None:
             values["texts"] = tuple(str(t) for t in values["texts"])
+        _check_types(values)
         n = len(values["tokens"])
         for name in (
             "log_weights",
@@ -123,6 +124,40 @@ class SMCResult:
 
     def to_dict(self) -> dict[str, Any]:
         return _json_safe(asdict(self))
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool)
+
+
+def _check_types(values: dict[str, Any]) -> None:
+    """Reject wrongly typed fields here, not later inside a chart (traces come from uploads)."""
+    for name in ("step", "n_lineages", "n_unique_ancestors"):
+        if not _is_int(values[name]):
+            raise ValueError(f"step record field {name!r} must be an integer")
+    for name in ("alpha", "tau", "catch_up", "ess", "log_z", "elapsed"):
+        if not _is_number(values[name]):
+            raise ValueError(f"step record field {name!r} must be a number")
+    for name in ("resampled", "done"):
+        if name in values and not isinstance(values[name], bool):
+            raise ValueError(f"step record field {name!r} must be true or false")
+    checks = {
+        "tokens": _is_int,
+        "ancestors": _is_int,
+        "roots": _is_int,
+        "finished": lambda x: isinstance(x, bool),
+        "log_weights": _is_number,
+        "log_increment": _is_number,
+        "renyi": _is_number,
+        "log_p": _is_number,
+    }
+    for name, ok in checks.items():
+        if not all(ok(x) for x in values[name]):
+            raise ValueError(f"step record field {name!r} has a value of the wrong type")
 
 
 def _json_safe(value: Any) -> Any:

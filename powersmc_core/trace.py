@@ -123,6 +123,10 @@ def read_trace(source: str | os.PathLike[str] | bytes, max_bytes: int = MAX_TRAC
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
             raise TraceError(f"line {number}: not valid JSON ({exc.msg})") from None
+        except (RecursionError, ValueError):  # absurd nesting or a 5,000-digit number
+            raise TraceError(
+                f"line {number}: not a trace line (nested or sized absurdly)"
+            ) from None
         if not isinstance(obj, dict):
             raise TraceError(f"line {number}: expected a JSON object")
         objects.append((number, obj))
@@ -142,7 +146,7 @@ def read_trace(source: str | os.PathLike[str] | bytes, max_bytes: int = MAX_TRAC
             raise TraceError(f"line {number}: unknown line kind {kind!r}")
         try:
             record = StepRecord.from_dict(obj)
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, OverflowError) as exc:
             raise TraceError(f"line {number}: {exc}") from None
         if records:
             if record.n_particles != records[0].n_particles:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 import pytest
 import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# Runs the app persists during tests go to a throwaway folder, never the repo's ./data.
+os.environ.setdefault("POWERSMC_DATA_DIR", tempfile.mkdtemp(prefix="powersmc-test-data-"))
 
 
 @pytest.fixture

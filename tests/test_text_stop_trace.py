@@ -143,3 +143,22 @@ def test_trace_size_limit_and_binary():
     with pytest.raises(TraceError, match="UTF-8"):
         read_trace(b"\xff\xfe\x00")
     assert MAX_TRACE_BYTES >= 10 * 1024 * 1024
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda line: line.replace('"step": 1', '"step": "x"'), "'step' must be an integer"),
+        (lambda line: line.replace('"ess": ', '"ess": "zz", "_": '), "'ess' must be a number"),
+        (lambda line: line.replace('"ancestors": [0', '"ancestors": ["a"'), "wrong type"),
+        (lambda line: line.replace('"resampled": false', '"resampled": 0'), "true or false"),
+        (lambda line: line.replace('"log_weights": [', '"log_weights": ["w", '), "wrong type"),
+        (lambda line: line.replace('"step": 1', '"step": ' + "9" * 5000), "absurdly"),
+        (lambda line: "[" * 100_000 + "]" * 100_000, "absurdly"),
+    ],
+)
+def test_hostile_step_lines_are_trace_errors_not_crashes(mutate, message):
+    _, text = trace_text()
+    lines = text.splitlines()
+    with pytest.raises(TraceError, match=message):
+        read_trace("\n".join([lines[0], mutate(lines[1]), *lines[2:]]).encode())
