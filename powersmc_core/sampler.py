@@ -238,6 +238,10 @@ class SMCRun(Iterator[StepRecord]):
 
     # -- helpers -------------------------------------------------------------------------
     def _compute_dtype(self) -> torch.dtype:
+        # CPU float32 exp is ~100x slower on underflowing inputs (below about -87), where most
+        # of alpha·log p lies: tempering in float64 there is faster as well as more precise.
+        if self.logp.device.type == "cpu":
+            return torch.float64
         # bf16/fp16 logits are upcast: tempering by 1/tau and logsumexp need the mantissa.
         dtype = self.logp.dtype
         return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype

@@ -1,0 +1,440 @@
+"""Command line: ``python -m powersmc_core {run,bench,eval}`` (also installed as ``powersmc``).
+
+run    decode one prompt with Power-SMC (or a baseline), print the chosen completion
+       on stdout and a summary (ESS min, resamples, log Ẑ, tokens/s) on stderr;
+       ``--json`` writes the whole result, ``--trace`` the step records (JSON lines).
+bench  side-by-side latency of plain decoding, bare batched sampling, Power-SMC and
+       MH power sampling (see ``powersmc_core.bench``).
+eval   delegated to ``powersmc_core.evaluation.cli`` (imported only when used).
+
+Bad input — alpha <= 0, N = 0, an empty prompt, an unknown model, an unwritable path
+— prints one ``error: ...`` line on stderr and exits with status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, NoReturn
+
+from .config import SCHEDULES, SMCConfig
+from .models.base import LanguageModel
+from .models.toy import ToyLM
+from .resampling import RESAMPLERS
+from .stopping import StopRule, make_stop_rule
+
+__all__ = [
+    "METHODS",
+    "build_parser",
+    "check_writable",
+    "config_from_args",
+    "load_model_from_args",
+    "main",
+    "parse_prompt",
+]
+
+METHODS = ("smc", "base", "lowtemp", "mh", "bon")
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a usage problem as one ``error:`` line (exit 2), no usage dump."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"error: {message} (see `{self.prog} --help`)\n")
+
+
+def _usage_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that mean bad input: reported as one line, exit 2."""
+    from .trace import TraceError
+
+    errors: list[type[BaseException]] = [ValueError, TraceError, FloatingPointError, OSError]
+    try:
+        from .models.loading import ModelLoadError
+
+        errors.append(ModelLoadError)
+    except ImportError:  # the transformers backend is optional for toy-model use
+        pass
+    return tuple(errors)
+
+
+# ---- shared helpers (also used by bench) -----------------------------------------------------
+def check_writable(path: str | os.PathLike[str], flag: str) -> None:
+    """Fail before any decoding if ``path`` cannot be written (not after minutes of work)."""
+    target = Path(path)
+    if str(path) == "" or target.is_dir():
+        raise ValueError(f"{flag}: {path!s} is a directory, not a file path")
+    parent = target.parent
+    while not parent.exists():  # write_trace creates missing folders; check the first real one
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK):
+        raise ValueError(f"{flag}: cannot write {path!s} ({parent} is not a writable folder)")
+    if target.exists() and not os.access(target, os.W_OK):
+        raise ValueError(f"{flag}: cannot write {path!s} (file is read-only)")
+
+
+def _load_toy(name: str) -> ToyLM:
+    """Toy names without the transformers backend: "toy-trap" or "toy-random:V,L,seed"."""
+    if name == "toy-trap":
+        return ToyLM.trap()
+    if name.startswith("toy-random"):
+        spec = name.partition(":")[2]
+        try:
+            values = [int(v) for v in spec.split(",")] if spec else []
+        except ValueError:
+            raise ValueError(f"--model {name}: expected toy-random:V,L,seed (integers)") from None
+        return ToyLM.random(*values)
+    raise ValueError(f"unknown model {name!r} (the transformers backend is not available)")
+
+
+def load_model_from_args(args: argparse.Namespace) -> LanguageModel:
+    """--model / --random-init / --device / --dtype -> a model behind the protocol."""
+    random_init = getattr(args, "random_init", None)
+    try:
+        from .models import loading
+    except ImportError:
+        if random_init:
+            raise ValueError("--random-init needs the transformers backend") from None
+        return _load_toy(args.model)
+    if random_init:
+        return loading.random_init_model(
+            random_init, device=args.device, dtype=args.dtype, seed=getattr(args, "seed", 0)
+        )
+    return loading.load_model(
+        args.model,
+        device=args.device,
+        dtype=args.dtype,
+        trust_remote_code=getattr(args, "trust_remote_code", False),
+        copy_on_write=getattr(args, "copy_on_write", False),
+    )
+
+
+def parse_prompt(model: LanguageModel, text: str | None, raw: bool = False) -> list[int]:
+    """Prompt text -> token ids. Toy models take token names or ids ("A B", "0,1"; "" = empty)."""
+    if isinstance(model, ToyLM):
+        ids = []
+        for item in (text or "").replace(",", " ").split():
+            if item in model.token_names:
+                ids.append(model.token_names.index(item))
+            elif item.lstrip("-").isdigit():
+                ids.append(int(item))
+            else:
+                names = ", ".join(model.token_names[:-1])
+                raise ValueError(f"unknown token {item!r} for {model.name}; tokens are {names}")
+        model.next_token_logprobs(ids)  # validates ids and length (raises ValueError)
+        return ids
+    if text is None or not text.strip():
+        raise ValueError("the prompt is empty: pass --prompt TEXT")
+    encode = getattr(model, "encode_prompt", None)
+    if encode is None:
+        raise ValueError(f"model {model.name!r} has no tokenizer to encode a text prompt")
+    ids = list(encode(text, chat=not raw))
+    if not ids:
+        raise ValueError("the prompt encodes to no tokens")
+    return ids
+
+
+# ---- parser ------------------------------------------------------------------------------
+def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model",
+        default="smollm2",
+        help="smollm2 (embedded, default), toy-trap, toy-random:V,L,seed, a folder or a hub id",
+    )
+    parser.add_argument(
+        "--random-init", metavar="ARCH", help="randomly initialised model (e.g. tiny, llama-1b)"
+    )
+    parser.add_argument("--device", help="cpu, cuda, cuda:1, mps (default: best available)")
+    parser.add_argument("--dtype", help="float32, bfloat16, float16 (default: per device)")
+    parser.add_argument(
+        "--trust-remote-code", action="store_true", help="allow a hub model's own code"
+    )
+    parser.add_argument(
+        "--copy-on-write",
+        action="store_true",
+        help="share KV-cache rows between resampled duplicates until they diverge",
+    )
+
+
+def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    d = SMCConfig()
+    parser.add_argument("--prompt", "-p", help="prompt text (toy models: token names or ids)")
+    parser.add_argument("--method", choices=METHODS, default="smc", help="sampler (default smc)")
+    _add_model_arguments(parser)
+    smc = parser.add_argument_group("Power-SMC settings (SMCConfig)")
+    smc.add_argument("--alpha", "-a", type=float, default=d.alpha, help="power alpha > 0")
+    smc.add_argument("--particles", "-n", type=int, default=d.n_particles, help="N particles")
+    smc.add_argument(
+        "--ess-threshold", type=float, default=d.ess_threshold, help="resample when ESS < kappa·N"
+    )
+    smc.add_argument("--resampling", choices=sorted(RESAMPLERS), default=d.resampling)
+    smc.add_argument("--schedule", choices=SCHEDULES, default=d.schedule, help="alpha_t schedule")
+    smc.add_argument("--alpha-start", type=float, default=d.alpha_start, help="alpha_1")
+    smc.add_argument("--ramp-tokens", type=int, default=d.ramp_tokens, help="linear ramp length")
+    smc.add_argument("--target-ess", type=float, default=d.target_ess, help="adaptive CESS/N")
+    smc.add_argument(
+        "--proposal-temperature",
+        type=float,
+        default=d.proposal_temperature,
+        help="tau of q ∝ p^(1/tau) (default 1/alpha_t)",
+    )
+    smc.add_argument(
+        "--block-size", type=int, default=d.block_size, help="resample only every B steps"
+    )
+    smc.add_argument("--max-new-tokens", "-t", type=int, default=d.max_new_tokens)
+    smc.add_argument("--seed", type=int, default=d.seed)
+    other = parser.add_argument_group("stopping, baselines, output")
+    other.add_argument("--raw", action="store_true", help="no chat template")
+    other.add_argument(
+        "--stop", action="append", default=[], metavar="TEXT", help="stop string (repeatable)"
+    )
+    other.add_argument("--boxed", action="store_true", help="stop at a closed \\boxed{...}")
+    other.add_argument("--mh-steps", type=int, default=10, help="MH steps per block (mh)")
+    other.add_argument("--mh-block-size", type=int, help="MH block size (default T/16)")
+    other.add_argument("--json", metavar="PATH", help="write the whole result as JSON")
+    other.add_argument("--trace", metavar="PATH", help="write step records as JSON lines")
+    other.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary")
+
+
+# Flag dest -> SMCConfig field, for every field: the test asserts none is missing.
+CONFIG_FLAGS = {
+    "alpha": "alpha",
+    "particles": "n_particles",
+    "ess_threshold": "ess_threshold",
+    "resampling": "resampling",
+    "schedule": "schedule",
+    "alpha_start": "alpha_start",
+    "ramp_tokens": "ramp_tokens",
+    "target_ess": "target_ess",
+    "proposal_temperature": "proposal_temperature",
+    "block_size": "block_size",
+    "max_new_tokens": "max_new_tokens",
+    "seed": "seed",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="powersmc",
+        description="Sequence-level power sampling p(y|x)^alpha of LLMs with Power-SMC.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="{run,bench,eval}")
+    sub.required = True
+    run = sub.add_parser(
+        "run",
+        help="decode one prompt",
+        description="Decode one prompt with Power-SMC or a baseline; the chosen completion "
+        "goes to stdout, the summary and progress bar to stderr.",
+    )
+    _add_run_arguments(run)
+    bench_parser = sub.add_parser("bench", help="latency benchmark (see docs/bench.md)")
+    from . import bench  # light: the model stack is imported only when the bench runs
+
+    bench.add_arguments(bench_parser)
+    # eval's flags belong to powersmc_core.evaluation; they are parsed there, lazily.
+    sub.add_parser("eval", help="evaluation suite (powersmc eval --help)", add_help=False)
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> SMCConfig:
+    return SMCConfig(**{field: getattr(args, dest) for dest, field in CONFIG_FLAGS.items()})
+
+
+# ---- run ---------------------------------------------------------------------------------
+def make_sampler(
+    method: str, model: LanguageModel, config: SMCConfig, stop: StopRule | None, args
+) -> Any:
+    """--method -> sampler object with ``stream(prompt)`` (records) and ``method``."""
+    from .baselines import BestOfN, MHPowerSampler, TemperatureSampling
+    from .sampler import PowerSMC
+
+    n, t, seed = config.n_particles, config.max_new_tokens, config.seed
+    if method == "smc":
+        return PowerSMC(model, config, stop=stop)
+    if method in ("base", "lowtemp"):
+        temperature = 1.0 if method == "base" else 1.0 / config.alpha
+        return TemperatureSampling(
+            model, temperature=temperature, n=n, max_new_tokens=t, seed=seed, stop=stop
+        )
+    if method == "bon":
+        return BestOfN(model, n=n, max_new_tokens=t, seed=seed, stop=stop)
+    if method == "mh":
+        return MHPowerSampler(
+            model,
+            alpha=config.alpha,
+            max_new_tokens=t,
+            block_size=args.mh_block_size,
+            mh_steps=args.mh_steps,
+            seed=seed,
+            proposal_temperature=config.proposal_temperature,
+            stop=stop,
+        )
+    raise ValueError(f"--method must be one of {list(METHODS)}, got {method!r}")
+
+
+def _decode(sampler: Any, prompt: list[int], total: int, quiet: bool) -> tuple[list, Any]:
+    """Consume the sampler's records under a progress bar (stderr); return (records, result)."""
+    from tqdm import tqdm
+
+    records: list = []
+    bar = tqdm(
+        total=total,
+        file=sys.stderr,
+        disable=True if quiet else None,  # None: no bar when stderr is not a terminal
+        unit="step" if sampler.method == "mh" else "tok",
+        dynamic_ncols=True,
+        leave=False,
+    )
+    with bar:
+        if sampler.method == "mh":
+            # MHPowerSampler.run consumes self.stream: shadow it to watch the records go by.
+            stream = sampler.stream
+
+            def watched(p: Sequence[int]) -> Iterator[Any]:
+                for record in stream(p):
+                    records.append(record)
+                    bar.set_postfix(block=record.block, acc=record.acceptance_rate, refresh=False)
+                    bar.update(1)
+                    yield record
+
+            sampler.stream = watched
+            return records, sampler.run(prompt)
+        run = sampler.stream(prompt)
+        for record in run:
+            records.append(record)
+            bar.set_postfix(ess=f"{record.ess:.1f}", resamples=run.n_resamples, refresh=False)
+            bar.update(1)
+    result = run.result()
+    if sampler.method == "bon":  # as BestOfN.run: keep the completion with the highest log p
+        best = max(range(len(result.log_p)), key=result.log_p.__getitem__)
+        result = replace(result, chosen=best)
+    return records, result
+
+
+def _summary(result: Any, method: str, config: SMCConfig, model_name: str, timing: dict) -> str:
+    n = len(result.weights)
+    lines = [f"--- {method} · {model_name} · alpha={config.alpha:g} · N={n} ---"]
+    if method == "mh":
+        lines.append(f"acceptance   {result.extras['acceptance_rate']:.3f}")
+    else:
+        lines.append(f"ESS min      {result.ess_min:.2f} / {n}")
+        lines.append(f"resamples    {result.n_resamples}")
+        if method == "smc":
+            lines.append(f"log Ẑ        {result.log_z:.4f}")
+    lines.append(
+        f"log p(y|x)   {result.log_p[result.chosen]:.4f}  (chosen: particle {result.chosen})"
+    )
+    lines.append(f"steps        {result.n_steps}  (finished {sum(result.finished)}/{n})")
+    lines.append(
+        f"time         {timing['elapsed_s']:.2f} s · {timing['tokens_per_s']:.1f} tokens/s "
+        f"({timing['tokens']} tokens, all particles) · {timing['steps_per_s']:.1f} steps/s"
+    )
+    return "\n".join(lines)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .trace import write_trace
+
+    config = config_from_args(args)
+    stop = make_stop_rule(args.stop, boxed=args.boxed)
+    if args.trace and args.method == "mh":
+        raise ValueError("--trace records SMC steps; mh streams MH steps (use --json instead)")
+    for path, flag in ((args.json, "--json"), (args.trace, "--trace")):
+        if path:
+            check_writable(path, flag)
+    model = load_model_from_args(args)
+    prompt = parse_prompt(model, args.prompt, raw=args.raw)
+    sampler = make_sampler(args.method, model, config, stop, args)
+    total = (
+        -(-config.max_new_tokens // sampler.block_size) * (sampler.mh_steps + 1)
+        if args.method == "mh"
+        else config.max_new_tokens
+    )
+    records, result = _decode(sampler, prompt, total, args.quiet)
+
+    tokens = int((result.extras or {}).get("token_forwards", result.n_steps))
+    elapsed = max(result.elapsed, 1e-9)
+    timing = {
+        "elapsed_s": result.elapsed,
+        "tokens": tokens,
+        "tokens_per_s": tokens / elapsed,
+        "steps_per_s": result.n_steps / elapsed,
+    }
+    text = result.chosen_text
+    if text is None:
+        text = model.decode_batch([result.chosen_completion])[0]
+    print(text)
+    if not args.quiet:
+        print(_summary(result, args.method, config, model.name, timing), file=sys.stderr)
+
+    meta = {"model": model.name, "method": args.method, "prompt": args.prompt, "prompt_ids": prompt}
+    if args.json:
+        payload = {
+            **result.to_dict(),
+            **meta,
+            "config": config.to_dict(),
+            "mh": (
+                {"block_size": sampler.block_size, "mh_steps": sampler.mh_steps}
+                if args.method == "mh"
+                else None
+            ),
+            "timing": timing,
+            "text": text,
+            "device": str(model.device),
+        }
+        path = Path(args.json)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(payload, allow_nan=False) + "\n", encoding="utf-8")
+    if args.trace:
+        write_trace(args.trace, records, config=config, meta=meta, result=result)
+    return 0
+
+
+def _eval(rest: Sequence[str]) -> int:
+    try:
+        evaluation = importlib.import_module("powersmc_core.evaluation.cli")
+    except ImportError as exc:
+        raise ValueError(f"the eval subcommand is not available ({exc})") from None
+    parser = _Parser(prog="powersmc eval", description="Evaluate samplers on a task suite.")
+    evaluation.add_arguments(parser)
+    args = _parse(parser, rest)
+    return args if isinstance(args, int) else int(evaluation.main(args) or 0)
+
+
+def _parse(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Namespace | int:
+    """Parsed arguments, or the exit status argparse chose (--help: 0, a usage error: 2)."""
+    try:
+        return parser.parse_args(list(argv))
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit status (0 ok, 2 bad input, 130 interrupted)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    errors = _usage_errors()
+    try:
+        if argv and argv[0] == "eval":
+            return _eval(argv[1:])
+        args = _parse(build_parser(), argv)
+        if isinstance(args, int):
+            return args
+        args.argv = argv
+        if args.command == "run":
+            return _run(args)
+        from . import bench
+
+        return bench.main(args)
+    except errors as exc:
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"error: {message}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130

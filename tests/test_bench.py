@@ -1,0 +1,264 @@
+"""Benchmark plumbing: EOS suppression is exact, the JSON is complete and its ratios add up.
+
+Timings themselves are never asserted (the machine is shared and noisy); the real
+numbers live in docs/bench.md.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+
+import pytest
+import torch
+
+from powersmc_core import PowerSMC, SMCConfig, ToyLM
+from powersmc_core.bench import (
+    REQUIRED_KEYS,
+    BenchSettings,
+    Clock,
+    SuppressEOS,
+    Timed,
+    decode_limit,
+    summarise,
+    time_methods,
+)
+from powersmc_core.cli import main
+
+
+# ---- EOS suppression ---------------------------------------------------------------------
+def test_suppress_eos_renormalises_the_other_tokens_exactly():
+    toy = ToyLM.random(vocab_size=5, max_len=4, seed=3)
+    model = SuppressEOS(toy)
+    eos = toy.eos_token_id
+    for prefix in ([], [0], [1, 2]):
+        raw = toy.next_token_logprobs(prefix)
+        masked = model.next_token_logprobs(prefix)
+        assert masked[eos] == -math.inf
+        keep = torch.arange(toy.vocab_size) != eos
+        expected = raw[keep] - torch.logsumexp(raw[keep], 0)  # p(v) / (1 - p(EOS))
+        torch.testing.assert_close(masked[keep], expected, atol=1e-12, rtol=0)
+
+
+def test_suppress_eos_in_start_and_advance_without_mutating_the_input():
+    toy = ToyLM.random(vocab_size=4, max_len=5, seed=1)
+    model = SuppressEOS(toy)
+    _state, logp = toy.start([], 3)
+    before = logp.clone()
+    wrapped_state, masked = model.start([], 3)
+    torch.testing.assert_close(logp, before)  # the backend's tensor is untouched
+    assert torch.all(masked[:, toy.eos_token_id] == -math.inf)
+    torch.testing.assert_close(torch.logsumexp(masked, -1), torch.zeros(3, dtype=masked.dtype))
+    tokens = torch.tensor([0, 1, 2])
+    _, advanced = model.advance(wrapped_state, tokens, torch.ones(3, dtype=torch.bool))
+    assert torch.all(advanced[:, toy.eos_token_id] == -math.inf)
+    assert model.token_names == toy.token_names  # other attributes pass through
+
+
+def test_every_method_decodes_exactly_t_tokens_without_eos():
+    toy = ToyLM.random(vocab_size=4, max_len=8, seed=0)
+    model = SuppressEOS(toy)
+    tokens = decode_limit(model, [], n=5, new_tokens=7, seed=2)
+    assert tokens.shape == (5, 7)
+    assert not torch.any(tokens == toy.eos_token_id)
+    torch.testing.assert_close(tokens, decode_limit(model, [], n=5, new_tokens=7, seed=2))
+    result = PowerSMC(model, SMCConfig(n_particles=6, max_new_tokens=7), track_text=False).run([])
+    assert result.n_steps == 7
+    assert all(len(c) == 7 for c in result.completions)
+
+
+def test_timed_clocks_only_model_calls():
+    clock = Clock()
+    model = Timed(ToyLM.trap(), clock)
+    decode_limit(model, [], n=2, new_tokens=2)
+    assert clock.seconds > 0
+    assert model.token_names == ToyLM.trap().token_names
+
+
+# ---- arithmetic ----------------------------------------------------------------------------
+def test_summary_medians_and_ratios():
+    times = {
+        "baseline": [1.0, 3.0, 2.0],
+        "limit": [4.0, 5.0, 6.0],
+        "smc": [5.0, 5.5, 7.0],
+        "mh": [30.0, 10.0, 20.0],
+    }
+    inside = {"limit": [3.5, 4.5, 5.5], "smc": [4.0, 4.5, 6.0]}
+    settings = BenchSettings(n_particles=8, new_tokens=10, repeats=3)
+    s = summarise(times, settings, {"device": "cpu", "model": "m"}, inside)
+    assert set(REQUIRED_KEYS) <= set(s)
+    assert (s["baseline_s"], s["limit_s"], s["smc_s"], s["mh_s"]) == (2.0, 5.0, 5.5, 20.0)
+    assert s["smc_over_limit"] == pytest.approx(5.5 / 5.0)
+    assert s["smc_over_baseline"] == pytest.approx(5.5 / 2.0)
+    assert s["mh_over_baseline"] == pytest.approx(20.0 / 2.0)
+    assert s["mh_over_smc"] == pytest.approx(20.0 / 5.5)
+    assert s["ms_per_step"] == pytest.approx(550.0)
+    # outside the model: limit 0.5 s, smc 1.0 s per run -> 50 and 100 ms per step
+    assert s["outside_model_ms_per_step"] == pytest.approx({"limit": 50.0, "smc": 100.0})
+    assert s["smc_bookkeeping_over_limit"] == pytest.approx(0.5 / 5.0)
+    assert s["n_particles"] == 8 and s["new_tokens"] == 10 and s["repeats"] == 3
+    json.dumps(s, allow_nan=False)
+
+
+def test_time_methods_interleaves_and_repeats():
+    calls = []
+    methods = {name: (lambda t, seed, name=name: calls.append((name, t, seed))) for name in "abc"}
+    settings = BenchSettings(new_tokens=9, repeats=3, seed=10)
+    times, inside = time_methods(methods, settings, torch.device("cpu"))
+    warmup, timed = calls[:3], calls[3:]
+    assert warmup == [("a", 4, 10), ("b", 4, 10), ("c", 4, 10)]
+    assert [c[0] for c in timed] == list("abc" + "bca" + "cab")  # order rotates
+    assert all(t == 9 for _, t, _ in timed)
+    assert sorted({seed for *_, seed in timed}) == [10, 11, 12]  # a fresh seed per repeat
+    assert {k: len(v) for k, v in times.items()} == {"a": 3, "b": 3, "c": 3}
+    assert inside == {}
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"n_particles": 0}, {"new_tokens": 0}, {"repeats": 0}, {"alpha": -1.0}]
+)
+def test_settings_reject_bad_values(kwargs):
+    with pytest.raises(ValueError):
+        BenchSettings(**kwargs)
+
+
+# ---- end to end ----------------------------------------------------------------------------
+def _bench(capsys, tmp_path, *argv: str) -> tuple[int, dict | None, str, str]:
+    path = tmp_path / "bench.json"
+    code = main(["bench", "--repeats", "1", "--quiet", "--json", str(path), *argv])
+    out, err = capsys.readouterr()
+    data = json.loads(path.read_text()) if path.exists() else None
+    return code, data, out, err
+
+
+def _check_summary(data: dict, n: int, t: int) -> None:
+    assert set(REQUIRED_KEYS) <= set(data)
+    assert (data["n_particles"], data["new_tokens"], data["repeats"]) == (n, t, 1)
+    med = {m: statistics.median(v) for m, v in data["times_s"].items()}
+    assert data["smc_over_limit"] == pytest.approx(med["smc"] / med["limit"])
+    assert data["smc_over_baseline"] == pytest.approx(med["smc"] / med["baseline"])
+    assert data["mh_over_baseline"] == pytest.approx(med["mh"] / med["baseline"])
+    assert data["ms_per_step"] == pytest.approx(1000 * med["smc"] / t)
+    assert all(v > 0 for v in med.values())
+
+
+def test_bench_on_a_toy_model(capsys, tmp_path):
+    code, data, out, err = _bench(
+        capsys, tmp_path, "--model", "toy-random:4,8,0", "--particles", "4", "--new-tokens", "6"
+    )
+    assert code == 0, err
+    _check_summary(data, 4, 6)
+    assert data["device"] == "cpu" and data["model"].startswith("toy-random")
+    assert set(data["outside_model_ms_per_step"]) == {"baseline", "limit", "smc", "mh"}
+    for method in ("baseline", "limit", "smc", "mh", "smc_over_limit"):
+        assert method in out  # the table
+
+
+def test_bench_on_a_random_init_transformer(capsys, tmp_path):
+    code, data, _, err = _bench(
+        capsys,
+        tmp_path,
+        "--random-init",
+        "tiny",
+        "--particles",
+        "2",
+        "--new-tokens",
+        "4",
+        "--mh-steps",
+        "1",
+        "--threads",
+        "1",
+    )
+    assert code == 0, err
+    _check_summary(data, 2, 4)
+    assert data["model"] == "random:tiny" and data["dtype"] == "float32"
+    assert data["mh_block_size"] == 1 and data["torch_threads"] == 1
+    assert torch.get_num_threads() >= 1  # restored afterwards (not asserted equal: shared box)
+
+
+def test_bench_static_cache_path_runs_on_cpu(capsys, tmp_path):
+    code, data, _, err = _bench(
+        capsys,
+        tmp_path,
+        "--random-init",
+        "tiny",
+        "--particles",
+        "2",
+        "--new-tokens",
+        "3",
+        "--skip",
+        "mh",
+        "--static-cache",
+        "on",
+        "--no-warmup",
+    )
+    assert code == 0, err
+    assert data["static_cache"] is True
+    assert data["mh_s"] is None and data["mh_over_baseline"] is None
+
+
+def test_bench_reference_module_is_called_with_matching_settings(capsys, tmp_path):
+    module = tmp_path / "smc_power_sample_memopt.py"
+    module.write_text(
+        "from dataclasses import dataclass\n"
+        "CALLS = []\n"
+        "@dataclass\n"
+        "class SMCSamplingConfig:\n"
+        "    max_new_tokens: int = 3072\n"
+        "    alpha: float = 2.0\n"
+        "    n_particles: int = 32\n"
+        "    ess_threshold: float = 0.5\n"
+        "    temperature: float = 0.25\n"
+        "    block_size: int = 128\n"
+        "    alpha_ramp_tokens: int = 400\n"
+        "    min_new_tokens: int = 100\n"
+        "    top_k: int = 0\n"
+        "    top_p: float = 0.9\n"
+        "    stop_on_boxed: bool = True\n"
+        "def smc_power_sample_memopt(model, tokenizer, input_ids, cfg):\n"
+        "    assert input_ids.shape[0] == 1\n"
+        "    open(__file__ + '.log', 'a').write(repr(cfg) + '\\n')\n"
+    )
+    code, data, _, err = _bench(
+        capsys,
+        tmp_path,
+        "--random-init",
+        "tiny",
+        "--particles",
+        "3",
+        "--new-tokens",
+        "5",
+        "--skip",
+        "mh",
+        "--reference-module",
+        str(module),
+        "--no-warmup",
+    )
+    assert code == 0, err
+    assert data["reference_s"] > 0
+    assert data["reference_over_smc"] == pytest.approx(data["reference_s"] / data["smc_s"])
+    logged = (tmp_path / "smc_power_sample_memopt.py.log").read_text()
+    assert "max_new_tokens=5" in logged and "n_particles=3" in logged
+    assert "temperature=0.25" in logged and "min_new_tokens=5" in logged
+    assert "top_p=1.0" in logged and "stop_on_boxed=False" in logged
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["--model", "toy-random:4,4,0", "--new-tokens", "5"], "--new-tokens <= 3"),
+        (["--particles", "0"], "n_particles"),
+        (["--static-cache", "on"], "transformers model"),
+        (["--reference-module", "/no/such.py"], "--reference-module"),
+        (["--threads", "0"], "--threads"),
+        (["--repeats", "0"], "repeats"),
+    ],
+)
+def test_bench_bad_input_is_one_error_line(capsys, tmp_path, argv, needle):
+    if "--model" not in argv:
+        argv = ["--model", "toy-trap", "--new-tokens", "2", *argv]
+    code, data, out, err = _bench(capsys, tmp_path, *argv)
+    assert code == 2 and data is None and out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], err

@@ -1,0 +1,394 @@
+"""Command line: flags map onto SMCConfig, outputs are complete, bad input is one line, exit 2.
+
+Everything runs in-process on the toy models (milliseconds); one test goes through
+``python -m powersmc_core`` and one through a random-init transformer.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+import types
+from dataclasses import fields
+
+import pytest
+
+from powersmc_core import SMCConfig, ToyLM
+from powersmc_core.cli import CONFIG_FLAGS, build_parser, config_from_args, main, parse_prompt
+from powersmc_core.trace import read_trace
+
+TRAP_COMPLETIONS = {"A x", "A y", "A z", "B x", "B y", "B z"}
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+# ---- flags -------------------------------------------------------------------------------
+def test_every_config_field_has_a_flag():
+    assert set(CONFIG_FLAGS.values()) == {f.name for f in fields(SMCConfig)}
+    run = build_parser().parse_args(["run", "--prompt", "x"])
+    for dest in CONFIG_FLAGS:
+        assert hasattr(run, dest), dest
+
+
+def test_flags_reach_the_config():
+    args = build_parser().parse_args(
+        [
+            "run",
+            "--alpha",
+            "2.5",
+            "--particles",
+            "7",
+            "--ess-threshold",
+            "0.3",
+            "--resampling",
+            "multinomial",
+            "--schedule",
+            "linear",
+            "--alpha-start",
+            "1.5",
+            "--ramp-tokens",
+            "9",
+            "--target-ess",
+            "0.7",
+            "--proposal-temperature",
+            "0.5",
+            "--block-size",
+            "3",
+            "--max-new-tokens",
+            "11",
+            "--seed",
+            "5",
+        ]
+    )
+    assert config_from_args(args) == SMCConfig(
+        alpha=2.5,
+        n_particles=7,
+        ess_threshold=0.3,
+        resampling="multinomial",
+        schedule="linear",
+        alpha_start=1.5,
+        ramp_tokens=9,
+        target_ess=0.7,
+        proposal_temperature=0.5,
+        block_size=3,
+        max_new_tokens=11,
+        seed=5,
+    )
+
+
+def test_defaults_are_the_config_defaults():
+    assert config_from_args(build_parser().parse_args(["run"])) == SMCConfig()
+
+
+def test_toy_prompts_take_names_or_ids():
+    trap = ToyLM.trap()
+    assert parse_prompt(trap, "A") == [0]
+    assert parse_prompt(trap, "1") == [1]
+    assert parse_prompt(trap, "") == []
+    assert parse_prompt(ToyLM.random(4, 4, 0), "a, b") == [0, 1]
+    with pytest.raises(ValueError, match="unknown token"):
+        parse_prompt(trap, "Q")
+
+
+# ---- run ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("method", ["smc", "base", "lowtemp", "mh", "bon"])
+def test_every_method_prints_a_trap_completion(capsys, method):
+    code, out, err = run_cli(
+        capsys, "run", "--model", "toy-trap", "--method", method, "--particles", "8"
+    )
+    assert code == 0, err
+    assert out.strip() in TRAP_COMPLETIONS
+    assert "Traceback" not in err
+    assert "steps" in err and "tokens/s" in err  # the summary
+
+
+def test_smc_summary_reports_ess_resamples_and_log_z(capsys):
+    code, _, err = run_cli(capsys, "run", "--model", "toy-trap", "--particles", "16")
+    assert code == 0
+    for label in ("ESS min", "resamples", "log Ẑ", "tokens/s"):
+        assert label in err
+
+
+def test_quiet_prints_only_the_completion(capsys):
+    code, out, err = run_cli(capsys, "run", "--model", "toy-trap", "--quiet")
+    assert code == 0
+    assert out.strip() in TRAP_COMPLETIONS and len(out.splitlines()) == 1
+    assert err == ""
+
+
+def test_json_holds_result_config_timing_and_text(capsys, tmp_path):
+    path = tmp_path / "out" / "run.json"  # missing folders are created
+    code, out, _ = run_cli(
+        capsys,
+        "run",
+        "--model",
+        "toy-trap",
+        "--particles",
+        "12",
+        "--schedule",
+        "linear",
+        "--ramp-tokens",
+        "2",
+        "--seed",
+        "3",
+        "--json",
+        str(path),
+        "--quiet",
+    )
+    assert code == 0
+    data = json.loads(path.read_text())
+    assert (
+        data["config"]
+        == SMCConfig(n_particles=12, schedule="linear", ramp_tokens=2, seed=3).to_dict()
+    )
+    assert data["text"] == out.strip() == data["texts"][data["chosen"]]
+    assert len(data["completions"]) == len(data["weights"]) == 12
+    assert math.isclose(sum(data["weights"]), 1.0, rel_tol=1e-9)
+    timing = data["timing"]
+    assert timing["tokens"] == data["extras"]["token_forwards"]
+    assert math.isclose(
+        timing["tokens_per_s"], timing["tokens"] / timing["elapsed_s"], rel_tol=1e-9
+    )
+    assert data["model"] == "toy-trap" and data["method"] == "smc"
+
+
+def test_trace_reads_back_with_every_step(capsys, tmp_path):
+    json_path, trace_path = tmp_path / "r.json", tmp_path / "r.jsonl"
+    code, *_ = run_cli(
+        capsys,
+        "run",
+        "--model",
+        "toy-random:4,5,1",
+        "--particles",
+        "6",
+        "--json",
+        str(json_path),
+        "--trace",
+        str(trace_path),
+        "--quiet",
+    )
+    assert code == 0
+    trace = read_trace(trace_path)
+    result = json.loads(json_path.read_text())
+    assert len(trace.records) == result["n_steps"]
+    assert trace.config == result["config"]
+    assert trace.result is not None and trace.result["log_z"] == result["log_z"]
+    assert [r.ess for r in trace.records] == result["ess_trace"]
+
+
+def test_same_seed_same_output(capsys, tmp_path):
+    outputs = []
+    for name in ("a.json", "b.json"):
+        path = tmp_path / name
+        args = ["run", "--model", "toy-random:5,6,2", "--particles", "9", "--seed", "4"]
+        assert main([*args, "--json", str(path), "--quiet"]) == 0
+        data = json.loads(path.read_text())
+        outputs.append((data["completions"], data["weights"], data["chosen"]))
+    capsys.readouterr()
+    assert outputs[0] == outputs[1]
+
+
+def test_bon_chooses_the_most_likely_particle(capsys, tmp_path):
+    path = tmp_path / "bon.json"
+    code, *_ = run_cli(
+        capsys, "run", "--model", "toy-trap", "--method", "bon", "-n", "8", "--json", str(path)
+    )
+    assert code == 0
+    data = json.loads(path.read_text())
+    assert data["log_p"][data["chosen"]] == max(data["log_p"])
+
+
+def test_stop_string_ends_particles_at_that_text(capsys, tmp_path):
+    path = tmp_path / "stop.json"
+    code, *_ = run_cli(
+        capsys,
+        "run",
+        "--model",
+        "toy-trap",
+        "--particles",
+        "32",
+        "--stop",
+        "A",
+        "--json",
+        str(path),
+        "--quiet",
+    )
+    assert code == 0
+    data = json.loads(path.read_text())
+    with_a = [c for c in data["completions"] if c[0] == 0]
+    assert with_a, "alpha=4 still leaves some A particles among 32 (p ≈ 0.5 each)"
+    assert all(c == [0] for c in with_a)  # stopped right after "A"
+
+
+def test_mh_json_reports_its_settings(capsys, tmp_path):
+    path = tmp_path / "mh.json"
+    code, *_ = run_cli(
+        capsys,
+        "run",
+        "--model",
+        "toy-trap",
+        "--method",
+        "mh",
+        "--mh-steps",
+        "3",
+        "--mh-block-size",
+        "1",
+        "--max-new-tokens",
+        "3",
+        "--json",
+        str(path),
+        "--quiet",
+    )
+    assert code == 0
+    data = json.loads(path.read_text())
+    assert data["mh"] == {"block_size": 1, "mh_steps": 3}
+    assert data["log_z"] == "nan"  # MH estimates no normalising constant
+    assert len(data["extras"]["acceptance_trace"]) == 3 * 3  # 3 blocks of 1 token, 3 steps each
+
+
+def test_transformer_model_end_to_end(capsys, tmp_path):
+    path = tmp_path / "tiny.json"
+    code, out, err = run_cli(
+        capsys,
+        "run",
+        "--random-init",
+        "tiny",
+        "--prompt",
+        "hello",
+        "--particles",
+        "3",
+        "--max-new-tokens",
+        "4",
+        "--json",
+        str(path),
+        "--quiet",
+    )
+    assert code == 0, err
+    data = json.loads(path.read_text())
+    assert data["model"] == "random:tiny"
+    assert 1 <= data["n_steps"] <= 4
+    assert out.strip() == data["text"].strip()
+
+
+# ---- bad input -----------------------------------------------------------------------------
+def _file(tmp_path):
+    blocker = tmp_path / "plain-file"
+    blocker.write_text("x")
+    return str(blocker / "out.json")  # its "folder" is a file
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["--alpha", "0"], "alpha must be > 0"),
+        (["--alpha", "-1"], "alpha must be > 0"),
+        (["--alpha", "nan"], "alpha must be finite"),
+        (["--particles", "0"], "n_particles"),
+        (["--ess-threshold", "2"], "ess_threshold"),
+        (["--max-new-tokens", "0"], "max_new_tokens"),
+        (["--alpha", "four"], "invalid float value"),
+        (["--schedule", "cosine"], "invalid choice"),
+        (["--prompt", "Q"], "unknown token 'Q'"),
+        (["--prompt", "A A A A"], "prompt has 4 tokens"),
+        (["--method", "mh", "--trace", "t.jsonl"], "--trace"),
+        (["--mh-steps", "-1", "--method", "mh"], "mh_steps"),
+    ],
+)
+def test_bad_input_is_one_error_line(capsys, argv, needle):
+    code, out, err = run_cli(capsys, "run", "--model", "toy-trap", "--quiet", *argv)
+    assert code == 2
+    assert out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert needle in lines[0]
+
+
+def test_unwritable_output_paths_fail_before_decoding(capsys, tmp_path):
+    for flag, path in (("--json", str(tmp_path)), ("--trace", _file(tmp_path))):
+        code, out, err = run_cli(capsys, "run", "--model", "toy-trap", flag, path)
+        assert code == 2 and out == ""
+        assert err.startswith(f"error: {flag}: ") and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["--model", "toy-nope"], "toy"),
+        (["--model", "./no/such/folder"], "does not exist"),
+        (["--random-init", "gpt-17"], "unknown random-init architecture"),
+        (["--random-init", "tiny", "--prompt", "   "], "prompt is empty"),
+        (["--random-init", "tiny"], "prompt is empty"),
+        (["--random-init", "tiny", "--prompt", "hi", "--device", "tpu"], "device"),
+    ],
+)
+def test_bad_models_and_prompts_are_one_error_line(capsys, argv, needle):
+    code, out, err = run_cli(capsys, "run", "--quiet", *argv)
+    assert code == 2 and out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert needle in lines[0]
+
+
+def test_missing_subcommand_is_a_usage_error(capsys):
+    assert main([]) == 2
+    assert capsys.readouterr().err.startswith("error: ")
+
+
+def test_help_exits_zero(capsys):
+    assert main(["run", "--help"]) == 0
+    out = capsys.readouterr().out
+    for flag in ("--alpha", "--particles", "--ramp-tokens", "--method", "--trace", "--boxed"):
+        assert flag in out
+
+
+# ---- eval delegation ---------------------------------------------------------------------------
+def test_eval_is_delegated_lazily(capsys, monkeypatch):
+    seen = {}
+
+    def add_arguments(parser):
+        parser.add_argument("--tasks", type=int, default=1)
+
+    def fake_main(args):
+        seen["tasks"] = args.tasks
+        return 7
+
+    module = types.ModuleType("powersmc_core.evaluation.cli")
+    module.add_arguments, module.main = add_arguments, fake_main
+    monkeypatch.setitem(sys.modules, "powersmc_core.evaluation.cli", module)
+    assert main(["eval", "--tasks", "3"]) == 7
+    assert seen == {"tasks": 3}
+
+
+def test_eval_absent_is_one_error_line(capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "powersmc_core.evaluation.cli", None)  # import fails
+    code, out, err = run_cli(capsys, "eval")
+    assert code == 2 and out == ""
+    assert err.startswith("error: the eval subcommand is not available")
+
+
+# ---- python -m ---------------------------------------------------------------------------
+def test_module_entry_point():
+    done = subprocess.run(
+        [sys.executable, "-m", "powersmc_core", "run", "--model", "toy-trap", "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() in TRAP_COMPLETIONS
+    bad = subprocess.run(
+        [sys.executable, "-m", "powersmc_core", "run", "--model", "toy-trap", "-n", "0"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert bad.stderr.startswith("error: n_particles")
