@@ -20,6 +20,7 @@ from .models.base import LanguageModel
 
 __all__ = [
     "SequenceTable",
+    "TemperatureLaws",
     "empirical_distribution",
     "enumerate_sequences",
     "exact_log_z",
@@ -101,16 +102,32 @@ def power_distribution(table: SequenceTable, alpha: float) -> torch.Tensor:
     return torch.softmax(alpha * table.log_p, 0)
 
 
+class TemperatureLaws:
+    """A table's per-step next-token log-probs padded to (S, L, V): exact token-level
+    temperature laws for many temperatures at the cost of one tensor pass each."""
+
+    def __init__(self, table: SequenceTable) -> None:
+        lengths = [len(d) for d in table.step_logprobs]
+        s, length = len(lengths), max(lengths)
+        v = table.step_logprobs[0][0].numel()
+        self.logp = torch.zeros(s, length, v, dtype=torch.float64)  # padding rows: log p = 0
+        self.tokens = torch.zeros(s, length, dtype=torch.long)
+        self.mask = torch.zeros(s, length, dtype=torch.bool)
+        for i, (dists, emitted) in enumerate(zip(table.step_logprobs, table.emitted, strict=True)):
+            self.logp[i, : len(dists)] = torch.stack(dists)
+            self.tokens[i, : len(dists)] = torch.tensor(emitted, dtype=torch.long)
+            self.mask[i, : len(dists)] = True
+
+    def temperature(self, temperature: float) -> torch.Tensor:
+        """q(y) = prod_t softmax(log p(.|y_<t) / T)[y_t], shape (S,)."""
+        logq = torch.log_softmax(self.logp / temperature, dim=-1)  # (S, L, V)
+        per_step = logq.gather(2, self.tokens[..., None]).squeeze(2)  # (S, L)
+        return torch.where(self.mask, per_step, 0.0).sum(1).exp()
+
+
 def temperature_distribution(table: SequenceTable, temperature: float) -> torch.Tensor:
     """Exact law of token-by-token sampling from softmax(log p / T), shape (S,)."""
-    log_q = [
-        sum(
-            float(torch.log_softmax(d / temperature, 0)[t])
-            for d, t in zip(dists, tokens, strict=True)
-        )
-        for dists, tokens in zip(table.step_logprobs, table.emitted, strict=True)
-    ]
-    return torch.tensor(log_q, dtype=torch.float64).exp()
+    return TemperatureLaws(table).temperature(temperature)
 
 
 def total_variation(p: torch.Tensor, q: torch.Tensor) -> float:

@@ -30,9 +30,11 @@ from .baselines import MHPowerSampler, TemperatureSampling
 from .config import SMCConfig
 from .exact import (
     SequenceTable,
+    TemperatureLaws,
     enumerate_sequences,
     exact_log_z,
     power_distribution,
+    temperature_distribution,
     total_variation,
     weighted_distribution,
 )
@@ -59,7 +61,6 @@ __all__ = [
     "renyi_identity_from_records",
     "resampling_counts",
     "smc_estimate",
-    "token_temperature_distribution",
     "tv_curves",
     "tv_vs_n",
     "zhat_unbiasedness",
@@ -96,33 +97,6 @@ class PowerComparison:
         return df.sort_values("pi_alpha", ascending=False, ignore_index=True)
 
 
-class _PaddedSteps:
-    """A table's per-step next-token log-probs padded to (S, L, V), for vectorised tempering."""
-
-    def __init__(self, table: SequenceTable) -> None:
-        lengths = [len(d) for d in table.step_logprobs]
-        s, length = len(lengths), max(lengths)
-        v = table.step_logprobs[0][0].numel()
-        self.logp = torch.zeros(s, length, v, dtype=torch.float64)  # padding rows: log p = 0
-        self.tokens = torch.zeros(s, length, dtype=torch.long)
-        self.mask = torch.zeros(s, length, dtype=torch.bool)
-        for i, (dists, emitted) in enumerate(zip(table.step_logprobs, table.emitted, strict=True)):
-            self.logp[i, : len(dists)] = torch.stack(dists)
-            self.tokens[i, : len(dists)] = torch.tensor(emitted, dtype=torch.long)
-            self.mask[i, : len(dists)] = True
-
-    def temperature(self, temperature: float) -> torch.Tensor:
-        """Exact law (S,) of token-by-token sampling from softmax(log p / T)."""
-        logq = tempered_logprobs(self.logp, temperature)  # (S, L, V)
-        per_step = logq.gather(2, self.tokens[..., None]).squeeze(2)  # (S, L)
-        return torch.where(self.mask, per_step, 0.0).sum(1).exp()
-
-
-def token_temperature_distribution(table: SequenceTable, temperature: float) -> torch.Tensor:
-    """Exact law (S,) of token-level temperature sampling (vectorised ``temperature_distribution``)."""
-    return _PaddedSteps(table).temperature(temperature)
-
-
 def _labels(model: LanguageModel, table: SequenceTable) -> list[str]:
     texts = model.decode_batch([list(s) for s in table.sequences])
     return [t if t else "(empty)" for t in texts]
@@ -138,7 +112,7 @@ def power_vs_temperature(
     table = table if table is not None else enumerate_sequences(model, prompt)
     p = table.log_p.exp()
     pi = power_distribution(table, alpha)
-    temp = token_temperature_distribution(table, 1.0 / alpha)
+    temp = temperature_distribution(table, 1.0 / alpha)
     return PowerComparison(
         alpha=float(alpha),
         labels=_labels(model, table),
@@ -161,7 +135,7 @@ def tv_curves(
     """Exact TVs as alpha grows: columns alpha, tv_power_vs_temperature, tv_power_vs_p,
     tv_temperature_vs_p (temperature = 1/alpha). One enumeration serves every alpha."""
     table = table if table is not None else enumerate_sequences(model, prompt)
-    steps = _PaddedSteps(table)
+    steps = TemperatureLaws(table)
     p = table.log_p.exp()
     rows = []
     for alpha in alphas:
