@@ -30,10 +30,10 @@ from typing import Any
 
 import pandas as pd
 
-from .baselines import BestOfN, MHPowerSampler, TemperatureSampling
 from .config import SMCConfig
 from .evaluation.grading import extract_answer, is_equivalent
 from .exact import enumerate_sequences
+from .methods import make_sampler
 from .models.base import LanguageModel
 from .models.loading import DEFAULT_MODEL, ModelLoadError, available_models, load_model
 from .models.toy import ToyLM
@@ -631,21 +631,10 @@ def compare_runs(
             f"unknown methods {unknown or list(methods)}; choose from {list(COMPARE_METHODS)}"
         )
     config = settings.smc_config()  # validates alpha, N, length, seed for every method
-    common = {"max_new_tokens": settings.max_new_tokens, "seed": settings.seed}
     for method in methods:
-        stop = stop_factory()
-        if method == "base":
-            sampler: Any = TemperatureSampling(model, temperature=1.0, n=1, stop=stop, **common)
-        elif method == "lowtemp":
-            sampler = TemperatureSampling(model, 1.0 / settings.alpha, n=1, stop=stop, **common)
-        elif method == "smc":
-            sampler = PowerSMC(model, config, stop=stop)
-        elif method == "mh":
-            sampler = MHPowerSampler(
-                model, alpha=settings.alpha, mh_steps=settings.mh_steps, stop=stop, **common
-            )
-        else:
-            sampler = BestOfN(model, n=settings.n_particles, stop=stop, **common)
+        sampler = make_sampler(
+            method, model, config, stop=stop_factory(), mh_steps=settings.mh_steps
+        )
         start = time.perf_counter()
         result = sampler.run(prompt)
         yield method, result, time.perf_counter() - start

@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from .config import SCHEDULES, SMCConfig
+from .methods import METHODS
+from .methods import make_sampler as build_sampler
 from .models.base import LanguageModel
 from .models.toy import ToyLM
 from .resampling import RESAMPLERS
@@ -39,7 +41,6 @@ __all__ = [
     "parse_prompt",
 ]
 
-METHODS = ("smc", "base", "lowtemp", "mh", "bon")
 EXIT_USAGE = 2
 
 
@@ -250,32 +251,16 @@ def config_from_args(args: argparse.Namespace) -> SMCConfig:
 def make_sampler(
     method: str, model: LanguageModel, config: SMCConfig, stop: StopRule | None, args
 ) -> Any:
-    """--method -> sampler object with ``stream(prompt)`` (records) and ``method``."""
-    from .baselines import BestOfN, MHPowerSampler, TemperatureSampling
-    from .sampler import PowerSMC
-
-    n, t, seed = config.n_particles, config.max_new_tokens, config.seed
-    if method == "smc":
-        return PowerSMC(model, config, stop=stop)
-    if method in ("base", "lowtemp"):
-        temperature = 1.0 if method == "base" else 1.0 / config.alpha
-        return TemperatureSampling(
-            model, temperature=temperature, n=n, max_new_tokens=t, seed=seed, stop=stop
-        )
-    if method == "bon":
-        return BestOfN(model, n=n, max_new_tokens=t, seed=seed, stop=stop)
-    if method == "mh":
-        return MHPowerSampler(
-            model,
-            alpha=config.alpha,
-            max_new_tokens=t,
-            block_size=args.mh_block_size,
-            mh_steps=args.mh_steps,
-            seed=seed,
-            proposal_temperature=config.proposal_temperature,
-            stop=stop,
-        )
-    raise ValueError(f"--method must be one of {list(METHODS)}, got {method!r}")
+    """--method -> sampler; base/lowtemp draw N independent sequences on the command line."""
+    return build_sampler(
+        method,
+        model,
+        config,
+        stop=stop,
+        samples=config.n_particles,
+        mh_steps=args.mh_steps,
+        mh_block_size=args.mh_block_size,
+    )
 
 
 def _decode(sampler: Any, prompt: list[int], total: int, quiet: bool) -> tuple[list, Any]:

@@ -21,10 +21,9 @@ import time
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from ..baselines import BestOfN, MHPowerSampler, TemperatureSampling
 from ..config import SCHEDULES, SMCConfig
+from ..methods import METHODS, make_sampler
 from ..models.base import LanguageModel
-from ..sampler import PowerSMC
 from ..stopping import make_stop_rule
 from .grading import extract_answer, is_equivalent
 from .tasks import Problem
@@ -43,7 +42,6 @@ __all__ = [
     "run_seed",
 ]
 
-METHODS = ("base", "lowtemp", "smc", "mh", "bon")
 
 # Which settings each method actually reads (the rest would only split identical runs).
 METHOD_FIELDS: dict[str, tuple[str, ...]] = {
@@ -148,36 +146,26 @@ def build_sampler(
     method: str, model: LanguageModel, settings: EvalSettings, seed: int, boxed: bool
 ) -> Any:
     """A fresh sampler (stop rules are stateful) for one run; ``boxed`` stops at \\boxed{...}."""
-    stop = make_stop_rule(boxed=boxed)
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose from {list(METHODS)}")
     s = settings
-    if method == "base":
-        return TemperatureSampling(model, 1.0, 1, s.max_new_tokens, seed, stop=stop)
-    if method == "lowtemp":
-        return TemperatureSampling(model, 1.0 / s.alpha, 1, s.max_new_tokens, seed, stop=stop)
-    if method == "bon":
-        return BestOfN(model, n=s.particles, max_new_tokens=s.max_new_tokens, seed=seed, stop=stop)
-    if method == "smc":
-        config = SMCConfig(
-            alpha=s.alpha,
-            n_particles=s.particles,
-            schedule=s.schedule,
-            ess_threshold=s.ess_threshold,
-            resampling=s.resampling,
-            max_new_tokens=s.max_new_tokens,
-            seed=seed,
-        )
-        return PowerSMC(model, config, stop=stop)
-    if method == "mh":
-        return MHPowerSampler(
-            model,
-            alpha=s.alpha,
-            max_new_tokens=s.max_new_tokens,
-            block_size=s.mh_block_size,
-            mh_steps=s.mh_steps,
-            seed=seed,
-            stop=stop,
-        )
-    raise ValueError(f"unknown method {method!r}; choose from {list(METHODS)}")
+    config = SMCConfig(
+        alpha=s.alpha,
+        n_particles=s.particles,
+        schedule=s.schedule,
+        ess_threshold=s.ess_threshold,
+        resampling=s.resampling,
+        max_new_tokens=s.max_new_tokens,
+        seed=seed,
+    )
+    return make_sampler(
+        method,
+        model,
+        config,
+        stop=make_stop_rule(boxed=boxed),
+        mh_steps=s.mh_steps,
+        mh_block_size=s.mh_block_size,
+    )
 
 
 def prompt_ids_for(model: LanguageModel, problem: Problem) -> list[int]:
