@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -42,6 +43,7 @@ CHROMIUM_ARGS = [
 # First load of the embedded model converts the GGUF file (~20 s); the run itself takes
 # seconds on an idle CPU and much longer on a loaded shared one.
 RUN_TIMEOUT_S = 420
+PAST_FIRST_STEP = re.compile(r"step ([2-9]|[1-6][0-9])/64")
 
 pytestmark = pytest.mark.slow
 
@@ -160,7 +162,9 @@ def test_live_smc_runs_embedded_model_in_a_browser(server: str) -> None:
             # Stop mid-run: the part decoded so far is kept and reported.
             set_number(page, "live_max_tokens", "64")
             run_button.click()
-            page.get_by_text("step 2/64", exact=False).wait_for(timeout=RUN_TIMEOUT_S * 1000)
+            # Redraws are throttled to the drawing cost, so any step past the first will do:
+            # on a slow machine step 2 may never be drawn on its own.
+            page.get_by_text(PAST_FIRST_STEP).wait_for(timeout=RUN_TIMEOUT_S * 1000)
             page.locator(".st-key-live_stop button").click()
             page.get_by_text("Stopped at step", exact=False).wait_for()
 
