@@ -40,6 +40,7 @@ class TemperatureSampling(PowerSMC):
         seed: int = 0,
         stop: StopRule | None = None,
         track_text: bool = True,
+        stream_every: int = 1,
     ) -> None:
         config = SMCConfig(
             alpha=1.0,
@@ -49,7 +50,7 @@ class TemperatureSampling(PowerSMC):
             max_new_tokens=max_new_tokens,
             seed=seed,
         )
-        super().__init__(model, config, stop=stop, track_text=track_text)
+        super().__init__(model, config, stop=stop, track_text=track_text, stream_every=stream_every)
         self.temperature = config.proposal_temperature
         self.method = "base" if self.temperature == 1.0 else "lowtemp"
 

@@ -10,7 +10,14 @@ and number of new tokens T (EOS suppressed, so every method decodes exactly T):
 4. mh        — MH power sampling with the Karan & Du defaults (alpha 4, block
                size T/16, 10 MH steps per block), batch 1 on the same backend;
 5. reference — optional: ``smc_power_sample_memopt`` from a local copy of the
-               public Power-SMC reference code (``--reference-module FILE``).
+               public Power-SMC reference code (``--reference-module FILE``);
+6. generate / generate1 — Hugging Face ``model.generate`` sampling N sequences
+               (and one), ``min_new_tokens = T`` banning EOS, with the static cache
+               (compiled by transformers on CUDA) whenever ours is static: what the
+               library itself reaches, for comparison (transformers models only).
+
+On accelerators the SMC's records are read back every ``--stream-every`` steps
+(default 16 there, 1 on CPU): no host synchronisation per token in between.
 
 Each method runs ``repeats`` times; the order rotates between repeats (machines
 are noisy and drift) and medians are reported. The headline ratios are
@@ -30,7 +37,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -208,9 +215,11 @@ class BenchSettings:
     mh_block_size: int | None = None  # None: max(1, new_tokens // 16) (Karan & Du)
     warmup: bool = True
     seed: int = 0
+    stream_every: int = 1
 
     def __post_init__(self) -> None:
-        for name, low in (("n_particles", 1), ("new_tokens", 1), ("repeats", 1), ("mh_steps", 0)):
+        checks = (("n_particles", 1), ("new_tokens", 1), ("repeats", 1), ("mh_steps", 0))
+        for name, low in (*checks, ("stream_every", 1)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
@@ -265,15 +274,27 @@ def summarise(
     smc, limit, base = medians.get("smc"), medians.get("limit"), medians.get("baseline")
     mh, ref = medians.get("mh"), medians.get("reference")
     per_step = None if smc is None else 1000.0 * smc / settings.new_tokens
+    generate = {
+        f"{m}_{key}": value
+        for m in ("generate", "generate1")
+        if medians.get(m) is not None
+        for key, value in (
+            ("s", medians[m]),
+            ("ms_per_step", 1000.0 * medians[m] / settings.new_tokens),
+        )
+    }
     return {
         **{f"{m}_s": medians.get(m) for m in METHODS},  # None for a skipped method
         **({"reference_s": ref} if ref is not None else {}),
+        **generate,
         "smc_over_limit": _ratio(smc, limit),
         "smc_over_baseline": _ratio(smc, base),
         "mh_over_baseline": _ratio(mh, base),
         "mh_over_smc": _ratio(mh, smc),
         "reference_over_smc": _ratio(ref, smc),
+        "smc_over_generate": _ratio(smc, medians.get("generate")),
         "ms_per_step": per_step,
+        "baseline_ms_per_step": None if base is None else 1000.0 * base / settings.new_tokens,
         "limit_ms_per_step": None if limit is None else 1000.0 * limit / settings.new_tokens,
         "n_particles": settings.n_particles,
         "new_tokens": settings.new_tokens,
@@ -282,6 +303,7 @@ def summarise(
         "mh_steps": settings.mh_steps,
         "mh_block_size": settings.block_size,
         "seed": settings.seed,
+        "stream_every": settings.stream_every,
         "times_s": {m: list(ts) for m, ts in times.items()},
         "model_s": {m: list(ins) for m, ins in (inside or {}).items()} or None,
         "outside_model_ms_per_step": outside or None,
@@ -307,22 +329,24 @@ def make_methods(
 ) -> dict[str, Callable[[int, int], Any]]:
     """name -> fn(new_tokens, seed); both models must already suppress EOS.
 
-    ``model`` serves the N-row methods (limit, smc); ``single`` (default: the same)
-    the batch-1 ones (baseline, mh), which on CUDA use the plain dynamic cache: MH
-    restarts from a new prefix on every proposal, which a static cache cannot reuse.
+    ``model`` serves baseline (at batch 1), limit and smc: one fast path for all
+    three. ``single`` (default: the same) serves MH, which on CUDA uses the plain
+    dynamic cache: it restarts from a new prefix on every proposal, which a static
+    cache cannot reuse.
     """
     n, alpha = settings.n_particles, settings.alpha
     single = model if single is None else single
 
     def baseline(t: int, seed: int) -> Any:
-        return decode_limit(single, prompt, 1, t, seed)
+        return decode_limit(model, prompt, 1, t, seed)
 
     def limit(t: int, seed: int) -> Any:
         return decode_limit(model, prompt, n, t, seed)
 
     def smc(t: int, seed: int) -> Any:
         config = SMCConfig(alpha=alpha, n_particles=n, max_new_tokens=t, seed=seed)
-        return PowerSMC(model, config, track_text=False).run(prompt)
+        sampler = PowerSMC(model, config, track_text=False, stream_every=settings.stream_every)
+        return sampler.run(prompt)
 
     def mh(t: int, seed: int) -> Any:
         block = settings.block_size if t == settings.new_tokens else max(1, t // 16)
@@ -353,17 +377,23 @@ def time_methods(
     device: torch.device,
     progress: Callable[[str], None] | None = None,
     clock: Clock | None = None,
+    warmup_tokens: int | None = None,
 ) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
     """Run every method ``repeats`` times, rotating the order each repeat.
 
     Returns (seconds per run, seconds inside the model per run) by method; the
-    second is empty unless a ``clock`` fed by ``Timed`` wrappers is given.
+    second is empty unless a ``clock`` fed by ``Timed`` wrappers is given. The
+    warm-up decodes ``warmup_tokens`` (default min(T, 4)); compiled paths need the
+    full T, since their cache shapes depend on it.
     """
     names = list(methods)
     if settings.warmup:
-        # One short untimed pass each: lazy initialisation, allocator growth, compilation.
+        # One untimed pass each: lazy initialisation, allocator growth, compilation.
+        tokens = warmup_tokens or min(settings.new_tokens, 4)
         for name in names:
-            methods[name](min(settings.new_tokens, 4), settings.seed)
+            if progress is not None:
+                progress(f"warm-up: {name}")
+            methods[name](tokens, settings.seed)
         _synchronise(device)
     times: dict[str, list[float]] = {name: [] for name in names}
     inside: dict[str, list[float]] = {name: [] for name in names} if clock is not None else {}
@@ -436,6 +466,37 @@ def reference_method(
     return reference
 
 
+def generate_method(
+    model: LanguageModel, prompt: Sequence[int], n: int, static: bool
+) -> Callable[[int, int], Any]:
+    """Hugging Face ``generate`` drawing n sequences of exactly T tokens (EOS banned).
+
+    Plain ancestral sampling (temperature 1, no top-k/top-p), like ``limit``; with
+    ``static`` the library's static cache, which transformers compiles on CUDA.
+    """
+    hf_model = getattr(model, "model", None)
+    if hf_model is None or not hasattr(hf_model, "generate"):
+        raise ValueError("generate needs a transformers model (not a toy model)")
+    input_ids = torch.tensor([list(prompt)] * n, dtype=torch.long, device=model.device)
+    options: dict[str, Any] = dict(
+        input_ids=input_ids,
+        attention_mask=torch.ones_like(input_ids),
+        do_sample=True,
+        temperature=1.0,
+        top_k=0,
+        top_p=1.0,
+        pad_token_id=model.eos_token_id,
+    )
+    if static:
+        options["cache_implementation"] = "static"
+
+    def generate(t: int, seed: int) -> Any:
+        torch.manual_seed(seed)  # generate draws from the global generator
+        return hf_model.generate(**options, max_new_tokens=t, min_new_tokens=t)
+
+    return generate
+
+
 # ---- command line ------------------------------------------------------------------------
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of ``python -m powersmc_core bench``."""
@@ -468,9 +529,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="torch.compile the forward (mode reduce-overhead: CUDA graphs on CUDA)",
     )
+    parser.add_argument(
+        "--stream-every",
+        type=int,
+        metavar="K",
+        help="SMC reads its particles back every K steps (default 16 on accelerators, 1 on CPU)",
+    )
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     parser.add_argument("--no-warmup", action="store_true", help="skip the untimed warm-up")
-    parser.add_argument("--skip", action="append", default=[], choices=("mh",), help="skip mh")
+    parser.add_argument(
+        "--skip",
+        action="append",
+        default=[],
+        choices=("mh", "generate"),
+        help="skip a method (repeatable): mh, generate (both generate rows)",
+    )
     parser.add_argument(
         "--reference-module",
         metavar="FILE",
@@ -515,6 +588,7 @@ def run_bench(args: argparse.Namespace, log: Callable[[str], None] | None = None
         mh_block_size=args.mh_block_size,
         warmup=not args.no_warmup,
         seed=args.seed,
+        stream_every=1 if args.stream_every is None else args.stream_every,
     )
     if args.threads is not None and args.threads < 1:
         raise ValueError(f"--threads must be >= 1, got {args.threads}")
@@ -550,16 +624,31 @@ def _run_bench(
         if reference_module is not None
         else None
     )
+    accelerated = model.device.type != "cpu"
+    if args.stream_every is None and accelerated:
+        settings = replace(settings, stream_every=16)
     many, single = SuppressEOS(model), SuppressEOS(plain)
-    clock = Clock() if model.device.type == "cpu" else None
+    clock = None if accelerated else Clock()
     if clock is not None:
         many, single = Timed(many, clock), Timed(single, clock)
     methods = make_methods(many, prompt, settings, reference, single=single)
+    if "generate" not in args.skip and hasattr(plain, "tokenizer"):
+        static = bool(getattr(model, "static_cache", False))
+        methods["generate"] = generate_method(plain, prompt, settings.n_particles, static)
+        methods["generate1"] = generate_method(plain, prompt, 1, static)
     for name in args.skip:
         methods.pop(name, None)
     with torch.inference_mode():
-        times, inside = time_methods(methods, settings, model.device, progress=log, clock=clock)
-    inside.pop("reference", None)  # it calls the transformers model directly: not clocked
+        times, inside = time_methods(
+            methods,
+            settings,
+            model.device,
+            progress=log,
+            clock=clock,
+            warmup_tokens=settings.new_tokens if accelerated else None,
+        )
+    for name in ("reference", "generate", "generate1"):  # they call the transformers model
+        inside.pop(name, None)  # directly: not clocked
     dtype = getattr(model, "dtype", None)
     meta = {
         "device": str(model.device),

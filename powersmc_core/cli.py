@@ -198,6 +198,14 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     other.add_argument("--boxed", action="store_true", help="stop at a closed \\boxed{...}")
     other.add_argument("--mh-steps", type=int, default=10, help="MH steps per block (mh)")
     other.add_argument("--mh-block-size", type=int, help="MH block size (default T/16)")
+    other.add_argument(
+        "--stream-every",
+        type=int,
+        default=1,
+        metavar="K",
+        help="read the particles back every K steps (records arrive K at a time; no host "
+        "sync in between on a GPU; needs no --stop/--boxed); default 1",
+    )
     other.add_argument("--json", metavar="PATH", help="write the whole result as JSON")
     other.add_argument("--trace", metavar="PATH", help="write step records as JSON lines")
     other.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary")
@@ -260,6 +268,7 @@ def make_sampler(
         samples=config.n_particles,
         mh_steps=args.mh_steps,
         mh_block_size=args.mh_block_size,
+        stream_every=args.stream_every,
     )
 
 

@@ -3,8 +3,8 @@
 Every scheme is unbiased: the expected number of offspring of particle i is
 N·W_i. Systematic, stratified and residual resampling never have more offspring
 variance than multinomial; systematic is the default (lowest variance in
-practice, one uniform draw). Each costs O(N log N) at most and runs on the
-device of ``weights``.
+practice, one uniform draw). Each costs O(N log N) at most, runs on the
+device of ``weights`` and never reads a value back to the host (no device sync).
 """
 
 from __future__ import annotations
@@ -53,12 +53,14 @@ def residual(weights: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     n = weights.numel()
     scaled = n * weights
     counts = torch.floor(scaled).to(torch.long)
-    n_left = n - int(counts.sum())
-    if n_left > 0:
-        residuals = scaled - counts.to(weights.dtype)
-        extra = _inverse_cdf(_uniform(n_left, weights, generator), residuals / residuals.sum())
-        counts = counts + torch.bincount(extra, minlength=n)
-    return torch.repeat_interleave(torch.arange(n, device=weights.device), counts)
+    residuals = scaled - counts.to(weights.dtype)
+    n_left = n - counts.sum()  # R, a 0-d tensor: reading it on the host would sync the device
+    # Draw N leftovers and keep the first R: a fixed-size draw needs no host synchronisation.
+    tiny = torch.finfo(weights.dtype).tiny
+    extra = _inverse_cdf(_uniform(n, weights, generator), residuals / residuals.sum().clamp(tiny))
+    keep = torch.arange(n, device=weights.device) < n_left
+    counts = counts.scatter_add(0, extra, keep.to(torch.long))
+    return torch.repeat_interleave(torch.arange(n, device=weights.device), counts, output_size=n)
 
 
 RESAMPLERS: dict[str, Resampler] = {

@@ -14,6 +14,12 @@ p(y)^(alpha_t - alpha_{t-1}); at the last step p(y)^(alpha - alpha_T) catches up
 whatever exponent the schedule had not reached. Each step costs one batched
 forward of the active rows plus O(N·V) tensor work; nothing loops over particles
 in Python except text streaming.
+
+Every per-step decision (resample or not, finished or not) is a device tensor, so
+with ``stream_every=k`` the host reads the particle system only once every k
+steps, and the records of those k steps come from one flush. The records are the
+same for every k (same seed, same draws); k = 1, the default, streams each token
+as it is decoded. Stop rules read the text of every step, so they need k = 1.
 """
 
 from __future__ import annotations
@@ -21,7 +27,9 @@ from __future__ import annotations
 import copy
 import math
 import time
+from collections import deque
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 import torch
 
@@ -33,8 +41,7 @@ from .schedules import make_schedule
 from .stopping import StopRule
 from .tempering import log_power_mass, renyi_entropy
 from .text import ParticleTexts
-from .weights import ess as ess_of
-from .weights import log_mean_weight, normalise_log_weights
+from .weights import ess_tensor
 
 __all__ = ["PowerSMC", "SMCRun"]
 
@@ -47,7 +54,12 @@ def weight_dtype(device: torch.device) -> torch.dtype:
 
 
 class PowerSMC:
-    """Sampler object: ``stream(prompt)`` yields one ``StepRecord`` per token, ``run`` returns the result."""
+    """Sampler object: ``stream(prompt)`` yields one ``StepRecord`` per token, ``run`` returns the result.
+
+    stream_every: the host reads the particle system every k steps (records arrive k at a
+    time); 1 streams each token. Larger k removes the per-token host synchronisation that
+    dominates small-model GPU steps; the records are identical for every k.
+    """
 
     method = "smc"
 
@@ -57,11 +69,21 @@ class PowerSMC:
         config: SMCConfig | None = None,
         stop: StopRule | None = None,
         track_text: bool = True,
+        stream_every: int = 1,
     ) -> None:
+        if isinstance(stream_every, bool) or not isinstance(stream_every, int) or stream_every < 1:
+            raise ValueError(f"stream_every must be an integer >= 1, got {stream_every!r}")
+        if stop is not None and stream_every != 1:
+            raise ValueError(
+                "stop rules (stop strings, \\boxed{}) read each particle's text every step, "
+                f"so they need stream_every=1, got {stream_every}; EOS and max_new_tokens "
+                "need no per-step text"
+            )
         self.model = model
         self.config = config if config is not None else SMCConfig()
         self.stop = stop
         self.track_text = track_text or stop is not None
+        self.stream_every = stream_every
 
     def stream(self, prompt: Sequence[int]) -> SMCRun:
         """An iterator of step records; its ``result()`` is available at any time."""
@@ -82,8 +104,39 @@ class PowerSMC:
         return 1.0 / alpha_t if tau is None else tau
 
 
+@dataclass(frozen=True)
+class _Pending:
+    """One decoded step still on the device; the next flush turns it into a StepRecord.
+
+    Particle tensors are (N,) and describe the slots before resampling. ``scalars`` holds
+    ess, log_z, done, resampled, logits_ok, weights_ok (one transfer per flush).
+    """
+
+    step: int
+    alpha: float
+    tau: float
+    tokens: torch.Tensor
+    grows: torch.Tensor
+    log_w: torch.Tensor
+    log_inc: torch.Tensor
+    renyi: torch.Tensor
+    log_p: torch.Tensor
+    finished: torch.Tensor
+    roots: torch.Tensor
+    ancestors: torch.Tensor
+    scalars: torch.Tensor
+    texts: tuple[str, ...] | None
+
+
+_SCALARS = ("ess", "log_z", "done", "resampled", "logits_ok", "weights_ok")
+
+
 class SMCRun(Iterator[StepRecord]):
-    """One run of the particle system; iterate it to decode, call ``result()`` whenever."""
+    """One run of the particle system; iterate it to decode, call ``result()`` whenever.
+
+    ``decoded`` counts steps run on the device, ``step`` the steps turned into records
+    (they differ by less than ``stream_every`` between flushes).
+    """
 
     def __init__(self, sampler: PowerSMC, prompt: Sequence[int]) -> None:
         self.sampler = sampler
@@ -98,14 +151,19 @@ class SMCRun(Iterator[StepRecord]):
         self.resample = get_resampler(config.resampling)
         self.state, self.logp = model.start(prompt, n)
         self.step = 0
+        self.decoded = 0
         self.alpha = config.alpha_start
         self.log_w = torch.full((n,), -math.log(n), dtype=self._wdtype, device=device)
         self.log_p = torch.zeros(n, dtype=self._wdtype, device=device)
         self.finished = torch.zeros(n, dtype=torch.bool, device=device)
         self.roots = torch.arange(n, device=device)
+        self._identity = torch.arange(n, device=device)
+        self._uniform_log_w = torch.full_like(self.log_w, -math.log(n))
+        self._log_z = torch.zeros((), dtype=self._wdtype, device=device)
+        self._live = torch.ones((), dtype=torch.bool, device=device)  # not done yet
+        self._forwards = torch.zeros((), dtype=torch.long, device=device)
         self.log_z = 0.0
         self.n_resamples = 0
-        self.token_forwards = 0
         self.ess_trace: list[float] = []
         self.history = torch.full(
             (n, min(config.max_new_tokens, 64)), -1, dtype=torch.long, device=device
@@ -117,21 +175,41 @@ class SMCRun(Iterator[StepRecord]):
         self.stop = copy.deepcopy(sampler.stop)
         if self.stop is not None:
             self.stop.reset(n)
+        self.every = sampler.stream_every
+        self._pending: list[_Pending] = []
+        self._ready: deque[StepRecord] = deque()
+        self._error: Exception | None = None
         self.done = False
 
     def __iter__(self) -> SMCRun:
         return self
 
     def __next__(self) -> StepRecord:
-        if self.done:
-            raise StopIteration
-        cfg, sampler = self.config, self.sampler
-        t = self.step + 1
+        while not self._ready:
+            if self._error is not None:
+                raise self._error
+            if self.done:
+                raise StopIteration
+            self._decode_step()
+            if len(self._pending) >= self.every or self.decoded >= self.config.max_new_tokens:
+                self._flush()
+        return self._ready.popleft()
+
+    @property
+    def token_forwards(self) -> int:
+        """Particle-tokens forwarded through the model so far (finished rows excluded)."""
+        return int(self._forwards)
+
+    # -- one step on the device ----------------------------------------------------------
+    def _decode_step(self) -> None:
+        cfg, sampler, n = self.config, self.sampler, self.config.n_particles
+        host = self.every == 1  # read decisions back at once (and skip no-op work)
+        t = self.decoded + 1
+        last = t >= cfg.max_new_tokens
+        live = self._live
         active = ~self.finished
-        logp = self.logp.to(self._compute_dtype())  # (N, V)
-        if not bool(active.all()):
-            # Finished rows may hold stale or NaN logits; give them a harmless uniform row.
-            logp = torch.where(active[:, None], logp, 0.0)
+        # Finished rows may hold stale or NaN logits; give them a harmless uniform row.
+        logp = torch.where(active[:, None], self.logp.to(self._compute_dtype()), 0.0)  # (N, V)
 
         previous = self.alpha
         alpha_t = self.schedule.next_alpha(
@@ -141,14 +219,14 @@ class SMCRun(Iterator[StepRecord]):
         scaled = logp * (1.0 / tau)  # (N, V)
         log_mass = torch.logsumexp(scaled, dim=-1)  # (N,) log sum_v p(v)^(1/tau)
         # A NaN anywhere in a row makes its log-sum-exp NaN: one (N,) check instead of (N, V).
-        if not bool(torch.isfinite(log_mass).all()):
-            raise FloatingPointError(
-                f"model {self.model.name!r} returned NaN log-probabilities (or a row with no "
-                f"possible token) at step {t}; check the model weights and dtype "
-                "(float16 overflow is a common cause)"
-            )
+        logits_ok = torch.isfinite(log_mass).all()
+        if host and not bool(logits_ok):
+            raise self._nan_error(t)
         logq = scaled - log_mass[:, None]  # log q_tau = log_softmax(log p / tau)
-        tokens = torch.multinomial(logq.exp(), 1, generator=self.generator).squeeze(1)  # (N,)
+        probs = logq.exp()
+        if not host:  # a NaN row would break the draw; it is reported at the flush instead
+            probs = torch.where(logits_ok, probs, 1.0)
+        tokens = torch.multinomial(probs, 1, generator=self.generator).squeeze(1)  # (N,)
         lp_token = logp.gather(1, tokens[:, None]).squeeze(1).to(self._wdtype)
         lq_token = logq.gather(1, tokens[:, None]).squeeze(1).to(self._wdtype)
         tokens = torch.where(active, tokens, -1)
@@ -170,70 +248,163 @@ class SMCRun(Iterator[StepRecord]):
         self._write_history(t, tokens)
         finished = self.finished | emitted_eos
         texts = None
-        if self.texts is not None:
+        if host and self.texts is not None:
             pieces = self.texts.push(tokens, grows)
             if self.stop is not None:
                 stopped = torch.tensor(self.stop.update(pieces), device=finished.device)
                 finished = finished | (grows & stopped)
             texts = tuple(self.texts.texts)
         self.finished = finished
-        self.token_forwards += int(active.sum())
+        self._forwards = self._forwards + active.sum()
 
-        done = bool(finished.all()) or t >= cfg.max_new_tokens
-        catch_up = (cfg.alpha - alpha_t) if done else 0.0
-        if catch_up:
-            log_inc = log_inc + catch_up * self.log_p
+        done = live & (finished.all() | last)
+        # The final catch-up (alpha - alpha_T)·log p(y) lands on the step that ends the run.
+        log_inc = log_inc + (cfg.alpha - alpha_t) * torch.where(done, self.log_p, 0.0)
         if not sampler.reweights():
             log_inc = torch.zeros_like(log_inc)
-        self.log_z += log_mean_weight(self.log_w, log_inc)
-        self.log_w = normalise_log_weights(self.log_w + log_inc)
-        ess = ess_of(self.log_w)
-        self.ess_trace.append(ess)
-        self.alpha, self.step, self.done = alpha_t, t, done
+        # Steps decoded past the end (at most stream_every - 1) change nothing.
+        log_inc = torch.where(live, log_inc, 0.0)
+        # log sum_i W_i G_i is both the step's factor of Ẑ and the weights' new normaliser.
+        log_mean = torch.logsumexp(self.log_w + log_inc, -1)
+        weights_ok = torch.isfinite(log_mean)
+        # Past the end, even renormalising by log_mean ≈ 0 would move the weights by an ulp.
+        self.log_w = torch.where(live, self.log_w + log_inc - log_mean, self.log_w)
+        self._log_z = self._log_z + torch.where(live, log_mean, 0.0)
+        if host and not bool(weights_ok):
+            raise self._weights_error(t)
+        ess = ess_tensor(self.log_w)
 
         # Records describe slots before resampling; _reorder builds new tensors, never mutates.
-        before_log_w, before_log_p, before_finished, before_roots = (
-            self.log_w,
-            self.log_p,
-            self.finished,
-            self.roots,
-        )
-        n = cfg.n_particles
-        resampled = (not done) and t % cfg.block_size == 0 and ess < cfg.ess_threshold * n
-        if resampled:
-            ancestors = self.resample(self.log_w.exp(), self.generator)
-            self._reorder(ancestors)
-            self.n_resamples += 1
-        else:
-            ancestors = torch.arange(n, device=tokens.device)
+        before = (self.log_w, self.log_p, self.finished, self.roots)
+        ancestors = self._identity
+        resampled = torch.zeros((), dtype=torch.bool, device=ess.device)
+        if not last and t % cfg.block_size == 0 and cfg.ess_threshold > 0:
+            # Drawn whether or not it is used, so every stream_every consumes the same
+            # random numbers and yields the same records.
+            drawn = self.resample(self.log_w.exp(), self.generator)
+            resampled = live & ~done & (ess < cfg.ess_threshold * n)
+            if not host:
+                ancestors = torch.where(resampled, drawn, self._identity)
+                self._reorder(ancestors, resampled)
+            elif bool(resampled):
+                ancestors = drawn
+                self._reorder(ancestors, resampled)
+                self._reorder_text(ancestors.tolist())
 
-        if not done:
+        skip = last or (host and bool(done))
+        if not skip:
             # The new slot j continues ancestors[j]: its cache was reordered, now feed its token.
             still = ~self.finished
             feed = torch.where(still, tokens[ancestors], self.eos[0])
             self.state, self.logp = self.model.advance(self.state, feed, still)
 
-        return StepRecord(
-            step=t,
-            alpha=float(alpha_t),
-            tau=float(tau),
-            catch_up=float(catch_up),
-            tokens=tuple(tokens.tolist()),
-            log_weights=tuple(before_log_w.tolist()),
-            log_increment=tuple(log_inc.tolist()),
-            renyi=tuple(renyi.tolist()),
-            log_p=tuple(before_log_p.tolist()),
-            finished=tuple(before_finished.tolist()),
-            ess=ess,
-            resampled=resampled,
-            ancestors=tuple(ancestors.tolist()),
-            roots=tuple(before_roots.tolist()),
-            n_lineages=int(torch.unique(self.roots).numel()),
-            n_unique_ancestors=int(torch.unique(ancestors).numel()),
-            log_z=self.log_z,
-            elapsed=time.perf_counter() - self._start_time,
-            texts=texts,
-            done=done,
+        self._live = live & ~done
+        self.alpha, self.decoded = alpha_t, t
+        scalars = torch.stack(
+            [
+                v.to(torch.float64)
+                for v in (ess, self._log_z, done, resampled, logits_ok, weights_ok)
+            ]
+        )
+        self._pending.append(
+            _Pending(
+                step=t,
+                alpha=float(alpha_t),
+                tau=float(tau),
+                tokens=tokens,
+                grows=grows,
+                log_w=before[0],
+                log_inc=log_inc,
+                renyi=renyi,
+                log_p=before[1],
+                finished=before[2],
+                roots=before[3],
+                ancestors=ancestors,
+                scalars=scalars,
+                texts=texts,
+            )
+        )
+
+    # -- the host side: records ----------------------------------------------------------
+    def _flush(self) -> None:
+        """Turn the pending steps into records: one read-back of each field for all of them."""
+        pending, self._pending = self._pending, []
+        if not pending:
+            return
+
+        def host(name: str) -> list:
+            return torch.stack([getattr(p, name) for p in pending]).cpu().tolist()
+
+        scalars = host("scalars")
+        tokens, grows, log_w, log_inc = (
+            host("tokens"),
+            host("grows"),
+            host("log_w"),
+            host("log_inc"),
+        )
+        renyi, log_p, finished = host("renyi"), host("log_p"), host("finished")
+        roots, ancestors = host("roots"), host("ancestors")
+        elapsed = time.perf_counter() - self._start_time
+        for i, p in enumerate(pending):
+            values = dict(zip(_SCALARS, scalars[i], strict=True))
+            if not values["logits_ok"]:
+                self._error = self._nan_error(p.step)
+                return
+            if not values["weights_ok"]:
+                self._error = self._weights_error(p.step)
+                return
+            done, resampled = bool(values["done"]), bool(values["resampled"])
+            texts = p.texts
+            if self.texts is not None and texts is None:  # texts of batched steps
+                self.texts.push(torch.tensor(tokens[i]), torch.tensor(grows[i]))
+                texts = tuple(self.texts.texts)
+            roots_after = [roots[i][a] for a in ancestors[i]]
+            self._ready.append(
+                StepRecord(
+                    step=p.step,
+                    alpha=p.alpha,
+                    tau=p.tau,
+                    catch_up=(self.config.alpha - p.alpha) if done else 0.0,
+                    tokens=tuple(tokens[i]),
+                    log_weights=tuple(log_w[i]),
+                    log_increment=tuple(log_inc[i]),
+                    renyi=tuple(renyi[i]),
+                    log_p=tuple(log_p[i]),
+                    finished=tuple(finished[i]),
+                    ess=values["ess"],
+                    resampled=resampled,
+                    ancestors=tuple(ancestors[i]),
+                    roots=tuple(roots[i]),
+                    n_lineages=len(set(roots_after)),
+                    n_unique_ancestors=len(set(ancestors[i])),
+                    log_z=values["log_z"],
+                    elapsed=elapsed,
+                    texts=texts,
+                    done=done,
+                )
+            )
+            if resampled:
+                self.n_resamples += 1
+                if p.texts is None:  # batched steps: the text follows its ancestors here
+                    self._reorder_text(ancestors[i])
+            self.ess_trace.append(values["ess"])
+            self.step, self.log_z = p.step, values["log_z"]
+            if done:  # steps decoded past the end are dropped (they changed nothing)
+                self.done = True
+                return
+
+    def _nan_error(self, step: int) -> FloatingPointError:
+        return FloatingPointError(
+            f"model {self.model.name!r} returned NaN log-probabilities (or a row with no "
+            f"possible token) at step {step}; check the model weights and dtype "
+            "(float16 overflow is a common cause)"
+        )
+
+    @staticmethod
+    def _weights_error(step: int) -> FloatingPointError:
+        return FloatingPointError(
+            f"every particle has zero or non-finite weight at step {step}; the model "
+            "produced impossible tokens or NaN log-probabilities"
         )
 
     # -- helpers -------------------------------------------------------------------------
@@ -268,24 +439,32 @@ class SMCRun(Iterator[StepRecord]):
             self.history = torch.cat([self.history, pad], dim=1)
         self.history[:, t - 1] = tokens
 
-    def _reorder(self, ancestors: torch.Tensor) -> None:
-        """Slot j becomes a copy of slot ancestors[j]; weights reset to uniform."""
-        n = ancestors.numel()
+    def _reorder(self, ancestors: torch.Tensor, resampled: torch.Tensor) -> None:
+        """Slot j becomes a copy of slot ancestors[j]; weights reset to uniform where resampled.
+
+        ancestors may be the identity (batched steps decide on the device): then this is a
+        copy, and the weights are kept.
+        """
         self.state = self.model.reorder(self.state, ancestors)
         self.logp = self.logp[ancestors]
         self.log_p = self.log_p[ancestors]
         self.finished = self.finished[ancestors]
         self.roots = self.roots[ancestors]
         self.history = self.history[ancestors]
-        self.log_w = torch.full_like(self.log_w, -math.log(n))
-        index = ancestors.tolist()
+        self.log_w = torch.where(resampled, self._uniform_log_w, self.log_w)
+
+    def _reorder_text(self, ancestors: list[int]) -> None:
         if self.texts is not None:
-            self.texts.reorder(index)
+            self.texts.reorder(ancestors)
         if self.stop is not None:
-            self.stop.reorder(index)
+            self.stop.reorder(ancestors)
 
     def result(self) -> SMCResult:
-        """The weighted particle set so far (final once iteration has stopped)."""
+        """The weighted particle set so far (final once iteration has stopped).
+
+        Steps decoded but not yet delivered as records are flushed (and queued) first.
+        """
+        self._flush()
         weights = self.log_w.exp()
         weights = weights / weights.sum()
         # A generator of its own (seed-derived): calling result() twice, or mid-run, changes nothing.

@@ -18,6 +18,7 @@ import torch
 __all__ = [
     "conditional_ess",
     "ess",
+    "ess_tensor",
     "log_mean_weight",
     "normalise_log_weights",
 ]
@@ -38,10 +39,17 @@ def normalise_log_weights(log_weights: torch.Tensor) -> torch.Tensor:
     return log_weights - total
 
 
+def ess_tensor(log_weights: torch.Tensor) -> torch.Tensor:
+    """ESS = 1 / sum_i W_i**2 = exp(2 logsumexp(l) - logsumexp(2 l)), a 0-d tensor on l's device.
+
+    Stays on the device (no host synchronisation); ``ess`` is its float.
+    """
+    return torch.exp(2 * torch.logsumexp(log_weights, -1) - torch.logsumexp(2 * log_weights, -1))
+
+
 def ess(log_weights: torch.Tensor) -> float:
-    """ESS = 1 / sum_i W_i**2 = exp(2 logsumexp(l) - logsumexp(2 l))."""
-    lw = log_weights.to(torch.float64)
-    return float(torch.exp(2 * torch.logsumexp(lw, -1) - torch.logsumexp(2 * lw, -1)))
+    """ESS = 1 / sum_i W_i**2 as a Python float (float64 arithmetic)."""
+    return float(ess_tensor(log_weights.to(torch.float64)))
 
 
 def conditional_ess(log_weights: torch.Tensor, log_increments: torch.Tensor) -> float:

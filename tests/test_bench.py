@@ -113,6 +113,11 @@ def test_time_methods_interleaves_and_repeats():
     assert sorted({seed for *_, seed in timed}) == [10, 11, 12]  # a fresh seed per repeat
     assert {k: len(v) for k, v in times.items()} == {"a": 3, "b": 3, "c": 3}
     assert inside == {}
+    calls.clear()
+    time_methods(
+        methods, BenchSettings(new_tokens=9, repeats=1), torch.device("cpu"), warmup_tokens=9
+    )
+    assert calls[:3] == [("a", 9, 0), ("b", 9, 0), ("c", 9, 0)]  # full-length warm-up
 
 
 @pytest.mark.parametrize(
@@ -174,6 +179,12 @@ def test_bench_on_a_random_init_transformer(capsys, tmp_path):
     _check_summary(data, 2, 4)
     assert data["model"] == "random:tiny" and data["dtype"] == "float32"
     assert data["mh_block_size"] == 1 and data["torch_threads"] == 1
+    # Hugging Face generate, side by side (transformers models only), N rows and one.
+    med = {m: statistics.median(v) for m, v in data["times_s"].items()}
+    assert data["generate_s"] == pytest.approx(med["generate"]) and med["generate1"] > 0
+    assert data["generate_ms_per_step"] == pytest.approx(1000 * med["generate"] / 4)
+    assert data["smc_over_generate"] == pytest.approx(med["smc"] / med["generate"])
+    assert data["stream_every"] == 1  # CPU default: records every step
     assert torch.get_num_threads() >= 1  # restored afterwards (not asserted equal: shared box)
 
 
@@ -196,6 +207,36 @@ def test_bench_static_cache_path_runs_on_cpu(capsys, tmp_path):
     assert code == 0, err
     assert data["static_cache"] is True
     assert data["mh_s"] is None and data["mh_over_baseline"] is None
+    assert "generate" in data["times_s"]  # with transformers' own static cache
+
+
+def test_bench_stream_every_and_skip_generate(capsys, tmp_path):
+    code, data, _, err = _bench(
+        capsys,
+        tmp_path,
+        *("--random-init", "tiny", "--particles", "3", "--new-tokens", "6"),
+        *("--skip", "mh", "--skip", "generate", "--stream-every", "4", "--no-warmup"),
+    )
+    assert code == 0, err
+    assert data["stream_every"] == 4 and data["smc_s"] > 0
+    assert set(data["times_s"]) == {"baseline", "limit", "smc"}
+    assert "generate_s" not in data and data["smc_over_generate"] is None
+
+
+def test_generate_method_draws_exactly_t_tokens_without_eos():
+    from powersmc_core.bench import generate_method
+    from powersmc_core.models.loading import random_init_model
+
+    model = random_init_model("tiny", device="cpu")
+    prompt = [1, 2, 3]
+    generate = generate_method(model, prompt, 3, static=False)
+    out = generate(7, seed=0)
+    assert tuple(out.shape) == (3, len(prompt) + 7)
+    new = out[:, len(prompt) :]
+    assert not torch.isin(new, torch.tensor(model.eos_token_ids)).any()
+    assert torch.equal(generate(7, seed=0), out)  # seeded
+    with pytest.raises(ValueError, match="transformers model"):
+        generate_method(ToyLM.trap(), [], 2, static=False)
 
 
 def test_bench_reference_module_is_called_with_matching_settings(capsys, tmp_path):
@@ -252,6 +293,7 @@ def test_bench_reference_module_is_called_with_matching_settings(capsys, tmp_pat
         (["--static-cache", "on"], "transformers model"),
         (["--reference-module", "/no/such.py"], "--reference-module"),
         (["--threads", "0"], "--threads"),
+        (["--stream-every", "0"], "stream_every"),
         (["--repeats", "0"], "repeats"),
     ],
 )

@@ -178,10 +178,10 @@ def drive(model, n: int, steps: int, seed: int, reorder_at: Sequence[int] = ()) 
     return checked
 
 
-def run_records(model: LanguageModel, **config):
+def run_records(model: LanguageModel, stream_every: int = 1, **config):
     cfg = dict(alpha=4.0, n_particles=8, max_new_tokens=14, seed=3, ess_threshold=0.9)
     cfg.update(config)
-    return list(PowerSMC(model, SMCConfig(**cfg)).stream(PROMPT))
+    return list(PowerSMC(model, SMCConfig(**cfg), stream_every=stream_every).stream(PROMPT))
 
 
 def assert_same_records(records, reference, atol: float = RECORD_ATOL) -> None:
@@ -257,6 +257,19 @@ def test_sampler_records_match_plain(tokenizer, mode):
     assert resampled and min(r.n_unique_ancestors for r in resampled) < 8
     final = plain[-1].finished
     assert any(final) and not all(r.finished[0] for r in plain)  # some finish, mid-run
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+def test_batched_streaming_matches_per_token_streaming(tokenizer, mode):
+    """stream_every=5: decisions stay on the device, reorders may be identities; the
+    records equal the per-token ones and every cached row still equals a full forward."""
+    net = make_model("llama", eos_boost=4.0)
+    per_token = run_records(HFModel(net, tokenizer, "tiny", **MODES[mode]))
+    checked = CheckedModel(HFModel(net, tokenizer, "tiny", **MODES[mode]))
+    batched = run_records(checked, stream_every=5)
+    assert_same_records(batched, per_token, atol=0.0)
+    assert checked.max_error <= ATOL and checked.checked_rows > 0
+    assert any(r.resampled for r in per_token) and any(per_token[-1].finished)
 
 
 # ---- (3) static cache equals dynamic cache, incl. growth ---------------------------------

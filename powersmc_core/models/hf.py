@@ -417,8 +417,13 @@ class HFModel:
         return HFState(cache, state.rows, state.length + 1), logp
 
     def _reorder_static(self, state: HFState, ancestors: torch.Tensor) -> None:
-        """In-place row gather: every cache tensor keeps its address (CUDA graphs replay)."""
-        if _is_identity(ancestors, ancestors.numel()):
+        """In-place row gather: every cache tensor keeps its address (CUDA graphs replay).
+
+        The sampler's batched steps (stream_every > 1) pass identity ancestors when no
+        resampling is due: skipping that copy needs a host read, so only the CPU (where
+        reads are free) checks; an accelerator copies without waiting.
+        """
+        if ancestors.device.type == "cpu" and _is_identity(ancestors, ancestors.numel()):
             return
         length = state.length
         for layer in state.cache.layers:
