@@ -39,7 +39,7 @@ from .records import SMCResult, StepRecord
 from .resampling import get_resampler
 from .schedules import make_schedule
 from .stopping import StopRule
-from .tempering import log_power_mass, renyi_entropy
+from .tempering import log_power_mass, renyi_entropy, sample_rows
 from .text import ParticleTexts
 from .weights import ess_tensor
 
@@ -226,7 +226,7 @@ class SMCRun(Iterator[StepRecord]):
         probs = logq.exp()
         if not host:  # a NaN row would break the draw; it is reported at the flush instead
             probs = torch.where(logits_ok, probs, 1.0)
-        tokens = torch.multinomial(probs, 1, generator=self.generator).squeeze(1)  # (N,)
+        tokens = sample_rows(probs, self.generator)  # (N,)
         lp_token = logp.gather(1, tokens[:, None]).squeeze(1).to(self._wdtype)
         lq_token = logq.gather(1, tokens[:, None]).squeeze(1).to(self._wdtype)
         tokens = torch.where(active, tokens, -1)

@@ -11,7 +11,18 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["log_power_mass", "renyi_entropy", "tempered_logprobs"]
+__all__ = ["log_power_mass", "renyi_entropy", "sample_rows", "tempered_logprobs"]
+
+
+def sample_rows(probs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """One draw per row of (n, V) probabilities: argmax_v p(v) / E_v with E_v ~ Exp(1).
+
+    The exponential race picks v with probability p(v). It is what ``torch.multinomial``
+    runs for one sample (same draws from the same generator), without its host-side
+    validity check (``.item()``), which would synchronise an accelerator every token.
+    """
+    race = torch.empty_like(probs).exponential_(1.0, generator=generator)
+    return (probs / race).argmax(dim=-1)
 
 
 def tempered_logprobs(logp: torch.Tensor, tau: float) -> torch.Tensor:
