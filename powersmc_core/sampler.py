@@ -300,12 +300,8 @@ class SMCRun(Iterator[StepRecord]):
 
         self._live = live & ~done
         self.alpha, self.decoded = alpha_t, t
-        scalars = torch.stack(
-            [
-                v.to(torch.float64)
-                for v in (ess, self._log_z, done, resampled, logits_ok, weights_ok)
-            ]
-        )
+        values = (ess, self._log_z, done, resampled, logits_ok, weights_ok)  # see _SCALARS
+        scalars = torch.stack([v.to(self._wdtype) for v in values])  # no float64 on MPS
         self._pending.append(
             _Pending(
                 step=t,

@@ -194,6 +194,22 @@ def test_same_seed_same_output(capsys, tmp_path):
     assert outputs[0] == outputs[1]
 
 
+def test_stream_every_gives_the_same_result_and_trace(capsys, tmp_path):
+    outputs = []
+    for every in ("1", "4"):
+        path, trace = tmp_path / f"k{every}.json", tmp_path / f"k{every}.jsonl"
+        args = ["run", "--model", "toy-random:5,6,2", "--particles", "9", "--seed", "4"]
+        args += ["--ess-threshold", "0.9", "--stream-every", every, "--quiet"]
+        assert main([*args, "--json", str(path), "--trace", str(trace)]) == 0
+        data = json.loads(path.read_text())
+        steps = [json.loads(line) for line in trace.read_text().splitlines()[1:]]
+        for step in steps:
+            step.pop("elapsed", None)
+        outputs.append((data["completions"], data["weights"], data["log_z"], steps))
+    capsys.readouterr()
+    assert outputs[0] == outputs[1] and len(outputs[0][3]) >= 2
+
+
 def test_bon_chooses_the_most_likely_particle(capsys, tmp_path):
     path = tmp_path / "bon.json"
     code, *_ = run_cli(
@@ -298,6 +314,9 @@ def _file(tmp_path):
         (["--prompt", "A A A A"], "prompt has 4 tokens"),
         (["--method", "mh", "--trace", "t.jsonl"], "--trace"),
         (["--mh-steps", "-1", "--method", "mh"], "mh_steps"),
+        (["--stream-every", "0"], "stream_every must be an integer >= 1"),
+        (["--stream-every", "4", "--stop", "b"], "need stream_every=1"),
+        (["--stream-every", "4", "--method", "mh"], "MH streams one record per MH step"),
     ],
 )
 def test_bad_input_is_one_error_line(capsys, argv, needle):
