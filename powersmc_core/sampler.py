@@ -216,19 +216,7 @@ class SMCRun(Iterator[StepRecord]):
             t, previous, self.log_w, self._predictive_increment(logp, active)
         )
         tau = sampler.proposal_temperature(alpha_t)
-        scaled = logp * (1.0 / tau)  # (N, V)
-        log_mass = torch.logsumexp(scaled, dim=-1)  # (N,) log sum_v p(v)^(1/tau)
-        # A NaN anywhere in a row makes its log-sum-exp NaN: one (N,) check instead of (N, V).
-        logits_ok = torch.isfinite(log_mass).all()
-        if host and not bool(logits_ok):
-            raise self._nan_error(t)
-        logq = scaled - log_mass[:, None]  # log q_tau = log_softmax(log p / tau)
-        probs = logq.exp()
-        if not host:  # a NaN row would break the draw; it is reported at the flush instead
-            probs = torch.where(logits_ok, probs, 1.0)
-        tokens = sample_rows(probs, self.generator)  # (N,)
-        lp_token = logp.gather(1, tokens[:, None]).squeeze(1).to(self._wdtype)
-        lq_token = logq.gather(1, tokens[:, None]).squeeze(1).to(self._wdtype)
+        tokens, lp_token, lq_token, log_mass, logits_ok = self._propose(logp, tau, host, t)
         tokens = torch.where(active, tokens, -1)
 
         # log G = alpha_t·log p(y_t) - log q(y_t) + (alpha_t - alpha_{t-1})·log p(y_<t)
@@ -279,17 +267,8 @@ class SMCRun(Iterator[StepRecord]):
         ancestors = self._identity
         resampled = torch.zeros((), dtype=torch.bool, device=ess.device)
         if not last and t % cfg.block_size == 0 and cfg.ess_threshold > 0:
-            # Drawn whether or not it is used, so every stream_every consumes the same
-            # random numbers and yields the same records.
-            drawn = self.resample(self.log_w.exp(), self.generator)
             resampled = live & ~done & (ess < cfg.ess_threshold * n)
-            if not host:
-                ancestors = torch.where(resampled, drawn, self._identity)
-                self._reorder(ancestors, resampled)
-            elif bool(resampled):
-                ancestors = drawn
-                self._reorder(ancestors, resampled)
-                self._reorder_text(ancestors.tolist())
+            ancestors = self._resample(resampled, host)
 
         skip = last or (host and bool(done))
         if not skip:
@@ -320,6 +299,44 @@ class SMCRun(Iterator[StepRecord]):
                 texts=texts,
             )
         )
+
+    def _propose(self, logp: torch.Tensor, tau: float, host: bool, t: int):
+        """Draw y ~ q_tau ∝ p^(1/tau) per row; return (y, log p(y), log q(y), log Σ p^(1/tau), ok).
+
+        ok is a 0-d tensor: False when some row's log-probabilities are not finite.
+        """
+        scaled = logp * (1.0 / tau)  # (N, V)
+        log_mass = torch.logsumexp(scaled, dim=-1)  # (N,)
+        # A NaN anywhere in a row makes its log-sum-exp NaN: one (N,) check instead of (N, V).
+        ok = torch.isfinite(log_mass).all()
+        if host and not bool(ok):
+            raise self._nan_error(t)
+        logq = scaled - log_mass[:, None]  # log q_tau = log_softmax(log p / tau)
+        probs = logq.exp()
+        if not host:  # a NaN row would break the draw; it is reported at the flush instead
+            probs = torch.where(ok, probs, 1.0)
+        tokens = sample_rows(probs, self.generator)  # (N,)
+        lp_token = logp.gather(1, tokens[:, None]).squeeze(1).to(self._wdtype)
+        lq_token = logq.gather(1, tokens[:, None]).squeeze(1).to(self._wdtype)
+        return tokens, lp_token, lq_token, log_mass, ok
+
+    def _resample(self, due: torch.Tensor, host: bool) -> torch.Tensor:
+        """Ancestors for this block boundary: a fresh draw where ``due``, else the identity.
+
+        The draw is made whether or not it is used, so every stream_every consumes the
+        same random numbers and yields the same records. Per token (host) the decision is
+        read at once and a no-op reorder skipped; batched, the reorder always runs.
+        """
+        drawn = self.resample(self.log_w.exp(), self.generator)
+        if not host:
+            ancestors = torch.where(due, drawn, self._identity)
+            self._reorder(ancestors, due)
+            return ancestors
+        if not bool(due):
+            return self._identity
+        self._reorder(drawn, due)
+        self._reorder_text(drawn.tolist())
+        return drawn
 
     # -- the host side: records ----------------------------------------------------------
     def _flush(self) -> None:
