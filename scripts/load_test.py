@@ -43,21 +43,9 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from powersmc_core.deploy.browser import CHROMIUM, CHROMIUM_ARGS, COUNT_CHARTS_WITH_DATA
+
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-    "--disable-dev-shm-usage",
-]
-CHARTS_WITH_DATA = """() => Array.from(document.querySelectorAll('.js-plotly-plot')).filter(
-    el => Array.isArray(el.data) && el.data.some(t => ((t.x && t.x.length) || 0)
-        + ((t.y && t.y.length) || 0) + ((t.z && t.z.length) || 0) > 0)).length"""
 
 
 def free_port() -> int:
@@ -201,7 +189,7 @@ NEW_RUN_FINISHED = f"""(before) => ({SAVED_RUN_IDS})().some(id => !before.includ
 
 async def one_run(page, stats: Stats, run_timeout_ms: int) -> None:
     """Press Run; record time to first chart of this run and to its 'Finished … run <id> saved'."""
-    charts_before = await page.evaluate(CHARTS_WITH_DATA)
+    charts_before = await page.evaluate(COUNT_CHARTS_WITH_DATA)
     finished_before = await page.evaluate(SAVED_RUN_IDS)
     start = time.perf_counter()
     await page.locator(".st-key-live_run button").click()
@@ -212,7 +200,7 @@ async def one_run(page, stats: Stats, run_timeout_ms: int) -> None:
         # replaced before a poll sees it, for the run's end.
         if charts_before == 0:
             await page.wait_for_function(
-                f"() => ({CHARTS_WITH_DATA})() > 0", timeout=run_timeout_ms
+                f"() => ({COUNT_CHARTS_WITH_DATA})() > 0", timeout=run_timeout_ms
             )
         else:
             await page.wait_for_function(
@@ -327,7 +315,7 @@ async def main_async(args) -> dict:
         server.wait_healthy(90)
         async with async_playwright() as pw:
             browser = await pw.chromium.launch(
-                executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
+                executable_path=CHROMIUM, args=list(CHROMIUM_ARGS), headless=True
             )
             try:
                 for model in args.models:

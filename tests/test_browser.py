@@ -26,20 +26,10 @@ from pathlib import Path
 
 import pytest
 
+from powersmc_core.deploy.browser import CHROMIUM, CHROMIUM_ARGS, COUNT_CHARTS_WITH_DATA
+
 ROOT = Path(__file__).resolve().parents[1]
 OUTPUT = ROOT / "test-output"
-CHROMIUM = "/usr/bin/chromium"
-# The network is closed: no background fetches, no GPU, no sandbox (root in a container).
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-    "--disable-dev-shm-usage",
-]
 # First load of the embedded model converts the GGUF file (~20 s); the run itself takes
 # seconds on an idle CPU and much longer on a loaded shared one.
 RUN_TIMEOUT_S = 420
@@ -113,13 +103,6 @@ def server() -> Iterator[str]:
         log.close()
 
 
-# Plotly 7 ships numeric arrays as {dtype, bdata} (base64) objects: count those as data too.
-COUNT_CHARTS_WITH_DATA = """() => Array.from(document.querySelectorAll('.js-plotly-plot')).filter(
-    el => Array.isArray(el.data) && el.data.some(t => ['x', 'y', 'z'].some(k => {
-        const v = t[k];
-        return Boolean(v) && ((v.length || 0) > 0 || (typeof v.bdata === 'string' && v.bdata.length > 0));
-    }))).length"""
-
 CONTENT_HEIGHT = """() => {
     const main = document.querySelector('[data-testid="stMainBlockContainer"]');
     return main ? Math.ceil(main.getBoundingClientRect().height) + 80 : 2400;
@@ -146,7 +129,9 @@ def test_live_smc_runs_embedded_model_in_a_browser(server: str) -> None:
     playwright = pytest.importorskip("playwright.sync_api")
     executable = ensure_chromium()
     with playwright.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS, headless=True)
+        browser = pw.chromium.launch(
+            executable_path=executable, args=list(CHROMIUM_ARGS), headless=True
+        )
         try:
             page = browser.new_page(viewport={"width": 1600, "height": 1000})
             page.set_default_timeout(120_000)
