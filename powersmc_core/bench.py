@@ -217,10 +217,11 @@ class BenchSettings:
     warmup: bool = True
     seed: int = 0
     stream_every: int = 1
+    smc_block_size: int = 1  # SMC considers resampling every this many steps
 
     def __post_init__(self) -> None:
         checks = (("n_particles", 1), ("new_tokens", 1), ("repeats", 1), ("mh_steps", 0))
-        for name, low in (*checks, ("stream_every", 1)):
+        for name, low in (*checks, ("stream_every", 1), ("smc_block_size", 1)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
@@ -305,6 +306,7 @@ def summarise(
         "mh_block_size": settings.block_size,
         "seed": settings.seed,
         "stream_every": settings.stream_every,
+        "smc_block_size": settings.smc_block_size,
         "times_s": {m: list(ts) for m, ts in times.items()},
         "model_s": {m: list(ins) for m, ins in (inside or {}).items()} or None,
         "outside_model_ms_per_step": outside or None,
@@ -345,7 +347,13 @@ def make_methods(
         return decode_limit(model, prompt, n, t, seed)
 
     def smc(t: int, seed: int) -> Any:
-        config = SMCConfig(alpha=alpha, n_particles=n, max_new_tokens=t, seed=seed)
+        config = SMCConfig(
+            alpha=alpha,
+            n_particles=n,
+            max_new_tokens=t,
+            seed=seed,
+            block_size=settings.smc_block_size,
+        )
         sampler = PowerSMC(model, config, track_text=False, stream_every=settings.stream_every)
         return sampler.run(prompt)
 
@@ -454,7 +462,7 @@ def reference_method(
             n_particles=settings.n_particles,
             ess_threshold=0.5,
             temperature=1.0 / settings.alpha,
-            block_size=1,
+            block_size=settings.smc_block_size,
             alpha_ramp_tokens=1,  # ramp_T <= 1: constant alpha, as our default schedule
             min_new_tokens=t,  # its way of suppressing EOS for the whole run
             top_k=0,
@@ -536,6 +544,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="K",
         help="SMC reads its particles back every K steps (default 16 on accelerators, 1 on CPU)",
     )
+    parser.add_argument(
+        "--smc-block-size",
+        type=int,
+        default=1,
+        metavar="B",
+        help="SMC (and reference) consider resampling every B steps (default 1)",
+    )
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     parser.add_argument("--no-warmup", action="store_true", help="skip the untimed warm-up")
     parser.add_argument(
@@ -590,6 +605,7 @@ def run_bench(args: argparse.Namespace, log: Callable[[str], None] | None = None
         warmup=not args.no_warmup,
         seed=args.seed,
         stream_every=1 if args.stream_every is None else args.stream_every,
+        smc_block_size=args.smc_block_size,
     )
     if args.threads is not None and args.threads < 1:
         raise ValueError(f"--threads must be >= 1, got {args.threads}")

@@ -216,9 +216,10 @@ def test_bench_stream_every_and_skip_generate(capsys, tmp_path):
         tmp_path,
         *("--random-init", "tiny", "--particles", "3", "--new-tokens", "6"),
         *("--skip", "mh", "--skip", "generate", "--stream-every", "4", "--no-warmup"),
+        *("--smc-block-size", "3"),
     )
     assert code == 0, err
-    assert data["stream_every"] == 4 and data["smc_s"] > 0
+    assert data["stream_every"] == 4 and data["smc_s"] > 0 and data["smc_block_size"] == 3
     assert set(data["times_s"]) == {"baseline", "limit", "smc"}
     assert "generate_s" not in data and data["smc_over_generate"] is None
 
@@ -282,6 +283,7 @@ def test_bench_reference_module_is_called_with_matching_settings(capsys, tmp_pat
     logged = (tmp_path / "smc_power_sample_memopt.py.log").read_text()
     assert "max_new_tokens=5" in logged and "n_particles=3" in logged
     assert "temperature=0.25" in logged and "min_new_tokens=5" in logged
+    assert "block_size=1" in logged
     assert "top_p=1.0" in logged and "stop_on_boxed=False" in logged
 
 
@@ -294,6 +296,7 @@ def test_bench_reference_module_is_called_with_matching_settings(capsys, tmp_pat
         (["--reference-module", "/no/such.py"], "--reference-module"),
         (["--threads", "0"], "--threads"),
         (["--stream-every", "0"], "stream_every"),
+        (["--smc-block-size", "0"], "smc_block_size"),
         (["--repeats", "0"], "repeats"),
     ],
 )
