@@ -129,6 +129,30 @@ class _Pending:
 
 
 _SCALARS = ("ess", "log_z", "done", "resampled", "logits_ok", "weights_ok")
+_INTS = ("tokens", "roots", "ancestors")
+_BOOLS = ("grows", "finished")
+_FLOATS = ("log_w", "log_inc", "renyi", "log_p", "scalars")
+
+
+def _read_back(pending: list[_Pending], dtype: torch.dtype) -> dict[str, list]:
+    """Every field of the pending steps as host lists (k rows each), in one transfer.
+
+    Packed into one tensor of the weight dtype: token ids and indices stay exact
+    (below 2**24 even in float32), and an accelerator synchronises once, not per field.
+    """
+    names = (*_INTS, *_BOOLS, *_FLOATS)
+    blocks = [torch.stack([getattr(p, name) for p in pending]).to(dtype) for name in names]
+    packed = torch.cat([b.flatten() for b in blocks]).cpu()
+    parts = torch.split(packed, [b.numel() for b in blocks])
+    host = {}
+    for name, block, part in zip(names, blocks, parts, strict=True):
+        part = part.view(block.shape)
+        if name in _INTS:
+            part = part.to(torch.long)
+        elif name in _BOOLS:
+            part = part.to(torch.bool)
+        host[name] = part.tolist()
+    return host
 
 
 class SMCRun(Iterator[StepRecord]):
@@ -340,23 +364,15 @@ class SMCRun(Iterator[StepRecord]):
 
     # -- the host side: records ----------------------------------------------------------
     def _flush(self) -> None:
-        """Turn the pending steps into records: one read-back of each field for all of them."""
+        """Turn the pending steps into records: one device-to-host transfer for all of them."""
         pending, self._pending = self._pending, []
         if not pending:
             return
-
-        def host(name: str) -> list:
-            return torch.stack([getattr(p, name) for p in pending]).cpu().tolist()
-
-        scalars = host("scalars")
-        tokens, grows, log_w, log_inc = (
-            host("tokens"),
-            host("grows"),
-            host("log_w"),
-            host("log_inc"),
-        )
-        renyi, log_p, finished = host("renyi"), host("log_p"), host("finished")
-        roots, ancestors = host("roots"), host("ancestors")
+        fields = _read_back(pending, self._wdtype)
+        scalars, tokens, grows = fields["scalars"], fields["tokens"], fields["grows"]
+        log_w, log_inc, renyi = fields["log_w"], fields["log_inc"], fields["renyi"]
+        log_p, finished = fields["log_p"], fields["finished"]
+        roots, ancestors = fields["roots"], fields["ancestors"]
         elapsed = time.perf_counter() - self._start_time
         for i, p in enumerate(pending):
             values = dict(zip(_SCALARS, scalars[i], strict=True))
