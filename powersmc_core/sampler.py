@@ -41,7 +41,7 @@ from .schedules import make_schedule
 from .stopping import StopRule
 from .tempering import log_power_mass, renyi_entropy, sample_rows
 from .text import ParticleTexts
-from .weights import ess_tensor
+from .weights import ess_tensor, reweight
 
 __all__ = ["PowerSMC", "SMCRun"]
 
@@ -276,11 +276,10 @@ class SMCRun(Iterator[StepRecord]):
             log_inc = torch.zeros_like(log_inc)
         # Steps decoded past the end (at most stream_every - 1) change nothing.
         log_inc = torch.where(live, log_inc, 0.0)
-        # log sum_i W_i G_i is both the step's factor of Ẑ and the weights' new normaliser.
-        log_mean = torch.logsumexp(self.log_w + log_inc, -1)
+        reweighted, log_mean = reweight(self.log_w, log_inc)
         weights_ok = torch.isfinite(log_mean)
         # Past the end, even renormalising by log_mean ≈ 0 would move the weights by an ulp.
-        self.log_w = torch.where(live, self.log_w + log_inc - log_mean, self.log_w)
+        self.log_w = torch.where(live, reweighted, self.log_w)
         self._log_z = self._log_z + torch.where(live, log_mean, 0.0)
         if host and not bool(weights_ok):
             raise self._weights_error(t)
@@ -349,7 +348,8 @@ class SMCRun(Iterator[StepRecord]):
 
         The draw is made whether or not it is used, so every stream_every consumes the
         same random numbers and yields the same records. Per token (host) the decision is
-        read at once and a no-op reorder skipped; batched, the reorder always runs.
+        read at once and a no-op reorder skipped; batched, the reorder always runs. Texts
+        and stop rules follow their ancestors at the flush (right after, per token).
         """
         drawn = self.resample(self.log_w.exp(), self.generator)
         if not host:
@@ -359,7 +359,6 @@ class SMCRun(Iterator[StepRecord]):
         if not bool(due):
             return self._identity
         self._reorder(drawn, due)
-        self._reorder_text(drawn.tolist())
         return drawn
 
     # -- the host side: records ----------------------------------------------------------
@@ -414,8 +413,7 @@ class SMCRun(Iterator[StepRecord]):
             )
             if resampled:
                 self.n_resamples += 1
-                if p.texts is None:  # batched steps: the text follows its ancestors here
-                    self._reorder_text(ancestors[i])
+                self._reorder_text(ancestors[i])
             self.ess_trace.append(values["ess"])
             self.step, self.log_z = p.step, values["log_z"]
             if done:  # steps decoded past the end are dropped (they changed nothing)

@@ -5,13 +5,12 @@ particle set whose weights span hundreds of nats never under- or overflows.
 
 - normalised weights:  W_i = exp(l_i - logsumexp(l))
 - effective sample size: ESS = 1 / sum_i W_i**2, in [1, N]
+- reweighting by incremental weights G_i: W'_i ∝ W_i G_i; log sum_i W_i G_i is a factor of Ẑ
 - conditional ESS (Zhou, Johansen & Aston 2016) of incremental weights G_i
   under current weights W_i:  CESS = N * (sum W_i G_i)**2 / sum W_i G_i**2
 """
 
 from __future__ import annotations
-
-import math
 
 import torch
 
@@ -19,8 +18,8 @@ __all__ = [
     "conditional_ess",
     "ess",
     "ess_tensor",
-    "log_mean_weight",
     "normalise_log_weights",
+    "reweight",
 ]
 
 
@@ -64,7 +63,14 @@ def conditional_ess(log_weights: torch.Tensor, log_increments: torch.Tensor) -> 
     return float(torch.exp(num - den))
 
 
-def log_mean_weight(log_weights_normalised: torch.Tensor, log_increments: torch.Tensor) -> float:
-    """log sum_i W_i G_i: one factor of the SMC normalising-constant estimate Ẑ."""
-    value = torch.logsumexp(log_weights_normalised + log_increments, -1)
-    return float(value) if torch.isfinite(value) else -math.inf
+def reweight(
+    log_weights_normalised: torch.Tensor, log_increments: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(log W'_i, log sum_i W_i G_i) with W'_i ∝ W_i G_i, both on the device (no host sync).
+
+    log sum_i W_i G_i is one factor of the normalising-constant estimate Ẑ and also the
+    new weights' normaliser. A non-finite factor means no particle is possible; the
+    caller decides when to look (the sampler checks at its next host read).
+    """
+    log_mean = torch.logsumexp(log_weights_normalised + log_increments, -1)
+    return log_weights_normalised + log_increments - log_mean, log_mean

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from powersmc_core.tempering import log_power_mass, renyi_entropy, tempered_logprobs
-from powersmc_core.weights import conditional_ess, ess, log_mean_weight, normalise_log_weights
+from powersmc_core.weights import conditional_ess, ess, normalise_log_weights, reweight
 
 
 @settings(max_examples=80, deadline=None)
@@ -32,13 +32,15 @@ def test_normalise_is_shift_invariant_and_all_minus_inf_fails():
         normalise_log_weights(torch.full((3,), -math.inf, dtype=torch.float64))
 
 
-def test_conditional_ess_and_log_mean_weight():
+def test_conditional_ess_and_reweight():
     lw = torch.log(torch.tensor([0.25, 0.75], dtype=torch.float64))
     assert conditional_ess(lw, torch.zeros(2, dtype=torch.float64)) == pytest.approx(1.0)
     g = torch.tensor([1.0, 3.0], dtype=torch.float64)
     expected = float((0.25 * 1 + 0.75 * 3) ** 2 / (0.25 * 1 + 0.75 * 9))
     assert conditional_ess(lw, g.log()) == pytest.approx(expected)
-    assert log_mean_weight(lw, g.log()) == pytest.approx(math.log(0.25 + 2.25))
+    new, log_mean = reweight(lw, g.log())
+    assert float(log_mean) == pytest.approx(math.log(0.25 + 2.25))
+    assert new.exp().tolist() == pytest.approx([0.25 / 2.5, 2.25 / 2.5])
 
 
 def test_tempered_proposal_and_renyi():
