@@ -575,7 +575,12 @@ def _speed_setup(model: LanguageModel, args: argparse.Namespace, max_len: int) -
         args.static_cache == "auto" and model.device.type == "cuda"
     )
     if args.compile and not static:
-        raise ValueError("--compile needs the static KV cache (drop --static-cache off)")
+        where = (
+            "off" if args.static_cache == "off" else f"auto, and {model.device.type} is not CUDA"
+        )
+        raise ValueError(
+            f"--compile needs the static KV cache, which is {where}: add --static-cache on"
+        )
     if not static:
         return model
     from .models.hf import HFModel  # lazy: only the transformers backend has these switches

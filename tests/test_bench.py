@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import statistics
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -293,6 +297,8 @@ def test_bench_reference_module_is_called_with_matching_settings(capsys, tmp_pat
         (["--model", "toy-random:4,4,0", "--new-tokens", "5"], "--new-tokens <= 3"),
         (["--particles", "0"], "n_particles"),
         (["--static-cache", "on"], "transformers model"),
+        (["--compile"], "static KV cache, which is auto, and cpu is not CUDA"),
+        (["--compile", "--static-cache", "off"], "which is off: add --static-cache on"),
         (["--reference-module", "/no/such.py"], "--reference-module"),
         (["--threads", "0"], "--threads"),
         (["--stream-every", "0"], "stream_every"),
@@ -307,3 +313,34 @@ def test_bench_bad_input_is_one_error_line(capsys, tmp_path, argv, needle):
     assert code == 2 and data is None and out == ""
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], err
+
+
+@pytest.mark.slow
+def test_gpu_checks_script_runs_end_to_end_on_cpu(tmp_path):
+    """scripts/gpu_checks.sh is what a scarce GPU lease runs: keep it working, here on a CPU."""
+    root = Path(__file__).resolve().parents[1]
+    env = dict(
+        os.environ,
+        OUT=str(tmp_path),
+        PY=sys.executable,
+        DEVICE="cpu",
+        DTYPE="float32",
+        ARCH="tiny",
+        PARTICLES="4",
+        NEW_TOKENS="4",
+        REPEATS="1",
+    )
+    done = subprocess.run(
+        ["bash", str(root / "scripts" / "gpu_checks.sh")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    bench = json.loads((tmp_path / "bench-gpu.json").read_text())
+    assert bench["compiled"] and bench["static_cache"] and bench["stream_every"] == 16
+    assert bench["n_particles"] == 4 and bench["new_tokens"] == 4 and bench["smc_s"] > 0
+    reorder = json.loads((tmp_path / "reorder-gpu.json").read_text())
+    assert reorder["hfmodel_uses"] == "per_layer" and reorder["pooled_ms"] > 0
+    assert "skipped" in (tmp_path / "cuda-tests.txt").read_text()  # no CUDA here

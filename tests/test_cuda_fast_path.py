@@ -55,3 +55,24 @@ def test_records_do_not_depend_on_stream_every_on_cuda():
     batched = list(PowerSMC(model, config, stream_every=6).stream(PROMPT))
     assert [r.tokens for r in batched] == [r.tokens for r in one]
     assert [r.ancestors for r in batched] == [r.ancestors for r in one]
+
+
+def test_pooled_reorder_on_cuda_matches_a_full_forward():
+    """On CUDA reorders gather the one pool tensor; cached rows must equal a full forward."""
+    model = fast_model(compile=False)
+    n, gen = 4, torch.Generator().manual_seed(0)
+    state, _ = model.start(PROMPT, n)
+    assert state.pool is not None and state.pool.is_cuda
+    sequences = [list(PROMPT) for _ in range(n)]
+    for step in range(6):
+        if step in (2, 4):
+            ancestors = torch.randint(0, n, (n,), generator=gen)
+            state = model.reorder(state, ancestors.cuda())
+            sequences = [list(sequences[a]) for a in ancestors.tolist()]
+        tokens = torch.randint(6, model.vocab_size, (n,), generator=gen)
+        for sequence, token in zip(sequences, tokens.tolist(), strict=True):
+            sequence.append(token)
+        state, logp = model.advance(state, tokens.cuda(), torch.ones(n, dtype=torch.bool))
+        for row, sequence in enumerate(sequences):
+            full = model.next_token_logprobs(sequence)
+            torch.testing.assert_close(logp[row], full, atol=1e-3, rtol=0)

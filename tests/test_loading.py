@@ -291,6 +291,38 @@ def test_replace_dir_swaps_atomically_and_removes_the_old_folder(tmp_path):
 
 
 # ---- names and errors --------------------------------------------------------------------
+def _word_tokenizer(eos: str):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {w: i for i, w in enumerate(["<|endoftext|>", "<|im_start|>", "<|im_end|>", "hi"])}
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="<|endoftext|>"))
+    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend, bos_token="<|im_start|>", eos_token=eos
+    )
+
+
+@pytest.mark.parametrize(
+    ("tokenizer_eos", "file_eos", "want_tokenizer_eos", "want_eos_ids"),
+    [
+        ("<|im_start|>", 2, 2, 2),  # transformers 5.17's conversion: the file's id wins
+        ("<|im_end|>", 2, 2, 2),  # agreeing: nothing to fix
+        ("<|endoftext|>", [2, 1], 0, [2, 1, 0]),  # several file ids: the tokenizer's is added
+    ],
+)
+def test_gguf_tokenizer_eos_follows_the_file(
+    tokenizer_eos, file_eos, want_tokenizer_eos, want_eos_ids
+):
+    from transformers import GenerationConfig
+
+    tokenizer, config = _word_tokenizer(tokenizer_eos), GenerationConfig(eos_token_id=file_eos)
+    notes = L._fix_tokenizer_and_eos(tokenizer, config)
+    assert tokenizer.eos_token_id == want_tokenizer_eos
+    assert config.eos_token_id == want_eos_ids
+    assert any("EOS" in note for note in notes) == (tokenizer_eos != "<|im_end|>")
+
+
 def test_available_models_describe_the_builtins():
     models = available_models()
     names = [m["name"] for m in models]

@@ -19,7 +19,9 @@ Three cache strategies share one state type (``HFState``: cache + slot→row map
   only materialised once their particles' tokens differ.
 * ``static_cache=True``: a preallocated ``StaticCache`` of ``max_cache_len``
   positions and a fixed batch of N rows; ``reorder`` copies rows in place, so every
-  cache tensor keeps its address across steps (what CUDA graphs need). With
+  cache tensor keeps its address across steps (what CUDA graphs need). All layers'
+  keys and values are views of one pool tensor, so on accelerators a reorder is 2
+  kernels for the whole model (``reorder_pool``). With
   ``compile=True`` the one-token forward is wrapped in ``torch.compile`` (mode
   "reduce-overhead" on CUDA). Finished rows are kept and fed EOS (fixed shapes).
 
@@ -63,6 +65,8 @@ __all__ = [
     "collect_eos_token_ids",
     "pick_device",
     "pick_dtype",
+    "reorder_layers",
+    "reorder_pool",
 ]
 
 # Prompt tokens are limited to max_position_embeddings minus this many positions,
@@ -153,11 +157,15 @@ class HFState:
 
     rows: (N,) long; rows[i] = cache row holding slot i's prefix, -1 once the slot is
     finished and its row dropped. length: tokens held per row (prompt + generated).
+    pool: static cache only, when its layers are alike: every layer's keys and values
+    as views of this one (layers, 2, N, heads, max_cache_len, head_dim) tensor, so an
+    accelerator's reorder is one gather for the whole model.
     """
 
     cache: Cache
     rows: torch.Tensor
     length: int
+    pool: torch.Tensor | None = None
 
 
 # ---- backend ---------------------------------------------------------------------------
@@ -285,8 +293,9 @@ class HFModel:
         logp = self._log_softmax(self._logits(ids, cache))  # (1, V)
         slots = torch.arange(n, device=self.device)
         if self.static_cache:
-            cache = self._to_static(cache, n, length, self._static_len(length))
-        elif self.copy_on_write:
+            cache, pool = self._to_static(cache, n, length, self._static_len(length))
+            return HFState(cache, slots, length, pool), logp.expand(n, -1)
+        if self.copy_on_write:
             slots = torch.zeros(n, dtype=torch.long, device=self.device)  # all read row 0
         else:
             cache.batch_repeat_interleave(n)
@@ -373,15 +382,20 @@ class HFModel:
             return self.max_cache_len
         return -(-(prompt_len + STATIC_HEADROOM) // STATIC_HEADROOM) * STATIC_HEADROOM
 
-    def _to_static(self, source: Cache, n: int, length: int, max_len: int) -> StaticCache:
+    def _to_static(
+        self, source: Cache, n: int, length: int, max_len: int
+    ) -> tuple[StaticCache, torch.Tensor | None]:
         """A StaticCache of n rows and max_len positions holding source's first length positions.
 
         source rows are broadcast when it has one row (the prefill) or copied when it has n.
+        When all layers hold keys and values of one shape, they become views of one pool
+        tensor (returned; else None): a reorder is then 2 kernels, not 4 per layer.
         """
         cache = StaticCache(config=self.config, max_cache_len=max_len)
         if len(cache.layers) != len(source.layers):
             raise NotImplementedError(f"static_cache: unexpected cache layout for {self.name}")
-        for old, new in zip(source.layers, cache.layers, strict=True):
+        pool = _allocate_pool(source, n, max_len)
+        for index, (old, new) in enumerate(zip(source.layers, cache.layers, strict=True)):
             if type(new) is not StaticLayer:
                 raise NotImplementedError(
                     f"static_cache supports full-attention layers only, {self.name} has "
@@ -390,10 +404,15 @@ class HFModel:
             keys = old.keys[:, :, :length].expand(n, -1, -1, -1)  # (n, H, L, D)
             values = old.values[:, :, :length].expand(n, -1, -1, -1)
             new.lazy_initialization(keys[:, :, :0], values[:, :, :0])  # allocates, marks static
+            if pool is not None:
+                # Swapped in layer by layer, so the layer's own allocation is freed at once.
+                new.keys, new.values = pool[index, 0], pool[index, 1]
+                torch._dynamo.mark_static_address(new.keys)  # CUDA graphs: fixed addresses
+                torch._dynamo.mark_static_address(new.values)
             new.keys[:, :, :length].copy_(keys)
             new.values[:, :, :length].copy_(values)
             new.cumulative_length.fill_(length)
-        return cache
+        return cache, pool
 
     def _advance_static(
         self, state: HFState, tokens: torch.Tensor, active: torch.Tensor
@@ -408,13 +427,14 @@ class HFModel:
                     f"static cache is full: max_cache_len={self.max_cache_len} positions "
                     "(prompt + generated); pass a larger max_cache_len"
                 )
-            cache = self._to_static(cache, n, state.length, 2 * cache.get_max_length())
+            cache, pool = self._to_static(cache, n, state.length, 2 * cache.get_max_length())
+            state = HFState(cache, state.rows, state.length, pool)
         # Fixed (n, 1) shape: finished rows are fed EOS, and their outputs are ignored.
         feed = torch.where(active, tokens, self._eos)[:, None]
         if self._compiled_cuda:
             torch.compiler.cudagraph_mark_step_begin()
         logp = self._log_softmax(self._step(feed, cache))  # (n, V), a fresh tensor
-        return HFState(cache, state.rows, state.length + 1), logp
+        return HFState(cache, state.rows, state.length + 1, state.pool), logp
 
     def _reorder_static(self, state: HFState, ancestors: torch.Tensor) -> None:
         """In-place row gather: every cache tensor keeps its address (CUDA graphs replay).
@@ -423,17 +443,56 @@ class HFModel:
         resampling is due: skipping that copy needs a host read, so only the CPU (where
         reads are free) checks; an accelerator copies without waiting.
         """
-        if ancestors.device.type == "cpu" and _is_identity(ancestors, ancestors.numel()):
-            return
-        length = state.length
-        for layer in state.cache.layers:
-            for tensor in (layer.keys, layer.values):
-                prefix = tensor[:, :, :length]  # (n, H, L, D) view into the preallocation
-                prefix.copy_(prefix.index_select(0, ancestors))
+        if ancestors.device.type == "cpu":
+            if not _is_identity(ancestors, ancestors.numel()):
+                reorder_layers(state.cache, ancestors, state.length)
+        elif state.pool is not None:
+            reorder_pool(state.pool, ancestors, state.length)
+        else:
+            reorder_layers(state.cache, ancestors, state.length)
 
     def __repr__(self) -> str:
         mode = "copy-on-write" if self.copy_on_write else "static" if self.static_cache else "plain"
         return f"HFModel({self.name}, {mode}, device={self.device}, dtype={self.dtype})"
+
+
+def reorder_pool(pool: torch.Tensor, ancestors: torch.Tensor, length: int) -> None:
+    """Row i of every layer's first ``length`` positions := row ancestors[i]; 2 kernels.
+
+    What accelerators use: per-layer copies cost 4 launches per layer (112 for
+    qwen2-1.5b) of host time, which a replayed CUDA graph leaves little to hide behind
+    (to be measured there with ``scripts/measure_static_reorder.py``).
+    """
+    prefix = pool[:, :, :, :, :length]  # (layers, 2, n, H, L, D) view
+    prefix.copy_(prefix.index_select(2, ancestors))
+
+
+def reorder_layers(cache: Cache, ancestors: torch.Tensor, length: int) -> None:
+    """``reorder_pool`` layer by layer: 4 kernels per layer, what the CPU uses.
+
+    On the CPU it is the faster of the two (``scripts/measure_static_reorder.py``:
+    117 vs 272 ms at SmolLM2, N=32, 300 cached tokens): index_select is fast on dim 0.
+    """
+    for layer in cache.layers:
+        for tensor in (layer.keys, layer.values):
+            prefix = tensor[:, :, :length]  # (n, H, L, D) view into the preallocation
+            prefix.copy_(prefix.index_select(0, ancestors))
+
+
+def _allocate_pool(source: Cache, n: int, max_len: int) -> torch.Tensor | None:
+    """Zeros (layers, 2, n, H, max_len, D) when every layer's keys and values share a shape.
+
+    Zeros, not empty: masked positions get attention weight 0, and 0 · NaN garbage is NaN.
+    """
+    shapes = {
+        (*t.shape[1:2], *t.shape[3:]) for layer in source.layers for t in (layer.keys, layer.values)
+    }
+    kinds = {(t.dtype, t.device) for layer in source.layers for t in (layer.keys, layer.values)}
+    if len(shapes) != 1 or len(kinds) != 1:
+        return None  # e.g. different key and value head dims: per-layer copies instead
+    (heads, head_dim), ((dtype, device),) = shapes.pop(), kinds
+    size = (len(source.layers), 2, n, heads, max_len, head_dim)
+    return torch.zeros(size, dtype=dtype, device=device)
 
 
 def _cache_rows(cache: Cache) -> int:

@@ -512,6 +512,14 @@ def _fix_tokenizer_and_eos(tokenizer: Any, generation_config: Any) -> list[str]:
     eos = generation_config.eos_token_id
     eos_ids = [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
     tok_eos = getattr(tokenizer, "eos_token_id", None)
+    if len(eos_ids) == 1 and tok_eos is not None and tok_eos != eos_ids[0]:
+        # Both come from the file's tokenizer.ggml.eos_token_id; transformers 5.17's GGUF
+        # tokenizer conversion loses it (SmolLM2: EOS became <|im_start|>, the BOS).
+        tokenizer.eos_token = tokenizer.convert_ids_to_tokens(eos_ids[0])
+        notes.append(
+            f"GGUF tokenizer's EOS id {tok_eos} differed from the file's {eos_ids[0]}; fixed"
+        )
+        tok_eos = tokenizer.eos_token_id
     if tok_eos is not None and tok_eos not in eos_ids:
         eos_ids.append(tok_eos)
         generation_config.eos_token_id = eos_ids[0] if len(eos_ids) == 1 else eos_ids
