@@ -344,3 +344,18 @@ def test_gpu_checks_script_runs_end_to_end_on_cpu(tmp_path):
     reorder = json.loads((tmp_path / "reorder-gpu.json").read_text())
     assert reorder["hfmodel_uses"] == "per_layer" and reorder["pooled_ms"] > 0
     assert "skipped" in (tmp_path / "cuda-tests.txt").read_text()  # no CUDA here
+
+
+def test_count_step_ops_fences_off_the_forward():
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        [sys.executable, str(root / "scripts" / "count_step_ops.py"), "--steps", "4"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = done.stdout.splitlines()[0]
+    ops = float(summary.split(": ")[1].split(" ops")[0])
+    assert 20 < ops < 200, summary  # the sampler's ops (~110); with the forward ~280
+    assert "aten::linear" not in done.stdout and "attention" not in done.stdout
