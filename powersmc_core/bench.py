@@ -218,6 +218,8 @@ class BenchSettings:
     seed: int = 0
     stream_every: int = 1
     smc_block_size: int = 1  # SMC considers resampling every this many steps
+    # More SMC rows, timed side by side: (block_size, stream_every) each, named smc_b{B}_k{K}.
+    smc_variants: tuple[tuple[int, int], ...] = ()
 
     def __post_init__(self) -> None:
         checks = (("n_particles", 1), ("new_tokens", 1), ("repeats", 1), ("mh_steps", 0))
@@ -227,6 +229,13 @@ class BenchSettings:
                 raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
         if self.mh_block_size is not None and self.mh_block_size < 1:
             raise ValueError(f"mh_block_size must be >= 1, got {self.mh_block_size}")
+        seen = {(self.smc_block_size, self.stream_every)}
+        for block, every in self.smc_variants:
+            if min(block, every) < 1:
+                raise ValueError(f"SMC variant {block}:{every}: both must be >= 1")
+            if (block, every) in seen:
+                raise ValueError(f"SMC variant {block}:{every} is already timed")
+            seen.add((block, every))
         SMCConfig(alpha=self.alpha, n_particles=self.n_particles, seed=self.seed)
 
     @property
@@ -248,6 +257,10 @@ def _ratio(numerator: float | None, denominator: float | None) -> float | None:
     if numerator is None or denominator is None or denominator <= 0:
         return None
     return numerator / denominator
+
+
+def _scaled(value: float | None, factor: float) -> float | None:
+    return None if value is None else value * factor
 
 
 def summarise(
@@ -307,6 +320,17 @@ def summarise(
         "seed": settings.seed,
         "stream_every": settings.stream_every,
         "smc_block_size": settings.smc_block_size,
+        "smc_variants": {
+            variant_name(block, every): {
+                "block_size": block,
+                "stream_every": every,
+                "s": medians.get(variant_name(block, every)),
+                "ms_per_step": _scaled(medians.get(variant_name(block, every)), 1000.0 / t),
+                "over_smc": _ratio(medians.get(variant_name(block, every)), smc),
+                "over_baseline": _ratio(medians.get(variant_name(block, every)), base),
+            }
+            for block, every in settings.smc_variants
+        },
         "times_s": {m: list(ts) for m, ts in times.items()},
         "model_s": {m: list(ins) for m, ins in (inside or {}).items()} or None,
         "outside_model_ms_per_step": outside or None,
@@ -316,6 +340,22 @@ def summarise(
 
 
 # ---- the timed methods ----------------------------------------------------------------
+def variant_name(block: int, every: int) -> str:
+    """The row of an SMC variant: smc_b{block_size}_k{stream_every}."""
+    return f"smc_b{block}_k{every}"
+
+
+def parse_variant(text: str) -> tuple[int, int]:
+    """'B:K' -> (block_size, stream_every), for ``--smc-variant``."""
+    try:
+        block, every = (int(part) for part in text.split(":"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected B:K (block size : stream every), e.g. 16:16, got {text!r}"
+        ) from None
+    return block, every
+
+
 def _synchronise(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -340,22 +380,20 @@ def make_methods(
     n, alpha = settings.n_particles, settings.alpha
     single = model if single is None else single
 
+    def smc_with(block: int, every: int) -> Callable[[int, int], Any]:
+        def smc(t: int, seed: int) -> Any:
+            config = SMCConfig(
+                alpha=alpha, n_particles=n, max_new_tokens=t, seed=seed, block_size=block
+            )
+            return PowerSMC(model, config, track_text=False, stream_every=every).run(prompt)
+
+        return smc
+
     def baseline(t: int, seed: int) -> Any:
         return decode_limit(model, prompt, 1, t, seed)
 
     def limit(t: int, seed: int) -> Any:
         return decode_limit(model, prompt, n, t, seed)
-
-    def smc(t: int, seed: int) -> Any:
-        config = SMCConfig(
-            alpha=alpha,
-            n_particles=n,
-            max_new_tokens=t,
-            seed=seed,
-            block_size=settings.smc_block_size,
-        )
-        sampler = PowerSMC(model, config, track_text=False, stream_every=settings.stream_every)
-        return sampler.run(prompt)
 
     def mh(t: int, seed: int) -> Any:
         block = settings.block_size if t == settings.new_tokens else max(1, t // 16)
@@ -372,9 +410,11 @@ def make_methods(
     methods: dict[str, Callable[[int, int], Any]] = {
         "baseline": baseline,
         "limit": limit,
-        "smc": smc,
+        "smc": smc_with(settings.smc_block_size, settings.stream_every),
         "mh": mh,
     }
+    for block, every in settings.smc_variants:
+        methods[variant_name(block, every)] = smc_with(block, every)
     if reference is not None:
         methods["reference"] = reference
     return methods
@@ -551,6 +591,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="B",
         help="SMC (and reference) consider resampling every B steps (default 1)",
     )
+    parser.add_argument(
+        "--smc-variant",
+        type=parse_variant,
+        action="append",
+        metavar="B:K",
+        help="also time SMC with block size B and --stream-every K, as row smc_bB_kK "
+        "(repeatable; e.g. 16:16 and 1:1 show what the identity copy and a per-token "
+        "host sync cost)",
+    )
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     parser.add_argument("--no-warmup", action="store_true", help="skip the untimed warm-up")
     parser.add_argument(
@@ -611,6 +660,7 @@ def run_bench(args: argparse.Namespace, log: Callable[[str], None] | None = None
         seed=args.seed,
         stream_every=1 if args.stream_every is None else args.stream_every,
         smc_block_size=args.smc_block_size,
+        smc_variants=tuple(args.smc_variant or ()),
     )
     if args.threads is not None and args.threads < 1:
         raise ValueError(f"--threads must be >= 1, got {args.threads}")

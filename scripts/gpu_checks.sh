@@ -4,7 +4,9 @@
 #   2. one static-cache reorder, pooled (2 kernels) vs per layer, qwen2-1.5b, N = 32;
 #   3. the benchmark: qwen2-1.5b dimensions (random weights), bfloat16, N = 32,
 #      512 new tokens, static cache + CUDA graphs, records every 16 steps, with Hugging
-#      Face generate (static cache) side by side.
+#      Face generate (static cache) side by side, and two more SMC rows: resampling
+#      considered every 16 steps (identity copies 1/16 as often), and records every step
+#      (a host synchronisation per token instead of identity copies).
 # Results go to $OUT (default gpu-out/). PY picks the interpreter (default python3: the
 # device machine has its own CUDA torch; the CPU .venv does not travel, and the package is
 # not installed there, hence PYTHONPATH). A smoke test of this script on a CPU:
@@ -32,6 +34,7 @@ failed=0
     2>&1 | tee "$OUT/reorder-gpu.txt" || failed=1
 "$PY" -m powersmc_core bench --random-init "$ARCH" --device "$DEVICE" --dtype "$DTYPE" \
     --particles "${PARTICLES:-32}" --new-tokens "${NEW_TOKENS:-512}" --repeats "${REPEATS:-3}" \
-    --static-cache on --compile --skip mh --stream-every 16 --json "$OUT/bench-gpu.json" 2>&1 \
+    --static-cache on --compile --skip mh --stream-every 16 --smc-variant 16:16 \
+    --smc-variant 1:1 --json "$OUT/bench-gpu.json" 2>&1 \
     | tee "$OUT/bench-gpu.txt" || failed=1
 exit "$failed"

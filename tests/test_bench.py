@@ -25,6 +25,7 @@ from powersmc_core.bench import (
     SuppressEOS,
     Timed,
     decode_limit,
+    make_methods,
     summarise,
     time_methods,
 )
@@ -228,6 +229,39 @@ def test_bench_stream_every_and_skip_generate(capsys, tmp_path):
     assert "generate_s" not in data and data["smc_over_generate"] is None
 
 
+def test_bench_smc_variants_are_timed_side_by_side(capsys, tmp_path):
+    code, data, out, err = _bench(
+        capsys,
+        tmp_path,
+        *("--random-init", "tiny", "--particles", "3", "--new-tokens", "6", "--repeats", "2"),
+        *("--skip", "mh", "--skip", "generate", "--no-warmup"),
+        *("--smc-variant", "3:3", "--smc-variant", "1:6"),
+    )
+    assert code == 0, err
+    assert set(data["times_s"]) == {"baseline", "limit", "smc", "smc_b3_k3", "smc_b1_k6"}
+    variant = data["smc_variants"]["smc_b3_k3"]
+    assert (variant["block_size"], variant["stream_every"]) == (3, 3)
+    median = statistics.median(data["times_s"]["smc_b3_k3"])
+    assert variant["s"] == pytest.approx(median)
+    assert variant["ms_per_step"] == pytest.approx(1000 * median / 6)
+    assert variant["over_smc"] == pytest.approx(median / data["smc_s"])
+    assert variant["over_baseline"] == pytest.approx(median / data["baseline_s"])
+    assert "smc_b1_k6" in out  # a row of the printed table
+
+
+def test_smc_variants_decode_what_their_settings_say():
+    from powersmc_core.models.loading import random_init_model
+
+    model = SuppressEOS(random_init_model("tiny", device="cpu"))
+    settings = BenchSettings(n_particles=4, new_tokens=6, smc_variants=((1, 3), (3, 1)))
+    methods = make_methods(model, [1, 2, 3], settings)
+    main_row, batched, blocked = (methods[m](6, 5) for m in ("smc", "smc_b1_k3", "smc_b3_k1"))
+    # Records do not depend on stream_every; the block size changes when resampling draws
+    # are made (every block boundary), hence the random stream and the samples.
+    assert batched.completions == main_row.completions and batched.log_z == main_row.log_z
+    assert blocked.completions != main_row.completions
+
+
 def test_generate_method_draws_exactly_t_tokens_without_eos():
     from powersmc_core.bench import generate_method
     from powersmc_core.models.loading import random_init_model
@@ -303,6 +337,9 @@ def test_bench_reference_module_is_called_with_matching_settings(capsys, tmp_pat
         (["--threads", "0"], "--threads"),
         (["--stream-every", "0"], "stream_every"),
         (["--smc-block-size", "0"], "smc_block_size"),
+        (["--smc-variant", "1:1"], "already timed"),
+        (["--smc-variant", "16"], "expected B:K"),
+        (["--smc-variant", "0:2"], "must be >= 1"),
         (["--repeats", "0"], "repeats"),
     ],
 )
@@ -341,6 +378,7 @@ def test_gpu_checks_script_runs_end_to_end_on_cpu(tmp_path):
     bench = json.loads((tmp_path / "bench-gpu.json").read_text())
     assert bench["compiled"] and bench["static_cache"] and bench["stream_every"] == 16
     assert bench["n_particles"] == 4 and bench["new_tokens"] == 4 and bench["smc_s"] > 0
+    assert set(bench["smc_variants"]) == {"smc_b16_k16", "smc_b1_k1"}
     reorder = json.loads((tmp_path / "reorder-gpu.json").read_text())
     assert reorder["hfmodel_uses"] == "per_layer" and reorder["pooled_ms"] > 0
     assert "skipped" in (tmp_path / "cuda-tests.txt").read_text()  # no CUDA here
