@@ -267,6 +267,18 @@ def test_sampler_records_match_plain(tokenizer, mode):
     assert any(final) and not all(r.finished[0] for r in plain)  # some finish, mid-run
 
 
+@pytest.mark.slow
+def test_compiled_static_records_match_plain(tokenizer):
+    """A real torch.compile (inductor on the CPU) of the step over the pooled static cache:
+    the cache's layer views are graph inputs mutated in place, so this guards the pool
+    against aliasing trouble in compilation. Every cached row is checked as well."""
+    net = make_model("llama", eos_boost=4.0)
+    plain = run_records(HFModel(net, tokenizer, "tiny"))
+    compiled = CheckedModel(HFModel(net, tokenizer, "tiny", static_cache=True, compile=True))
+    assert_same_records(run_records(compiled, stream_every=4), plain)
+    assert compiled.max_error <= ATOL and compiled.checked_rows > 0
+
+
 @pytest.mark.parametrize("mode", list(MODES))
 def test_batched_streaming_matches_per_token_streaming(tokenizer, mode):
     """stream_every=5: decisions stay on the device, reorders may be identities; the
