@@ -729,6 +729,8 @@ def _run_bench(
         "prompt_tokens": len(prompt),
         "static_cache": bool(getattr(model, "static_cache", False)),
         "compiled": bool(args.compile),
+        # Dynamo's counters over the whole run: a graph break splits the CUDA graph.
+        "compile_graph_breaks": _graph_breaks() if args.compile else None,
         "torch_threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
         "machine": f"{platform.system()} {platform.machine()} {platform.processor()}".strip(),
@@ -740,6 +742,12 @@ def _run_bench(
         "eos_suppressed": True,
     }
     return summarise(times, settings, meta, inside)
+
+
+def _graph_breaks() -> int:
+    from torch._dynamo.utils import counters
+
+    return int(sum(counters["graph_break"].values()))
 
 
 def format_table(summary: dict[str, Any]) -> str:
@@ -771,6 +779,9 @@ def format_table(summary: dict[str, Any]) -> str:
         lines.append(
             f"mh_over_baseline / smc_over_baseline = mh_s / smc_s = {mh_smc:.2f}  (target >= 3)"
         )
+    breaks = summary.get("compile_graph_breaks")
+    if breaks:
+        lines.append(f"warning: {breaks} graph breaks in the compiled forward (split graphs)")
     return "\n".join(lines)
 
 

@@ -377,6 +377,7 @@ def test_gpu_checks_script_runs_end_to_end_on_cpu(tmp_path):
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     bench = json.loads((tmp_path / "bench-gpu.json").read_text())
     assert bench["compiled"] and bench["static_cache"] and bench["stream_every"] == 16
+    assert bench["compile_graph_breaks"] == 0  # one graph per forward
     assert bench["n_particles"] == 4 and bench["new_tokens"] == 4 and bench["smc_s"] > 0
     assert set(bench["smc_variants"]) == {"smc_b16_k16", "smc_b1_k1"}
     reorder = json.loads((tmp_path / "reorder-gpu.json").read_text())

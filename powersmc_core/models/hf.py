@@ -219,7 +219,9 @@ class HFModel:
             # copies in place), so only the (N, 1) token ids change between replays.
             self._compiled_cuda = self.device.type == "cuda"
             mode = "reduce-overhead" if self._compiled_cuda else "default"
-            self._step = torch.compile(self._one_token_logits, mode=mode)
+            # dynamic=False: baseline (1 row) and SMC (N rows) each get a graph specialised
+            # to their shape, rather than one shape-generic graph after the second size.
+            self._step = torch.compile(self._one_token_logits, mode=mode, dynamic=False)
 
     # ---- text ----------------------------------------------------------------------
     @property
