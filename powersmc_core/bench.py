@@ -729,7 +729,7 @@ def _run_bench(
         "prompt_tokens": len(prompt),
         "static_cache": bool(getattr(model, "static_cache", False)),
         "compiled": bool(args.compile),
-        # Dynamo's counters over the whole run: a graph break splits the CUDA graph.
+        # Dynamo's counter over the whole run (ours and generate's compiled forwards alike).
         "compile_graph_breaks": _graph_breaks() if args.compile else None,
         "torch_threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
@@ -781,7 +781,7 @@ def format_table(summary: dict[str, Any]) -> str:
         )
     breaks = summary.get("compile_graph_breaks")
     if breaks:
-        lines.append(f"warning: {breaks} graph breaks in the compiled forward (split graphs)")
+        lines.append(f"warning: {breaks} torch.compile graph breaks in this run (split graphs)")
     return "\n".join(lines)
 
 
