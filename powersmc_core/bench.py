@@ -259,8 +259,8 @@ def _ratio(numerator: float | None, denominator: float | None) -> float | None:
     return numerator / denominator
 
 
-def _scaled(value: float | None, factor: float) -> float | None:
-    return None if value is None else value * factor
+def _per_step_ms(seconds: float | None, steps: int) -> float | None:
+    return None if seconds is None else 1000.0 * seconds / steps
 
 
 def summarise(
@@ -288,16 +288,23 @@ def summarise(
         bookkeeping = (outside["smc"] - outside["limit"]) * t / 1000.0 / medians["limit"]
     smc, limit, base = medians.get("smc"), medians.get("limit"), medians.get("baseline")
     mh, ref = medians.get("mh"), medians.get("reference")
-    per_step = None if smc is None else 1000.0 * smc / settings.new_tokens
     generate = {
         f"{m}_{key}": value
         for m in ("generate", "generate1")
         if medians.get(m) is not None
-        for key, value in (
-            ("s", medians[m]),
-            ("ms_per_step", 1000.0 * medians[m] / settings.new_tokens),
-        )
+        for key, value in (("s", medians[m]), ("ms_per_step", _per_step_ms(medians[m], t)))
     }
+    variants = {}
+    for block, every in settings.smc_variants:
+        median = medians.get(variant_name(block, every))
+        variants[variant_name(block, every)] = {
+            "block_size": block,
+            "stream_every": every,
+            "s": median,
+            "ms_per_step": _per_step_ms(median, t),
+            "over_smc": _ratio(median, smc),
+            "over_baseline": _ratio(median, base),
+        }
     return {
         **{f"{m}_s": medians.get(m) for m in METHODS},  # None for a skipped method
         **({"reference_s": ref} if ref is not None else {}),
@@ -308,9 +315,9 @@ def summarise(
         "mh_over_smc": _ratio(mh, smc),
         "reference_over_smc": _ratio(ref, smc),
         "smc_over_generate": _ratio(smc, medians.get("generate")),
-        "ms_per_step": per_step,
-        "baseline_ms_per_step": None if base is None else 1000.0 * base / settings.new_tokens,
-        "limit_ms_per_step": None if limit is None else 1000.0 * limit / settings.new_tokens,
+        "ms_per_step": _per_step_ms(smc, t),
+        "baseline_ms_per_step": _per_step_ms(base, t),
+        "limit_ms_per_step": _per_step_ms(limit, t),
         "n_particles": settings.n_particles,
         "new_tokens": settings.new_tokens,
         "repeats": settings.repeats,
@@ -320,17 +327,7 @@ def summarise(
         "seed": settings.seed,
         "stream_every": settings.stream_every,
         "smc_block_size": settings.smc_block_size,
-        "smc_variants": {
-            variant_name(block, every): {
-                "block_size": block,
-                "stream_every": every,
-                "s": medians.get(variant_name(block, every)),
-                "ms_per_step": _scaled(medians.get(variant_name(block, every)), 1000.0 / t),
-                "over_smc": _ratio(medians.get(variant_name(block, every)), smc),
-                "over_baseline": _ratio(medians.get(variant_name(block, every)), base),
-            }
-            for block, every in settings.smc_variants
-        },
+        "smc_variants": variants,
         "times_s": {m: list(ts) for m, ts in times.items()},
         "model_s": {m: list(ins) for m, ins in (inside or {}).items()} or None,
         "outside_model_ms_per_step": outside or None,
@@ -356,7 +353,8 @@ def parse_variant(text: str) -> tuple[int, int]:
     return block, every
 
 
-def _synchronise(device: torch.device) -> None:
+def synchronise(device: torch.device) -> None:
+    """Wait for the device's queued work, so a wall-clock interval covers its kernels."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     elif device.type == "mps":
@@ -443,7 +441,7 @@ def time_methods(
             if progress is not None:
                 progress(f"warm-up: {name}")
             methods[name](tokens, settings.seed)
-        _synchronise(device)
+        synchronise(device)
     times: dict[str, list[float]] = {name: [] for name in names}
     inside: dict[str, list[float]] = {name: [] for name in names} if clock is not None else {}
     for r in range(settings.repeats):
@@ -453,10 +451,10 @@ def time_methods(
                 progress(f"repeat {r + 1}/{settings.repeats}: {name}")
             if clock is not None:
                 clock.seconds = 0.0
-            _synchronise(device)
+            synchronise(device)
             start = time.perf_counter()
             methods[name](settings.new_tokens, settings.seed + r)
-            _synchronise(device)
+            synchronise(device)
             times[name].append(time.perf_counter() - start)
             if clock is not None:
                 inside[name].append(clock.seconds)

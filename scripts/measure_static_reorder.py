@@ -13,7 +13,7 @@ the copy back) and the implied bandwidth.
     python scripts/measure_static_reorder.py --model random:qwen2-1.5b --device cuda \\
         --dtype bfloat16 --particles 32 --length 300
 
-Times are wall clock; on CUDA every timed call is bracketed by synchronisations, so a
+Times are wall clock; on CUDA (and MPS) every timed call is bracketed by synchronisations, so a
 call's time includes its kernel launches and the kernels themselves.
 """
 
@@ -27,6 +27,7 @@ from collections.abc import Callable
 
 import torch
 
+from powersmc_core.bench import synchronise
 from powersmc_core.models.hf import HFModel, reorder_layers, reorder_pool
 from powersmc_core.models.loading import DEFAULT_MODEL, load_model
 
@@ -44,16 +45,11 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def timed(reorder: Callable[[], None], device: torch.device) -> float:
-    sync(device)
+    synchronise(device)
     start = time.perf_counter()
     reorder()
-    sync(device)
+    synchronise(device)
     return time.perf_counter() - start
 
 

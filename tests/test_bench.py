@@ -31,6 +31,8 @@ from powersmc_core.bench import (
 )
 from powersmc_core.cli import main
 
+ROOT = Path(__file__).resolve().parents[1]
+
 
 # ---- EOS suppression ---------------------------------------------------------------------
 def test_suppress_eos_renormalises_the_other_tokens_exactly():
@@ -355,7 +357,6 @@ def test_bench_bad_input_is_one_error_line(capsys, tmp_path, argv, needle):
 @pytest.mark.slow
 def test_gpu_checks_script_runs_end_to_end_on_cpu(tmp_path):
     """scripts/gpu_checks.sh is what a scarce GPU lease runs: keep it working, here on a CPU."""
-    root = Path(__file__).resolve().parents[1]
     env = dict(
         os.environ,
         OUT=str(tmp_path),
@@ -368,7 +369,7 @@ def test_gpu_checks_script_runs_end_to_end_on_cpu(tmp_path):
         REPEATS="1",
     )
     done = subprocess.run(
-        ["bash", str(root / "scripts" / "gpu_checks.sh")],
+        ["bash", str(ROOT / "scripts" / "gpu_checks.sh")],
         env=env,
         capture_output=True,
         text=True,
@@ -386,9 +387,8 @@ def test_gpu_checks_script_runs_end_to_end_on_cpu(tmp_path):
 
 
 def test_count_step_ops_fences_off_the_forward():
-    root = Path(__file__).resolve().parents[1]
     done = subprocess.run(
-        [sys.executable, str(root / "scripts" / "count_step_ops.py"), "--steps", "4"],
+        [sys.executable, str(ROOT / "scripts" / "count_step_ops.py"), "--steps", "4"],
         capture_output=True,
         text=True,
         timeout=300,
