@@ -13,7 +13,19 @@ import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-__all__ = ["SMCResult", "StepRecord"]
+__all__ = ["PER_PARTICLE_FIELDS", "SMCResult", "StepRecord"]
+
+# StepRecord's arrays with one entry per particle slot (validated together on read-back).
+PER_PARTICLE_FIELDS = (
+    "tokens",
+    "log_weights",
+    "log_increment",
+    "renyi",
+    "log_p",
+    "finished",
+    "ancestors",
+    "roots",
+)
 
 
 @dataclass(frozen=True)
@@ -59,16 +71,7 @@ class StepRecord:
         values = {
             n: data[n] if n == "texts" else _json_restore(data[n]) for n in names if n in data
         }
-        for n in (
-            "tokens",
-            "log_weights",
-            "log_increment",
-            "renyi",
-            "log_p",
-            "finished",
-            "ancestors",
-            "roots",
-        ):
+        for n in PER_PARTICLE_FIELDS:
             if not isinstance(values[n], list | tuple):
                 raise ValueError(f"step record field {n!r} must be a list")
             values[n] = tuple(values[n])
@@ -76,15 +79,7 @@ class StepRecord:
             values["texts"] = tuple(str(t) for t in values["texts"])
         _check_types(values)
         n = len(values["tokens"])
-        for name in (
-            "log_weights",
-            "log_increment",
-            "renyi",
-            "log_p",
-            "finished",
-            "ancestors",
-            "roots",
-        ):
+        for name in PER_PARTICLE_FIELDS:
             if len(values[name]) != n:
                 raise ValueError(
                     f"step record field {name!r} has {len(values[name])} entries, expected {n}"

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from powersmc_core import PowerSMC, SMCConfig, ToyLM
 from powersmc_core.deploy import demo_settings, read_trace_safely, read_upload
+from powersmc_core.records import PER_PARTICLE_FIELDS
 from powersmc_core.trace import TraceError, dumps_trace
 
 DEMO = demo_settings({"POWERSMC_DEMO": "1"})
@@ -80,21 +81,7 @@ BAD = {
     "texts wrong length": with_step(texts=["a"]),
     "texts not a list": with_step(texts=5),
     "missing field": with_step(log_p=None),
-    "no particles": with_step(
-        **{
-            k: []
-            for k in (
-                "tokens",
-                "log_weights",
-                "log_increment",
-                "renyi",
-                "log_p",
-                "finished",
-                "ancestors",
-                "roots",
-            )
-        }
-    ),
+    "no particles": with_step(**{k: [] for k in PER_PARTICLE_FIELDS}),
     "config not an object": with_header(config=5),
     "config NaN alpha": with_header(config={**SMCConfig().to_dict(), "alpha": "nan"}),
     "config unknown field": with_header(config={"alpha": 2.0, "evil": 1}),
