@@ -753,10 +753,11 @@ def format_table(summary: dict[str, Any]) -> str:
     times = summary["times_s"]
     base, limit = summary.get("baseline_s"), summary.get("limit_s")
     t = summary["new_tokens"]
+    width = max(10, *(len(name) for name in times))  # variant rows (smc_b16_k16) are longer
     lines = [
         f"model {summary['model']} · {summary['device']} · N={summary['n_particles']} · "
         f"T={t} new tokens · {summary['repeats']} repeats (medians)",
-        f"{'method':<10} {'median s':>9} {'min s':>8} {'max s':>8} "
+        f"{'method':<{width}} {'median s':>9} {'min s':>8} {'max s':>8} "
         f"{'ms/step':>8} {'× base':>8} {'× limit':>8}",
     ]
     for name, runs in times.items():
@@ -764,7 +765,7 @@ def format_table(summary: dict[str, Any]) -> str:
         xb = "" if not base else f"{med / base:8.2f}"
         xl = "" if not limit else f"{med / limit:8.2f}"
         lines.append(
-            f"{name:<10} {med:9.3f} {min(runs):8.3f} {max(runs):8.3f} "
+            f"{name:<{width}} {med:9.3f} {min(runs):8.3f} {max(runs):8.3f} "
             f"{1000 * med / t:8.1f} {xb:>8} {xl:>8}"
         )
     smc_limit, mh_smc = summary.get("smc_over_limit"), summary.get("mh_over_smc")

@@ -25,6 +25,7 @@ from powersmc_core.bench import (
     SuppressEOS,
     Timed,
     decode_limit,
+    format_table,
     make_methods,
     summarise,
     time_methods,
@@ -249,6 +250,9 @@ def test_bench_smc_variants_are_timed_side_by_side(capsys, tmp_path):
     assert variant["over_smc"] == pytest.approx(median / data["smc_s"])
     assert variant["over_baseline"] == pytest.approx(median / data["baseline_s"])
     assert "smc_b1_k6" in out  # a row of the printed table
+    long_row = dict(data, times_s={**data["times_s"], "smc_b16_k16": [0.5, 0.5]})
+    table = format_table(long_row).splitlines()[1 : 2 + len(long_row["times_s"])]
+    assert len({len(line) for line in table}) == 1, table  # columns stay aligned
 
 
 def test_smc_variants_decode_what_their_settings_say():
