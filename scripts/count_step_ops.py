@@ -6,6 +6,10 @@ the forward, a replayed CUDA graph, runs; as long as the host keeps ahead of the
 PyTorch profiler over batched decode steps of the static-cache fast path on the
 ``tiny`` random transformer (the count does not depend on the model's size), the
 forward fenced off by a ``record_function`` so only the sampler's own ops are counted.
+It then times as many more steps (records and flushes included, no profiler) and
+subtracts the time spent in the forward: the host's wall time per step outside the model,
+an upper bound on what issuing those ops costs (on this CPU it also includes running them,
+on rows of 512 logits).
 
     python scripts/count_step_ops.py --particles 8 --stream-every 16 --steps 32
 """
@@ -13,6 +17,7 @@ forward fenced off by a ``record_function`` so only the sampler's own ops are co
 from __future__ import annotations
 
 import argparse
+import time
 from collections import Counter
 from typing import Any
 
@@ -52,21 +57,26 @@ def main() -> None:
         raise SystemExit("error: --particles, --stream-every and --steps must be >= 1")
 
     base = random_init_model("tiny", device="cpu", dtype="float32")
-    cache_len = 8 + 2 * (args.steps + args.stream_every)
+    new_tokens = 2 * args.steps + args.stream_every  # a warm-up block, profiled, timed
+    cache_len = 8 + new_tokens + 1
     fast = HFModel(
         base.model, base.tokenizer, base.name, static_cache=True, max_cache_len=cache_len
     )
     forward = fast._step
+    in_forward = [0.0]
 
     def fenced(*inputs: Any) -> torch.Tensor:
+        start = time.perf_counter()
         with record_function("model_forward"):
-            return forward(*inputs)
+            logits = forward(*inputs)
+        in_forward[0] += time.perf_counter() - start
+        return logits
 
     fast._step = fenced
     config = SMCConfig(
         alpha=4.0,
         n_particles=args.particles,
-        max_new_tokens=args.steps + args.stream_every,
+        max_new_tokens=new_tokens,
         ess_threshold=args.ess_threshold,
         seed=0,
     )
@@ -96,6 +106,32 @@ def main() -> None:
     )
     for name, count in names.most_common(12):
         print(f"  {name:<28} {count / args.steps:5.1f} per step")
+
+    run._flush()  # the profiled steps' records are not part of the timed stretch
+    run._ready.clear()
+    flush, in_flush = run._flush, [0.0]
+
+    def timed_flush() -> None:
+        start = time.perf_counter()
+        flush()
+        in_flush[0] += time.perf_counter() - start
+
+    run._flush = timed_flush  # type: ignore[method-assign]
+    in_forward[0], decoded = 0.0, run.decoded
+    start = time.perf_counter()
+    for _ in run:  # the remaining steps, records built every stream_every steps
+        pass
+    wall = time.perf_counter() - start
+    steps = run.decoded - decoded
+
+    def per_step(seconds: float) -> str:
+        return f"{1000 * seconds / steps:.3f} ms per step"
+
+    print(
+        f"host time outside the forward: {per_step(wall - in_forward[0])} over {steps} steps "
+        f"(building records at the flushes: {per_step(in_flush[0])}; "
+        f"forward: {per_step(in_forward[0])})"
+    )
 
 
 if __name__ == "__main__":

@@ -393,6 +393,7 @@ def test_gpu_checks_script_runs_end_to_end_on_cpu(tmp_path):
 def test_count_step_ops_fences_off_the_forward():
     done = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "count_step_ops.py"), "--steps", "4"],
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),  # as on the GPU machine: not installed
         capture_output=True,
         text=True,
         timeout=300,
@@ -402,3 +403,9 @@ def test_count_step_ops_fences_off_the_forward():
     ops = float(summary.split(": ")[1].split(" ops")[0])
     assert 20 < ops < 200, summary  # the sampler's ops (~110); with the forward ~280
     assert "aten::linear" not in done.stdout and "attention" not in done.stdout
+    timing = done.stdout.splitlines()[-1]
+    assert timing.startswith("host time outside the forward: ") and "over 4 steps" in timing
+    outside_ms = float(timing.split(": ")[1].split(" ms")[0])
+    records_ms = float(timing.split("flushes: ")[1].split(" ms")[0])
+    forward_ms = float(timing.split("forward: ")[1].split(" ms")[0])
+    assert 0 < records_ms < outside_ms and forward_ms > 0, timing
