@@ -78,16 +78,7 @@ class EvalSettings:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        # SMCConfig owns the validation of the shared fields; reuse its messages.
-        SMCConfig(
-            alpha=self.alpha,
-            n_particles=self.particles,
-            schedule=self.schedule,
-            ess_threshold=self.ess_threshold,
-            resampling=self.resampling,
-            max_new_tokens=self.max_new_tokens,
-            seed=self.seed,
-        )
+        self.smc_config()  # SMCConfig owns the validation of the shared fields
         if self.schedule not in SCHEDULES:  # pragma: no cover - SMCConfig already checks
             raise ValueError(f"schedule must be one of {list(SCHEDULES)}")
         if (
@@ -98,6 +89,18 @@ class EvalSettings:
             raise ValueError(f"mh_steps must be an integer >= 0, got {self.mh_steps!r}")
         object.__setattr__(self, "alpha", float(self.alpha))
         object.__setattr__(self, "ess_threshold", float(self.ess_threshold))
+
+    def smc_config(self, seed: int | None = None) -> SMCConfig:
+        """The sampler settings of these knobs, with ``seed`` (default: this point's own)."""
+        return SMCConfig(
+            alpha=self.alpha,
+            n_particles=self.particles,
+            schedule=self.schedule,
+            ess_threshold=self.ess_threshold,
+            resampling=self.resampling,
+            max_new_tokens=self.max_new_tokens,
+            seed=self.seed if seed is None else seed,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -148,23 +151,13 @@ def build_sampler(
     """A fresh sampler (stop rules are stateful) for one run; ``boxed`` stops at \\boxed{...}."""
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose from {list(METHODS)}")
-    s = settings
-    config = SMCConfig(
-        alpha=s.alpha,
-        n_particles=s.particles,
-        schedule=s.schedule,
-        ess_threshold=s.ess_threshold,
-        resampling=s.resampling,
-        max_new_tokens=s.max_new_tokens,
-        seed=seed,
-    )
     return make_sampler(
         method,
         model,
-        config,
+        settings.smc_config(seed),
         stop=make_stop_rule(boxed=boxed),
-        mh_steps=s.mh_steps,
-        mh_block_size=s.mh_block_size,
+        mh_steps=settings.mh_steps,
+        mh_block_size=settings.mh_block_size,
     )
 
 
