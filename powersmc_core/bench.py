@@ -79,7 +79,43 @@ REQUIRED_KEYS = (
 )
 
 
-class SuppressEOS:
+class _Wrapper:
+    """A ``LanguageModel`` that passes every call to ``inner``; subclasses change some."""
+
+    def __init__(self, model: LanguageModel) -> None:
+        self.inner = model
+        # The protocol's plain attributes, copied: the sampler reads them on hot paths.
+        self.eos_token_id = model.eos_token_id
+        self.eos_token_ids = tuple(model.eos_token_ids)
+        self.vocab_size = model.vocab_size
+        self.device = model.device
+        self.name = model.name
+
+    def start(self, prompt: Sequence[int], n: int) -> tuple[ModelState, torch.Tensor]:
+        return self.inner.start(prompt, n)
+
+    def advance(
+        self, state: ModelState, tokens: torch.Tensor, active: torch.Tensor
+    ) -> tuple[ModelState, torch.Tensor]:
+        return self.inner.advance(state, tokens, active)
+
+    def reorder(self, state: ModelState, ancestors: torch.Tensor) -> ModelState:
+        return self.inner.reorder(state, ancestors)
+
+    def decode_batch(self, sequences: Sequence[Sequence[int]]) -> list[str]:
+        return self.inner.decode_batch(sequences)
+
+    def next_token_logprobs(self, prefix: Sequence[int]) -> torch.Tensor:
+        return self.inner.next_token_logprobs(prefix)
+
+    def __getattr__(self, name: str) -> Any:
+        # Anything else (tokenizer, encode_prompt, token_names) is the wrapped model's.
+        if name == "inner":
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+
+class SuppressEOS(_Wrapper):
     """Model wrapper with p'(v|y) = p(v|y)·1[v ∉ EOS] / (1 − p(EOS|y)): EOS can never be drawn.
 
     Every method then decodes exactly T tokens, so their times compare like for
@@ -88,12 +124,7 @@ class SuppressEOS:
     """
 
     def __init__(self, model: LanguageModel) -> None:
-        self.inner = model
-        self.eos_token_id = model.eos_token_id
-        self.eos_token_ids = tuple(model.eos_token_ids)
-        self.vocab_size = model.vocab_size
-        self.device = model.device
-        self.name = model.name
+        super().__init__(model)
         self._eos = torch.tensor(self.eos_token_ids, dtype=torch.long, device=model.device)
 
     def _mask(self, logp: torch.Tensor) -> torch.Tensor:
@@ -112,20 +143,8 @@ class SuppressEOS:
         state, logp = self.inner.advance(state, tokens, active)
         return state, self._mask(logp)
 
-    def reorder(self, state: ModelState, ancestors: torch.Tensor) -> ModelState:
-        return self.inner.reorder(state, ancestors)
-
-    def decode_batch(self, sequences: Sequence[Sequence[int]]) -> list[str]:
-        return self.inner.decode_batch(sequences)
-
     def next_token_logprobs(self, prefix: Sequence[int]) -> torch.Tensor:
         return self._mask(self.inner.next_token_logprobs(prefix)[None])[0]
-
-    def __getattr__(self, name: str) -> Any:
-        # Anything else (tokenizer, encode_prompt, token_names) is the wrapped model's.
-        if name == "inner":
-            raise AttributeError(name)
-        return getattr(self.inner, name)
 
 
 class Clock:
@@ -135,7 +154,7 @@ class Clock:
         self.seconds = 0.0
 
 
-class Timed:
+class Timed(_Wrapper):
     """Protocol wrapper adding the wall time of start/advance/reorder to a ``Clock``.
 
     Splits a method's time into the model's share and everything else (sampling,
@@ -144,13 +163,8 @@ class Timed:
     """
 
     def __init__(self, model: LanguageModel, clock: Clock) -> None:
-        self.inner = model
+        super().__init__(model)
         self.clock = clock
-        self.eos_token_id = model.eos_token_id
-        self.eos_token_ids = tuple(model.eos_token_ids)
-        self.vocab_size = model.vocab_size
-        self.device = model.device
-        self.name = model.name
 
     def _timed(self, fn: Callable[..., Any], *args: Any) -> Any:
         start = time.perf_counter()
@@ -169,17 +183,6 @@ class Timed:
 
     def reorder(self, state: ModelState, ancestors: torch.Tensor) -> ModelState:
         return self._timed(self.inner.reorder, state, ancestors)
-
-    def decode_batch(self, sequences: Sequence[Sequence[int]]) -> list[str]:
-        return self.inner.decode_batch(sequences)
-
-    def next_token_logprobs(self, prefix: Sequence[int]) -> torch.Tensor:
-        return self.inner.next_token_logprobs(prefix)
-
-    def __getattr__(self, name: str) -> Any:
-        if name == "inner":
-            raise AttributeError(name)
-        return getattr(self.inner, name)
 
 
 def decode_limit(
