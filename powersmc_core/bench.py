@@ -154,6 +154,19 @@ class Clock:
         self.seconds = 0.0
 
 
+def clocked(fn: Callable[..., Any], clock: Clock) -> Callable[..., Any]:
+    """``fn``, adding the wall time of every call to ``clock.seconds``."""
+
+    def timed(*args: Any) -> Any:
+        start = time.perf_counter()
+        try:
+            return fn(*args)
+        finally:
+            clock.seconds += time.perf_counter() - start
+
+    return timed
+
+
 class Timed(_Wrapper):
     """Protocol wrapper adding the wall time of start/advance/reorder to a ``Clock``.
 
@@ -165,24 +178,10 @@ class Timed(_Wrapper):
     def __init__(self, model: LanguageModel, clock: Clock) -> None:
         super().__init__(model)
         self.clock = clock
-
-    def _timed(self, fn: Callable[..., Any], *args: Any) -> Any:
-        start = time.perf_counter()
-        try:
-            return fn(*args)
-        finally:
-            self.clock.seconds += time.perf_counter() - start
-
-    def start(self, prompt: Sequence[int], n: int) -> tuple[ModelState, torch.Tensor]:
-        return self._timed(self.inner.start, prompt, n)
-
-    def advance(
-        self, state: ModelState, tokens: torch.Tensor, active: torch.Tensor
-    ) -> tuple[ModelState, torch.Tensor]:
-        return self._timed(self.inner.advance, state, tokens, active)
-
-    def reorder(self, state: ModelState, ancestors: torch.Tensor) -> ModelState:
-        return self._timed(self.inner.reorder, state, ancestors)
+        # Instance attributes: they take the place of _Wrapper's pass-through methods.
+        self.start = clocked(model.start, clock)
+        self.advance = clocked(model.advance, clock)
+        self.reorder = clocked(model.reorder, clock)
 
 
 def decode_limit(

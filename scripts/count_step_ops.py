@@ -25,7 +25,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile, record_function
 
 from powersmc_core import PowerSMC, SMCConfig
-from powersmc_core.bench import SuppressEOS
+from powersmc_core.bench import Clock, SuppressEOS, clocked
 from powersmc_core.models.hf import HFModel
 from powersmc_core.models.loading import random_init_model
 
@@ -62,17 +62,13 @@ def main() -> None:
     fast = HFModel(
         base.model, base.tokenizer, base.name, static_cache=True, max_cache_len=cache_len
     )
-    forward = fast._step
-    in_forward = [0.0]
+    forward, in_forward = fast._step, Clock()
 
     def fenced(*inputs: Any) -> torch.Tensor:
-        start = time.perf_counter()
         with record_function("model_forward"):
-            logits = forward(*inputs)
-        in_forward[0] += time.perf_counter() - start
-        return logits
+            return forward(*inputs)
 
-    fast._step = fenced
+    fast._step = clocked(fenced, in_forward)
     config = SMCConfig(
         alpha=4.0,
         n_particles=args.particles,
@@ -109,15 +105,9 @@ def main() -> None:
 
     run._flush()  # the profiled steps' records are not part of the timed stretch
     run._ready.clear()
-    flush, in_flush = run._flush, [0.0]
-
-    def timed_flush() -> None:
-        start = time.perf_counter()
-        flush()
-        in_flush[0] += time.perf_counter() - start
-
-    run._flush = timed_flush  # type: ignore[method-assign]
-    in_forward[0], decoded = 0.0, run.decoded
+    in_flush = Clock()
+    run._flush = clocked(run._flush, in_flush)  # type: ignore[method-assign]
+    in_forward.seconds, decoded = 0.0, run.decoded
     start = time.perf_counter()
     for _ in run:  # the remaining steps, records built every stream_every steps
         pass
@@ -128,9 +118,9 @@ def main() -> None:
         return f"{1000 * seconds / steps:.3f} ms per step"
 
     print(
-        f"host time outside the forward: {per_step(wall - in_forward[0])} over {steps} steps "
-        f"(building records at the flushes: {per_step(in_flush[0])}; "
-        f"forward: {per_step(in_forward[0])})"
+        f"host time outside the forward: {per_step(wall - in_forward.seconds)} over {steps} "
+        f"steps (building records at the flushes: {per_step(in_flush.seconds)}; "
+        f"forward: {per_step(in_forward.seconds)})"
     )
 
 
