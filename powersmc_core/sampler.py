@@ -261,7 +261,7 @@ class SMCRun(Iterator[StepRecord]):
         finished = self.finished | emitted_eos
         texts = None
         if host and self.texts is not None:
-            pieces = self.texts.push(tokens, grows)
+            pieces = self.texts.push(tokens.tolist(), grows.tolist())
             if self.stop is not None:
                 stopped = torch.tensor(self.stop.update(pieces), device=finished.device)
                 finished = finished | (grows & stopped)
@@ -384,7 +384,7 @@ class SMCRun(Iterator[StepRecord]):
             done, resampled = bool(values["done"]), bool(values["resampled"])
             texts = p.texts
             if self.texts is not None and texts is None:  # texts of batched steps
-                self.texts.push(torch.tensor(tokens[i]), torch.tensor(grows[i]))
+                self.texts.push(tokens[i], grows[i])
                 texts = tuple(self.texts.texts)
             roots_after = [roots[i][a] for a in ancestors[i]]
             self._ready.append(

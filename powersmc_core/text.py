@@ -3,15 +3,13 @@
 Decoding a whole sequence every step costs O(T) per token; instead each
 particle keeps two offsets into its ids (as text-generation servers do): the
 text of ids[prefix:read] is already emitted, and a new piece is the extra text
-of ids[prefix:] once it no longer ends in an incomplete UTF-8 character. All
-active particles are decoded in one ``decode_batch`` call per step.
+of ids[prefix:] once it no longer ends in an incomplete UTF-8 character. Both windows
+of all growing particles are decoded in one ``decode_batch`` call each per step.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-
-import torch
 
 __all__ = ["ParticleTexts"]
 
@@ -28,15 +26,17 @@ class ParticleTexts:
         self._prefix = [0] * n
         self._read = [0] * n
 
-    def push(self, tokens: torch.Tensor, grows: torch.Tensor) -> list[str]:
-        """Append tokens[i] to every particle with grows[i]; return the new text pieces."""
-        rows = torch.nonzero(grows).flatten().tolist()
+    def push(self, tokens: Sequence[int], grows: Sequence[bool]) -> list[str]:
+        """Append tokens[i] to every particle with grows[i]; return the new text pieces.
+
+        Host lists, not tensors: the sampler's flush has them already.
+        """
+        rows = [i for i, grow in enumerate(grows) if grow]
         pieces = ["" for _ in self.texts]
         if not rows:
             return pieces
-        values = tokens.tolist()
         for i in rows:
-            self.ids[i].append(values[i])
+            self.ids[i].append(tokens[i])
         before = self._decode([self.ids[i][self._prefix[i] : self._read[i]] for i in rows])
         after = self._decode([self.ids[i][self._prefix[i] :] for i in rows])
         for i, old, new in zip(rows, before, after, strict=True):

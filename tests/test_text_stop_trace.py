@@ -1,7 +1,6 @@
 import json
 
 import pytest
-import torch
 
 from powersmc_core import PowerSMC, SMCConfig, ToyLM
 from powersmc_core.stopping import BoxedAnswer, StopStrings, make_stop_rule
@@ -52,7 +51,7 @@ def test_incremental_text_equals_full_decode():
     texts = ParticleTexts(model.decode_batch, 2)
     seqs = [[0, 1, 2], [3, 3, 0]]
     for step in range(3):
-        texts.push(torch.tensor([seqs[0][step], seqs[1][step]]), torch.tensor([True, step < 2]))
+        texts.push([seqs[0][step], seqs[1][step]], [True, step < 2])
     assert texts.texts == [model.decode_batch([seqs[0]])[0], model.decode_batch([[3, 3]])[0]]
     texts.reorder([1, 1])
     assert texts.texts[0] == texts.texts[1] == "d d"
@@ -65,9 +64,9 @@ def test_incremental_text_holds_back_incomplete_utf8():
         return [pieces.get(tuple(s), "") if s else "" for s in seqs]
 
     texts = ParticleTexts(decode, 1)
-    assert texts.push(torch.tensor([1]), torch.tensor([True])) == [""]
-    assert texts.push(torch.tensor([2]), torch.tensor([True])) == ["é"]
-    assert texts.push(torch.tensor([3]), torch.tensor([True])) == ["!"]
+    assert texts.push([1], [True]) == [""]
+    assert texts.push([2], [True]) == ["é"]
+    assert texts.push([3], [True]) == ["!"]
     assert texts.texts == ["é!"]
 
 
