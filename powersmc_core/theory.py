@@ -97,6 +97,14 @@ class PowerComparison:
         return df.sort_values("pi_alpha", ascending=False, ignore_index=True)
 
 
+def _standard_error(values: Sequence[float] | np.ndarray) -> float:
+    """Standard error of the mean, sd(ddof=1)/sqrt(n); NaN below two values."""
+    values = np.asarray(values, dtype=np.float64)
+    if len(values) < 2:
+        return math.nan
+    return float(values.std(ddof=1) / math.sqrt(len(values)))
+
+
 def _labels(model: LanguageModel, table: SequenceTable) -> list[str]:
     texts = model.decode_batch([list(s) for s in table.sequences])
     return [t if t else "(empty)" for t in texts]
@@ -422,11 +430,7 @@ class SMCEstimate:
 
     @property
     def stderr_run_tv(self) -> float:
-        return (
-            float(self.run_tv.std(ddof=1) / math.sqrt(len(self.run_tv)))
-            if len(self.run_tv) > 1
-            else math.nan
-        )
+        return _standard_error(self.run_tv)
 
 
 def smc_estimate(
@@ -605,7 +609,7 @@ class ZhatCheck:
 
     @property
     def ratio_stderr(self) -> float:
-        return float(self.z_hat.std(ddof=1) / math.sqrt(len(self.z_hat)) / self.exact_z)
+        return _standard_error(self.z_hat) / self.exact_z
 
     @property
     def z_score(self) -> float:
@@ -619,7 +623,7 @@ class ZhatCheck:
 
     @property
     def log_ratio_stderr(self) -> float:
-        return float(np.log(self.z_hat).std(ddof=1) / math.sqrt(len(self.z_hat)))
+        return _standard_error(np.log(self.z_hat))
 
 
 def zhat_unbiasedness(
@@ -685,7 +689,7 @@ def mh_vs_smc(
             "method": method,
             "budget": budget,
             "token_forwards": float(np.mean(forwards)),
-            "stderr_forwards": float(np.std(forwards, ddof=1) / math.sqrt(len(forwards))),
+            "stderr_forwards": _standard_error(forwards),
             "tv": total_variation(hist, exact),
             "tv_floor": floor,
             "tv_floor_sd": floor_sd,
