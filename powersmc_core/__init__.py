@@ -5,7 +5,7 @@ model = ToyLM.random(vocab_size=4, max_len=4, seed=0)
 result = PowerSMC(model, SMCConfig(alpha=4.0, n_particles=64, seed=0)).run(prompt=[])
 """
 
-from .baselines import BestOfN, MHPowerSampler, MHRecord, TemperatureSampling
+from .baselines import BestOfN, BestOfNRun, MHPowerSampler, MHRecord, MHRun, TemperatureSampling
 from .config import SMCConfig
 from .models import LanguageModel, ToyLM
 from .records import SMCResult, StepRecord
@@ -14,10 +14,12 @@ from .stopping import BoxedAnswer, StopStrings, make_stop_rule
 
 __all__ = [
     "BestOfN",
+    "BestOfNRun",
     "BoxedAnswer",
     "LanguageModel",
     "MHPowerSampler",
     "MHRecord",
+    "MHRun",
     "PowerSMC",
     "SMCConfig",
     "SMCResult",

@@ -29,7 +29,6 @@ import math
 import time
 from collections import deque
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 
 import torch
 
@@ -38,6 +37,16 @@ from .models.base import LanguageModel
 from .records import SMCResult, StepRecord
 from .resampling import get_resampler
 from .schedules import make_schedule
+from .staging import (
+    SCALARS,
+    Draw,
+    Pending,
+    nan_error,
+    read_back,
+    to_record,
+    weight_dtype,
+    weights_error,
+)
 from .stopping import StopRule
 from .tempering import log_power_mass, renyi_entropy, sample_rows
 from .text import ParticleTexts
@@ -46,11 +55,6 @@ from .weights import ess_tensor, reweight
 __all__ = ["PowerSMC", "SMCRun"]
 
 _CHOOSER_SALT = 0x5DEECE66D
-
-
-def weight_dtype(device: torch.device) -> torch.dtype:
-    """float64 for weight arithmetic wherever the device has it (Apple MPS does not)."""
-    return torch.float32 if device.type == "mps" else torch.float64
 
 
 class PowerSMC:
@@ -104,57 +108,6 @@ class PowerSMC:
         return 1.0 / alpha_t if tau is None else tau
 
 
-@dataclass(frozen=True)
-class _Pending:
-    """One decoded step still on the device; the next flush turns it into a StepRecord.
-
-    Particle tensors are (N,) and describe the slots before resampling. ``scalars`` holds
-    ess, log_z, done, resampled, logits_ok, weights_ok (one transfer per flush).
-    """
-
-    step: int
-    alpha: float
-    tau: float
-    tokens: torch.Tensor
-    grows: torch.Tensor
-    log_w: torch.Tensor
-    log_inc: torch.Tensor
-    renyi: torch.Tensor
-    log_p: torch.Tensor
-    finished: torch.Tensor
-    roots: torch.Tensor
-    ancestors: torch.Tensor
-    scalars: torch.Tensor
-    texts: tuple[str, ...] | None
-
-
-_SCALARS = ("ess", "log_z", "done", "resampled", "logits_ok", "weights_ok")
-_INTS = ("tokens", "roots", "ancestors")
-_BOOLS = ("grows", "finished")
-_FLOATS = ("log_w", "log_inc", "renyi", "log_p", "scalars")
-
-
-def _read_back(pending: list[_Pending], dtype: torch.dtype) -> dict[str, list]:
-    """Every field of the pending steps as host lists (k rows each), in one transfer.
-
-    Packed into one tensor of the weight dtype: token ids and indices stay exact
-    (below 2**24 even in float32), and an accelerator synchronises once, not per field.
-    """
-    names = (*_INTS, *_BOOLS, *_FLOATS)
-    blocks = [torch.stack([getattr(p, name) for p in pending]).to(dtype) for name in names]
-    packed = torch.cat([b.flatten() for b in blocks]).cpu()
-    parts = torch.split(packed, [b.numel() for b in blocks])
-    host = {}
-    for name, block, part in zip(names, blocks, parts, strict=True):
-        part = part.view(block.shape)
-        if name in _INTS:
-            part = part.to(torch.long)
-        elif name in _BOOLS:
-            part = part.to(torch.bool)
-        host[name] = part.tolist()
-    return host
-
-
 class SMCRun(Iterator[StepRecord]):
     """One run of the particle system; iterate it to decode, call ``result()`` whenever.
 
@@ -200,7 +153,7 @@ class SMCRun(Iterator[StepRecord]):
         if self.stop is not None:
             self.stop.reset(n)
         self.every = sampler.stream_every
-        self._pending: list[_Pending] = []
+        self._pending: list[Pending] = []
         self._ready: deque[StepRecord] = deque()
         self._error: Exception | None = None
         self.done = False
@@ -224,37 +177,102 @@ class SMCRun(Iterator[StepRecord]):
         """Particle-tokens forwarded through the model so far (finished rows excluded)."""
         return int(self._forwards)
 
-    # -- one step on the device ----------------------------------------------------------
+    # -- one step on the device: propose, grow, reweight, resample, advance, stage ----------
     def _decode_step(self) -> None:
-        cfg, sampler, n = self.config, self.sampler, self.config.n_particles
-        host = self.every == 1  # read decisions back at once (and skip no-op work)
+        """Decode token t for every particle; the record is staged for the next flush."""
         t = self.decoded + 1
-        last = t >= cfg.max_new_tokens
-        live = self._live
+        host = self.every == 1  # read decisions back at once (and skip no-op work)
         active = ~self.finished
         # Finished rows may hold stale or NaN logits; give them a harmless uniform row.
         logp = torch.where(active[:, None], self.logp.to(self._compute_dtype()), 0.0)  # (N, V)
-
         previous = self.alpha
         alpha_t = self.schedule.next_alpha(
             t, previous, self.log_w, self._predictive_increment(logp, active)
         )
-        tau = sampler.proposal_temperature(alpha_t)
-        tokens, lp_token, lq_token, log_mass, logits_ok = self._propose(logp, tau, host, t)
-        tokens = torch.where(active, tokens, -1)
-
-        # log G = alpha_t·log p(y_t) - log q(y_t) + (alpha_t - alpha_{t-1})·log p(y_<t)
-        log_inc = (
-            torch.where(active, alpha_t * lp_token - lq_token, 0.0)
-            + (alpha_t - previous) * self.log_p
+        tau = self.sampler.proposal_temperature(alpha_t)
+        draw = self._propose(logp, active, tau, host, t)
+        renyi = self._renyi(logp, active, alpha_t, tau, draw.log_mass)
+        prefix_log_p = self.log_p  # log p(y_<t), before this token
+        grows, texts = self._grow(t, draw, active, host)
+        last = t >= self.config.max_new_tokens
+        done = self._live & (self.finished.all() | last)
+        log_inc, weights_ok = self._reweight(
+            draw, active, prefix_log_p, previous, alpha_t, done, host, t
         )
+        ess = ess_tensor(self.log_w)
+        # Records describe slots before resampling; _reorder builds new tensors, never mutates.
+        before = (self.log_w, self.log_p, self.finished, self.roots)
+        resampled, ancestors = self._resample_step(self.log_w, t, ess, done, host)
+        if not (last or (host and bool(done))):
+            self._advance(draw.tokens, ancestors)
+        self._live = self._live & ~done
+        self.alpha, self.decoded = alpha_t, t
+        values = (ess, self._log_z, done, resampled, draw.ok, weights_ok)  # see SCALARS
+        self._pending.append(
+            Pending(
+                step=t,
+                alpha=float(alpha_t),
+                tau=float(tau),
+                tokens=draw.tokens,
+                grows=grows,
+                log_w=before[0],
+                log_inc=log_inc,
+                renyi=renyi,
+                log_p=before[1],
+                finished=before[2],
+                roots=before[3],
+                ancestors=ancestors,
+                scalars=torch.stack([v.to(self._wdtype) for v in values]),  # no float64 on MPS
+                texts=texts,
+            )
+        )
+
+    def _propose(
+        self, logp: torch.Tensor, active: torch.Tensor, tau: float, host: bool, t: int
+    ) -> Draw:
+        """Draw y ~ q_tau ∝ p^(1/tau) per row (-1 for finished rows), with log p(y), log q(y)."""
+        scaled = logp * (1.0 / tau)  # (N, V)
+        log_mass = torch.logsumexp(scaled, dim=-1)  # (N,) log sum_v p^(1/tau)
+        # A NaN anywhere in a row makes its log-sum-exp NaN: one (N,) check instead of (N, V).
+        ok = torch.isfinite(log_mass).all()
+        if host and not bool(ok):
+            raise nan_error(self.model.name, t)
+        logq = scaled - log_mass[:, None]  # log q_tau = log_softmax(log p / tau)
+        probs = logq.exp()
+        if not host:  # a NaN row would break the draw; it is reported at the flush instead
+            probs = torch.where(ok, probs, 1.0)
+        tokens = sample_rows(probs, self.generator)  # (N,)
+        lp_token = logp.gather(1, tokens[:, None]).squeeze(1).to(self._wdtype)
+        lq_token = logq.gather(1, tokens[:, None]).squeeze(1).to(self._wdtype)
+        tokens = torch.where(active, tokens, -1)
+        return Draw(tokens, lp_token, lq_token, log_mass, ok)
+
+    def _renyi(
+        self,
+        logp: torch.Tensor,
+        active: torch.Tensor,
+        alpha_t: float,
+        tau: float,
+        log_mass: torch.Tensor,
+    ) -> torch.Tensor:
+        """H_alpha_t of each active row, (N,); NaN for finished rows (a diagnostic only)."""
         # At tau = 1/alpha_t the proposal's normaliser already is log sum_v p^alpha_t.
         if abs(alpha_t - 1.0) > 1e-12 and abs(tau * alpha_t - 1.0) < 1e-12:
             renyi_all = log_mass / (1.0 - alpha_t)
         else:
             renyi_all = renyi_entropy(logp, alpha_t)
-        renyi = torch.where(active, renyi_all.to(self._wdtype), math.nan)
-        self.log_p = self.log_p + torch.where(active, lp_token, 0.0)
+        return torch.where(active, renyi_all.to(self._wdtype), math.nan)
+
+    def _grow(
+        self, t: int, draw: Draw, active: torch.Tensor, host: bool
+    ) -> tuple[torch.Tensor, tuple[str, ...] | None]:
+        """Append the tokens: log p, history, texts; EOS and stop rules finish particles.
+
+        Returns (grows, texts): which rows took a non-EOS token, and the texts when read
+        per token (batched steps push their texts at the flush).
+        """
+        tokens = draw.tokens
+        self.log_p = self.log_p + torch.where(active, draw.lp_token, 0.0)
         emitted_eos = active & torch.isin(tokens, self.eos)
         grows = active & ~emitted_eos
         self._write_history(t, tokens)
@@ -268,13 +286,33 @@ class SMCRun(Iterator[StepRecord]):
             texts = tuple(self.texts.texts)
         self.finished = finished
         self._forwards = self._forwards + active.sum()
+        return grows, texts
 
-        done = live & (finished.all() | last)
+    def _reweight(
+        self,
+        draw: Draw,
+        active: torch.Tensor,
+        prefix_log_p: torch.Tensor,
+        previous: float,
+        alpha_t: float,
+        done: torch.Tensor,
+        host: bool,
+        t: int,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """log G_i = alpha_t·log p(y_t) - log q(y_t) + (alpha_t - alpha_{t-1})·log p(y_<t),
+        plus the catch-up (alpha - alpha_t)·log p(y) on the step that ends the run.
+
+        Finished particles get only the bridging (and catch-up) factors. Updates log W and
+        log Ẑ; returns (log G, weights_ok).
+        """
+        local = torch.where(active, alpha_t * draw.lp_token - draw.lq_token, 0.0)
+        log_inc = local + (alpha_t - previous) * prefix_log_p
         # The final catch-up (alpha - alpha_T)·log p(y) lands on the step that ends the run.
-        log_inc = log_inc + (cfg.alpha - alpha_t) * torch.where(done, self.log_p, 0.0)
-        if not sampler.reweights():
+        log_inc = log_inc + (self.config.alpha - alpha_t) * torch.where(done, self.log_p, 0.0)
+        if not self.sampler.reweights():
             log_inc = torch.zeros_like(log_inc)
         # Steps decoded past the end (at most stream_every - 1) change nothing.
+        live = self._live
         log_inc = torch.where(live, log_inc, 0.0)
         reweighted, log_mean = reweight(self.log_w, log_inc)
         weights_ok = torch.isfinite(log_mean)
@@ -282,68 +320,27 @@ class SMCRun(Iterator[StepRecord]):
         self.log_w = torch.where(live, reweighted, self.log_w)
         self._log_z = self._log_z + torch.where(live, log_mean, 0.0)
         if host and not bool(weights_ok):
-            raise self._weights_error(t)
-        ess = ess_tensor(self.log_w)
+            raise weights_error(t)
+        return log_inc, weights_ok
 
-        # Records describe slots before resampling; _reorder builds new tensors, never mutates.
-        before = (self.log_w, self.log_p, self.finished, self.roots)
-        ancestors = self._identity
+    def _resample_step(
+        self, log_w: torch.Tensor, t: int, ess: torch.Tensor, done: torch.Tensor, host: bool
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(resampled, ancestors): resample by ``log_w`` at block boundaries when ESS < kappa·N."""
+        cfg = self.config
         resampled = torch.zeros((), dtype=torch.bool, device=ess.device)
-        if not last and t % cfg.block_size == 0 and cfg.ess_threshold > 0:
-            resampled = live & ~done & (ess < cfg.ess_threshold * n)
-            ancestors = self._resample(resampled, host)
+        if t >= cfg.max_new_tokens or t % cfg.block_size != 0 or cfg.ess_threshold <= 0:
+            return resampled, self._identity
+        resampled = self._live & ~done & (ess < cfg.ess_threshold * cfg.n_particles)
+        return resampled, self._resample(log_w, resampled, host)
 
-        skip = last or (host and bool(done))
-        if not skip:
-            # The new slot j continues ancestors[j]: its cache was reordered, now feed its token.
-            still = ~self.finished
-            feed = torch.where(still, tokens[ancestors], self.eos[0])
-            self.state, self.logp = self.model.advance(self.state, feed, still)
+    def _advance(self, tokens: torch.Tensor, ancestors: torch.Tensor) -> None:
+        """Feed each surviving slot its token: slot j continues ancestors[j] (cache reordered)."""
+        still = ~self.finished
+        feed = torch.where(still, tokens[ancestors], self.eos[0])
+        self.state, self.logp = self.model.advance(self.state, feed, still)
 
-        self._live = live & ~done
-        self.alpha, self.decoded = alpha_t, t
-        values = (ess, self._log_z, done, resampled, logits_ok, weights_ok)  # see _SCALARS
-        scalars = torch.stack([v.to(self._wdtype) for v in values])  # no float64 on MPS
-        self._pending.append(
-            _Pending(
-                step=t,
-                alpha=float(alpha_t),
-                tau=float(tau),
-                tokens=tokens,
-                grows=grows,
-                log_w=before[0],
-                log_inc=log_inc,
-                renyi=renyi,
-                log_p=before[1],
-                finished=before[2],
-                roots=before[3],
-                ancestors=ancestors,
-                scalars=scalars,
-                texts=texts,
-            )
-        )
-
-    def _propose(self, logp: torch.Tensor, tau: float, host: bool, t: int):
-        """Draw y ~ q_tau ∝ p^(1/tau) per row; return (y, log p(y), log q(y), log Σ p^(1/tau), ok).
-
-        ok is a 0-d tensor: False when some row's log-probabilities are not finite.
-        """
-        scaled = logp * (1.0 / tau)  # (N, V)
-        log_mass = torch.logsumexp(scaled, dim=-1)  # (N,)
-        # A NaN anywhere in a row makes its log-sum-exp NaN: one (N,) check instead of (N, V).
-        ok = torch.isfinite(log_mass).all()
-        if host and not bool(ok):
-            raise self._nan_error(t)
-        logq = scaled - log_mass[:, None]  # log q_tau = log_softmax(log p / tau)
-        probs = logq.exp()
-        if not host:  # a NaN row would break the draw; it is reported at the flush instead
-            probs = torch.where(ok, probs, 1.0)
-        tokens = sample_rows(probs, self.generator)  # (N,)
-        lp_token = logp.gather(1, tokens[:, None]).squeeze(1).to(self._wdtype)
-        lq_token = logq.gather(1, tokens[:, None]).squeeze(1).to(self._wdtype)
-        return tokens, lp_token, lq_token, log_mass, ok
-
-    def _resample(self, due: torch.Tensor, host: bool) -> torch.Tensor:
+    def _resample(self, log_w: torch.Tensor, due: torch.Tensor, host: bool) -> torch.Tensor:
         """Ancestors for this block boundary: a fresh draw where ``due``, else the identity.
 
         The draw is made whether or not it is used, so every stream_every consumes the
@@ -351,7 +348,7 @@ class SMCRun(Iterator[StepRecord]):
         read at once and a no-op reorder skipped; batched, the reorder always runs. Texts
         and stop rules follow their ancestors at the flush (right after, per token).
         """
-        drawn = self.resample(self.log_w.exp(), self.generator)
+        drawn = self.resample(log_w.exp(), self.generator)
         if not host:
             ancestors = torch.where(due, drawn, self._identity)
             self._reorder(ancestors, due)
@@ -367,72 +364,30 @@ class SMCRun(Iterator[StepRecord]):
         pending, self._pending = self._pending, []
         if not pending:
             return
-        fields = _read_back(pending, self._wdtype)
-        scalars, tokens, grows = fields["scalars"], fields["tokens"], fields["grows"]
-        log_w, log_inc, renyi = fields["log_w"], fields["log_inc"], fields["renyi"]
-        log_p, finished = fields["log_p"], fields["finished"]
-        roots, ancestors = fields["roots"], fields["ancestors"]
+        fields = read_back(pending, self._wdtype)
         elapsed = time.perf_counter() - self._start_time
         for i, p in enumerate(pending):
-            values = dict(zip(_SCALARS, scalars[i], strict=True))
+            values = dict(zip(SCALARS, fields["scalars"][i], strict=True))
             if not values["logits_ok"]:
-                self._error = self._nan_error(p.step)
+                self._error = nan_error(self.model.name, p.step)
                 return
             if not values["weights_ok"]:
-                self._error = self._weights_error(p.step)
+                self._error = weights_error(p.step)
                 return
-            done, resampled = bool(values["done"]), bool(values["resampled"])
             texts = p.texts
             if self.texts is not None and texts is None:  # texts of batched steps
-                self.texts.push(tokens[i], grows[i])
+                self.texts.push(fields["tokens"][i], fields["grows"][i])
                 texts = tuple(self.texts.texts)
-            roots_after = [roots[i][a] for a in ancestors[i]]
-            self._ready.append(
-                StepRecord(
-                    step=p.step,
-                    alpha=p.alpha,
-                    tau=p.tau,
-                    catch_up=(self.config.alpha - p.alpha) if done else 0.0,
-                    tokens=tuple(tokens[i]),
-                    log_weights=tuple(log_w[i]),
-                    log_increment=tuple(log_inc[i]),
-                    renyi=tuple(renyi[i]),
-                    log_p=tuple(log_p[i]),
-                    finished=tuple(finished[i]),
-                    ess=values["ess"],
-                    resampled=resampled,
-                    ancestors=tuple(ancestors[i]),
-                    roots=tuple(roots[i]),
-                    n_lineages=len(set(roots_after)),
-                    n_unique_ancestors=len(set(ancestors[i])),
-                    log_z=values["log_z"],
-                    elapsed=elapsed,
-                    texts=texts,
-                    done=done,
-                )
-            )
-            if resampled:
+            record = to_record(p, i, fields, self.config.alpha, elapsed, texts)
+            self._ready.append(record)
+            if record.resampled:
                 self.n_resamples += 1
-                self._reorder_text(ancestors[i])
-            self.ess_trace.append(values["ess"])
-            self.step, self.log_z = p.step, values["log_z"]
-            if done:  # steps decoded past the end are dropped (they changed nothing)
+                self._reorder_text(fields["ancestors"][i])
+            self.ess_trace.append(record.ess)
+            self.step, self.log_z = p.step, record.log_z
+            if record.done:  # steps decoded past the end are dropped (they changed nothing)
                 self.done = True
                 return
-
-    def _nan_error(self, step: int) -> FloatingPointError:
-        return FloatingPointError(
-            f"model {self.model.name!r} returned NaN log-probabilities (or a row with no "
-            f"possible token) at step {step}; check the model weights and dtype "
-            "(float16 overflow is a common cause)"
-        )
-
-    @staticmethod
-    def _weights_error(step: int) -> FloatingPointError:
-        return FloatingPointError(
-            f"every particle has zero or non-finite weight at step {step}; the model "
-            "produced impossible tokens or NaN log-probabilities"
-        )
 
     # -- helpers -------------------------------------------------------------------------
     def _compute_dtype(self) -> torch.dtype:
