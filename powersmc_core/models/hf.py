@@ -55,7 +55,17 @@ from typing import Any
 
 import torch
 from transformers import DynamicCache, StaticCache
-from transformers.cache_utils import Cache, StaticLayer
+from transformers.cache_utils import Cache
+
+from .hf_setup import (
+    GENERATION_MARGIN,
+    STATIC_HEADROOM,
+    cache_keyword,
+    collect_eos_token_ids,
+    pick_device,
+    pick_dtype,
+)
+from .hf_static import _cache_rows, _is_identity, reorder_layers, reorder_pool, to_static
 
 __all__ = [
     "GENERATION_MARGIN",
@@ -68,86 +78,6 @@ __all__ = [
     "reorder_layers",
     "reorder_pool",
 ]
-
-# Prompt tokens are limited to max_position_embeddings minus this many positions,
-# so that a maximal prompt still leaves room for a completion.
-GENERATION_MARGIN = 256
-# A static cache without an explicit max_cache_len holds the prompt plus this many
-# tokens (rounded up to a multiple of it) and doubles when full.
-STATIC_HEADROOM = 256
-
-# Transformers 5.24 renamed the forward keyword past_key_values -> cache (old name
-# deprecated); 5.17 only knows past_key_values. Checked in this order.
-CACHE_KEYWORDS = ("cache", "past_key_values")
-
-_DTYPES = {
-    "float32": torch.float32,
-    "fp32": torch.float32,
-    "bfloat16": torch.bfloat16,
-    "bf16": torch.bfloat16,
-    "float16": torch.float16,
-    "fp16": torch.float16,
-}
-
-
-# ---- module-level helpers (also used by the loader) ------------------------------------
-def pick_device(requested: str | None = None) -> torch.device:
-    """The requested device, else CUDA, then Apple MPS, then CPU."""
-    if requested is not None:
-        device = torch.device(requested)
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"device {requested!r} requested but CUDA is not available")
-        if device.type == "mps" and not torch.backends.mps.is_available():
-            raise ValueError(f"device {requested!r} requested but Apple MPS is not available")
-        return device
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
-def pick_dtype(device: torch.device | str, requested: str | None = None) -> torch.dtype:
-    """The requested dtype, else bfloat16 on CUDA and float32 on CPU/MPS.
-
-    CPU matmuls in bf16 are slow and MPS bf16 support is partial, so those get float32.
-    """
-    if requested is not None and requested != "auto":
-        try:
-            return _DTYPES[requested.lower()]
-        except KeyError:
-            valid = ", ".join(sorted(_DTYPES))
-            raise ValueError(f"unknown dtype {requested!r}; valid: auto, {valid}") from None
-    return torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
-
-
-def cache_keyword(forward: Callable[..., Any]) -> str:
-    """Name of the KV-cache argument of a model's ``forward``: "cache" or "past_key_values"."""
-    parameters = inspect.signature(forward).parameters
-    for name in CACHE_KEYWORDS:
-        if name in parameters:
-            return name
-    raise TypeError(
-        f"model forward {getattr(forward, '__qualname__', forward)!r} takes none of "
-        f"{CACHE_KEYWORDS}; this backend needs a causal LM that accepts a KV cache"
-    )
-
-
-def collect_eos_token_ids(tokenizer: Any, generation_config: Any = None) -> tuple[int, ...]:
-    """All end-of-sequence ids: tokenizer.eos_token_id first, then generation_config's (int or list)."""
-    ids: list[int] = []
-    candidates: list[Any] = [getattr(tokenizer, "eos_token_id", None)]
-    extra = getattr(generation_config, "eos_token_id", None) if generation_config else None
-    candidates.extend(extra if isinstance(extra, (list, tuple)) else [extra])
-    for candidate in candidates:
-        if candidate is not None and int(candidate) not in ids:
-            ids.append(int(candidate))
-    if not ids:
-        raise ValueError(
-            "neither the tokenizer nor the generation config defines an eos_token_id; "
-            "set tokenizer.eos_token_id before wrapping the model"
-        )
-    return tuple(ids)
 
 
 # ---- state -----------------------------------------------------------------------------
@@ -387,34 +317,7 @@ class HFModel:
     def _to_static(
         self, source: Cache, n: int, length: int, max_len: int
     ) -> tuple[StaticCache, torch.Tensor | None]:
-        """A StaticCache of n rows and max_len positions holding source's first length positions.
-
-        source rows are broadcast when it has one row (the prefill) or copied when it has n.
-        When all layers hold keys and values of one shape, they become views of one pool
-        tensor (returned; else None): a reorder is then 2 kernels, not 4 per layer.
-        """
-        cache = StaticCache(config=self.config, max_cache_len=max_len)
-        if len(cache.layers) != len(source.layers):
-            raise NotImplementedError(f"static_cache: unexpected cache layout for {self.name}")
-        pool = _allocate_pool(source, n, max_len)
-        for index, (old, new) in enumerate(zip(source.layers, cache.layers, strict=True)):
-            if type(new) is not StaticLayer:
-                raise NotImplementedError(
-                    f"static_cache supports full-attention layers only, {self.name} has "
-                    f"{type(new).__name__}; use the dynamic cache"
-                )
-            keys = old.keys[:, :, :length].expand(n, -1, -1, -1)  # (n, H, L, D)
-            values = old.values[:, :, :length].expand(n, -1, -1, -1)
-            new.lazy_initialization(keys[:, :, :0], values[:, :, :0])  # allocates, marks static
-            if pool is not None:
-                # Swapped in layer by layer, so the layer's own allocation is freed at once.
-                new.keys, new.values = pool[index, 0], pool[index, 1]
-                torch._dynamo.mark_static_address(new.keys)  # CUDA graphs: fixed addresses
-                torch._dynamo.mark_static_address(new.values)
-            new.keys[:, :, :length].copy_(keys)
-            new.values[:, :, :length].copy_(values)
-            new.cumulative_length.fill_(length)
-        return cache, pool
+        return to_static(self.config, self.name, source, n, length, max_len)
 
     def _advance_static(
         self, state: HFState, tokens: torch.Tensor, active: torch.Tensor
@@ -456,52 +359,3 @@ class HFModel:
     def __repr__(self) -> str:
         mode = "copy-on-write" if self.copy_on_write else "static" if self.static_cache else "plain"
         return f"HFModel({self.name}, {mode}, device={self.device}, dtype={self.dtype})"
-
-
-def reorder_pool(pool: torch.Tensor, ancestors: torch.Tensor, length: int) -> None:
-    """Row i of every layer's first ``length`` positions := row ancestors[i]; 2 kernels.
-
-    What accelerators use: per-layer copies cost 4 launches per layer (112 for
-    qwen2-1.5b) of host time, which a replayed CUDA graph leaves little to hide behind
-    (to be measured there with ``scripts/measure_static_reorder.py``).
-    """
-    prefix = pool[:, :, :, :, :length]  # (layers, 2, n, H, L, D) view
-    prefix.copy_(prefix.index_select(2, ancestors))
-
-
-def reorder_layers(cache: Cache, ancestors: torch.Tensor, length: int) -> None:
-    """``reorder_pool`` layer by layer: 4 kernels per layer, what the CPU uses.
-
-    On the CPU it is the faster of the two (``scripts/measure_static_reorder.py``:
-    117 vs 272 ms at SmolLM2, N=32, 300 cached tokens): index_select is fast on dim 0.
-    """
-    for layer in cache.layers:
-        for tensor in (layer.keys, layer.values):
-            prefix = tensor[:, :, :length]  # (n, H, L, D) view into the preallocation
-            prefix.copy_(prefix.index_select(0, ancestors))
-
-
-def _allocate_pool(source: Cache, n: int, max_len: int) -> torch.Tensor | None:
-    """Zeros (layers, 2, n, H, max_len, D) when every layer's keys and values share a shape.
-
-    Zeros, not empty: masked positions get attention weight 0, and 0 · NaN garbage is NaN.
-    """
-    shapes = {
-        (*t.shape[1:2], *t.shape[3:]) for layer in source.layers for t in (layer.keys, layer.values)
-    }
-    kinds = {(t.dtype, t.device) for layer in source.layers for t in (layer.keys, layer.values)}
-    if len(shapes) != 1 or len(kinds) != 1:
-        return None  # e.g. different key and value head dims: per-layer copies instead
-    (heads, head_dim), ((dtype, device),) = shapes.pop(), kinds
-    size = (len(source.layers), 2, n, heads, max_len, head_dim)
-    return torch.zeros(size, dtype=dtype, device=device)
-
-
-def _cache_rows(cache: Cache) -> int:
-    """Rows (batch size) currently held by a dynamic cache."""
-    return int(cache.layers[0].keys.shape[0])
-
-
-def _is_identity(index: torch.Tensor, size: int) -> bool:
-    """index == arange(size): the gather would be a no-op copy."""
-    return index.numel() == size and bool((index == torch.arange(size, device=index.device)).all())
