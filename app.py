@@ -3,12 +3,16 @@
 It is the frame around every page: page config, the shared sidebar (model picker),
 and `st.navigation` over the page scripts in app_pages/. Pages read the chosen model
 name from `st.session_state["model_name"]` and load it through
-`app_support.load_cached` (one cached instance per model).
+`explorer.models.load_cached` (one cached instance per model); every run they start
+goes through `explorer.gate`.
 """
 
 import streamlit as st
 
-from powersmc_core import app_support, deploy
+from explorer import models, query
+from explorer import settings as demo
+from explorer.inputs import InputError, check_model_name
+from explorer.presets import TEXT_PRESETS
 
 st.set_page_config(page_title="Power-SMC Explorer", page_icon="🎯", layout="wide")
 
@@ -27,41 +31,37 @@ page = st.navigation(PAGES)
 # ---- shared sidebar: the model every page uses ---------------------------------------
 # ---- demo mode, shareable links and the visitor's run-history token --------------------
 try:
-    settings = deploy.demo_settings()
-except deploy.SettingsError as err:  # a bad POWERSMC_* variable: say which, serve nothing
+    settings = demo.demo_settings()
+except demo.SettingsError as err:  # a bad POWERSMC_* variable: say which, serve nothing
     st.error(f"Server misconfigured: {err}")
     st.stop()
-query = deploy.parse_query_params(
-    st.query_params, settings, presets=[p.name for p in app_support.TEXT_PRESETS]
-)
+link = query.parse_query_params(st.query_params, settings, presets=[p.name for p in TEXT_PRESETS])
 if "query_checked" not in st.session_state:  # report link problems once per session
     st.session_state["query_checked"] = True
-    for message in query.messages:
+    for message in link.messages:
         st.toast(message)
-owner = st.session_state.setdefault("owner", query.owner or deploy.new_owner_token())
-st.query_params[deploy.OWNER_PARAM] = owner  # a reload finds this visitor's saved runs
+owner = st.session_state.setdefault("owner", link.owner or query.new_owner_token())
+st.query_params[query.OWNER_PARAM] = owner  # a reload finds this visitor's saved runs
 
 
 def _allowed(name: str) -> bool:
     try:
-        deploy.check_model_name(name, settings)
-    except deploy.InputError:
+        check_model_name(name, settings)
+    except InputError:
         return False
     return True
 
 
 CUSTOM = "custom: hub id or local folder"
-choices = {n: d for n, d in app_support.model_choices().items() if _allowed(n)}
-custom = settings.custom_models and app_support.custom_models_allowed()
+choices = {n: d for n, d in models.model_choices().items() if _allowed(n)}
+custom = settings.custom_models and models.custom_models_allowed()
 options = list(choices) + ([CUSTOM] if custom else [])
 with st.sidebar:
     st.subheader("Model")
     picked = st.selectbox(
         "Model",
         options,
-        index=options.index(app_support.DEFAULT_MODEL)
-        if app_support.DEFAULT_MODEL in options
-        else 0,
+        index=options.index(models.DEFAULT_MODEL) if models.DEFAULT_MODEL in options else 0,
         key="model_choice",
         format_func=lambda name: name,
         help="\n\n".join(f"**{name}**: {text}" for name, text in choices.items()),

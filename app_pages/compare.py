@@ -1,11 +1,17 @@
-"""Compare: one prompt through plain decoding, low temperature, Power-SMC, MH and best-of-N."""
+"""Compare: one prompt through plain decoding, low temperature, Power-SMC, MH and best-of-N.
+
+Both modes (one prompt, a graded task set) run through `explorer.gate`: settings are
+clamped to the caps with a message, and the run holds a queue slot.
+"""
 
 import streamlit as st
 
-from powersmc_core import app_support as sup
+from explorer import compare, inputs, models, presets
+from explorer.gate import InputError, LimitError, open_gate
 from powersmc_core.plotting import live as charts
 
 state = st.session_state
+gate = open_gate(state)
 st.title("Compare methods")
 st.caption(
     "The same prompt through every sampler on the same model: latency (and its ratio to plain "
@@ -13,26 +19,26 @@ st.caption(
     "answer, graded when the prompt is a preset with a known answer."
 )
 
-model_name = state.get("model_name", sup.DEFAULT_MODEL)
+model_name = state.get("model_name", models.DEFAULT_MODEL)
 try:
     with st.spinner(f"Loading model {model_name!r}…"):
-        model = sup.load_cached(model_name)
-except (sup.ModelLoadError, ValueError) as err:
+        model = models.load_cached(model_name)
+except (models.ModelLoadError, ValueError) as err:
     st.error(f"Could not load model {model_name!r}: {err}")
     st.stop()
-toy = sup.is_toy(model)
+toy = models.is_toy(model)
 
 if toy:
     prefix = st.selectbox(
         "Prompt (token prefix)",
-        sup.toy_prefix_options(model),
-        format_func=lambda p: sup.prefix_label(model, p),
+        presets.toy_prefix_options(model),
+        format_func=lambda p: presets.prefix_label(model, p),
         key="cmp_toy_prefix",
     )
-    prompt, reference = prefix, sup.toy_reference(model, prefix)
+    prompt, reference = prefix, presets.toy_reference(model, prefix)
     st.caption(f"Known answer (exact mode of π_α): **{reference}**")
 else:
-    names = [p.name for p in sup.TEXT_PRESETS] + ["Free text"]
+    names = [p.name for p in presets.TEXT_PRESETS] + ["Free text"]
     choice = st.selectbox("Prompt", names, key="cmp_preset")
     if choice == "Free text":
         prompt, reference = (
@@ -40,7 +46,7 @@ else:
             None,
         )
     else:
-        preset = sup.TEXT_PRESETS[names.index(choice)]
+        preset = presets.TEXT_PRESETS[names.index(choice)]
         prompt, reference = preset.prompt, preset.answer
         st.caption(f"{preset.prompt}  — known answer: **{preset.answer}**")
 
@@ -56,43 +62,48 @@ mh_steps = c4.number_input("MH steps per block", value=4, step=1, key="cmp_mh_st
 seed = c5.number_input("seed", value=0, step=1, key="cmp_seed")
 methods = st.multiselect(
     "Methods",
-    list(sup.COMPARE_METHODS),
-    default=list(sup.COMPARE_METHODS),
-    format_func=sup.COMPARE_METHODS.get,
+    list(compare.COMPARE_METHODS),
+    default=list(compare.COMPARE_METHODS),
+    format_func=compare.COMPARE_METHODS.get,
     key="cmp_methods",
 )
-stop_rule = st.selectbox("stop rule", sup.STOP_RULES, index=0 if toy else 1, key="cmp_stop_rule")
+stop_rule = st.selectbox("stop rule", inputs.STOP_RULES, index=0 if toy else 1, key="cmp_stop_rule")
 
+
+def on_wait(position: int, waited: float) -> None:
+    st.info(f"Waiting for a free slot: you are #{position} in the queue ({waited:.0f} s).")
+
+
+requested = dict(alpha=alpha, n_particles=n_particles, max_new_tokens=max_new_tokens, seed=seed)
 if st.button("Run comparison", type="primary", key="cmp_run"):
     try:
-        sup.check_run_limits(n_particles, max_new_tokens)
-        if isinstance(mh_steps, bool) or not isinstance(mh_steps, int) or mh_steps < 0:
-            raise ValueError(f"MH steps must be an integer >= 0, got {mh_steps!r}")
-        settings = sup.CompareSettings(
-            alpha=alpha,
-            n_particles=n_particles,
-            max_new_tokens=max_new_tokens,
-            seed=seed,
-            mh_steps=mh_steps,
-        )
-        settings.smc_config()
-        ids = sup.prompt_ids(model, prompt)
-        sup.make_stop(stop_rule)  # validate once; each method gets a fresh rule below
+        admitted = gate.compare(model, model_name, requested, prompt, methods, mh_steps, stop_rule)
+        for note in admitted.notes:
+            st.warning(note)
         runs = []
-        with st.status("Running the methods…", expanded=True) as box:
+        with (
+            st.status("Running the methods…", expanded=True) as box,
+            gate.running(admitted, on_wait) as run,
+        ):
             progress = st.progress(0.0)
-            for k, run in enumerate(
-                sup.compare_runs(model, ids, methods, settings, lambda: sup.make_stop(stop_rule))
-            ):
-                runs.append(run)
-                st.write(f"{sup.COMPARE_METHODS[run[0]]}: {run[2]:.2f} s")
+            for k, result in enumerate(run.events()):
+                runs.append(result)
+                st.write(f"{compare.COMPARE_METHODS[result[0]]}: {result[2]:.2f} s")
                 progress.progress((k + 1) / len(methods))
-            box.update(label=f"Ran {len(runs)} methods", state="complete", expanded=False)
-    except ValueError as err:
+            done = f"Ran {len(runs)} methods" + (" (run-time cap reached)" if run.timed_out else "")
+            box.update(label=done, state="complete", expanded=False)
+    except InputError as err:
         st.error(f"Invalid settings: {err}")
+    except LimitError as err:
+        st.warning(str(err))
     else:
+        if run.timed_out:
+            st.warning(
+                f"Stopped at the run-time cap ({gate.settings.max_run_seconds:g} s) after "
+                f"{len(runs)} of {len(methods)} methods."
+            )
         state["cmp_last"] = {
-            "frame": sup.comparison_frame(runs, model, reference),
+            "frame": compare.comparison_frame(runs, model, reference),
             "runs": runs,
             "model": model_name,
         }
@@ -125,7 +136,7 @@ if last is not None:
     right.plotly_chart(charts.mh_acceptance_figure(traces), key="cmp_mh")
 
 # ---- task mode: a small graded task set through the evaluation harness ----------------
-api = sup.evaluation_api()
+api = compare.evaluation_api()
 if api is not None:
     st.divider()
     st.subheader("Task set")
@@ -143,33 +154,41 @@ if api is not None:
     n_problems = t2.number_input("problems", value=3, step=1, key="cmp_task_n")
     difficulty = t3.selectbox("difficulty", [1, 2, 3], key="cmp_task_difficulty")
     if st.button("Run task set", key="cmp_task_run"):
+        bar = st.progress(0.0, text="starting…")
+
+        def advance(done: int, total: int) -> None:
+            bar.progress(done / max(total, 1), text=f"{done} / {total} runs")
+
         try:
-            if isinstance(n_problems, bool) or not 1 <= int(n_problems) <= 50:
-                raise ValueError(f"problems must be in [1, 50], got {n_problems!r}")
-            if not methods:
-                raise ValueError("choose at least one method")
-            sup.check_run_limits(n_particles, max_new_tokens)
-            settings = api.EvalSettings(
-                alpha=alpha,
-                particles=n_particles,
-                max_new_tokens=max_new_tokens,
-                mh_steps=mh_steps,
-                seed=seed,
+            admitted = gate.task_set(
+                model,
+                model_name,
+                requested,
+                methods,
+                mh_steps,
+                n_problems,
+                task,
+                difficulty,
+                toy_prompt=prompt if toy else None,
+                toy_answer=reference if toy else None,
+                progress=advance,
             )
-            if toy:
-                problems = api.toy_problems(int(n_problems), answer=reference, prompt_ids=prompt)
-            else:
-                problems = api.load_task(task, n=int(n_problems), seed=seed, difficulty=difficulty)
-            bar = st.progress(0.0, text="starting…")
-
-            def advance(done: int, total: int, _row: object) -> None:
-                bar.progress(done / max(total, 1), text=f"{done} / {total} runs")
-
-            rows = api.run_task_comparison(model, problems, methods, settings, progress=advance)
-        except ValueError as err:
+            for note in admitted.notes:
+                st.warning(note)
+            with gate.running(admitted, on_wait) as run:
+                rows = next(iter(run.events()), None)
+        except InputError as err:
             st.error(f"Invalid task settings: {err}")
+        except LimitError as err:
+            st.warning(str(err))
         else:
-            state["cmp_task_last"] = {"rows": rows, "summary": api.summary_table(rows)}
+            if rows is None:
+                st.warning(
+                    f"Stopped at the run-time cap ({gate.settings.max_run_seconds:g} s); "
+                    "choose fewer problems or methods."
+                )
+            else:
+                state["cmp_task_last"] = {"rows": rows, "summary": api.summary_table(rows)}
     task_last = state.get("cmp_task_last")
     if task_last is not None:
         st.dataframe(task_last["summary"], hide_index=True, key="cmp_task_table")

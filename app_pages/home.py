@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from powersmc_core import app_support as sup
+from explorer import models
 from powersmc_core import theory
 from powersmc_core.plotting import theory as theory_charts
 
@@ -22,7 +22,7 @@ the effective sample size drops.
 )
 
 alpha = st.slider("α", 1.0, 8.0, 4.0, step=0.5, key="home_alpha")
-comparison = theory.power_vs_temperature(sup.load_cached("toy-trap"), alpha)
+comparison = theory.power_vs_temperature(models.load_cached("toy-trap"), alpha)
 st.plotly_chart(theory_charts.power_comparison_figure(comparison, top=None), key="home_picture")
 st.caption(
     "The trap toy model, exact by enumeration: the first token is A (0.6) or B (0.4); after A "

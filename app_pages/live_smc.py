@@ -1,59 +1,59 @@
 """Live SMC: run Power-SMC and watch the particle system evolve token by token.
 
-Run starts a run that lives in session state (`app_support.LiveRun`); the script
-iterates it and redraws on an adaptive clock. Stop reruns the script: the run is
+Run asks `explorer.gate` for an admitted run (settings clamped to the caps, prompt
+encoded) that lives in session state; the script iterates it inside the gate's queue
+slot and redraws on an adaptive clock. Stop reruns the script: the run is
 interrupted at its next redraw, then finished here with every step decoded so far.
 A rerun for any other reason (a widget change) resumes the same run.
 """
 
-import time
-
 import streamlit as st
 
-from powersmc_core import app_support as sup
-from powersmc_core import deploy
-from powersmc_core.config import SCHEDULES, SMCConfig
+from explorer import history, inputs, models, presets
+from explorer.gate import InputError, LimitError, open_gate
+from powersmc_core.config import SCHEDULES
 from powersmc_core.plotting import live as charts
 from powersmc_core.resampling import RESAMPLERS
 
 state = st.session_state
+gate = open_gate(state)
 st.title("Live Power-SMC")
 st.caption(
     "N particles decode in one batch from q ∝ p^(1/τ_t); importance weights correct each token "
     "towards p^α_t, and the particles are resampled when the ESS drops below κ·N."
 )
 
-model_name = state.get("model_name", sup.DEFAULT_MODEL)
+model_name = state.get("model_name", models.DEFAULT_MODEL)
 try:
     with st.spinner(
         f"Loading model {model_name!r} (the first load of the embedded model takes ~20 s)…"
     ):
-        model = sup.load_cached(model_name)
-except (sup.ModelLoadError, ValueError) as err:
+        model = models.load_cached(model_name)
+except (models.ModelLoadError, ValueError) as err:
     st.error(f"Could not load model {model_name!r}: {err}")
     st.stop()
-toy = sup.is_toy(model)
+toy = models.is_toy(model)
 
 # ---- prompt ------------------------------------------------------------------------------
 reference = None
 if toy:
-    prefixes = sup.toy_prefix_options(model)
+    prefixes = presets.toy_prefix_options(model)
     prefix = st.selectbox(
         "Prompt (token prefix of the toy model)",
         prefixes,
-        format_func=lambda p: sup.prefix_label(model, p),
+        format_func=lambda p: presets.prefix_label(model, p),
         key="live_toy_prefix",
     )
-    prompt, prompt_label = prefix, sup.prefix_label(model, prefix)
-    reference = sup.toy_reference(model, prefix)
+    prompt, prompt_label = prefix, presets.prefix_label(model, prefix)
+    reference = presets.toy_reference(model, prefix)
     st.caption(f"Known answer (exact mode of π_α for every α > 0): **{reference}**")
 else:
     mode = st.radio(
         "Prompt", ["Preset problem", "Free text"], horizontal=True, key="live_prompt_mode"
     )
     if mode == "Preset problem":
-        names = [p.name for p in sup.TEXT_PRESETS]
-        preset = sup.TEXT_PRESETS[names.index(st.selectbox("Preset", names, key="live_preset"))]
+        names = [p.name for p in presets.TEXT_PRESETS]
+        preset = presets.TEXT_PRESETS[names.index(st.selectbox("Preset", names, key="live_preset"))]
         prompt, reference = preset.prompt, preset.answer
         st.caption(f"{preset.prompt}  — known answer: **{preset.answer}**")
     else:
@@ -71,7 +71,7 @@ with st.expander("Sampler settings", expanded=True):
         value=8 if toy else 4,
         step=1,
         key="live_n",
-        help=f"1 to {sup.MAX_PARTICLES}",
+        help=f"1 to {gate.settings.max_particles}",
     )
     max_new_tokens = c3.number_input(
         "max new tokens", value=8 if toy else 24, step=8, key="live_max_tokens"
@@ -134,7 +134,7 @@ with st.expander("Sampler settings", expanded=True):
         )
     c1, c2 = st.columns([1, 3])
     stop_rule = c1.selectbox(
-        "stop rule", sup.STOP_RULES, index=1 if not toy else 0, key="live_stop_rule"
+        "stop rule", inputs.STOP_RULES, index=1 if not toy else 0, key="live_stop_rule"
     )
     stop_strings = c2.text_input(
         "stop strings (comma-separated)",
@@ -154,53 +154,44 @@ if stop_clicked and active is not None:
     del state["live_active"]
     active = None
     if entry.records:  # a Stop before the first token leaves nothing to keep
-        sup.remember(state, entry)
+        history.remember(state, entry)
         state["live_last"] = entry
     status.info(f"Stopped at step {len(entry.records)}; the decoded part is kept (see Runs).")
 
 if run_clicked:
+    requested = dict(
+        alpha=alpha,
+        n_particles=n_particles,
+        ess_threshold=kappa,
+        resampling=resampling,
+        schedule=schedule,
+        alpha_start=alpha_start,
+        ramp_tokens=ramp_tokens,
+        target_ess=target_ess,
+        proposal_temperature=tau,
+        block_size=block_size,
+        max_new_tokens=max_new_tokens,
+        seed=seed,
+    )
     try:
-        settings = deploy.demo_settings()
-        sup.check_run_limits(n_particles, max_new_tokens)
-        requested = dict(
-            alpha=alpha,
-            n_particles=n_particles,
-            ess_threshold=kappa,
-            resampling=resampling,
-            schedule=schedule,
-            alpha_start=alpha_start,
-            ramp_tokens=ramp_tokens,
-            target_ess=target_ess,
-            proposal_temperature=tau,
-            block_size=block_size,
-            max_new_tokens=max_new_tokens,
-            seed=seed,
-        )
-        SMCConfig(**requested)  # invalid values are errors, named; demo caps only clamp
-        config, notes = deploy.clamp_config(requested, settings)
-        for note in notes:
-            st.warning(note)
-        toy_prompt = sup.is_toy(model)
-        ids = (
-            sup.prompt_ids(model, prompt)
-            if toy_prompt
-            else deploy.encode_prompt(model, prompt, settings)
-        )
-        stop = sup.make_stop(stop_rule, stop_strings)
-    except ValueError as err:
-        st.error(f"Invalid settings: {err}")
-    else:
-        if active is not None and active.records:  # a new run supersedes one in flight
-            sup.remember(state, active.finish())
-        active = state["live_active"] = sup.LiveRun(
+        admitted = gate.live(
             model,
-            config,
-            ids,
-            model_name=model_name,
-            prompt_label=prompt_label,
-            stop=stop,
+            model_name,
+            requested,
+            prompt,
+            prompt_label,
+            stop_rule,
+            stop_strings,
             reference=reference,
         )
+    except InputError as err:
+        st.error(f"Invalid settings: {err}")
+    else:
+        for note in admitted.notes:
+            st.warning(note)
+        if active is not None and active.live.records:  # a new run supersedes one in flight
+            history.remember(state, active.finish())
+        active = state["live_active"] = admitted
 
 # ---- charts ------------------------------------------------------------------------------
 row1 = st.columns(2)
@@ -215,7 +206,7 @@ slots = {
 row4 = st.columns(2)
 slots["genealogy"] = row4[0].empty()
 table_slot = row4[1].empty()
-label = sup.token_labeler(model)
+label = models.token_labeler(model)
 
 
 def draw(records, config, heavy, tag):
@@ -225,7 +216,7 @@ def draw(records, config, heavy, tag):
     for name, fig in figures.items():
         slots[name].plotly_chart(fig, key=f"live_{name}_{tag}")
     with table_slot.container():
-        frame = sup.particle_frame(records[-1])
+        frame = history.particle_frame(records[-1])
         st.markdown(f"**Particles at step {records[-1].step}**, sorted by weight")
         st.caption(f"Leader, particle {frame['particle'][0]}: {frame['text'][0]!r}")
         st.dataframe(
@@ -237,7 +228,7 @@ def draw(records, config, heavy, tag):
 
 
 def show_summary(entry):
-    row = sup.run_summary(entry)
+    row = history.run_summary(entry)
     st.subheader("Chosen completion" + (" (stopped early)" if entry.status == "stopped" else ""))
     st.code(row["completion"] or "(empty)", language=None, wrap_lines=True)
     m = st.columns(6)
@@ -260,36 +251,27 @@ if active is not None:
     def on_wait(position: int, waited: float) -> None:
         status.info(f"Waiting for a free slot: you are #{position} in the queue ({waited:.0f} s).")
 
-    slot = None
+    run = None
     try:
-        # One run per browser session, a global cap with a queue, a run-time cap; the
-        # journal persists the run (finished, stopped or interrupted by a crash).
-        with (
-            deploy.global_limiter().slot(
-                deploy.current_session_id(), on_wait, run_age_s=time.time() - active.created
-            ) as slot,
-            deploy.tracked(active, state.get("owner")) as journal,
-        ):
-            for draws, update in enumerate(slot.bounded(active.updates())):
-                if journal is not None:
-                    journal.sync(update.records)
+        # The gate holds a queue slot (one run per visitor), stops at the run-time cap and
+        # journals the run (finished, stopped or interrupted by a crash).
+        with gate.running(active, on_wait) as run:
+            for draws, update in enumerate(run.events()):
                 rec = update.record
                 status.progress(
                     min(1.0, rec.step / total),
                     text=f"step {rec.step}/{total} · ESS {rec.ess:.1f}/{rec.n_particles} · "
                     f"{rec.n_lineages} lineages · {rec.elapsed:.1f} s",
                 )
-                draw(update.records, cfg, update.kind == "full", f"{active.run_id}_{draws}")
-            if slot.timed_out and journal is not None:
-                journal.final_status = "timed out"
-    except deploy.LimitError as err:  # busy tab, full queue or queue timeout: nothing lost
+                draw(update.records, cfg, update.kind == "full", f"{active.live.run_id}_{draws}")
+    except LimitError as err:  # busy visitor, full queue or queue timeout: nothing lost
         status.warning(str(err))
         st.stop()
     entry = active.finish()
-    sup.remember(state, entry)
+    history.remember(state, entry)
     state["live_last"] = entry
     del state["live_active"]
-    if slot is not None and slot.timed_out:
+    if run is not None and run.timed_out:
         status.warning(
             f"Stopped at the demo's run-time cap after {len(entry.records)} steps; "
             f"the decoded part is kept (run {entry.run_id})."

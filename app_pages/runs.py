@@ -1,36 +1,39 @@
-"""Runs: the session's history, downloads, uploads, and a step-by-step replay of any run."""
+"""Runs: the session's history, downloads, uploads, and a step-by-step replay of any run.
+
+Uploads go through `explorer.gate` (the mode's size cap: 5 MB in demo mode).
+"""
 
 import streamlit as st
 
-from powersmc_core import app_support as sup
-from powersmc_core import deploy
+from explorer import history
+from explorer.gate import TraceError, open_gate
 from powersmc_core.plotting import live as charts
-from powersmc_core.trace import TraceError
 
 state = st.session_state
+gate = open_gate(state)
 st.title("Runs")
 st.caption(
     "Every finished or stopped Live SMC run of this session is kept here (newest first, "
-    f"at most {sup.MAX_HISTORY}). Download a run as a trace (JSON lines: one step record per "
+    f"at most {history.MAX_HISTORY}). Download a run as a trace (JSON lines: one step record per "
     "line) or its summary (CSV); upload a trace to replay it."
 )
 
 # ---- upload ------------------------------------------------------------------------------
 upload = st.file_uploader(
-    f"Upload a trace (.jsonl, at most {sup.MAX_UPLOAD_BYTES // 2**20} MB)",
+    f"Upload a trace (.jsonl, at most {gate.max_upload_mb} MB)",
     type=["jsonl", "json", "txt"],
     key="runs_upload",
-    max_upload_size=sup.MAX_UPLOAD_BYTES // 2**20,
+    max_upload_size=gate.max_upload_mb,
 )
 if upload is not None:
     token = (upload.name, upload.size, getattr(upload, "file_id", None))
     if state.get("runs_last_upload") != token:  # reruns keep the file: import it once
         try:
-            entry = sup.load_uploaded_trace(upload.getvalue(), upload.name)
+            entry = gate.upload(upload, upload.name)
         except TraceError as err:
             st.error(f"Could not read {upload.name}: {err}")
         else:
-            sup.remember(state, entry)
+            history.remember(state, entry)
             state["runs_last_upload"] = token
             state["runs_select"] = entry.run_id
             st.success(
@@ -38,24 +41,20 @@ if upload is not None:
             )
 
 # ---- runs saved on the server by earlier visits (reload, restart, crash) ----------------
-store = deploy.run_store()
-if store is not None and state.get("owner") and not state.get("runs_restored"):
+if state.get("owner") and not state.get("runs_restored"):
     state["runs_restored"] = True  # once per session: later runs are remembered live
-    known = {e.run_id for e in sup.history(state)}
-    for info in reversed(store.list(state["owner"], limit=sup.MAX_HISTORY)):
-        if info.run_id in known:
-            continue
-        try:
-            sup.remember(state, store.load(info.run_id, state["owner"]).to_entry())
-        except (KeyError, TraceError) as err:  # removed meanwhile, or damaged on disk
-            st.warning(f"Saved run {info.run_id} could not be restored: {err}")
+    for entry, problem in gate.stored_runs(skip={e.run_id for e in history.history(state)}):
+        if problem is not None:  # removed meanwhile, or damaged on disk
+            st.warning(problem)
+        else:
+            history.remember(state, entry)
 
-runs = sup.history(state)
+runs = history.history(state)
 if not runs:
     st.info("No runs yet: press Run on the Live SMC page, or upload a trace above.")
     st.stop()
 
-st.dataframe(sup.summary_frame(runs), hide_index=True, key="runs_table")
+st.dataframe(history.summary_frame(runs), hide_index=True, key="runs_table")
 
 # ---- one run -----------------------------------------------------------------------------
 by_id = {e.run_id: e for e in runs}
@@ -67,7 +66,7 @@ entry = by_id[run_id]
 c1, c2 = st.columns(2)
 c1.download_button(
     "Download trace (.jsonl)",
-    sup.entry_trace_text(entry),
+    history.entry_trace_text(entry),
     file_name=f"powersmc-{entry.run_id}.jsonl",
     mime="application/jsonl",
     key="runs_download_trace",
@@ -75,7 +74,7 @@ c1.download_button(
 )
 c2.download_button(
     "Download summary (.csv)",
-    sup.entry_summary_csv(entry),
+    history.entry_summary_csv(entry),
     file_name=f"powersmc-{entry.run_id}-summary.csv",
     mime="text/csv",
     key="runs_download_csv",
@@ -99,7 +98,7 @@ st.plotly_chart(figures["renyi"], key="runs_renyi")
 left, right = st.columns(2)
 left.plotly_chart(figures["genealogy"], key="runs_genealogy")
 with right:
-    frame = sup.particle_frame(shown[-1])
+    frame = history.particle_frame(shown[-1])
     st.markdown(f"**Particles at step {step}**, sorted by weight")
     st.caption(f"Leader, particle {frame['particle'][0]}: {frame['text'][0]!r}")
     st.dataframe(

@@ -1,13 +1,20 @@
-"""Theory lab: exact pi_alpha on enumerable toy models against what the samplers do."""
+"""Theory lab: exact pi_alpha on enumerable toy models against what the samplers do.
+
+The exact picture needs no sampler; the Monte-Carlo checks run through `explorer.gate`
+(budget clamped to the caps, a queue slot while they run).
+"""
 
 import streamlit as st
 
-from powersmc_core import app_support as sup
+from explorer import models
+from explorer.gate import InputError, LimitError, open_gate
+from explorer.theory_lab import THEORY_MODELS
 from powersmc_core import theory
 from powersmc_core.plotting import live as charts
 from powersmc_core.plotting import theory as theory_charts
 
 state = st.session_state
+gate = open_gate(state)
 st.title("Theory lab")
 st.caption(
     "Toy models small enough to enumerate every sequence, so π_α ∝ p^α is known exactly. "
@@ -15,12 +22,12 @@ st.caption(
 )
 
 sidebar_model = state.get("model_name")
-models = list(sup.THEORY_MODELS)
+choices = list(THEORY_MODELS)
 c1, c2, c3, c4, c5, c6 = st.columns(6)
 name = c1.selectbox(
     "toy model",
-    models,
-    index=models.index(sidebar_model) if sidebar_model in models else 0,
+    choices,
+    index=choices.index(sidebar_model) if sidebar_model in choices else 0,
     key="theory_model",
 )
 alpha = c2.number_input("α (power)", value=4.0, step=0.5, key="theory_alpha")
@@ -29,28 +36,47 @@ runs = c4.number_input("runs per point", value=20, step=5, key="theory_runs")
 n_max = c5.number_input("max N (TV sweep)", value=64, step=16, key="theory_n_max")
 seed = c6.number_input("seed", value=0, step=1, key="theory_seed")
 
+model = models.load_cached(name)
 try:
-    settings = sup.TheorySettings(
-        alpha=alpha, n_particles=n_particles, runs=runs, n_max=n_max, seed=seed
-    )
-except ValueError as err:
+    admitted, settings = gate.theory(model, name, alpha, n_particles, runs, n_max, seed)
+except InputError as err:
     st.error(f"Invalid settings: {err}")
     st.stop()
-model = sup.load_cached(name)
+for note in admitted.notes:
+    st.warning(note)
 comparison = theory.power_vs_temperature(model, settings.alpha)
+
+
+def on_wait(position: int, waited: float) -> None:
+    st.info(f"Waiting for a free slot: you are #{position} in the queue ({waited:.0f} s).")
+
 
 key = (name, settings)
 results = state.get("theory_last", {}).get(key)
 if st.button("Run Monte-Carlo checks", type="primary", key="theory_run"):
-    results = {}
-    with st.status("Running the checks…", expanded=True) as box:
-        bar = st.progress(0.0)
-        for k, (part, value) in enumerate(sup.theory_lab(model, settings)):
-            results[part] = value
-            st.write(f"done: {part.replace('_', ' ')}")
-            bar.progress((k + 1) / 4)
-        box.update(label="Monte-Carlo checks done", state="complete", expanded=False)
-    state["theory_last"] = {key: results}
+    results, timed_out = {}, False
+    try:
+        with (
+            st.status("Running the checks…", expanded=True) as box,
+            gate.running(admitted, on_wait) as run,
+        ):
+            bar = st.progress(0.0)
+            for k, (part, value) in enumerate(run.events()):
+                results[part] = value
+                st.write(f"done: {part.replace('_', ' ')}")
+                bar.progress((k + 1) / 4)
+            box.update(label="Monte-Carlo checks done", state="complete", expanded=False)
+        timed_out = run.timed_out
+    except LimitError as err:
+        st.warning(str(err))
+    if timed_out:
+        st.warning(
+            f"Stopped at the run-time cap ({gate.settings.max_run_seconds:g} s); "
+            "lower the runs per point or max N."
+        )
+        results = {}
+    if results:
+        state["theory_last"] = {key: results}
 
 figure = theory_charts.power_comparison_figure(comparison, top=20)
 if results:

@@ -43,9 +43,10 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from powersmc_core.deploy.browser import CHROMIUM, CHROMIUM_ARGS, COUNT_CHARTS_WITH_DATA
-
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the app's package beside app.py, also without an install
+
+from explorer.browser import CHROMIUM, CHROMIUM_ARGS, COUNT_CHARTS_WITH_DATA  # noqa: E402
 
 
 def free_port() -> int:

@@ -1,4 +1,4 @@
-"""The Streamlit app: its helpers (app_support), its figures (plotting.live) and every page.
+"""The Streamlit app: its services (explorer), its figures (plotting.live) and every page.
 
 Pages are driven with streamlit.testing's AppTest on the toy models (milliseconds per run).
 """
@@ -13,7 +13,10 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from powersmc_core import app_support as sup
+from explorer import compare, history, inputs, presets
+from explorer.gate import Gate, InputError
+from explorer.live import LiveRun, Throttle
+from explorer.settings import DemoSettings
 from powersmc_core.config import SMCConfig
 from powersmc_core.models.loading import load_model
 from powersmc_core.plotting import live as charts
@@ -37,12 +40,19 @@ class FakeClock:
         return self.now
 
 
-def toy_run(name: str = "toy-random:3,8,0", tick: float = 0.0, **config) -> sup.LiveRun:
+FULL = DemoSettings()  # the full app's caps
+
+
+def toy_run(name: str = "toy-random:3,8,0", tick: float = 0.0, **config) -> LiveRun:
     model = load_model(name)
     cfg = SMCConfig(**{"alpha": 4.0, "n_particles": 8, "max_new_tokens": 8, "seed": 3, **config})
-    return sup.LiveRun(
-        model, cfg, [], model_name=name, prompt_label="(empty)", clock=FakeClock(tick)
-    )
+    return LiveRun(model, cfg, [], model_name=name, prompt_label="(empty)", clock=FakeClock(tick))
+
+
+def toy_admission(name: str = "toy-random:3,8,0"):
+    """A Live SMC run admitted by the gate, as the page keeps it in session state."""
+    requested = {"alpha": 4.0, "n_particles": 8, "max_new_tokens": 8, "seed": 3}
+    return Gate(FULL).live(load_model(name), name, requested, [], "(empty)", "EOS only")
 
 
 def strip_time(record):
@@ -55,7 +65,7 @@ def strip_time(record):
 # ---- throttle and live runs ------------------------------------------------------------
 class TestThrottle:
     def test_first_poll_is_full_then_waits_for_intervals(self):
-        th = sup.Throttle(light_s=0.25, full_s=1.0, cost_factor=3.0)
+        th = Throttle(light_s=0.25, full_s=1.0, cost_factor=3.0)
         assert th.poll(0.0) == "full"
         th.drawn("full", 0.0, 0.01)
         assert th.poll(0.1) is None
@@ -64,7 +74,7 @@ class TestThrottle:
         assert th.poll(1.02) == "full"
 
     def test_full_redraws_stay_within_the_time_budget(self):
-        th = sup.Throttle(light_s=math.inf, full_s=0.0, cost_factor=0.0, budget=0.2)
+        th = Throttle(light_s=math.inf, full_s=0.0, cost_factor=0.0, budget=0.2)
         now, spent = 0.0, 0.0
         for _ in range(1000):  # steps of 0.1 s; every redraw costs 0.5 s
             now += 0.1
@@ -77,7 +87,7 @@ class TestThrottle:
         assert spent > 0.15 * now  # and the budget is used, not starved
 
     def test_light_redraws_fill_in_while_the_budget_blocks_full_ones(self):
-        th = sup.Throttle(light_s=0.25, full_s=1.0, cost_factor=3.0, budget=0.2)
+        th = Throttle(light_s=0.25, full_s=1.0, cost_factor=3.0, budget=0.2)
         th.poll(0.0)
         th.drawn("full", 0.0, 1.0)  # 1 s spent: no full redraw before t = 5 s
         assert th.poll(4.0) == "light"
@@ -86,7 +96,7 @@ class TestThrottle:
         assert th.poll(5.1) == "full"
 
     def test_interval_stretches_to_cost_factor_times_draw_cost(self):
-        th = sup.Throttle(light_s=0.25, full_s=1.0, cost_factor=3.0, budget=1.0)
+        th = Throttle(light_s=0.25, full_s=1.0, cost_factor=3.0, budget=1.0)
         th.poll(0.0)
         th.drawn("full", 0.0, 2.0)  # a 2 s redraw: wait 6 s before the next full one
         assert th.interval("full") == pytest.approx(6.0)
@@ -105,7 +115,7 @@ class TestLiveRun:
 
     def test_slow_steps_draw_every_step_and_heavy_charts_less_often(self):
         run = toy_run(tick=1.0)  # every clock reading is 1 s later: slow steps, slow draws
-        run.throttle = sup.Throttle(light_s=0.5, full_s=5.0, cost_factor=0.0, budget=1.0)
+        run.throttle = Throttle(light_s=0.5, full_s=5.0, cost_factor=0.0, budget=1.0)
         kinds = [u.kind for u in run.updates()]
         assert len(kinds) == len(run.records) >= 4
         assert kinds[0] == kinds[-1] == "full"
@@ -156,56 +166,65 @@ class TestLiveRun:
 # ---- helpers ---------------------------------------------------------------------------
 def test_toy_reference_of_the_trap_is_b_x():
     model = load_model("toy-trap")
-    assert sup.toy_reference(model, ()) == "B x"
-    assert sup.toy_reference(model, (0,)) in {"x", "y", "z"}  # continuation only; a 3-way tie
+    assert presets.toy_reference(model, ()) == "B x"
+    assert presets.toy_reference(model, (0,)) in {"x", "y", "z"}  # continuation only; a 3-way tie
 
 
 def test_toy_prefixes_leave_room_to_decode():
     model = load_model("toy-random:4,4,0")  # 3 letters + EOS, sequences of at most 4 tokens
-    options = sup.toy_prefix_options(model)
+    options = presets.toy_prefix_options(model)
     assert options[0] == () and len(options) == 1 + 3 + 9
-    assert len(sup.toy_prefix_options(load_model("toy-random:3,8,0"), max_options=20)) == 20
+    assert len(presets.toy_prefix_options(load_model("toy-random:3,8,0"), max_options=20)) == 20
     assert all(len(p) <= model.max_len - 2 for p in options)
 
 
 def test_prompt_ids_reject_text_for_toys_and_empty_text_for_llms():
     toy = load_model("toy-trap")
-    assert sup.prompt_ids(toy, (1,)) == [1]
-    with pytest.raises(ValueError, match="token prefix"):
-        sup.prompt_ids(toy, "hello")
+    assert inputs.prompt_ids(toy, (1,), FULL) == [1]
+    with pytest.raises(InputError, match="token prefix"):
+        inputs.prompt_ids(toy, "hello", FULL)
 
     class TextModel:
         name = "stub"
 
-        def encode_prompt(self, text, chat=True):
+        def encode_prompt(self, text, chat=True, max_prompt_tokens=None):
             return [7, len(text)]
 
-    assert sup.prompt_ids(TextModel(), "hi") == [7, 2]
-    with pytest.raises(ValueError, match="empty"):
-        sup.prompt_ids(TextModel(), "   ")
+    assert inputs.prompt_ids(TextModel(), "hi", FULL) == [7, 2]
+    with pytest.raises(InputError, match="empty"):
+        inputs.prompt_ids(TextModel(), "   ", FULL)
 
 
 def test_grade_extracts_boxed_answers_and_compares_toys_exactly():
-    assert sup.grade("so the answer is \\boxed{42}.", "42") == ("42", True)
-    assert sup.grade("It is 41", "42") == ("41", False)
-    assert sup.grade("B x", "B x", toy=True) == ("B x", True)
-    assert sup.grade("no number here", None) == (None, None)
+    assert presets.grade("so the answer is \\boxed{42}.", "42") == ("42", True)
+    assert presets.grade("It is 41", "42") == ("41", False)
+    assert presets.grade("B x", "B x", toy=True) == ("B x", True)
+    assert presets.grade("no number here", None) == (None, None)
 
 
 def test_make_stop_validates_rules():
-    assert sup.make_stop("EOS only") is None
-    assert sup.make_stop("\\boxed{} answer") is not None
-    assert sup.make_stop("stop strings", "END,\\n\\n") is not None
+    assert inputs.make_stop("EOS only") is None
+    assert inputs.make_stop("\\boxed{} answer") is not None
+    assert inputs.make_stop("stop strings", "END,\\n\\n") is not None
     with pytest.raises(ValueError, match="at least one"):
-        sup.make_stop("stop strings", " , ")
+        inputs.make_stop("stop strings", " , ")
     with pytest.raises(ValueError, match="stop rule"):
-        sup.make_stop("nonsense")
+        inputs.make_stop("nonsense")
 
 
-@pytest.mark.parametrize(("n", "length"), [(0, 8), (sup.MAX_PARTICLES + 1, 8), (4, 0), (4.5, 8)])
-def test_run_limits_reject_out_of_range(n, length):
-    with pytest.raises(ValueError, match="must be an integer"):
-        sup.check_run_limits(n, length)
+@pytest.mark.parametrize(("n", "length"), [(0, 8), (4, 0), (4.5, 8)])
+def test_gate_refuses_values_no_cap_can_fix(n, length):
+    with pytest.raises(InputError):
+        Gate(FULL).clamp({"n_particles": n, "max_new_tokens": length})
+
+
+def test_gate_clamps_to_the_full_app_caps_and_says_so():
+    config, notes = Gate(FULL).clamp({"n_particles": FULL.max_particles + 1, "max_new_tokens": 8})
+    assert config.n_particles == FULL.max_particles
+    assert notes == [
+        f"N {FULL.max_particles + 1} is outside [1, {FULL.max_particles}]; "
+        f"using {FULL.max_particles}"
+    ]
 
 
 def test_particle_frame_sorts_by_weight_and_marks_leader_and_finished():
@@ -213,7 +232,7 @@ def test_particle_frame_sorts_by_weight_and_marks_leader_and_finished():
     for _ in run.updates():
         pass
     last = run.records[-1]
-    frame = sup.particle_frame(last)
+    frame = history.particle_frame(last)
     assert list(frame["weight"]) == sorted(frame["weight"], reverse=True)
     assert frame["status"].iloc[0].startswith("★ leader")
     assert frame["weight"].sum() == pytest.approx(1.0)
@@ -223,12 +242,12 @@ def test_particle_frame_sorts_by_weight_and_marks_leader_and_finished():
 def test_history_replaces_same_id_and_is_capped():
     state: dict = {}
     entry = toy_run().finish()
-    sup.remember(state, entry)
-    sup.remember(state, entry)
-    assert len(sup.history(state)) == 1
-    for _ in range(sup.MAX_HISTORY + 3):
-        sup.remember(state, toy_run().finish())
-    assert len(sup.history(state)) == sup.MAX_HISTORY
+    history.remember(state, entry)
+    history.remember(state, entry)
+    assert len(history.history(state)) == 1
+    for _ in range(history.MAX_HISTORY + 3):
+        history.remember(state, toy_run().finish())
+    assert len(history.history(state)) == history.MAX_HISTORY
 
 
 def test_trace_download_round_trips_through_upload():
@@ -236,14 +255,14 @@ def test_trace_download_round_trips_through_upload():
     for _ in run.updates():
         pass
     entry = run.finish()
-    text = sup.entry_trace_text(entry)
-    back = sup.load_uploaded_trace(text.encode(), "run.jsonl")
+    text = history.entry_trace_text(entry)
+    back = Gate(FULL).upload(text.encode(), "run.jsonl")
     assert back.status == "uploaded" and back.model == entry.model
     assert [strip_time(r) for r in back.records] == [strip_time(r) for r in entry.records]
-    original, restored = sup.run_summary(entry), sup.run_summary(back)
+    original, restored = history.run_summary(entry), history.run_summary(back)
     for key in ("completion", "log p", "log Z-hat", "steps", "chosen particle", "resamples"):
         assert restored[key] == original[key]
-    csv = sup.entry_summary_csv(entry).splitlines()
+    csv = history.entry_summary_csv(entry).splitlines()
     assert len(csv) == 2 and csv[0].startswith("run,status,model")
 
 
@@ -258,27 +277,27 @@ def test_trace_download_round_trips_through_upload():
 )
 def test_bad_uploads_raise_trace_errors(data, message):
     with pytest.raises(TraceError, match=message):
-        sup.load_uploaded_trace(data, "bad.jsonl")
+        Gate(FULL).upload(data, "bad.jsonl")
 
 
 def test_oversized_upload_is_refused_before_parsing():
     with pytest.raises(TraceError, match="upload limit"):
-        sup.load_uploaded_trace(b" " * (sup.MAX_UPLOAD_BYTES + 1), "big.jsonl")
+        Gate(FULL).upload(b" " * (FULL.max_upload_bytes + 1), "big.jsonl")
 
 
 def test_comparison_frame_on_the_trap():
     model = load_model("toy-trap")
-    settings = sup.CompareSettings(alpha=4.0, n_particles=8, max_new_tokens=4, mh_steps=2)
-    runs = list(sup.compare_runs(model, [], list(sup.COMPARE_METHODS), settings))
-    frame = sup.comparison_frame(runs, model, reference="B x")
-    assert list(frame["key"]) == list(sup.COMPARE_METHODS)
+    settings = compare.CompareSettings(alpha=4.0, n_particles=8, max_new_tokens=4, mh_steps=2)
+    runs = list(compare.compare_runs(model, [], list(compare.COMPARE_METHODS), settings))
+    frame = compare.comparison_frame(runs, model, reference="B x")
+    assert list(frame["key"]) == list(compare.COMPARE_METHODS)
     assert frame.loc[frame["key"] == "base", "× plain"].item() == pytest.approx(1.0)
     assert frame["correct"].isin([True, False]).all()
     assert (frame["log p / token"] <= 0).all()
     mh = next(r for m, r, _ in runs if m == "mh")
     assert len(mh.extras["acceptance_trace"]) > 0
     with pytest.raises(ValueError, match="unknown methods"):
-        list(sup.compare_runs(model, [], ["nope"], settings))
+        list(compare.compare_runs(model, [], ["nope"], settings))
 
 
 # ---- figures ---------------------------------------------------------------------------
@@ -438,7 +457,6 @@ def test_live_run_with_bridging_and_custom_tau_warns():
         ("live_alpha", 0.0, "alpha must be > 0"),
         ("live_alpha", -2.0, "alpha must be > 0"),
         ("live_n", 0, "n_particles"),
-        ("live_n", 100_000, "n_particles"),
         ("live_max_tokens", 0, "max_new_tokens"),
         ("live_block", 0, "block_size"),
         ("live_seed", -1, "seed"),
@@ -455,25 +473,25 @@ def test_live_invalid_inputs_show_an_error(key, value, message):
 
 def test_live_stop_before_the_first_token_keeps_nothing():
     at = app(model="toy-random:3,8,0", page="app_pages/live_smc.py")
-    at.session_state["live_active"] = toy_run(name="toy-random:3,8,0")  # no step decoded yet
+    at.session_state["live_active"] = toy_admission()  # no step decoded yet
     at.button(key="live_stop").click().run()
     no_exception(at)
     assert any("Stopped at step 0" in i.value for i in at.info)
-    assert not sup.history(at.session_state)
+    assert not history.history(at.session_state)
     at.switch_page("app_pages/runs.py").run()
     no_exception(at)
 
 
 def test_live_stop_keeps_the_decoded_part():
     at = app(model="toy-random:3,8,0", page="app_pages/live_smc.py")
-    half = toy_run(name="toy-random:3,8,0")
-    half.step()  # a run interrupted after one token, as a Stop click finds it
+    half = toy_admission()
+    half.live.step()  # a run interrupted after one token, as a Stop click finds it
     at.session_state["live_active"] = half
     at.button(key="live_stop").click().run()
     no_exception(at)
     assert any("Stopped at step 1" in i.value for i in at.info)
     entry = at.session_state["run_history"][0]
-    assert entry.run_id == half.run_id
+    assert entry.run_id == half.live.run_id
     assert entry.status == "stopped" and len(entry.records) == 1
     assert "live_active" not in at.session_state
     assert len(at.get("plotly_chart")) == 6  # the kept part is drawn
@@ -481,13 +499,13 @@ def test_live_stop_keeps_the_decoded_part():
 
 def test_live_run_interrupted_by_another_rerun_resumes():
     at = app(model="toy-random:3,8,0", page="app_pages/live_smc.py")
-    half = toy_run(name="toy-random:3,8,0")
-    half.step()
+    half = toy_admission()
+    half.live.step()
     at.session_state["live_active"] = half
     at.run()  # any rerun that is not Stop continues the same run
     no_exception(at)
     entry = at.session_state["run_history"][0]
-    assert entry.run_id == half.run_id and entry.status == "finished"
+    assert entry.run_id == half.live.run_id and entry.status == "finished"
     assert [r.step for r in entry.records] == list(range(1, len(entry.records) + 1))
 
 
@@ -511,7 +529,7 @@ def test_compare_page_runs_every_method_on_a_toy():
     no_exception(at)
     assert not at.error
     frame = at.dataframe[0].value
-    assert len(frame) == len(sup.COMPARE_METHODS)
+    assert len(frame) == len(compare.COMPARE_METHODS)
     assert {"latency [s]", "× plain", "tokens/s", "log p / token", "answer", "correct"} <= set(
         frame
     )
@@ -570,7 +588,7 @@ def test_runs_page_empty_then_upload_replay_and_bad_upload():
     run = toy_run()
     for _ in run.updates():
         pass
-    text = sup.entry_trace_text(run.finish()).encode()
+    text = history.entry_trace_text(run.finish()).encode()
     at.file_uploader(key="runs_upload").set_value(("run.jsonl", text, "application/jsonl")).run()
     no_exception(at)
     assert any("Loaded run.jsonl" in s.value for s in at.success)

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from powersmc_core.deploy.browser import CHROMIUM, CHROMIUM_ARGS, COUNT_CHARTS_WITH_DATA
+from explorer.browser import CHROMIUM, CHROMIUM_ARGS, COUNT_CHARTS_WITH_DATA
 
 ROOT = Path(__file__).resolve().parents[1]
 OUTPUT = ROOT / "test-output"

@@ -30,6 +30,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TypeVar
 
+from .settings import demo_settings
+
 __all__ = [
     "LimitError",
     "QueueFull",
@@ -269,8 +271,6 @@ def global_limiter(settings: object | None = None) -> RunLimiter:
     global _GLOBAL
     with _GLOBAL_LOCK:
         if _GLOBAL is None:
-            from .settings import demo_settings
-
             s = settings if settings is not None else demo_settings()
             _GLOBAL = RunLimiter(
                 max_concurrent=s.max_concurrent_runs,  # type: ignore[attr-defined]

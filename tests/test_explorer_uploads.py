@@ -11,8 +11,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from explorer.settings import demo_settings
+from explorer.uploads import read_trace_safely, read_upload
 from powersmc_core import PowerSMC, SMCConfig, ToyLM
-from powersmc_core.deploy import demo_settings, read_trace_safely, read_upload
 from powersmc_core.records import PER_PARTICLE_FIELDS
 from powersmc_core.trace import TraceError, dumps_trace
 

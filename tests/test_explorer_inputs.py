@@ -7,31 +7,25 @@ never another exception."""
 from __future__ import annotations
 
 import math
+from dataclasses import fields
 
 import pytest
 import torch
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-from powersmc_core import app_support
-from powersmc_core.config import SMCConfig
-from powersmc_core.deploy import (
+from explorer.inputs import (
+    FIELD_KINDS,
     InputError,
-    SettingsError,
     check_model_name,
     clamp_config,
-    demo_settings,
     encode_prompt,
     escape_markdown,
-    parse_query_params,
     sanitize_prompt,
-    share_query,
 )
-from powersmc_core.deploy.settings import (
-    APP_MAX_NEW_TOKENS,
-    APP_MAX_PARTICLES,
-    APP_MAX_UPLOAD_BYTES,
-)
+from explorer.query import QUERY_FIELDS, parse_query_params, share_query
+from explorer.settings import DemoSettings, SettingsError, demo_settings
+from powersmc_core.config import SMCConfig
 from powersmc_core.models.hf import HFModel
 
 DEMO = demo_settings({"POWERSMC_DEMO": "1"})
@@ -48,10 +42,19 @@ def test_demo_mode_caps_and_allowlist():
     assert DEMO.trust_remote_code is False and FULL.trust_remote_code is False
 
 
-def test_full_mode_bounds_match_the_app():
-    assert APP_MAX_PARTICLES == app_support.MAX_PARTICLES
-    assert APP_MAX_NEW_TOKENS == app_support.MAX_NEW_TOKENS
-    assert APP_MAX_UPLOAD_BYTES == app_support.MAX_UPLOAD_BYTES
+def test_full_mode_bounds_are_the_settings_defaults():
+    # One source for the caps: the full app's bounds are DemoSettings' own defaults.
+    assert DemoSettings() == FULL
+    assert (FULL.max_particles, FULL.max_new_tokens) == (256, 2048)
+    assert FULL.max_upload_bytes == 20 * 2**20 and DEMO.max_upload_bytes == 5 * 2**20
+
+
+def test_field_kinds_and_link_keys_come_from_smcconfig():
+    names = {f.name for f in fields(SMCConfig)}
+    assert set(FIELD_KINDS) == names
+    assert FIELD_KINDS["n_particles"] == "int" and FIELD_KINDS["alpha"] == "float"
+    assert FIELD_KINDS["proposal_temperature"] == "float" and FIELD_KINDS["schedule"] == "str"
+    assert names <= set(QUERY_FIELDS) and set(QUERY_FIELDS.values()) <= names
 
 
 def test_environment_overrides_are_validated():

@@ -46,18 +46,30 @@ import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
-from ..records import SMCResult, StepRecord, _json_safe
-from ..trace import FORMAT, VERSION, Trace, TraceError, dumps_trace
-from .safe_trace import read_trace_safely
+from powersmc_core.records import SMCResult, StepRecord, _json_safe
+from powersmc_core.trace import FORMAT, VERSION, Trace, TraceError, dumps_trace
+
+from .settings import demo_settings
+from .uploads import read_trace_safely
 
 try:  # POSIX: the lock dies with the process. Elsewhere: heartbeat age (see _journal_alive).
     import fcntl
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["RunJournal", "RunStore", "StoredRun", "StoredRunInfo", "owner_hash", "run_store"]
+__all__ = [
+    "RunJournal",
+    "RunSource",
+    "RunStore",
+    "StoredRun",
+    "StoredRunInfo",
+    "owner_hash",
+    "reset_run_store",
+    "run_store",
+    "tracked",
+]
 
 log = logging.getLogger(__name__)
 
@@ -99,16 +111,6 @@ class StoredRun:
 
     def trace(self) -> Trace:
         return Trace(header=self.header, records=self.records, result=self.result)
-
-    def to_entry(self) -> Any:
-        """An ``app_support.RunEntry`` for the history / Runs page (status kept)."""
-        from ..app_support import entry_from_trace
-
-        entry = entry_from_trace(self.trace(), name=f"stored run {self.info.run_id}")
-        entry.status = self.info.status
-        entry.source = "stored"
-        entry.created = self.info.created
-        return entry
 
 
 class RunJournal:
@@ -299,23 +301,6 @@ class RunStore:
         if journal is not None:
             journal.close(remove=True)
         return info
-
-    def save_entry(
-        self, entry: Any, owner: str | None, status: str | None = None
-    ) -> StoredRunInfo | None:
-        """Save an ``app_support.RunEntry`` (live run finished or stopped)."""
-        return self.save(
-            entry.run_id,
-            entry.records,
-            entry.config,
-            status=status or entry.status,
-            owner=owner,
-            model=entry.model,
-            prompt=entry.prompt,
-            result=entry.result,
-            extra={"reference": entry.reference, "toy": entry.toy},
-            created=entry.created,
-        )
 
     def _save_final(
         self,
@@ -615,8 +600,6 @@ def run_store(settings: Any = None) -> RunStore | None:
     global _STORE
     with _STORE_LOCK:
         if _STORE is None:
-            from .settings import demo_settings
-
             s = settings if settings is not None else demo_settings()
             if not s.persist:
                 return None
@@ -631,31 +614,51 @@ def reset_run_store() -> None:
         _STORE = None
 
 
+class RunSource(Protocol):
+    """What ``tracked`` needs of a run in progress: who it is and its records so far.
+
+    ``explorer.live.LiveRun`` is one; the store never imports it (it works on records).
+    """
+
+    run_id: str
+    config: Any
+    model_name: str
+    prompt_label: str
+    reference: str | None
+    toy: bool
+    records: list[StepRecord]
+
+    @property
+    def done(self) -> bool: ...
+
+    def result(self) -> SMCResult: ...
+
+
 @contextlib.contextmanager
 def tracked(
-    live: Any, owner: str | None, store: RunStore | None = None
+    run: RunSource, owner: str | None, store: RunStore | None = None
 ) -> Iterator[RunJournal | None]:
-    """Journal a ``LiveRun`` while the block iterates it; on exit save it as finished or
+    """Journal a run while the block iterates it; on exit save it as finished or
     stopped (an exception — Stop, a rerun, a closed tab — counts as stopped).
 
-    Inside the block call ``journal.sync(live.records)`` after each update.
+    Inside the block call ``journal.sync(run.records)`` after each update.
     """
     store = store if store is not None else run_store()
     if store is None:
         yield None
         return
     journal = store.begin(
-        live.run_id,
-        live.config,
+        run.run_id,
+        run.config,
         owner=owner,
-        model=live.model_name,
-        prompt=live.prompt_label,
-        extra={"reference": live.reference, "toy": live.toy},
+        model=run.model_name,
+        prompt=run.prompt_label,
+        extra={"reference": run.reference, "toy": run.toy},
     )
-    journal.sync(live.records, force=True)
+    journal.sync(run.records, force=True)
     try:
         yield journal
     finally:
-        status = journal.final_status or ("finished" if live.done else "stopped")
-        result = live.result() if live.records else None
-        journal.finish(live.records, status, result)
+        status = journal.final_status or ("finished" if run.done else "stopped")
+        result = run.result() if run.records else None
+        journal.finish(run.records, status, result)

@@ -2,11 +2,11 @@
 
 Streamlit serves ``GET /_stcore/health`` → ``ok`` (HTTP 200) once the server accepts
 sessions; that is the liveness probe (Docker ``HEALTHCHECK``, Kubernetes, uptime
-monitors). ``python -m powersmc_core.deploy.health`` adds a readiness check run next
+monitors). ``python -m explorer.health`` adds a readiness check run next
 to the server: the endpoint answers, the data folder is writable, and a toy
 Power-SMC run completes (the engine imports and computes). Exit status 0 = healthy.
 
-    python -m powersmc_core.deploy.health --url http://127.0.0.1:8501 --deep
+    python -m explorer.health --url http://127.0.0.1:8501 --deep
 """
 
 from __future__ import annotations
@@ -39,9 +39,10 @@ def probe(url: str = "http://127.0.0.1:8501", timeout: float = 5.0) -> tuple[boo
 
 def deep_check(data_dir: str | Path | None = None) -> dict[str, Any]:
     """Data folder writable and a toy run end to end; ``{"ok": bool, ...}`` with timings."""
-    from ..config import SMCConfig
-    from ..models.toy import ToyLM
-    from ..sampler import PowerSMC
+    from powersmc_core.config import SMCConfig
+    from powersmc_core.models.toy import ToyLM
+    from powersmc_core.sampler import PowerSMC
+
     from .settings import demo_settings
 
     settings = demo_settings()

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from explorer.history import entry_from_stored
+from explorer.live import LiveRun
+from explorer.store import RunStore, owner_hash, tracked
 from powersmc_core import PowerSMC, SMCConfig, ToyLM
-from powersmc_core.app_support import LiveRun
-from powersmc_core.deploy import RunStore, owner_hash, tracked
 from powersmc_core.trace import TraceError
 
 ALICE, BOB = "alice-token-0123456789", "bob-token-0123456789ab"
@@ -72,7 +73,8 @@ def test_save_list_load_round_trip(tmp_path):
     loaded = store.load("run1", ALICE)
     assert as_json(loaded.records) == as_json(records)
     assert loaded.result["chosen"] == result.chosen
-    assert loaded.to_entry().status == "finished"
+    entry = entry_from_stored(loaded.trace(), "run1", loaded.info.status, loaded.info.created)
+    assert entry.status == "finished" and entry.source == "stored"
     assert not list(tmp_path.rglob("*.part")), "no temp file left behind"
     raw = json.loads(info.path.read_text().split("\n", 1)[0])
     assert raw["owner"] == owner_hash(ALICE) and ALICE not in info.path.read_text()
@@ -160,7 +162,7 @@ CRASHER = textwrap.dedent(
     """
     import os, signal, sys
     from powersmc_core import PowerSMC, SMCConfig, ToyLM
-    from powersmc_core.deploy import RunStore
+    from explorer.store import RunStore
     store = RunStore(sys.argv[1], flush_s=3600, flush_steps=2)
     config = SMCConfig(n_particles=4, max_new_tokens=8, seed=2)  # a seed that runs 8 steps
     records = list(PowerSMC(ToyLM.random(8, 8, seed=1), config).stream([]))
@@ -272,7 +274,8 @@ def test_tracked_live_run_is_saved_when_stopped_midway(tmp_path):
     with tracked(live2, ALICE, store) as journal:
         for update in live2.updates():
             journal.sync(update.records)
-    entry = store.load(live2.run_id, ALICE).to_entry()
+    stored = store.load(live2.run_id, ALICE)
+    entry = entry_from_stored(stored.trace(), live2.run_id, stored.info.status, stored.info.created)
     assert entry.status == "finished" and as_json(entry.records) == as_json(live2.records)
 
 
@@ -288,7 +291,7 @@ def test_stored_file_tampered_with_is_reported_not_crashing(tmp_path):
 
 
 def test_store_from_settings(tmp_path, monkeypatch):
-    from powersmc_core.deploy import reset_run_store, run_store
+    from explorer.store import reset_run_store, run_store
 
     monkeypatch.setenv("POWERSMC_DATA_DIR", str(tmp_path))
     reset_run_store()

@@ -14,16 +14,16 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from powersmc_core.deploy import (
+from explorer.limits import (
     QueueFull,
     QueueTimeout,
     RunLimiter,
     SessionBusy,
     current_session_id,
-    demo_settings,
     global_limiter,
     reset_global_limiter,
 )
+from explorer.settings import demo_settings
 
 WAIT = 10.0  # seconds: upper bound for any event in these tests
 

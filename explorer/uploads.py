@@ -1,4 +1,4 @@
-"""Reading trace files from strangers: ``read_trace`` plus the checks an upload needs.
+"""Uploads: reading trace files from strangers, ``read_trace`` plus the checks an upload needs.
 
 ``trace.read_trace`` validates the file's structure; a hostile or damaged file can
 still get past it with values of the wrong type (a string where a float belongs, an
@@ -14,9 +14,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ..config import SMCConfig
-from ..records import StepRecord
-from ..trace import Trace, TraceError, read_trace
+from powersmc_core.config import SMCConfig
+from powersmc_core.records import StepRecord
+from powersmc_core.trace import Trace, TraceError, read_trace
 
 __all__ = ["read_trace_safely", "read_upload"]
 
@@ -40,7 +40,8 @@ def read_upload(data: Any, settings: Any, name: str = "upload") -> Trace:
 
 
 def _too_big(name: str, size: int, limit: int) -> str:
-    return f"{name} is {size / 1e6:.1f} MB; the upload limit is {limit / 1e6:.1f} MB"
+    # MiB both ways, so the demo's cap reads "5 MB" as the page and docs/deploy.md write it.
+    return f"{name} is {size / 2**20:.1f} MB; the upload limit is {limit / 2**20:g} MB"
 
 
 def read_trace_safely(data: bytes, max_bytes: int, allow_empty: bool = False) -> Trace:

@@ -1,0 +1,135 @@
+"""Method comparison: one prompt through every sampler, and a graded task set.
+
+``compare_runs`` runs plain decoding, low temperature, Power-SMC, MH and best-of-N on
+the same prompt (one ``methods.make_sampler`` each) and yields each result with its
+wall time; ``comparison_frame`` turns them into the Compare table. Pages never call
+``compare_runs``: ``explorer.gate`` does, inside a queue slot, with clamped settings.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from powersmc_core.config import SMCConfig
+from powersmc_core.methods import make_sampler
+from powersmc_core.models.base import LanguageModel
+from powersmc_core.models.toy import ToyLM
+from powersmc_core.records import SMCResult
+from powersmc_core.stopping import StopRule
+
+from .presets import grade
+
+__all__ = [
+    "COMPARE_METHODS",
+    "CompareSettings",
+    "compare_runs",
+    "comparison_frame",
+    "evaluation_api",
+]
+
+
+COMPARE_METHODS: dict[str, str] = {
+    "base": "plain decoding (T = 1)",
+    "lowtemp": "token-level temperature 1/α",
+    "smc": "Power-SMC",
+    "mh": "MH power sampling",
+    "bon": "best-of-N",
+}
+
+
+@dataclass(frozen=True)
+class CompareSettings:
+    alpha: float = 4.0
+    n_particles: int = 8
+    max_new_tokens: int = 48
+    seed: int = 0
+    mh_steps: int = 4
+    ess_threshold: float = 0.5
+    schedule: str = "constant"
+
+    def smc_config(self) -> SMCConfig:
+        return SMCConfig(
+            alpha=self.alpha,
+            n_particles=self.n_particles,
+            max_new_tokens=self.max_new_tokens,
+            seed=self.seed,
+            ess_threshold=self.ess_threshold,
+            schedule=self.schedule,
+        )
+
+
+def compare_runs(
+    model: LanguageModel,
+    prompt: Sequence[int],
+    methods: Sequence[str],
+    settings: CompareSettings,
+    stop_factory: Callable[[], StopRule | None] = lambda: None,
+) -> Iterator[tuple[str, SMCResult, float]]:
+    """Run each method on the same prompt, yielding (method, result, wall seconds) in turn."""
+    unknown = [m for m in methods if m not in COMPARE_METHODS]
+    if unknown or not methods:
+        raise ValueError(
+            f"unknown methods {unknown or list(methods)}; choose from {list(COMPARE_METHODS)}"
+        )
+    config = settings.smc_config()  # validates alpha, N, length, seed for every method
+    for method in methods:
+        sampler = make_sampler(
+            method, model, config, stop=stop_factory(), mh_steps=settings.mh_steps
+        )
+        start = time.perf_counter()
+        result = sampler.run(prompt)
+        yield method, result, time.perf_counter() - start
+
+
+def comparison_frame(
+    runs: Sequence[tuple[str, SMCResult, float]],
+    model: LanguageModel,
+    reference: str | None = None,
+) -> pd.DataFrame:
+    """The Compare table: latency (and its ratio to plain decoding), speed, likelihood, answer."""
+    toy = isinstance(model, ToyLM)
+    base_latency = next((s for m, _, s in runs if m == "base"), None)
+    rows = []
+    for method, result, seconds in runs:
+        completion = result.chosen_completion
+        text = result.chosen_text
+        if text is None:
+            text = model.decode_batch([completion])[0]
+        answer, correct = grade(text, reference, toy)
+        n_tokens = max(1, len(completion))
+        log_p = result.log_p[result.chosen]
+        rows.append(
+            {
+                "key": method,
+                "method": COMPARE_METHODS[method],
+                "latency [s]": seconds,
+                "× plain": seconds / base_latency if base_latency else math.nan,
+                "tokens/s": len(completion) / seconds if seconds > 0 else math.nan,
+                "tokens": len(completion),
+                "log p": log_p,
+                "log p / token": log_p / n_tokens,
+                "completion": text,
+                "answer": answer,
+                "correct": correct,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def evaluation_api() -> Any | None:
+    """HOOK for the lead: the task-set comparison (``evaluation.api.run_task_comparison``).
+
+    The Compare page shows a task-set section only when this returns the module, so wiring
+    it in is one call in ``app_pages/compare.py`` (see the ``HOOK`` comment there).
+    """
+    try:
+        from powersmc_core.evaluation import api
+    except ImportError:
+        return None
+    return api if hasattr(api, "run_task_comparison") else None

@@ -1,0 +1,377 @@
+"""THE policy gate: the one way a page starts a sampler run or reads an upload.
+
+A page asks the gate for an *admission*, then runs it inside the gate's context
+manager; nothing else in ``app_pages/`` may build a sampler (a test reads the pages'
+syntax trees and fails if one imports a sampler class, a loader or the limiter)::
+
+    gate = open_gate(st.session_state)
+    admission = gate.compare(model, name, requested, prompt, methods, mh_steps, stop_rule)
+    for note in admission.notes:                 # what the caps changed, one line each
+        st.warning(note)
+    with gate.running(admission, on_wait) as run:   # queue slot; on_wait(position, s)
+        for event in run.events():               # ends at the run-time cap
+            ...
+    run.timed_out                                # True if the cap cut the run short
+
+Admission (``live``, ``compare``, ``task_set``, ``theory``) is pure: it validates the
+request (``InputError`` for values no cap can fix: alpha <= 0, N = 0, an unknown
+method), clamps every number to the mode's caps (``DemoSettings``) with one note per
+change, sanitises and encodes the prompt under the token cap, and parses the stop
+rule. ``running`` takes a server-wide queue slot for the visitor (``LimitError`` when
+the visitor already runs something or the queue is full), stops the events at the
+run-time cap, and journals the run: a live run's records go to the run store
+(crash-safe), every run gets a start and an end line in the ``explorer.gate`` log.
+``upload`` reads a trace under the mode's upload cap (5 MB in demo mode).
+
+The visitor is the Streamlit session today (``Gate.visitor``); a server-issued token
+can take its place without any page changing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from powersmc_core.config import SMCConfig
+from powersmc_core.models.base import LanguageModel
+from powersmc_core.models.toy import ToyLM
+from powersmc_core.trace import TraceError
+
+from . import compare, theory_lab
+from .history import MAX_HISTORY, RunEntry, entry_from_stored, entry_from_trace
+from .inputs import InputError, clamp_config, make_stop, prompt_ids
+from .limits import LimitError, RunLimiter, RunSlot, current_session_id, global_limiter
+from .live import LiveRun, Update
+from .settings import DemoSettings, demo_settings
+from .store import RunStore, run_store, tracked
+from .uploads import read_upload
+
+__all__ = [
+    "Admission",
+    "Gate",
+    "GatedRun",
+    "InputError",
+    "LimitError",
+    "TraceError",
+    "open_gate",
+]
+
+log = logging.getLogger(__name__)
+
+Job = Callable[["GatedRun"], Iterator[Any]]
+
+
+@dataclass
+class Admission:
+    """A request the gate accepted: clamped settings, encoded prompt, notes on what changed.
+
+    It holds no running sampler; ``Gate.running`` starts it. ``live`` is set for a Live
+    SMC run, which a page keeps in session state across reruns and resumes.
+    """
+
+    kind: str  # "live" | "compare" | "task set" | "theory"
+    model_name: str
+    config: SMCConfig
+    notes: tuple[str, ...]
+    job: Job = field(repr=False)
+    live: LiveRun | None = None
+    created: float = field(default_factory=time.time)
+
+    def finish(self) -> RunEntry:
+        """A live run's history entry ('stopped' with its records so far unless complete)."""
+        if self.live is None:
+            raise TypeError(f"a {self.kind} run has no live history entry")
+        return self.live.finish()
+
+
+class GatedRun:
+    """A run inside its queue slot: ``events()`` until the end or the run-time cap."""
+
+    def __init__(self, admission: Admission, slot: RunSlot, journal: Any = None) -> None:
+        self.admission = admission
+        self.slot = slot
+        self.journal = journal
+        self.timed_out = False
+
+    @property
+    def waited_s(self) -> float:
+        return self.slot.waited_s
+
+    def check_deadline(self) -> None:
+        """Raise ``_RunTimeCap`` past the cap (for jobs that report through callbacks)."""
+        if self.slot.expired:
+            raise _RunTimeCap
+
+    def events(self) -> Iterator[Any]:
+        try:
+            for event in self.slot.bounded(self.admission.job(self)):
+                if self.journal is not None and isinstance(event, Update):
+                    self.journal.sync(event.records)
+                yield event
+        except _RunTimeCap:
+            self.slot.timed_out = True
+        self.timed_out = self.slot.timed_out
+        if self.timed_out and self.journal is not None:
+            self.journal.final_status = "timed out"
+
+
+class _RunTimeCap(Exception):
+    """The run-time cap passed inside a job that cannot stop between events."""
+
+
+class Gate:
+    """Caps, queue and journal of one visitor's requests (see the module docstring)."""
+
+    def __init__(
+        self,
+        settings: DemoSettings,
+        limiter: RunLimiter | None = None,
+        store: RunStore | None = None,
+        visitor: str | None = None,
+        owner: str | None = None,
+    ) -> None:
+        self.settings = settings
+        self.limiter = limiter if limiter is not None else global_limiter(settings)
+        self.store = store
+        self.visitor = visitor or current_session_id()
+        self.owner = owner
+
+    # ---- admission (pure: validates, clamps, encodes; starts nothing) ---------------------
+    def clamp(self, requested: Mapping[str, Any]) -> tuple[SMCConfig, list[str]]:
+        """``requested`` SMCConfig fields: invalid ones raise, over-cap ones are clamped."""
+        try:
+            SMCConfig(**requested)  # alpha <= 0, N = 0, ...: errors, named by SMCConfig
+        except (TypeError, ValueError) as err:
+            raise InputError(str(err)) from None
+        return clamp_config(requested, self.settings)
+
+    def cap(self, label: str, value: Any, low: int, high: int, notes: list[str]) -> int:
+        """An integer count clamped to [low, high]; below ``low`` is an error."""
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InputError(f"{label} must be an integer, got {value!r}")
+        if value < low:
+            raise InputError(f"{label} must be in [{low}, {high}], got {value}")
+        if value > high:
+            notes.append(f"{label} {value} is outside [{low}, {high}]; using {high}")
+            return high
+        return value
+
+    def live(
+        self,
+        model: LanguageModel,
+        model_name: str,
+        requested: Mapping[str, Any],
+        prompt: str | Sequence[int],
+        prompt_label: str,
+        stop_rule: str,
+        stop_strings: str = "",
+        reference: str | None = None,
+    ) -> Admission:
+        """A Live SMC run; its ``LiveRun`` is built here and kept by the page."""
+        config, notes = self.clamp(requested)
+        ids = prompt_ids(model, prompt, self.settings)
+        stop = make_stop(stop_rule, stop_strings)
+        run = LiveRun(
+            model,
+            config,
+            ids,
+            model_name=model_name,
+            prompt_label=prompt_label,
+            stop=stop,
+            reference=reference,
+        )
+        return Admission(
+            "live", model_name, config, tuple(notes), lambda _: run.updates(), live=run
+        )
+
+    def compare(
+        self,
+        model: LanguageModel,
+        model_name: str,
+        requested: Mapping[str, Any],
+        prompt: str | Sequence[int],
+        methods: Sequence[str],
+        mh_steps: Any,
+        stop_rule: str,
+    ) -> Admission:
+        """Every method on one prompt; events are (method, result, seconds)."""
+        config, notes = self.clamp(requested)
+        steps = self.cap("MH steps", mh_steps, 0, self.settings.max_mh_steps, notes)
+        ids = prompt_ids(model, prompt, self.settings)
+        make_stop(stop_rule)  # validate once; each method gets a fresh rule
+        settings = compare.CompareSettings(
+            alpha=config.alpha,
+            n_particles=config.n_particles,
+            max_new_tokens=config.max_new_tokens,
+            seed=config.seed,
+            mh_steps=steps,
+        )
+        unknown = [m for m in methods if m not in compare.COMPARE_METHODS]
+        if unknown or not methods:
+            raise InputError(
+                f"unknown methods {unknown or list(methods)}; "
+                f"choose from {list(compare.COMPARE_METHODS)}"
+            )
+
+        def job(_: GatedRun) -> Iterator[Any]:
+            return compare.compare_runs(model, ids, methods, settings, lambda: make_stop(stop_rule))
+
+        return Admission("compare", model_name, config, tuple(notes), job)
+
+    def task_set(
+        self,
+        model: LanguageModel,
+        model_name: str,
+        requested: Mapping[str, Any],
+        methods: Sequence[str],
+        mh_steps: Any,
+        n_problems: Any,
+        task: str,
+        difficulty: int,
+        toy_prompt: Sequence[int] | None = None,
+        toy_answer: str | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> Admission:
+        """A graded task set through the evaluation harness; one event: the rows."""
+        api = compare.evaluation_api()
+        if api is None:
+            raise InputError("the task-set comparison is not available in this installation")
+        config, notes = self.clamp(requested)
+        steps = self.cap("MH steps", mh_steps, 0, self.settings.max_mh_steps, notes)
+        count = self.cap("problems", n_problems, 1, self.settings.max_task_problems, notes)
+        if not methods:
+            raise InputError("choose at least one method")
+        settings = api.EvalSettings(
+            alpha=config.alpha,
+            particles=config.n_particles,
+            max_new_tokens=config.max_new_tokens,
+            mh_steps=steps,
+            seed=config.seed,
+        )
+        if isinstance(model, ToyLM):
+            problems = api.toy_problems(count, answer=toy_answer, prompt_ids=toy_prompt)
+        else:
+            problems = api.load_task(task, n=count, seed=config.seed, difficulty=difficulty)
+
+        def job(run: GatedRun) -> Iterator[Any]:
+            def advance(done: int, total: int, _row: object) -> None:
+                if progress is not None:
+                    progress(done, total)
+                run.check_deadline()  # the harness reports per run: stop there at the cap
+
+            yield api.run_task_comparison(model, problems, methods, settings, progress=advance)
+
+        return Admission("task set", model_name, config, tuple(notes), job)
+
+    def theory(
+        self,
+        model: ToyLM,
+        model_name: str,
+        alpha: Any,
+        n_particles: Any,
+        runs: Any,
+        n_max: Any,
+        seed: Any,
+    ) -> tuple[Admission, theory_lab.TheorySettings]:
+        """The Theory lab's checks; events are (name, result). Also the settings used."""
+        requested = {"alpha": alpha, "n_particles": n_particles, "seed": seed}
+        config, notes = self.clamp(requested)
+        count = self.cap("runs per point", runs, 2, self.settings.max_theory_runs, notes)
+        largest = self.cap("max N", n_max, 2, self.settings.max_particles, notes)
+        try:
+            settings = theory_lab.TheorySettings(
+                alpha=config.alpha,
+                n_particles=config.n_particles,
+                runs=count,
+                n_max=largest,
+                seed=config.seed,
+            )
+        except ValueError as err:
+            raise InputError(str(err)) from None
+        admission = Admission(
+            "theory",
+            model_name,
+            config,
+            tuple(notes),
+            lambda _: theory_lab.run_checks(model, settings),
+        )
+        return admission, settings
+
+    # ---- running: queue slot, run-time cap, journal ----------------------------------------
+    @contextlib.contextmanager
+    def running(
+        self, admission: Admission, on_wait: Callable[[int, float], None] | None = None
+    ) -> Iterator[GatedRun]:
+        """Hold a queue slot while the block iterates ``run.events()``.
+
+        A live run resumed after a rerun keeps its age, so reruns cannot extend the cap.
+        """
+        age = time.time() - admission.created
+        start = time.perf_counter()
+        status = "failed"
+        with self.limiter.slot(self.visitor, on_wait, run_age_s=age) as slot:
+            log.info(
+                "run started: %s on %s, N=%d, %d tokens, waited %.1f s",
+                admission.kind,
+                admission.model_name,
+                admission.config.n_particles,
+                admission.config.max_new_tokens,
+                slot.waited_s,
+            )
+            try:
+                if admission.live is not None:
+                    with tracked(admission.live, self.owner, self._store()) as journal:
+                        run = GatedRun(admission, slot, journal)
+                        yield run
+                else:
+                    run = GatedRun(admission, slot)
+                    yield run
+                status = "timed out" if run.timed_out else "finished"
+            finally:
+                log.info(
+                    "run ended: %s on %s, %s after %.1f s",
+                    admission.kind,
+                    admission.model_name,
+                    status if status != "failed" else "stopped",
+                    time.perf_counter() - start,
+                )
+
+    def _store(self) -> RunStore | None:
+        return self.store if self.store is not None else run_store(self.settings)
+
+    # ---- uploads ---------------------------------------------------------------------------
+    @property
+    def max_upload_mb(self) -> int:
+        """The uploader widget's cap in whole MB (the gate checks the exact bytes)."""
+        return max(1, round(self.settings.max_upload_mb))
+
+    def upload(self, data: Any, name: str = "upload") -> RunEntry:
+        """A trace upload as a history entry, under the mode's size cap; ``TraceError``."""
+        return entry_from_trace(read_upload(data, self.settings, name), name)
+
+    def stored_runs(self, skip: set[str]) -> Iterator[tuple[RunEntry | None, str | None]]:
+        """The visitor's runs saved by earlier visits, oldest first, as (entry, None), or
+        (None, why) for one that could not be read back; ``skip`` holds known run ids."""
+        store = self._store()
+        if store is None or not self.owner:
+            return
+        for info in reversed(store.list(self.owner, limit=MAX_HISTORY)):
+            if info.run_id in skip:
+                continue
+            try:
+                stored = store.load(info.run_id, self.owner)
+            except (KeyError, TraceError) as err:
+                yield None, f"Saved run {info.run_id} could not be restored: {err}"
+                continue
+            yield entry_from_stored(stored.trace(), info.run_id, info.status, info.created), None
+
+
+def open_gate(state: MutableMapping[str, Any] | None = None) -> Gate:
+    """The gate for the current visitor: settings from the environment, the server's
+    limiter, the visitor's run-history owner token from session ``state``."""
+    owner = state.get("owner") if state is not None else None
+    return Gate(demo_settings(), owner=owner)

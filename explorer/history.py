@@ -1,0 +1,211 @@
+"""Run history: finished, stopped, stored and uploaded runs, their summaries and files.
+
+A ``RunEntry`` is what the Runs page lists: records, result, status and where it came
+from. The session keeps the newest ``MAX_HISTORY`` (``history`` / ``remember``); an entry
+downloads as a trace (JSON lines) and a summary (CSV) and is rebuilt from any trace
+(``entry_from_trace``), be it an upload or a run the store kept.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import uuid
+from collections.abc import MutableMapping, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import pandas as pd
+
+from powersmc_core.records import SMCResult, StepRecord, _json_restore
+from powersmc_core.trace import Trace, dumps_trace
+
+from .presets import grade
+
+__all__ = [
+    "MAX_HISTORY",
+    "RunEntry",
+    "entry_from_stored",
+    "entry_from_trace",
+    "entry_summary_csv",
+    "entry_trace_text",
+    "history",
+    "particle_frame",
+    "remember",
+    "run_summary",
+    "summary_frame",
+]
+
+MAX_HISTORY = 20
+
+
+@dataclass
+class RunEntry:
+    """A run in the session's history: live (finished or stopped) or uploaded."""
+
+    run_id: str
+    model: str
+    prompt: str
+    config: dict[str, Any]
+    records: list[StepRecord]
+    result: SMCResult | None
+    status: str  # finished | stopped | uploaded
+    reference: str | None = None
+    toy: bool = False
+    created: float = field(default_factory=time.time)
+    source: str = "live"
+    compute_s: float | None = None  # sampling time without redraws (live runs only)
+
+    @property
+    def label(self) -> str:
+        cfg = self.config
+        stamp = time.strftime("%H:%M:%S", time.localtime(self.created))
+        return (
+            f"{stamp} · {self.model} · α={cfg.get('alpha')} N={cfg.get('n_particles')} · "
+            f"{len(self.records)} steps · {self.status} [{self.run_id}]"
+        )
+
+
+HISTORY_KEY = "run_history"
+
+
+def history(state: MutableMapping[str, Any]) -> list[RunEntry]:
+    """The session's runs, newest first (created on first use)."""
+    if HISTORY_KEY not in state:
+        state[HISTORY_KEY] = []
+    return state[HISTORY_KEY]
+
+
+def remember(state: MutableMapping[str, Any], entry: RunEntry) -> None:
+    """Add a run (replacing one with the same id) and keep the newest ``MAX_HISTORY``."""
+    runs = [e for e in history(state) if e.run_id != entry.run_id]
+    state[HISTORY_KEY] = [entry, *runs][:MAX_HISTORY]
+
+
+def run_summary(entry: RunEntry) -> dict[str, Any]:
+    """One row describing a run: chosen completion, log p, log Ẑ, latency, answer."""
+    last = entry.records[-1] if entry.records else None
+    result = entry.result
+    if result is not None:
+        chosen, text = result.chosen, result.chosen_text
+        log_p, log_z, elapsed = result.log_p[chosen], result.log_z, result.elapsed
+        if entry.compute_s is not None:
+            elapsed = entry.compute_s
+        n_tokens = len(result.completions[chosen])
+        resamples = result.n_resamples
+    elif last is not None:  # an uploaded trace without a result line: the heaviest particle
+        chosen = max(range(last.n_particles), key=last.log_weights.__getitem__)
+        text = last.texts[chosen] if last.texts else None
+        log_p, log_z, elapsed = last.log_p[chosen], last.log_z, last.elapsed
+        n_tokens = sum(1 for r in entry.records if r.tokens[chosen] >= 0)
+        resamples = sum(r.resampled for r in entry.records)
+    else:
+        chosen = text = log_p = log_z = elapsed = None
+        n_tokens = resamples = 0
+    answer, correct = grade(text, entry.reference, entry.toy)
+    return {
+        "run": entry.run_id,
+        "status": entry.status,
+        "model": entry.model,
+        "prompt": entry.prompt,
+        "alpha": entry.config.get("alpha"),
+        "N": entry.config.get("n_particles"),
+        "schedule": entry.config.get("schedule"),
+        "steps": len(entry.records),
+        "chosen particle": chosen,
+        "completion": text,
+        "log p": log_p,
+        "log p / token": (log_p / max(1, n_tokens)) if log_p is not None else None,
+        "log Z-hat": log_z,
+        "latency [s]": elapsed,  # sampling time; live redraws excluded
+        "tokens/s": (len(entry.records) / elapsed) if elapsed else None,
+        "resamples": resamples,
+        "min ESS": min((r.ess for r in entry.records), default=None),
+        "answer": answer,
+        "reference": entry.reference,
+        "correct": correct,
+    }
+
+
+def summary_frame(entries: Sequence[RunEntry]) -> pd.DataFrame:
+    return pd.DataFrame([run_summary(e) for e in entries])
+
+
+def entry_summary_csv(entry: RunEntry) -> str:
+    return summary_frame([entry]).to_csv(index=False)
+
+
+def entry_trace_text(entry: RunEntry) -> str:
+    """The run as a trace file (JSON lines: header, one line per step, result)."""
+    meta = {
+        "model": entry.model,
+        "prompt": entry.prompt,
+        "status": entry.status,
+        "run_id": entry.run_id,
+        "reference": entry.reference,
+        "toy": entry.toy,
+        "compute_s": entry.compute_s,
+    }
+    return dumps_trace(entry.records, entry.config, meta=meta, result=entry.result)
+
+
+def _result_from_dict(data: dict[str, Any] | None) -> SMCResult | None:
+    if not isinstance(data, dict):
+        return None
+    names = {f.name for f in fields(SMCResult)}
+    try:
+        return SMCResult(**{k: _json_restore(v) for k, v in data.items() if k in names})
+    except TypeError:
+        return None  # a result line from another version: the records still replay
+
+
+def entry_from_trace(trace: Trace, name: str = "upload") -> RunEntry:
+    header = trace.header
+    reference = header.get("reference")
+    return RunEntry(
+        run_id=str(header.get("run_id") or uuid.uuid4().hex[:8]),
+        model=str(header.get("model", "unknown model")),
+        prompt=str(header.get("prompt", name)),
+        config=dict(trace.config),
+        records=list(trace.records),
+        result=_result_from_dict(trace.result),
+        status="uploaded",
+        reference=str(reference) if reference is not None else None,
+        toy=bool(header.get("toy", False)),
+        source=name,
+        compute_s=header.get("compute_s") if isinstance(header.get("compute_s"), float) else None,
+    )
+
+
+def particle_frame(record: StepRecord, max_chars: int = 240) -> pd.DataFrame:
+    """Particles at one step sorted by weight: the leader first, finished ones marked."""
+    n = record.n_particles
+    weights = [math.exp(w) for w in record.log_weights]
+    leader = max(range(n), key=weights.__getitem__)
+    texts = record.texts or tuple("" for _ in range(n))
+    rows = []
+    for i in range(n):
+        marks = (["★ leader"] if i == leader else []) + (
+            ["✓ finished"] if record.finished[i] else ["decoding"]
+        )
+        text = texts[i]
+        rows.append(
+            {
+                "particle": i,
+                "weight": weights[i],
+                "log p": record.log_p[i],
+                "status": " · ".join(marks),
+                "text": text if len(text) <= max_chars else "…" + text[-max_chars:],
+            }
+        )
+    frame = pd.DataFrame(rows).sort_values("weight", ascending=False, kind="stable")
+    return frame.reset_index(drop=True)
+
+
+def entry_from_stored(trace: Trace, run_id: str, status: str, created: float) -> RunEntry:
+    """A run the store kept (``RunStore.load(...).trace()``), with its stored status."""
+    entry = entry_from_trace(trace, name=f"stored run {run_id}")
+    entry.status = status
+    entry.source = "stored"
+    entry.created = created
+    return entry

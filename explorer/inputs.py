@@ -1,0 +1,321 @@
+"""Input policy: everything a visitor types, picks or links, sanitised before any run.
+
+Every function here either returns a usable value (plus notes to show) or raises
+``InputError`` whose text is fit to show as it is; none lets a NaN, an infinity, a
+control character or an arbitrary model path through:
+
+- ``check_model_name``: the demo's allowlist (never a hub id or a path in demo mode);
+- ``sanitize_prompt`` / ``encode_prompt``: NFC text without control characters,
+  tokenised under the demo's token cap; ``prompt_ids`` is the one entry for both a
+  toy model's token prefix and an LLM's text;
+- ``clamp_config``: an ``SMCConfig`` within the caps, one note per value changed
+  (which fields are ints or floats is read from ``SMCConfig``'s annotations);
+- ``make_stop``: a fresh stop rule from the page's choice and its stop strings;
+- ``escape_markdown``: visitor or file text made inert inside ``st.markdown``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import unicodedata
+from collections.abc import Mapping, Sequence
+from dataclasses import fields
+from typing import Any, get_args, get_type_hints
+
+from powersmc_core.config import SCHEDULES, SMCConfig
+from powersmc_core.models.toy import ToyLM
+from powersmc_core.resampling import RESAMPLERS
+from powersmc_core.stopping import StopRule, make_stop_rule
+
+from .settings import DemoSettings
+
+__all__ = [
+    "FIELD_KINDS",
+    "STOP_RULES",
+    "InputError",
+    "check_model_name",
+    "check_prompt_tokens",
+    "clamp_config",
+    "encode_prompt",
+    "escape_markdown",
+    "make_stop",
+    "prompt_ids",
+    "sanitize_prompt",
+]
+
+_TOY_RANDOM = re.compile(r"^toy-random(?::(\d{1,2}),(\d{1,2}),(\d{1,6}))?$")
+_EMBEDDED_ALIASES = {"smollm2-135m-instruct": "smollm2"}
+
+
+class InputError(ValueError):
+    """Visitor input that cannot be used; the message is fit to show on the page."""
+
+
+# ---- models ----------------------------------------------------------------------------------
+def check_model_name(name: Any, settings: DemoSettings) -> str:
+    """The canonical model name if ``settings`` allow it, else ``InputError``.
+
+    In demo mode only the allowlist passes: ``smollm2``, ``toy-trap``, ``toy-random``
+    and ``toy-random:V,L,seed`` with 2 <= V <= 8, 1 <= L <= 8 — never a hub id or a
+    path, so nobody can make the server import code or read its files.
+    """
+    if not isinstance(name, str) or not name.strip():
+        raise InputError("no model name given: pick a model in the sidebar")
+    if len(name) > 200:
+        raise InputError("model name is too long")
+    cleaned = name.strip()
+    if settings.allowed_models is None:
+        if _CONTROL.search(cleaned):
+            raise InputError("model name contains control characters")
+        return cleaned
+    lowered = _EMBEDDED_ALIASES.get(cleaned.lower(), cleaned.lower())
+    toy = _TOY_RANDOM.match(lowered)
+    family = "toy-random" if toy else lowered
+    if family in settings.allowed_models:
+        if toy and toy.group(1) is not None:
+            vocab, length = int(toy.group(1)), int(toy.group(2))
+            if not (2 <= vocab <= 8 and 1 <= length <= 8):
+                raise InputError(
+                    f"toy-random:V,L,seed needs 2 <= V <= 8 and 1 <= L <= 8, got {cleaned!r}"
+                )
+        return lowered
+    shown = cleaned if len(cleaned) <= 60 else cleaned[:57] + "…"
+    raise InputError(
+        f"model {shown!r} is not available in this demo; choose one of "
+        f"{', '.join(settings.allowed_models)}"
+    )
+
+
+# ---- prompts ---------------------------------------------------------------------------------
+# C0/C1 controls except tab and newline; bidi embedding/override/isolate controls (they can
+# make displayed text read differently from what the model gets); BOM; lone surrogates
+# (they cannot be UTF-8 encoded and would crash the tokenizer).
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ufeff\ud800-\udfff]")
+
+
+def sanitize_prompt(text: Any, max_chars: int) -> tuple[str, list[str]]:
+    """(clean text, notes): NFC, CRLF -> LF, control characters removed, length checked.
+
+    Raises ``InputError`` for a non-string, an empty prompt or one over ``max_chars``
+    characters (the token limit is checked after tokenising, see ``check_prompt_tokens``).
+    """
+    if not isinstance(text, str):
+        raise InputError("the prompt must be text")
+    notes: list[str] = []
+    if len(text) > max_chars:
+        raise InputError(
+            f"the prompt has {len(text):,} characters; the limit is {max_chars:,}. Shorten it."
+        )
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    cleaned, removed = _CONTROL.subn("", text)
+    if removed:
+        notes.append(f"removed {removed} control character(s) from the prompt")
+    cleaned = unicodedata.normalize("NFC", cleaned).strip()
+    if not cleaned:
+        raise InputError("the prompt is empty: type a prompt or pick a preset problem")
+    return cleaned, notes
+
+
+def check_prompt_tokens(n_tokens: int, settings: DemoSettings) -> None:
+    """``InputError`` when a tokenised prompt is over the demo's token limit."""
+    limit = settings.max_prompt_tokens
+    if limit is not None and n_tokens > limit:
+        raise InputError(
+            f"the prompt is {n_tokens} tokens long; this demo accepts at most {limit} tokens. "
+            "Shorten it."
+        )
+
+
+def encode_prompt(model: Any, text: Any, settings: DemoSettings, chat: bool = True) -> list[int]:
+    """Sanitise ``text`` and tokenise it under the demo's token limit (text models only)."""
+    cleaned, _ = sanitize_prompt(text, settings.max_prompt_chars)
+    encode = getattr(model, "encode_prompt", None)
+    if encode is None:
+        raise InputError(f"model {getattr(model, 'name', '?')!r} takes a token prefix, not text")
+    try:
+        ids = list(encode(cleaned, chat=chat, max_prompt_tokens=settings.max_prompt_tokens))
+    except ValueError as err:  # the backend's own limit or an empty prompt
+        raise InputError(str(err)) from None
+    check_prompt_tokens(len(ids), settings)
+    return ids
+
+
+def escape_markdown(text: str, max_chars: int = 500) -> str:
+    """Text from a visitor or an uploaded file, safe inside ``st.markdown``.
+
+    Markdown in such text could render links or remote images (which would leak every
+    viewer's address to the image host), so markdown syntax characters are escaped.
+    """
+    text = _CONTROL.sub("", str(text))
+    if len(text) > max_chars:
+        text = text[: max_chars - 1] + "…"
+    return re.sub(r"([\\`*_{}\[\]()#+\-.!|<>~$:])", r"\\\1", text)
+
+
+# ---- sampler settings ------------------------------------------------------------------------
+def _field_kinds() -> dict[str, str]:
+    """SMCConfig field -> "int", "float" or "str", read from its annotations (no hand table)."""
+    hints = get_type_hints(SMCConfig)
+    kinds = {}
+    for f in fields(SMCConfig):
+        args = get_args(hints[f.name]) or (hints[f.name],)
+        kind = next((t for t in (int, float, str) if t in args), str)
+        kinds[f.name] = kind.__name__
+    return kinds
+
+
+FIELD_KINDS = _field_kinds()
+_FLOAT_FIELDS = tuple(n for n, k in FIELD_KINDS.items() if k == "float")
+_INT_FIELDS = tuple(n for n, k in FIELD_KINDS.items() if k == "int")
+
+
+def clamp_config(
+    config: SMCConfig | Mapping[str, Any], settings: DemoSettings
+) -> tuple[SMCConfig, list[str]]:
+    """An ``SMCConfig`` within the settings' caps, plus one message per value changed.
+
+    Numbers out of range are clamped (N, max new tokens, alpha, alpha_start); values
+    that are not finite numbers fall back to the defaults; unknown fields are ignored.
+    Raises ``InputError`` only for a schedule or resampling name that does not exist.
+    """
+    data = config.to_dict() if isinstance(config, SMCConfig) else dict(config)
+    defaults = SMCConfig().to_dict()
+    notes: list[str] = []
+    values: dict[str, Any] = {}
+    for f in fields(SMCConfig):
+        if f.name not in data:
+            values[f.name] = defaults[f.name]
+            continue
+        raw = data[f.name]
+        if f.name in _FLOAT_FIELDS:
+            if raw is None and f.default is None:  # an optional field left unset
+                values[f.name] = None
+                continue
+            number = _as_float(raw)
+            if number is None:
+                notes.append(f"{f.name}={_show(raw)} is not a finite number; using the default")
+                values[f.name] = defaults[f.name]
+            else:
+                values[f.name] = number
+        elif f.name in _INT_FIELDS:
+            number = _as_int(raw)
+            if number is None:
+                notes.append(f"{f.name}={_show(raw)} is not an integer; using the default")
+                values[f.name] = defaults[f.name]
+            else:
+                values[f.name] = number
+        else:
+            values[f.name] = raw
+    unknown = sorted(set(data) - set(defaults))
+    if unknown:
+        notes.append(f"ignored unknown settings {unknown}")
+
+    def clamp(name: str, low: float, high: float, label: str) -> None:
+        value = values[name]
+        bounded = min(max(value, low), high)
+        if bounded != value:
+            if name in data:  # a default over the cap is capped without a word
+                notes.append(f"{label} {value:g} is outside [{low:g}, {high:g}]; using {bounded:g}")
+            values[name] = bounded
+
+    clamp("n_particles", 1, settings.max_particles, "N")
+    clamp("max_new_tokens", 1, settings.max_new_tokens, "max new tokens")
+    clamp("alpha", settings.alpha_min, settings.alpha_max, "α")
+    clamp("alpha_start", settings.alpha_min, settings.alpha_max, "α start")
+    clamp("ess_threshold", 0.0, 1.0, "κ")
+    clamp("target_ess", 0.01, 1.0, "target ESS/N")
+    clamp("ramp_tokens", 1, max(1, settings.max_new_tokens), "ramp tokens")
+    clamp("block_size", 1, max(1, settings.max_new_tokens), "block size")
+    clamp("seed", 0, 2**31 - 1, "seed")
+    if values["proposal_temperature"] is not None:
+        clamp("proposal_temperature", 0.01, 100.0, "proposal τ")
+    if values["schedule"] not in SCHEDULES:
+        raise InputError(
+            f"schedule must be one of {list(SCHEDULES)}, got {_show(values['schedule'])}"
+        )
+    if values["resampling"] not in RESAMPLERS:
+        raise InputError(
+            f"resampling must be one of {sorted(RESAMPLERS)}, got {_show(values['resampling'])}"
+        )
+    try:
+        return SMCConfig(**values), notes
+    except ValueError as err:  # pragma: no cover - every field was bounded above
+        raise InputError(str(err)) from None
+
+
+def _as_float(raw: Any) -> float | None:
+    if isinstance(raw, bool):
+        return None
+    if isinstance(raw, str):
+        if len(raw) > 64:
+            return None
+        raw = raw.strip()
+    try:
+        value = float(raw)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _as_int(raw: Any) -> int | None:
+    if isinstance(raw, bool):
+        return None
+    if isinstance(raw, int):
+        return raw
+    if isinstance(raw, float):
+        return int(raw) if math.isfinite(raw) and raw.is_integer() else None
+    if isinstance(raw, str):
+        raw = raw.strip()
+        # Length first: int() of a 5,000-digit string raises, and a 4,000-digit one is slow.
+        if not raw or len(raw) > 20:
+            return None
+        try:
+            return int(raw)
+        except ValueError:
+            number = _as_float(raw)
+            return int(number) if number is not None and number.is_integer() else None
+    return None
+
+
+def _show(raw: Any, limit: int = 40) -> str:
+    text = repr(raw)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def prompt_ids(
+    model: Any, prompt: str | Sequence[int], settings: DemoSettings, chat: bool = True
+) -> list[int]:
+    """Prompt ids: a toy model takes a token prefix, an LLM a text (``encode_prompt``)."""
+    if isinstance(model, ToyLM):
+        if isinstance(prompt, str):
+            raise InputError(f"{model.name} takes a token prefix, not text; pick one from the list")
+        try:
+            return list(model._check_prompt(prompt))
+        except ValueError as err:
+            raise InputError(str(err)) from None
+    if not isinstance(prompt, str):
+        ids = [int(t) for t in prompt]
+        check_prompt_tokens(len(ids), settings)
+        return ids
+    return encode_prompt(model, prompt, settings, chat=chat)
+
+
+# ---- stop rules ------------------------------------------------------------------------------
+STOP_RULES = ("EOS only", "\\boxed{} answer", "stop strings")
+
+
+def make_stop(rule: str, stop_strings: str = "") -> StopRule | None:
+    """A fresh stop rule (they are stateful: one per run). ``stop_strings`` is comma-separated."""
+    if rule not in STOP_RULES:
+        raise InputError(f"stop rule must be one of {list(STOP_RULES)}, got {_show(rule)}")
+    if rule == "\\boxed{} answer":
+        return make_stop_rule(boxed=True)
+    if rule == "stop strings":
+        strings = [
+            s.encode().decode("unicode_escape") for s in stop_strings.split(",") if s.strip()
+        ]
+        if not strings:
+            raise InputError("stop strings: give at least one, comma-separated (\\n allowed)")
+        return make_stop_rule(stop_strings=strings)
+    return None

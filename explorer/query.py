@@ -1,0 +1,182 @@
+"""Shareable links: ``?model=…&n=…&alpha=…`` parsed, sanitised and clamped; never raises.
+
+``parse_query_params(st.query_params, settings)`` returns a ``QueryParams`` with the
+accepted values (each finite, in range, clamped to the caps by ``inputs.clamp_config``)
+and one message per value dropped or changed. The accepted keys are ``SMCConfig``'s own
+field names plus the short aliases in ``QUERY_ALIASES``. ``share_query`` writes such
+a link for a run's settings and never includes the visitor's ``owner`` token.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
+from typing import Any
+
+from powersmc_core.config import SCHEDULES, SMCConfig
+from powersmc_core.resampling import RESAMPLERS
+
+from .inputs import (
+    _INT_FIELDS,
+    InputError,
+    _as_float,
+    _as_int,
+    _show,
+    check_model_name,
+    clamp_config,
+    sanitize_prompt,
+)
+from .settings import DemoSettings
+
+__all__ = [
+    "OWNER_PARAM",
+    "QUERY_ALIASES",
+    "QUERY_FIELDS",
+    "QueryParams",
+    "new_owner_token",
+    "parse_query_params",
+    "share_query",
+    "valid_owner",
+]
+
+# ---- URL query parameters ----------------------------------------------------------------------
+# Short names in shareable links; every SMCConfig field is accepted by its own name too.
+QUERY_ALIASES = {
+    "n": "n_particles",
+    "tokens": "max_new_tokens",
+    "kappa": "ess_threshold",
+    "ramp": "ramp_tokens",
+    "block": "block_size",
+}
+QUERY_FIELDS = {**{f.name: f.name for f in fields(SMCConfig)}, **QUERY_ALIASES}
+QUERY_TEXT = ("model", "prompt", "preset")
+OWNER_PARAM = "owner"
+_OWNER = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+MAX_QUERY_VALUE = 2000
+
+
+@dataclass(frozen=True)
+class QueryParams:
+    """What a shareable link asked for, already sanitised; ``messages`` say what was dropped."""
+
+    config: dict[str, Any]  # valid, clamped SMCConfig fields (only those given)
+    model: str | None = None
+    prompt: str | None = None
+    preset: str | None = None
+    owner: str | None = None  # the visitor's run-history token, if well-formed
+    messages: tuple[str, ...] = ()
+
+
+def parse_query_params(
+    params: Mapping[str, Any], settings: DemoSettings, presets: Sequence[str] = ()
+) -> QueryParams:
+    """Sanitise ``st.query_params`` (values are strings or lists of strings); never raises.
+
+    Each accepted value is finite, in range and clamped to the demo caps; NaN, inf,
+    over-long values, unknown keys, unknown models or presets are dropped with a message.
+    """
+    messages: list[str] = []
+    config: dict[str, Any] = {}
+    text: dict[str, str | None] = {"model": None, "prompt": None, "preset": None}
+    owner = None
+    for key, raw in list(params.items())[:64]:
+        key = str(key)[:40]
+        value = raw[-1] if isinstance(raw, list | tuple) and raw else raw
+        if not isinstance(value, str):
+            value = "" if value is None else str(value)
+        if len(value) > MAX_QUERY_VALUE:
+            messages.append(f"link parameter {key!r} is too long; ignored")
+            continue
+        if key in QUERY_FIELDS:
+            name = QUERY_FIELDS[key]
+            parsed: Any
+            if name in ("schedule", "resampling"):
+                parsed = value.strip().lower()
+                valid = SCHEDULES if name == "schedule" else tuple(sorted(RESAMPLERS))
+                if parsed not in valid:
+                    messages.append(
+                        f"link parameter {key}={_show(value)}: use one of {list(valid)}"
+                    )
+                    continue
+            elif name in _INT_FIELDS:
+                parsed = _as_int(value)
+                if parsed is None:
+                    messages.append(
+                        f"link parameter {key}={_show(value)} is not an integer; ignored"
+                    )
+                    continue
+            else:
+                parsed = _as_float(value)
+                if parsed is None:
+                    messages.append(
+                        f"link parameter {key}={_show(value)} is not a finite number; ignored"
+                    )
+                    continue
+            config[name] = parsed
+        elif key == "model":
+            try:
+                text["model"] = check_model_name(value, settings)
+            except InputError as err:
+                messages.append(f"link parameter model: {err}")
+        elif key == "prompt":
+            try:
+                text["prompt"], notes = sanitize_prompt(
+                    value, min(MAX_QUERY_VALUE, settings.max_prompt_chars)
+                )
+                messages.extend(notes)
+            except InputError as err:
+                messages.append(f"link parameter prompt: {err}")
+        elif key == "preset":
+            if value in presets:
+                text["preset"] = value
+            else:
+                messages.append(f"link parameter preset={_show(value)} is not a known preset")
+        elif key == OWNER_PARAM:
+            if _OWNER.match(value):
+                owner = value
+            else:
+                messages.append("link parameter owner is malformed; a new run history was started")
+        elif key == "page":
+            continue
+        else:
+            messages.append(f"unknown link parameter {key!r} ignored")
+    if config:
+        clamped, notes = clamp_config(config, settings)
+        clamped_dict = clamped.to_dict()
+        config = {name: clamped_dict[name] for name in config}
+        messages.extend(notes)
+    return QueryParams(
+        config=config,
+        model=text["model"],
+        prompt=text["prompt"],
+        preset=text["preset"],
+        owner=owner,
+        messages=tuple(messages),
+    )
+
+
+def share_query(config: SMCConfig, model: str, prompt: str | None = None) -> dict[str, str]:
+    """Query parameters of a shareable link for these settings; never the owner token."""
+    query = {
+        "model": model,
+        "alpha": f"{config.alpha:g}",
+        "n": str(config.n_particles),
+        "tokens": str(config.max_new_tokens),
+        "seed": str(config.seed),
+        "schedule": config.schedule,
+        "kappa": f"{config.ess_threshold:g}",
+    }
+    if prompt is not None and len(prompt) <= MAX_QUERY_VALUE:
+        query["prompt"] = prompt
+    return query
+
+
+def new_owner_token() -> str:
+    """A fresh run-history token (22 URL-safe characters, 128 random bits)."""
+    return secrets.token_urlsafe(16)
+
+
+def valid_owner(token: Any) -> bool:
+    return isinstance(token, str) and bool(_OWNER.match(token))

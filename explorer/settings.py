@@ -1,0 +1,241 @@
+"""Demo-mode settings: the ONE place every cap of the app is written.
+
+A public demo is configured by environment variables (read once, validated, frozen
+into ``DemoSettings``). ``DemoSettings()`` holds the app's own bounds (full mode);
+``DEMO_CAPS`` the tighter ones that ``POWERSMC_DEMO=1`` applies; each variable below
+can move one cap. Every page reads its caps from here, through ``explorer.gate``:
+
+=====================================  =========  ===========================================
+variable                               default    meaning
+=====================================  =========  ===========================================
+POWERSMC_DEMO                          0          1/true/on: demo mode
+POWERSMC_DEMO_MAX_PARTICLES            32         cap on N
+POWERSMC_DEMO_MAX_NEW_TOKENS           96         cap on max new tokens
+POWERSMC_DEMO_ALPHA_MIN / _MAX         0.5 / 8    allowed alpha range
+POWERSMC_DEMO_MAX_RUN_SECONDS          60         wall-clock cap of one run
+POWERSMC_DEMO_MAX_PROMPT_TOKENS        256        prompt length cap (tokens)
+POWERSMC_DEMO_MAX_UPLOAD_MB            5          trace upload cap
+POWERSMC_DEMO_MODELS                   smollm2,toy-trap,toy-random   allowlist
+POWERSMC_MAX_CONCURRENT_RUNS           2 (demo)   runs decoding at once, server-wide
+POWERSMC_MAX_QUEUE                     16         runs allowed to wait for a slot
+POWERSMC_QUEUE_TIMEOUT_SECONDS         120        longest wait in the queue
+POWERSMC_DATA_DIR                      ./data     persisted runs live in <dir>/runs
+POWERSMC_STORE_MAX_MB                  200        bound on the persisted runs' total size
+POWERSMC_PERSIST                       1          0: do not persist runs
+=====================================  =========  ===========================================
+
+The MH steps per block, the Theory lab's runs per point and the task-set size have
+demo caps too (``DEMO_CAPS``: 8, 50 and 10), fixed here rather than by variables.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "DEMO_CAPS",
+    "DEMO_ENV",
+    "SAFE_MODEL_NAMES",
+    "DemoSettings",
+    "SettingsError",
+    "demo_settings",
+    "env_snapshot",
+]
+
+DEMO_ENV = "POWERSMC_DEMO"
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+# Model names that can never load code or read files: the embedded model and the toys
+# (toy-random:V,L,seed is bounded by ToyLM itself: V <= 8, L <= 8).
+SAFE_MODEL_NAMES = ("smollm2", "toy-trap", "toy-random")
+
+
+class SettingsError(ValueError):
+    """An environment variable holds a value the server cannot run with (operator error)."""
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    """Caps and switches of one server process; the defaults are the full app's bounds.
+
+    Memory and redraw cost grow as N·T, hence the bounds on N and tokens even in full
+    mode (the library itself accepts more).
+    """
+
+    enabled: bool = False
+    max_particles: int = 256
+    max_new_tokens: int = 2048
+    alpha_min: float = 1e-3  # outside demo mode: anything SMCConfig accepts, within reason
+    alpha_max: float = 1e3
+    max_mh_steps: int = 64  # MH proposals per block (Compare)
+    max_theory_runs: int = 500  # Monte-Carlo runs per point (Theory lab)
+    max_task_problems: int = 50  # problems of a task set (Compare)
+    max_run_seconds: float = 3600.0
+    max_prompt_tokens: int | None = None  # None: the model's own limit
+    max_upload_bytes: int = 20 * 1024 * 1024
+    allowed_models: tuple[str, ...] | None = None  # None: any name load_model accepts
+    max_concurrent_runs: int = 64
+    max_queue: int = 64
+    queue_timeout_seconds: float = 600.0
+    data_dir: Path = field(default_factory=lambda: Path("data"))
+    store_max_bytes: int = 200 * 1024 * 1024
+    persist: bool = True
+
+    @property
+    def trust_remote_code(self) -> bool:
+        """Never: no page may make the server import code shipped with a model."""
+        return False
+
+    @property
+    def custom_models(self) -> bool:
+        """Free-form hub ids / local paths: only outside demo mode."""
+        return not self.enabled and self.allowed_models is None
+
+    @property
+    def max_prompt_chars(self) -> int:
+        """Characters accepted before tokenising at all (a token is rarely > 16 characters)."""
+        tokens = self.max_prompt_tokens if self.max_prompt_tokens is not None else 8192
+        return max(2000, 16 * tokens)
+
+    @property
+    def max_upload_mb(self) -> float:
+        """The upload cap in MiB, as the pages and messages write it (5 MB in demo mode)."""
+        return self.max_upload_bytes / 2**20
+
+    def describe(self) -> str:
+        """One line for the page: what the demo allows."""
+        if not self.enabled:
+            return "full mode: no demo limits"
+        return (
+            f"Demo mode: N ≤ {self.max_particles}, ≤ {self.max_new_tokens} new tokens, "
+            f"α in [{self.alpha_min:g}, {self.alpha_max:g}], runs stop after "
+            f"{self.max_run_seconds:g} s, {self.max_concurrent_runs} run(s) at a time server-wide"
+        )
+
+
+FULL = DemoSettings()
+
+# What POWERSMC_DEMO=1 changes (before the per-cap variables apply).
+DEMO_CAPS: dict[str, Any] = {
+    "enabled": True,
+    "max_particles": 32,
+    "max_new_tokens": 96,
+    "alpha_min": 0.5,
+    "alpha_max": 8.0,
+    "max_mh_steps": 8,
+    "max_theory_runs": 50,
+    "max_task_problems": 10,
+    "max_run_seconds": 60.0,
+    "max_prompt_tokens": 256,
+    "max_upload_bytes": 5 * 1024 * 1024,
+    "allowed_models": SAFE_MODEL_NAMES,
+    "max_concurrent_runs": 2,
+    "max_queue": 16,
+    "queue_timeout_seconds": 120.0,
+}
+
+
+# ---- environment ---------------------------------------------------------------------------
+def _env_bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise SettingsError(f"{name}={raw!r}: use 1/0 (or true/false, on/off)")
+
+
+def _env_number(
+    env: Mapping[str, str], name: str, default: float, low: float, high: float, integer: bool
+) -> Any:
+    raw = env.get(name)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        value = int(raw) if integer else float(raw)
+    except ValueError:
+        kind = "an integer" if integer else "a number"
+        raise SettingsError(f"{name}={raw!r}: must be {kind}") from None
+    if not (math.isfinite(value) and low <= value <= high):
+        raise SettingsError(f"{name}={raw!r}: must be in [{low:g}, {high:g}]")
+    return value
+
+
+def demo_settings(environ: Mapping[str, str] | None = None) -> DemoSettings:
+    """Settings from the environment (``os.environ`` by default); raises ``SettingsError``."""
+    env = os.environ if environ is None else environ
+    enabled = _env_bool(env, DEMO_ENV, False)
+    base = replace(FULL, **DEMO_CAPS) if enabled else FULL
+
+    def number(suffix: str, default: float, low: float, high: float, integer: bool = True) -> Any:
+        return _env_number(env, suffix, default, low, high, integer)
+
+    settings = replace(
+        base,
+        max_particles=number(
+            "POWERSMC_DEMO_MAX_PARTICLES", base.max_particles, 1, FULL.max_particles
+        ),
+        max_new_tokens=number(
+            "POWERSMC_DEMO_MAX_NEW_TOKENS", base.max_new_tokens, 1, FULL.max_new_tokens
+        ),
+        alpha_min=number("POWERSMC_DEMO_ALPHA_MIN", base.alpha_min, 1e-3, 1e3, False),
+        alpha_max=number("POWERSMC_DEMO_ALPHA_MAX", base.alpha_max, 1e-3, 1e3, False),
+        max_run_seconds=number(
+            "POWERSMC_DEMO_MAX_RUN_SECONDS", base.max_run_seconds, 1, 86_400, False
+        ),
+        max_upload_bytes=int(
+            number("POWERSMC_DEMO_MAX_UPLOAD_MB", base.max_upload_bytes / 2**20, 0.001, 1024, False)
+            * 2**20
+        ),
+        max_concurrent_runs=number(
+            "POWERSMC_MAX_CONCURRENT_RUNS", base.max_concurrent_runs, 1, 1024
+        ),
+        max_queue=number("POWERSMC_MAX_QUEUE", base.max_queue, 0, 10_000),
+        queue_timeout_seconds=number(
+            "POWERSMC_QUEUE_TIMEOUT_SECONDS", base.queue_timeout_seconds, 1, 86_400, False
+        ),
+        store_max_bytes=int(
+            number("POWERSMC_STORE_MAX_MB", base.store_max_bytes / 2**20, 1, 1_000_000, False)
+            * 2**20
+        ),
+        persist=_env_bool(env, "POWERSMC_PERSIST", base.persist),
+    )
+    if "POWERSMC_DEMO_MAX_PROMPT_TOKENS" in env:
+        settings = replace(
+            settings,
+            max_prompt_tokens=number("POWERSMC_DEMO_MAX_PROMPT_TOKENS", 256, 1, 1_000_000),
+        )
+    if settings.alpha_min > settings.alpha_max:
+        raise SettingsError(
+            f"POWERSMC_DEMO_ALPHA_MIN ({settings.alpha_min:g}) is above "
+            f"POWERSMC_DEMO_ALPHA_MAX ({settings.alpha_max:g})"
+        )
+    data_dir = env.get("POWERSMC_DATA_DIR", "").strip()
+    if data_dir:
+        settings = replace(settings, data_dir=Path(data_dir).expanduser())
+    raw_models = env.get("POWERSMC_DEMO_MODELS")
+    if raw_models is not None and raw_models.strip():
+        models = tuple(m.strip().lower() for m in raw_models.split(",") if m.strip())
+        unsafe = [m for m in models if m not in SAFE_MODEL_NAMES]
+        if unsafe:
+            raise SettingsError(
+                f"POWERSMC_DEMO_MODELS lists {unsafe}; only {list(SAFE_MODEL_NAMES)} can be "
+                "offered publicly (they never load code or read files)"
+            )
+        settings = replace(settings, allowed_models=models)
+    return settings
+
+
+def env_snapshot(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The POWERSMC_* variables in effect (for the health probe / logs; no secrets here)."""
+    env = os.environ if environ is None else environ
+    return {k: v for k, v in sorted(env.items()) if k.startswith("POWERSMC_")}

@@ -1,0 +1,82 @@
+"""The Theory lab's Monte-Carlo checks on enumerable toy models, one at a time.
+
+``run_checks`` yields (name, result) for: the SMC estimate of pi_alpha against the
+exact law, mean TV against N, the incremental-weight variance over proposal
+temperatures, and ESS traces per bridging schedule. Its budget (runs x N) is bounded
+by the caps through ``explorer.gate``, which also holds a queue slot while it runs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from powersmc_core import theory
+from powersmc_core.config import SMCConfig
+from powersmc_core.exact import enumerate_sequences
+from powersmc_core.models.toy import ToyLM
+
+__all__ = ["THEORY_MODELS", "TheorySettings", "run_checks"]
+
+THEORY_MODELS = ("toy-trap", "toy-random:3,8,0", "toy-random:4,5,1", "toy-random:4,4,0")
+
+
+@dataclass(frozen=True)
+class TheorySettings:
+    """The Theory lab's Monte-Carlo budget: N for the estimate, runs per point, max N of the sweep."""
+
+    alpha: float = 4.0
+    n_particles: int = 16
+    runs: int = 20
+    n_max: int = 64
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        SMCConfig(alpha=self.alpha, n_particles=self.n_particles, seed=self.seed)
+        for name, value, low in (("runs", self.runs, 2), ("max N", self.n_max, 2)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+
+    def n_values(self) -> list[int]:
+        """Powers of two from 2 to n_max (the TV-vs-N sweep)."""
+        return [2**k for k in range(1, int(math.log2(self.n_max)) + 1)]
+
+
+def run_checks(model: ToyLM, settings: TheorySettings) -> Iterator[tuple[str, Any]]:
+    """The lab's Monte-Carlo checks one at a time, as (name, result), for a progress display.
+
+    estimate: SMC estimate of pi_alpha (``theory.smc_estimate``); tv_vs_n: mean TV against N;
+    weight_variance: Var of w = p^alpha/q_tau over tau on the model's next-token rows;
+    ess_traces: ESS/N per step for each bridging schedule.
+    """
+    table = enumerate_sequences(model, ())
+    config = SMCConfig(alpha=settings.alpha, n_particles=settings.n_particles, seed=settings.seed)
+    yield "estimate", theory.smc_estimate(model, config, settings.runs, table=table)
+    yield (
+        "tv_vs_n",
+        theory.tv_vs_n(
+            model,
+            settings.alpha,
+            settings.n_values(),
+            settings.runs,
+            seed=settings.seed,
+            table=table,
+        ),
+    )
+    rows = theory.next_token_rows(model, (), model.max_len, seed=settings.seed)
+    taus = np.geomspace(0.05 / settings.alpha, 20.0 / settings.alpha, 61)
+    yield "weight_variance", theory.incremental_weight_variance(rows, settings.alpha, taus)
+    yield (
+        "ess_traces",
+        theory.ess_traces(
+            model,
+            settings.alpha,
+            runs=settings.runs,
+            seed=settings.seed,
+            n_particles=settings.n_particles,
+        ),
+    )

@@ -1,0 +1,175 @@
+"""The three layers, read from the source's syntax trees (nothing is imported).
+
+powersmc_core (library) <- explorer (the app's services) <- app.py + app_pages/ (pages):
+
+* the library imports neither streamlit nor the app's package;
+* the app's package has no import cycle;
+* a page cannot start a sampler except through ``explorer.gate``: no page imports a
+  sampler class, the sampler factory, a model loader, the limiter, the store or the
+  live-run controller, nor calls anything by those names.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+LIBRARY = ROOT / "powersmc_core"
+APP_PACKAGE = ROOT / "explorer"
+PAGES = [ROOT / "app.py", *sorted((ROOT / "app_pages").glob("*.py"))]
+
+# Modules a page may not import (they start samplers, load models or bypass the queue).
+FORBIDDEN_MODULES = (
+    "powersmc_core.sampler",
+    "powersmc_core.methods",
+    "powersmc_core.baselines",
+    "powersmc_core.models.loading",
+    "powersmc_core.evaluation.api",
+    "powersmc_core.evaluation.runner",
+    "explorer.limits",
+    "explorer.store",
+    "explorer.live",
+    "explorer.uploads",
+)
+# Names a page may neither import nor call (whatever module they come from).
+FORBIDDEN_NAMES = {
+    "PowerSMC",
+    "SMCRun",
+    "MHSampler",
+    "BestOfN",
+    "make_sampler",
+    "build_sampler",
+    "load_model",
+    "RunLimiter",
+    "RunSlot",
+    "global_limiter",
+    "LiveRun",
+    "tracked",
+    "compare_runs",
+    "run_checks",
+    "run_task_comparison",
+    "smc_estimate",
+    "tv_vs_n",
+    "ess_traces",
+    "read_upload",
+    "read_trace",
+    "read_trace_safely",
+}
+
+
+def imports(path: Path, source: str | None = None) -> list[tuple[str, list[str]]]:
+    """(module, imported names) for every import in ``path``; relative ones made absolute."""
+    tree = ast.parse(source if source is not None else path.read_text(encoding="utf-8"))
+    package = ".".join(path.relative_to(ROOT).with_suffix("").parts[:-1])
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(alias.name, []) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            module = node.module or ""
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                module = ".".join([*base, module] if module else base)
+            found.append((module, [alias.name for alias in node.names]))
+    return found
+
+
+def test_the_library_imports_no_streamlit_and_no_app_code():
+    offenders = [
+        f"{path.relative_to(ROOT)}: {module}"
+        for path in sorted(LIBRARY.rglob("*.py"))
+        for module, _ in imports(path)
+        if module.split(".")[0] in ("streamlit", "explorer", "app_pages", "app")
+    ]
+    assert not offenders, offenders
+
+
+def import_graph() -> dict[str, set[str]]:
+    """explorer module -> the explorer modules it imports (``from . import x`` included)."""
+    modules = {f"explorer.{p.stem}" for p in APP_PACKAGE.glob("*.py") if p.stem != "__init__"}
+    graph: dict[str, set[str]] = {}
+    for path in APP_PACKAGE.glob("*.py"):
+        name = "explorer" if path.stem == "__init__" else f"explorer.{path.stem}"
+        edges = set()
+        for module, names in imports(path):
+            if module in modules:
+                edges.add(module)
+            edges |= {f"{module}.{n}" for n in names if f"{module}.{n}" in modules}
+        graph[name] = edges - {name}
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle as a path of module names, or None (depth-first search)."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return [*path[path.index(nxt) :], nxt]
+            if nxt not in state and (cycle := visit(nxt)):
+                return cycle
+        path.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (cycle := visit(node)):
+            return cycle
+    return None
+
+
+def test_cycle_finder_finds_a_cycle():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_the_app_package_has_no_import_cycle():
+    graph = import_graph()
+    assert graph.get("explorer.gate")  # the graph was read
+    assert find_cycle(graph) is None, find_cycle(graph)
+
+
+def page_violations(path: Path, source: str | None = None) -> list[str]:
+    source = source if source is not None else path.read_text(encoding="utf-8")
+    tree = ast.parse(source)
+    found = []
+    for module, names in imports(path, source):
+        if any(module == m or module.startswith(m + ".") for m in FORBIDDEN_MODULES):
+            found.append(f"imports {module}")
+        for name in names:
+            if f"{module}.{name}" in FORBIDDEN_MODULES or name in FORBIDDEN_NAMES:
+                found.append(f"imports {name} from {module}")
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            func = node.func
+            called = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            if called in FORBIDDEN_NAMES:
+                found.append(f"calls {called} (line {node.lineno})")
+    return found
+
+
+@pytest.mark.parametrize("path", PAGES, ids=lambda p: p.name)
+def test_pages_start_runs_only_through_the_gate(path):
+    assert not page_violations(path), page_violations(path)
+
+
+def test_page_scan_catches_a_direct_sampler():
+    source = (
+        "from powersmc_core.sampler import PowerSMC\n"
+        "from explorer import limits\n"
+        "import explorer.store\n"
+        "limits.global_limiter()\n"
+    )
+    found = page_violations(ROOT / "app_pages" / "bad.py", source)
+    assert "imports powersmc_core.sampler" in found
+    assert "imports PowerSMC from powersmc_core.sampler" in found
+    assert "imports limits from explorer" in found
+    assert "imports explorer.store" in found
+    assert any(f.startswith("calls global_limiter") for f in found)
