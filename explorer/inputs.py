@@ -24,6 +24,8 @@ from dataclasses import fields
 from typing import Any, get_args, get_type_hints
 
 from powersmc_core.config import SCHEDULES, SMCConfig
+from powersmc_core.models.errors import ModelNameError
+from powersmc_core.models.names import EMBEDDED_NAMES, parse_model_name
 from powersmc_core.models.toy import ToyLM
 from powersmc_core.resampling import RESAMPLERS
 from powersmc_core.stopping import StopRule, make_stop_rule
@@ -44,9 +46,6 @@ __all__ = [
     "sanitize_prompt",
 ]
 
-_TOY_RANDOM = re.compile(r"^toy-random(?::(\d{1,2}),(\d{1,2}),(\d{1,6}))?$")
-_EMBEDDED_ALIASES = {"smollm2-135m-instruct": "smollm2"}
-
 
 class InputError(ValueError):
     """Visitor input that cannot be used; the message is fit to show on the page."""
@@ -56,30 +55,28 @@ class InputError(ValueError):
 def check_model_name(name: Any, settings: DemoSettings) -> str:
     """The canonical model name if ``settings`` allow it, else ``InputError``.
 
-    In demo mode only the allowlist passes: ``smollm2``, ``toy-trap``, ``toy-random``
-    and ``toy-random:V,L,seed`` with 2 <= V <= 8, 1 <= L <= 8 — never a hub id or a
-    path, so nobody can make the server import code or read its files.
+    In demo mode only the allowlist passes (``models.names.parse_model_name``'s families
+    ``smollm2``, ``toy-trap``, ``toy-random``, bounded by ToyLM) — never a hub id or a
+    path, so nobody can make the server import code or read its files. Other names are
+    refused before parsing: the parser looks at the file system, a visitor may not.
     """
     if not isinstance(name, str) or not name.strip():
         raise InputError("no model name given: pick a model in the sidebar")
     if len(name) > 200:
         raise InputError("model name is too long")
     cleaned = name.strip()
+    if _CONTROL.search(cleaned):
+        raise InputError("model name contains control characters")
     if settings.allowed_models is None:
-        if _CONTROL.search(cleaned):
-            raise InputError("model name contains control characters")
         return cleaned
-    lowered = _EMBEDDED_ALIASES.get(cleaned.lower(), cleaned.lower())
-    toy = _TOY_RANDOM.match(lowered)
-    family = "toy-random" if toy else lowered
-    if family in settings.allowed_models:
-        if toy and toy.group(1) is not None:
-            vocab, length = int(toy.group(1)), int(toy.group(2))
-            if not (2 <= vocab <= 8 and 1 <= length <= 8):
-                raise InputError(
-                    f"toy-random:V,L,seed needs 2 <= V <= 8 and 1 <= L <= 8, got {cleaned!r}"
-                )
-        return lowered
+    lowered = cleaned.lower()
+    if lowered in EMBEDDED_NAMES or lowered.startswith("toy-"):
+        try:
+            spec = parse_model_name(lowered)
+        except ModelNameError as err:
+            raise InputError(str(err)) from None
+        if spec.safe and spec.family in settings.allowed_models:
+            return spec.name
     shown = cleaned if len(cleaned) <= 60 else cleaned[:57] + "…"
     raise InputError(
         f"model {shown!r} is not available in this demo; choose one of "

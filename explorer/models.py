@@ -1,7 +1,7 @@
 """Model choices for the picker and cached loading (one instance per name per server).
 
-``load_cached`` is the only way the app loads a model: ``models.loading.load_model``
-behind ``st.cache_resource`` (at most 4 models held). ``model_choices`` lists the
+``load_cached`` is the only way the app loads a model: ``models.loading.load_model``,
+whose instances the library's one cache shares between sessions. ``model_choices`` lists the
 embedded model and the toy models; ``token_labeler`` names token ids for hover texts.
 """
 
@@ -52,23 +52,16 @@ def model_choices() -> dict[str, str]:
     return choices
 
 
-_cached_loader: Callable[[str], LanguageModel] | None = None
-
-
 def load_cached(name: str) -> LanguageModel:
-    """``load_model(name)`` behind ``st.cache_resource``: one instance per name per server.
+    """``load_model(name)``: one instance per name per server, from the library's one
+    model-instance cache (``models.instances.shared``), so every session shares it.
 
     Raises ``ModelLoadError`` (a message the user can act on) for an unknown name.
     """
-    global _cached_loader
     name = (name or "").strip()
     if not name:
         raise ModelLoadError("no model name given: pick a model in the sidebar")
-    if _cached_loader is None:
-        import streamlit as st  # lazy: the rest of this module never needs Streamlit
-
-        _cached_loader = st.cache_resource(show_spinner=False, max_entries=4)(load_model)
-    return _cached_loader(name)
+    return load_model(name)
 
 
 def is_toy(model: LanguageModel) -> bool:
