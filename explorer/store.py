@@ -22,6 +22,10 @@ taken belongs to a dead process: it becomes a final trace with status
 ``"interrupted"`` holding every record that was flushed (a torn last line is
 dropped). A run is therefore never silently lost.
 
+The journal itself is ``explorer.journal``; one trace file's writing, header and
+compaction are ``explorer.run_files``. ``RunStore`` stays one class (write, bound, list,
+load, recover: about 250 lines) because one lock guards all of them.
+
 The total size of ``final/`` is bounded by ``max_bytes``: after each save the oldest
 traces are deleted first. A trace larger than ``max_run_bytes`` is stored compacted
 (texts kept every k-th step and at the end) rather than refused, if compaction fits.
@@ -35,29 +39,31 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 import json
 import logging
 import os
-import re
 import threading
 import time
-import uuid
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import Any, Protocol
 
-from powersmc_core.records import SMCResult, StepRecord, _json_safe
-from powersmc_core.trace import FORMAT, VERSION, Trace, TraceError, dumps_trace
+from powersmc_core.records import SMCResult, StepRecord
+from powersmc_core.trace import FORMAT, VERSION, Trace, dumps_trace
 
+from .journal import RunJournal, parse_journal, try_lock
+from .run_files import (
+    StoredRunInfo,
+    atomic_write,
+    check_run_id,
+    info_from_header,
+    read_header,
+    thin_texts,
+    valid_run_id,
+)
 from .settings import demo_settings
 from .uploads import read_trace_safely
-
-try:  # POSIX: the lock dies with the process. Elsewhere: heartbeat age (see _journal_alive).
-    import fcntl
-except ImportError:  # pragma: no cover - Windows
-    fcntl = None  # type: ignore[assignment]
 
 __all__ = [
     "RunJournal",
@@ -73,8 +79,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-_RUN_ID = re.compile(r"^[A-Za-z0-9]{4,40}$")
-HEADER_MAX_BYTES = 256 * 1024
 STATUSES = ("finished", "stopped", "timed out", "interrupted", "running")
 
 
@@ -83,21 +87,6 @@ def owner_hash(token: str | None) -> str | None:
     if not token:
         return None
     return hashlib.sha256(token.encode("utf-8")).hexdigest()[:32]
-
-
-@dataclass(frozen=True)
-class StoredRunInfo:
-    """One line of the run list (read from the trace header only)."""
-
-    run_id: str
-    status: str
-    created: float
-    model: str
-    prompt: str
-    n_steps: int
-    bytes: int
-    path: Path
-    config: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -111,99 +100,6 @@ class StoredRun:
 
     def trace(self) -> Trace:
         return Trace(header=self.header, records=self.records, result=self.result)
-
-
-class RunJournal:
-    """The 'running' marker and flushed records of one run in progress."""
-
-    def __init__(
-        self,
-        store: RunStore,
-        run_id: str,
-        header: dict[str, Any],
-        flush_s: float,
-        flush_steps: int,
-    ) -> None:
-        self.store = store
-        self.run_id = run_id
-        self.header = header
-        self.flush_s = flush_s
-        self.flush_steps = flush_steps
-        self.path = store.running_dir / f"{run_id}.jsonl"
-        self._written = 0  # records handed to sync() so far
-        self._pending: list[StepRecord] = []
-        self._last_flush = time.monotonic()
-        self.closed = False
-        self.final_status: str | None = None  # e.g. "timed out"; set before the run ends
-        self._handle: IO[str] | None = self.path.open("a", encoding="utf-8")
-        _lock(self._handle)
-        self._handle.truncate(0)
-        self._handle.write(json.dumps(_json_safe(header), allow_nan=False) + "\n")
-        self._flush_to_disk()
-
-    def sync(self, records: Sequence[StepRecord], force: bool = False) -> None:
-        """Journal the records not seen yet (pass the run's whole list each time; O(new))."""
-        if self.closed:
-            return
-        if len(records) > self._written:
-            self._pending.extend(records[self._written :])
-            self._written = len(records)
-        due = (
-            force
-            or len(self._pending) >= self.flush_steps
-            or time.monotonic() - self._last_flush >= self.flush_s
-        )
-        if self._pending and due:
-            self.flush()
-
-    def flush(self) -> None:
-        if self.closed or not self._pending or self._handle is None:
-            return
-        last = len(self._pending) - 1
-        lines = []
-        for i, record in enumerate(self._pending):
-            if i != last and record.texts is not None:
-                record = replace(record, texts=None)
-            lines.append('{"kind": "step", ' + record.to_json()[1:] + "\n")
-        self._handle.write("".join(lines))
-        self._flush_to_disk()
-        self._pending.clear()
-        self._last_flush = time.monotonic()
-
-    def _flush_to_disk(self) -> None:
-        assert self._handle is not None
-        self._handle.flush()
-        os.fsync(self._handle.fileno())
-
-    def finish(
-        self,
-        records: Sequence[StepRecord],
-        status: str,
-        result: SMCResult | None = None,
-        extra: dict[str, Any] | None = None,
-    ) -> StoredRunInfo | None:
-        """Write the final trace (all records, full texts) and drop the journal."""
-        meta = {k: v for k, v in self.header.items() if k not in ("kind", "format", "version")}
-        meta.pop("config", None)
-        meta.update(extra or {})
-        info = self.store._save_final(
-            self.run_id, records, self.header.get("config", {}), meta, result, status
-        )
-        self.close(remove=True)
-        return info
-
-    def close(self, remove: bool = False) -> None:
-        """Release the lock; ``remove`` deletes the journal (its run was saved)."""
-        if self.closed:
-            return
-        self.closed = True
-        self.store._forget_journal(self)
-        if self._handle is not None:
-            if remove:
-                with contextlib.suppress(FileNotFoundError):
-                    self.path.unlink()
-            self._handle.close()  # closing releases the flock
-            self._handle = None
 
 
 class RunStore:
@@ -245,7 +141,7 @@ class RunStore:
         extra: dict[str, Any] | None = None,
     ) -> RunJournal:
         """Mark a run as running (journal header on disk) and return its journal."""
-        _check_run_id(run_id)
+        check_run_id(run_id)
         config_dict = config.to_dict() if hasattr(config, "to_dict") else dict(config or {})
         header = {
             "kind": "header",
@@ -285,7 +181,7 @@ class RunStore:
     ) -> StoredRunInfo | None:
         """Save a run's final trace (replacing an earlier save of the same run) and close
         its journal if one is open. Returns None when even a compacted trace is too big."""
-        _check_run_id(run_id)
+        check_run_id(run_id)
         config_dict = config.to_dict() if hasattr(config, "to_dict") else dict(config or {})
         meta = {
             "run_id": run_id,
@@ -321,13 +217,13 @@ class RunStore:
         path = self.final_dir / f"{created_ms:015d}-{run_id}.jsonl"
         with self._lock:
             previous = [p for p in self._final_paths(run_id) if p != path]
-            _atomic_write(path, text)
+            atomic_write(path, text)
             for old in previous:  # an earlier save of the same run (e.g. stopped, then saved)
                 with contextlib.suppress(FileNotFoundError):
                     old.unlink()
             self._enforce_budget(keep=path)
         header = json.loads(text.split("\n", 1)[0])
-        return _info(path, header, len(text.encode("utf-8")))
+        return info_from_header(path, header, len(text.encode("utf-8")))
 
     def _fit(
         self,
@@ -341,7 +237,7 @@ class RunStore:
         if len(text.encode("utf-8")) <= self.max_run_bytes:
             return text
         for every in (8, 64, None):
-            kept = _thin_texts(records, every)
+            kept = thin_texts(records, every)
             text = dumps_trace(kept, config, meta={**meta, "compacted": True}, result=result)
             if len(text.encode("utf-8")) <= self.max_run_bytes:
                 return text
@@ -383,32 +279,34 @@ class RunStore:
             return []
         runs = []
         for path in sorted(self.final_dir.glob("*.jsonl"), reverse=True):
-            header, size = _read_header(path)
+            header, size = read_header(path)
             if header is None or header.get("owner") != wanted:
                 continue
-            runs.append(_info(path, header, size))
+            runs.append(info_from_header(path, header, size))
             if len(runs) >= limit:
                 break
         return runs
 
     def load(self, run_id: str, owner: str | None) -> StoredRun:
         """A run of this owner, validated; ``KeyError`` if there is none (or not theirs)."""
-        _check_run_id(run_id)
+        check_run_id(run_id)
         wanted = owner_hash(owner)
         for path in self._final_paths(run_id):
-            header, size = _read_header(path)
+            header, size = read_header(path)
             if header is None or wanted is None or header.get("owner") != wanted:
                 continue
             trace = read_trace_safely(path.read_bytes(), max_bytes=max(size, 1), allow_empty=True)
-            return StoredRun(_info(path, header, size), trace.header, trace.records, trace.result)
+            return StoredRun(
+                info_from_header(path, header, size), trace.header, trace.records, trace.result
+            )
         raise KeyError(f"no stored run {run_id!r}")
 
     def delete(self, run_id: str, owner: str | None) -> bool:
-        _check_run_id(run_id)
+        check_run_id(run_id)
         wanted = owner_hash(owner)
         deleted = False
         for path in self._final_paths(run_id):
-            header, _ = _read_header(path)
+            header, _ = read_header(path)
             if header is not None and wanted is not None and header.get("owner") == wanted:
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()
@@ -432,15 +330,15 @@ class RunStore:
             except FileNotFoundError:
                 continue
             with handle:
-                if not _try_lock(handle):
+                if not try_lock(handle):
                     continue  # another live process holds it
-                if not _RUN_ID.match(run_id):
+                if not valid_run_id(run_id):
                     path.unlink()
                     continue
                 if self._final_paths(run_id):
                     path.unlink()  # crashed between the final write and the journal removal
                     continue
-                header, records = _parse_journal(path.read_bytes())
+                header, records = parse_journal(path.read_bytes())
                 if header is None:
                     header = {"run_id": run_id, "model": "unknown", "prompt": "", "config": {}}
                 meta = {
@@ -465,128 +363,6 @@ class RunStore:
         with self._lock:
             if self._journals.get(journal.run_id) is journal:
                 del self._journals[journal.run_id]
-
-
-# ---- helpers ---------------------------------------------------------------------------------
-def _check_run_id(run_id: Any) -> None:
-    # Run ids become file names: only letters and digits, so no path can be built from one.
-    if not isinstance(run_id, str) or not _RUN_ID.match(run_id):
-        raise ValueError(f"run id must be 4-40 letters or digits, got {run_id!r}")
-
-
-def _thin_texts(records: Sequence[StepRecord], every: int | None) -> list[StepRecord]:
-    last = len(records) - 1
-    return [
-        r
-        if r.texts is None or i == last or (every is not None and i % every == 0)
-        else replace(r, texts=None)
-        for i, r in enumerate(records)
-    ]
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    """Write to a unique temp file, fsync, rename over ``path``, fsync the folder."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.part")
-    try:
-        with tmp.open("w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-    with contextlib.suppress(OSError):  # not every platform can open a directory
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def _read_header(path: Path) -> tuple[dict[str, Any] | None, int]:
-    try:
-        size = path.stat().st_size
-        with path.open("rb") as handle:
-            line = handle.readline(HEADER_MAX_BYTES)
-        header = json.loads(line.decode("utf-8"))
-    except (OSError, ValueError, RecursionError):
-        return None, 0
-    return (header if isinstance(header, dict) else None), size
-
-
-def _info(path: Path, header: dict[str, Any], size: int) -> StoredRunInfo:
-    def text(key: str, limit: int = 300) -> str:
-        value = header.get(key)
-        return "" if value is None else str(value)[:limit]
-
-    try:
-        created = float(header.get("created") or 0.0)
-        n_steps = int(header.get("n_steps") or 0)
-    except (TypeError, ValueError):
-        created, n_steps = 0.0, 0
-    config = header.get("config")
-    return StoredRunInfo(
-        run_id=text("run_id", 40),
-        status=text("status", 20) or "unknown",
-        created=created,
-        model=text("model", 100),
-        prompt=text("prompt"),
-        n_steps=n_steps,
-        bytes=size,
-        path=path,
-        config=config if isinstance(config, dict) else {},
-    )
-
-
-def _parse_journal(data: bytes) -> tuple[dict[str, Any] | None, list[StepRecord]]:
-    """Header and every complete, valid record; stops at the first torn or bad line."""
-    lines = data.split(b"\n")
-    if data and not data.endswith(b"\n"):
-        lines = lines[:-1]  # the last write was cut short
-    header = None
-    records: list[StepRecord] = []
-    for i, raw in enumerate(lines):
-        if not raw.strip():
-            continue
-        try:
-            obj = json.loads(raw.decode("utf-8"))
-        except (ValueError, RecursionError):
-            break
-        if not isinstance(obj, dict):
-            break
-        if i == 0:
-            header = obj if obj.get("kind") == "header" else None
-            if header is None:
-                break
-            continue
-        buffer = io.BytesIO()
-        buffer.write(json.dumps(header).encode() + b"\n" + raw + b"\n")
-        try:
-            trace = read_trace_safely(buffer.getvalue(), max_bytes=len(buffer.getvalue()) + 1)
-        except TraceError:
-            break
-        record = trace.records[0]
-        if records and record.step != records[-1].step + 1:
-            break
-        records.append(record)
-    return header, records
-
-
-def _lock(handle: IO[str]) -> None:
-    if fcntl is not None:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-
-
-def _try_lock(handle: IO[str]) -> bool:
-    """True if nobody holds the journal's lock (its writer is dead)."""
-    if fcntl is None:  # pragma: no cover - Windows: a journal untouched for 10 minutes is dead
-        return time.time() - os.fstat(handle.fileno()).st_mtime > 600
-    try:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        return False
-    return True
 
 
 # ---- process-wide instance -------------------------------------------------------------------
