@@ -1,0 +1,195 @@
+"""Which engine runs a model: torch (transformers) or llama.cpp, chosen in one place.
+
+Every consumer (CLI ``--backend``, ``bench``, ``eval``, the app's sidebar) asks this
+module, so a backend name means the same everywhere::
+
+    from powersmc_core.models.backends import load_model_with_backend
+    model = load_model_with_backend("smollm2", backend="auto", threads=None)
+    model.backend          # "llamacpp" or "torch": what actually runs
+    model.backend_reason   # one line saying why (show it in the CLI / app)
+
+Backends:
+
+* ``"torch"``: ``load_model`` (transformers; any model, any device).
+* ``"llamacpp"``: ``LlamaCppModel`` on the GGUF file itself (CPU only; GGUF models:
+  the embedded ``smollm2`` or a local ``.gguf`` path). Needs the optional package
+  ``llama-cpp-python`` (``make fast``, which compiles llama.cpp once). Asking for it
+  when it cannot run raises ``ModelLoadError`` saying what to do.
+* ``"auto"`` (default): llama.cpp for a GGUF model on the CPU when the package
+  imports, else torch. If llama.cpp is installed but fails to load the model, auto
+  falls back to torch and says so in ``backend_reason``: torch always still works.
+
+Threads: ``default_threads()`` (``POWERSMC_THREADS``, else ``OMP_NUM_THREADS``, else
+min(4, usable CPUs)); only llama.cpp reads it (torch keeps its own setting).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import importlib.util
+import os
+from dataclasses import dataclass
+
+from .base import LanguageModel
+from .errors import ModelLoadError
+from .names import parse_model_name
+
+__all__ = [
+    "BACKENDS",
+    "FAST_INSTALL_HINT",
+    "BackendChoice",
+    "choose_backend",
+    "default_threads",
+    "is_gguf_model",
+    "llamacpp_available",
+    "load_model_with_backend",
+    "resolve_backend",
+]
+
+BACKENDS = ("torch", "llamacpp", "auto")
+FAST_INSTALL_HINT = (
+    "run `make fast` (or `pip install -r requirements-llamacpp.txt`; it compiles llama.cpp "
+    "once, a few minutes)"
+)
+THREADS_ENV = ("POWERSMC_THREADS", "OMP_NUM_THREADS")
+# A 135M-parameter model stops gaining from threads beyond ~4 (memory-bound), and
+# concurrent app sessions each run their own context: leave cores for them.
+MAX_DEFAULT_THREADS = 4
+
+
+@dataclass(frozen=True)
+class BackendChoice:
+    """The backend that will run (``name``: "torch" | "llamacpp") and why (one line)."""
+
+    name: str
+    reason: str
+
+
+def llamacpp_available() -> tuple[bool, str]:
+    """(True, version line) when ``llama_cpp`` imports, else (False, what went wrong and the fix)."""
+    if importlib.util.find_spec("llama_cpp") is None:
+        return False, f"llama-cpp-python is not installed: {FAST_INSTALL_HINT}"
+    try:
+        module = importlib.import_module("llama_cpp")
+    except Exception as err:  # a broken build raises OSError/ImportError/anything at import
+        return False, (
+            f"llama-cpp-python is installed but fails to import ({type(err).__name__}: {err}); "
+            f"reinstall it: {FAST_INSTALL_HINT}"
+        )
+    return True, f"llama-cpp-python {getattr(module, '__version__', '?')}"
+
+
+def is_gguf_model(model_name: str) -> bool:
+    """True for names llama.cpp can run: the embedded model or a local ``.gguf`` file."""
+    try:
+        return parse_model_name(model_name).kind in ("embedded", "gguf")
+    except ModelLoadError:
+        return False
+
+
+def choose_backend(
+    model_name: str, backend: str = "auto", device: str | None = None
+) -> BackendChoice:
+    """Resolve ``backend`` for ``model_name`` on ``device`` (None: torch's default device).
+
+    Raises ``ValueError`` for an unknown backend and ``ModelLoadError`` when
+    ``"llamacpp"`` is asked for but cannot run (not GGUF, not CPU, not installed).
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+    if backend == "torch":
+        return BackendChoice("torch", "torch backend requested")
+    gguf = is_gguf_model(model_name)
+    cpu = _runs_on_cpu(device)
+    available, detail = llamacpp_available()
+    if backend == "llamacpp":
+        if not gguf:
+            raise ModelLoadError(
+                f"the llama.cpp backend runs GGUF models only (the embedded smollm2 or a local "
+                f".gguf file), not {model_name!r}: use --backend torch"
+            )
+        if not cpu:
+            raise ModelLoadError(
+                f"the llama.cpp backend runs on the CPU; device {device!r} needs --backend torch"
+            )
+        if not available:
+            raise ModelLoadError(detail)
+        return BackendChoice("llamacpp", f"llama.cpp backend requested ({detail})")
+    if not gguf:
+        return BackendChoice("torch", "auto: not a GGUF model, so torch")
+    if not cpu:
+        return BackendChoice("torch", "auto: an accelerator is in use, so torch")
+    if not available:
+        return BackendChoice("torch", f"auto: torch, because {detail}")
+    return BackendChoice("llamacpp", f"auto: GGUF model on CPU, so llama.cpp ({detail})")
+
+
+def resolve_backend(model_name: str, backend: str = "auto", device: str | None = None) -> str:
+    """``choose_backend(...).name``: "torch" or "llamacpp"."""
+    return choose_backend(model_name, backend, device).name
+
+
+def default_threads() -> int:
+    """``$POWERSMC_THREADS``, else ``$OMP_NUM_THREADS``, else min(4, usable CPUs)."""
+    for variable in THREADS_ENV:
+        value = os.environ.get(variable, "").strip()
+        if value:
+            try:
+                threads = int(value)
+            except ValueError:
+                raise ValueError(f"{variable}={value!r} is not a whole number of threads") from None
+            if threads < 1:
+                raise ValueError(f"{variable}={value!r}: the thread count must be >= 1")
+            return threads
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS / Windows have no affinity mask
+        usable = os.cpu_count() or 1
+    return max(1, min(MAX_DEFAULT_THREADS, usable))
+
+
+def load_model_with_backend(
+    name: str,
+    backend: str = "auto",
+    *,
+    threads: int | None = None,
+    device: str | None = None,
+    dtype: str | None = None,
+    **torch_options: object,
+) -> LanguageModel:
+    """The shared model for ``name`` on the resolved backend; sets ``.backend``/``.backend_reason``.
+
+    ``threads``: llama.cpp threads per run (None: ``default_threads()``).
+    ``torch_options`` (``trust_remote_code``, ``copy_on_write``) go to ``load_model``.
+    """
+    from .loading import load_model
+
+    choice = choose_backend(name, backend, device)
+    if choice.name == "llamacpp":
+        from .llamacpp import load_llamacpp_model
+
+        try:
+            return load_llamacpp_model(name, threads=threads, reason=choice.reason)
+        except Exception as err:
+            if backend == "llamacpp":
+                raise
+            choice = BackendChoice(
+                "torch", f"auto: llama.cpp failed ({type(err).__name__}: {err}); torch instead"
+            )
+    model = load_model(name, device=device, dtype=dtype, **torch_options)  # type: ignore[arg-type]
+    with contextlib.suppress(AttributeError):  # a backend with __slots__ goes without
+        model.backend = "torch"  # type: ignore[attr-defined]
+        model.backend_reason = choice.reason  # type: ignore[attr-defined]
+    return model
+
+
+def _runs_on_cpu(device: str | None) -> bool:
+    """Would a model land on the CPU? None follows torch's default (CUDA > MPS > CPU)."""
+    if device is not None:
+        return str(device).split(":")[0] == "cpu"
+    try:
+        import torch
+    except ImportError:
+        return True
+    return not (torch.cuda.is_available() or torch.backends.mps.is_available())
