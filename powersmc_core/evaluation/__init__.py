@@ -5,12 +5,19 @@ tasks (generated / loaded problems) -> methods (one sampler run -> one graded ro
 ``python -m powersmc_core eval ...`` (or ``python -m powersmc_core.evaluation ...``).
 """
 
+from ..grading import extract_answer, is_equivalent, normalise
 from .api import run_task_comparison
-from .grading import extract_answer, is_equivalent, normalise
 from .methods import METHODS, EvalSettings, run_one
 from .plots import accuracy_latency_figure, save_figure, save_report_figures, sweep_figure
 from .runner import ResultStore, run_eval
-from .summary import format_table, summary_table, wilson_interval
+from .summary import (
+    format_pairs,
+    format_table,
+    mcnemar_exact,
+    paired_comparisons,
+    summary_table,
+    wilson_interval,
+)
 from .sweep import settings_grid
 from .tasks import Problem, arithmetic_problems, load_gsm8k, load_math500, load_task, word_problems
 
@@ -22,12 +29,15 @@ __all__ = [
     "accuracy_latency_figure",
     "arithmetic_problems",
     "extract_answer",
+    "format_pairs",
     "format_table",
     "is_equivalent",
     "load_gsm8k",
     "load_math500",
     "load_task",
+    "mcnemar_exact",
     "normalise",
+    "paired_comparisons",
     "run_eval",
     "run_one",
     "run_task_comparison",

@@ -1,10 +1,12 @@
 """The ``eval`` subcommand: run methods on a task set, store rows, print a summary, plot.
 
-    python -m powersmc_core eval --task arithmetic --n 50 --methods base,lowtemp,smc,mh,bon \\
-        --alpha 4 --particles 16 --out results/arith.csv
+    python -m powersmc_core eval --task arithmetic --n 50 --methods base,lowtemp,smc,mh,bon,greedy \\
+        --alpha 4 --particles 16 --answer chosen,weighted-vote,majority-vote --out results/arith.csv
 
 Sweeps: comma lists for --alpha, --particles, --schedule expand to their product.
 Rerunning the same command resumes: rows already in --out are not recomputed.
+--answer picks the decision rules shown (every run is graded under all of them), and the
+summary ends with exact McNemar tests between every two lines on the same problems.
 """
 
 from __future__ import annotations
@@ -13,11 +15,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from .grading import EXTRACTORS
+from ..answers import RULES
+from ..grading import EXTRACTORS
 from .methods import METHODS, parse_methods
 from .plots import save_report_figures
 from .runner import run_eval
-from .summary import format_table, summary_table
+from .summary import format_pairs, format_table, paired_comparisons, summary_table
 from .sweep import settings_grid
 from .tasks import TASKS, load_task
 
@@ -44,6 +47,16 @@ def _ints(text: str) -> list[int]:
 
 def _names(text: str) -> list[str]:
     return [v.strip() for v in text.split(",") if v.strip()]
+
+
+def _rules(text: str) -> list[str]:
+    names = _names(text)
+    bad = [r for r in names if r not in RULES]
+    if bad or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown answer rules {bad or names}; choose from {','.join(RULES)}"
+        )
+    return list(dict.fromkeys(names))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -97,6 +110,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     methods.add_argument("--mh-steps", type=int, default=4, help="MH steps per block")
     methods.add_argument("--mh-block-size", type=int, default=None)
     methods.add_argument("--seed", type=int, default=0, help="base seed of every run")
+    methods.add_argument(
+        "--answer",
+        type=_rules,
+        default=list(RULES),
+        help="answer decision rules to report, comma list from "
+        f"{','.join(RULES)} (default: all; every run is graded under each)",
+    )
 
     run = parser.add_argument_group("execution and output")
     run.add_argument(
@@ -173,12 +193,15 @@ def main(args: argparse.Namespace) -> int:
     except (ValueError, FileNotFoundError, ImportError) as err:
         print(f"eval: {err}", file=sys.stderr)
         return 2
-    summary = summary_table(rows)
-    print(format_table(summary))
+    print(format_table(summary_table(rows, args.answer)))
+    pairs = paired_comparisons(rows, args.answer)
+    if len(pairs):
+        print("\nPaired comparisons (exact McNemar, same problems):")
+        print(format_pairs(pairs))
     print(f"\nrows: {out}")
     if not args.no_plots:
         folder = Path(args.plots) if args.plots else out.with_name(out.stem + "-plots")
-        for saved in save_report_figures(rows, folder, png=not args.no_png):
+        for saved in save_report_figures(rows, folder, png=not args.no_png, rules=args.answer):
             print(f"plot: {saved.html}" + (f", {saved.png}" if saved.png else ""))
             if saved.png_skipped and not args.no_png:
                 print(f"      {saved.png_skipped}", file=sys.stderr)

@@ -5,6 +5,14 @@ r"""Methods under evaluation, built from one ``EvalSettings``, and one problem r
 - ``smc``:     PowerSMC(alpha, N particles, schedule)  — sequence-level pi_alpha ∝ p^alpha
 - ``mh``:      MHPowerSampler(alpha, mh_steps)         — Karan & Du's MCMC for pi_alpha
 - ``bon``:     BestOfN(N)                              — argmax log p over N samples
+- ``greedy``:  GreedyDecoding                          — argmax p token by token
+
+Every run is also graded under the answer decision rules (``answers.RULES``): the
+sampler's own draw (``chosen``), the weighted vote (argmax of the weighted answer
+posterior) and the majority vote over the run's particles. For one-sequence methods
+all three coincide; for best-of-N the weights are uniform, so its weighted vote is its
+majority vote: the majority vote over N plain samples, at the same N × max_new_tokens
+budget as SMC with N particles (``effective_rule`` says which rule a line stands for).
 
 Each method depends on a subset of the settings (base ignores alpha and N), and its
 config hash covers that subset only, so a sweep over alpha × N runs base once per
@@ -21,11 +29,14 @@ import time
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from ..answers import RULES, answer_posterior, decide
 from ..config import SCHEDULES, SMCConfig
-from ..methods import METHODS, make_sampler
+from ..grading import is_equivalent
+from ..methods import METHODS as SAMPLER_METHODS
+from ..methods import make_sampler
 from ..models.base import LanguageModel
 from ..stopping import make_stop_rule
-from .grading import extract_answer, is_equivalent
+from .greedy import GreedyDecoding
 from .tasks import Problem
 
 __all__ = [
@@ -35,6 +46,7 @@ __all__ = [
     "EvalSettings",
     "build_sampler",
     "config_hash",
+    "effective_rule",
     "method_config",
     "parse_methods",
     "prompt_ids_for",
@@ -58,7 +70,10 @@ METHOD_FIELDS: dict[str, tuple[str, ...]] = {
     ),
     "mh": ("alpha", "mh_steps", "mh_block_size", "max_new_tokens", "seed"),
     "bon": ("particles", "max_new_tokens", "seed"),
+    "greedy": ("max_new_tokens",),
 }
+# The library's samplers plus the evaluation-only greedy baseline.
+METHODS = (*SAMPLER_METHODS, "greedy")
 
 ANSWER_INSTRUCTION = "Solve the problem step by step, then put the final answer in \\boxed{}."
 
@@ -131,6 +146,17 @@ def method_config(method: str, settings: EvalSettings) -> dict[str, Any]:
     return {name: getattr(settings, name) for name in METHOD_FIELDS[method]}
 
 
+def effective_rule(method: str, rule: str) -> str:
+    """The rule whose answers ``rule`` gives for ``method`` (they coincide where noted above)."""
+    if rule not in RULES:
+        raise ValueError(f"unknown answer rule {rule!r}; choose one of {list(RULES)}")
+    if method == "smc":
+        return rule
+    if method == "bon":
+        return "majority-vote" if rule == "weighted-vote" else rule
+    return "chosen"
+
+
 def config_hash(method: str, settings: EvalSettings, model: str) -> str:
     """Short stable hash of (model, method, the settings it reads): the resume key's third part."""
     payload = json.dumps(
@@ -151,6 +177,8 @@ def build_sampler(
     """A fresh sampler (stop rules are stateful) for one run; ``boxed`` stops at \\boxed{...}."""
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose from {list(METHODS)}")
+    if method == "greedy":
+        return GreedyDecoding(model, settings.max_new_tokens, stop=make_stop_rule(boxed=boxed))
     return make_sampler(
         method,
         model,
@@ -190,8 +218,13 @@ def run_one(
     result = sampler.run(ids)
     latency = time.perf_counter() - start
     completion_ids = result.chosen_completion
-    completion = model.decode_batch([completion_ids])[0] if completion_ids else ""
-    answer = extract_answer(completion, problem.extractor)
+    texts = model.decode_batch([list(c) for c in result.completions])
+    completion = texts[result.chosen]
+    log_w = [math.log(w) if w > 0 else -math.inf for w in result.weights]
+    posterior = answer_posterior(texts, log_w, problem.extractor, chosen=result.chosen)
+    answer = decide(posterior, "chosen")
+    weighted = decide(posterior, "weighted-vote")
+    majority = decide(posterior, "majority-vote")
     tokens = len(completion_ids)
     log_p = float(result.log_p[result.chosen])
     extras = result.extras or {}
@@ -223,4 +256,10 @@ def run_one(
         "ess_min": float(result.ess_min) if method == "smc" else math.nan,
         "mh_acceptance": float(extras.get("acceptance_rate", math.nan)),
         "finished": bool(result.finished[result.chosen]),
+        "answer_weighted": weighted,
+        "correct_weighted": bool(is_equivalent(weighted, problem.answer)),
+        "answer_majority": majority,
+        "correct_majority": bool(is_equivalent(majority, problem.answer)),
+        "answer_mass": posterior.probability(weighted),
+        "no_answer_mass": posterior.no_answer,
     }

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +36,7 @@ METHOD_COLOURS = {
     "smc": "#d62728",
     "mh": "#2ca02c",
     "bon": "#9467bd",
+    "greedy": "#8c564b",
 }
 _METRICS = {"accuracy": "accuracy", "logp_per_token": "mean log p per token"}
 _PARAMS = {"alpha": "alpha", "particles": "particles N"}
@@ -167,11 +169,12 @@ def save_figure(fig: go.Figure, stem: str | Path, png: bool = True) -> SavedFigu
 
 
 def save_report_figures(
-    rows: pd.DataFrame, folder: str | Path, png: bool = True
+    rows: pd.DataFrame, folder: str | Path, png: bool = True, rules: Sequence[str] = ("chosen",)
 ) -> list[SavedFigure]:
-    """The standard set: accuracy-latency, and accuracy / log p per token vs alpha and vs N."""
+    """The standard set: accuracy-latency (one point per line of ``summary_table(rows,
+    rules)``), and accuracy / log p per token vs alpha and vs N (the sampler's own draw)."""
     folder = Path(folder)
-    summary = summary_table(rows)
+    summary = summary_table(rows, rules)
     saved = [save_figure(accuracy_latency_figure(summary), folder / "accuracy_vs_latency", png)]
     for param in ("alpha", "particles"):
         values = rows[param][rows[param].map(_has_value)]

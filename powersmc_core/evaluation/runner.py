@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +20,22 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from ..models.base import LanguageModel
-from .methods import EvalSettings, config_hash, parse_methods
+from .jobs import Job, plan_jobs
+from .methods import EvalSettings
+from .sweep import execute
 from .tasks import Problem
 
-__all__ = ["COLUMNS", "KEY", "Job", "ProgressCallback", "ResultStore", "plan_jobs", "run_eval"]
+# Job and plan_jobs live in .jobs (shared with .sweep); re-exported for existing imports.
+__all__ = [
+    "COLUMNS",
+    "KEY",
+    "RULE_COLUMNS",
+    "Job",
+    "ProgressCallback",
+    "ResultStore",
+    "plan_jobs",
+    "run_eval",
+]
 
 # Column -> kind; both file formats are read back to exactly these dtypes.
 COLUMNS: dict[str, str] = {
@@ -53,6 +64,19 @@ COLUMNS: dict[str, str] = {
     "ess_min": "float",
     "mh_acceptance": "float",
     "finished": "bool",
+    # Answer decision rules (see answers.py); "bool?" is missing in files written before them.
+    "answer_weighted": "str?",
+    "correct_weighted": "bool?",
+    "answer_majority": "str?",
+    "correct_majority": "bool?",
+    "answer_mass": "float",
+    "no_answer_mass": "float",
+}
+# Rule -> (answer column, correct column) of a row.
+RULE_COLUMNS: dict[str, tuple[str, str]] = {
+    "chosen": ("answer", "correct"),
+    "weighted-vote": ("answer_weighted", "correct_weighted"),
+    "majority-vote": ("answer_majority", "correct_majority"),
 }
 KEY = ("problem_id", "method", "config_hash")
 
@@ -76,10 +100,16 @@ def frame(rows: Iterable[dict[str, Any]] | pd.DataFrame) -> pd.DataFrame:
             df[name] = pd.to_numeric(col, errors="coerce").fillna(-1).astype("int64")
         elif kind == "float":
             df[name] = pd.to_numeric(col, errors="coerce").astype("float64")
+        elif kind == "bool?":
+            df[name] = col.map(lambda v: pd.NA if _missing(v) else _as_bool(v)).astype("boolean")
         else:
             df[name] = col.map(_as_bool).astype(bool)
     extra = [c for c in df.columns if c not in COLUMNS]
     return df[[*COLUMNS, *extra]].reset_index(drop=True)
+
+
+def _missing(value: Any) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
 
 
 def _as_bool(value: Any) -> bool:
@@ -120,9 +150,8 @@ class ResultStore:
                 raw = pd.read_parquet(self.path)
             else:
                 strings = {c: str for c, kind in COLUMNS.items() if kind.startswith("str")}
-                raw = pd.read_csv(
-                    self.path, dtype=strings, keep_default_na=False, na_values={"answer": [""]}
-                )
+                empty = {c: [""] for c, kind in COLUMNS.items() if kind.endswith("?")}
+                raw = pd.read_csv(self.path, dtype=strings, keep_default_na=False, na_values=empty)
         except Exception as err:
             raise ValueError(
                 f"cannot read existing results {self.path} ({err}); move it away or pick "
@@ -162,39 +191,6 @@ class ResultStore:
         return frame(pd.concat([self._stored, frame(self._pending)], ignore_index=True))
 
 
-@dataclass(frozen=True)
-class Job:
-    """One (problem, method, settings) run and its resume key."""
-
-    problem: Problem
-    method: str
-    settings: EvalSettings
-    key: tuple[str, str, str]
-
-
-def plan_jobs(
-    problems: Sequence[Problem],
-    methods: Sequence[str] | str,
-    settings: EvalSettings | Sequence[EvalSettings],
-    model_label: str,
-) -> list[Job]:
-    """Every distinct (problem, method, config) job, problems outermost, duplicates dropped."""
-    methods = parse_methods(methods)
-    grid = [settings] if isinstance(settings, EvalSettings) else list(settings)
-    if not grid:
-        raise ValueError("no settings to evaluate")
-    ids = [p.id for p in problems]
-    if len(set(ids)) != len(ids):
-        raise ValueError("problem ids must be unique (they key the resumable results)")
-    jobs: dict[tuple[str, str, str], Job] = {}
-    for problem in problems:
-        for point in grid:
-            for method in methods:
-                key = (problem.id, method, config_hash(method, point, model_label))
-                jobs.setdefault(key, Job(problem, method, point, key))
-    return list(jobs.values())
-
-
 def run_eval(
     problems: Sequence[Problem],
     methods: Sequence[str] | str,
@@ -218,8 +214,6 @@ def run_eval(
     A pool or Ray needs ``model_spec`` (a ``load_model`` name) so each worker loads its own
     model once; in-process runs may pass a ``model`` object instead.
     """
-    from .sweep import execute  # sweep imports this module's Job
-
     if model is None and model_spec is None:
         raise ValueError("pass a model object or a model_spec name")
     label = model_spec if model_spec is not None else model.name

@@ -5,16 +5,39 @@ Wilson score interval for k successes in n trials, z = 1.96:
 It stays inside [0, 1] and is sensible at p = 0 or 1, where the normal interval collapses.
 The latency ratio divides a row group's mean latency by the mean latency of ``base`` over
 the same problems (NaN when base was not run).
+
+A line is (method, config, answer rule): each run is graded under every decision rule
+(``answers.RULES``), and ``rules`` picks the lines shown; a rule that coincides with
+another for a method (every rule, for one-sequence methods) is shown once, under the rule
+it equals (``methods.effective_rule``).
+
+Paired comparisons: two lines graded on the same problems differ only on the discordant
+problems, b (first right, second wrong) and c (the reverse). Exact McNemar test: under
+H0 (equal accuracy) b ~ Binomial(b + c, 1/2), so the two-sided p-value is
+    p = min(1, 2·P(X <= min(b, c))),   X ~ Binomial(b + c, 1/2),   p = 1 when b + c = 0.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 
 import pandas as pd
 
-__all__ = ["Z95", "config_label", "format_table", "summary_table", "wilson_interval"]
+from .methods import effective_rule
+from .runner import RULE_COLUMNS
+
+__all__ = [
+    "Z95",
+    "config_label",
+    "format_pairs",
+    "format_table",
+    "mcnemar_exact",
+    "paired_comparisons",
+    "summary_table",
+    "wilson_interval",
+]
 
 Z95 = 1.959963984540054
 
@@ -49,10 +72,44 @@ def config_label(method: str, config_json: str) -> str:
     return " ".join(parts)
 
 
-def summary_table(df: pd.DataFrame) -> pd.DataFrame:
-    """One line per (method, config): n, accuracy, CI, mean log p/token, latency and ratio."""
+def mcnemar_exact(b: int, c: int) -> float:
+    """Two-sided exact McNemar p-value from the discordant counts b and c (see module)."""
+    if min(b, c) < 0:
+        raise ValueError(f"discordant counts must be >= 0, got b={b}, c={c}")
+    n = b + c
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, k) for k in range(min(b, c) + 1))  # exact integers
+    return min(1.0, 2 * tail / 2**n)
+
+
+def _lines(df: pd.DataFrame, rules: Sequence[str]):
+    """(method, config hash, rule, rows) for every line to show, in first-seen order."""
+    for (method, chash), group in df.groupby(["method", "config_hash"], sort=False):
+        shown = dict.fromkeys(effective_rule(str(method), r) for r in rules)
+        for rule in shown:
+            correct = group[RULE_COLUMNS[rule][1]]
+            rows = group[correct.notna()]  # rows from files written before the rule: left out
+            if len(rows):
+                yield str(method), str(chash), rule, rows
+
+
+def _label(method: str, config_json: str, rule: str) -> str:
+    if method == "bon" and rule == "majority-vote":
+        # best-of-N's samples are N plain samples: this line is the self-consistency baseline
+        return config_label("majority", config_json)
+    label = config_label(method, config_json)
+    return label if rule == "chosen" else f"{label} · {rule}"
+
+
+def summary_table(df: pd.DataFrame, rules: Sequence[str] = ("chosen",)) -> pd.DataFrame:
+    """One line per (method, config, rule): n, accuracy, CI, log p/token, latency and ratio.
+
+    Likelihood, tokens and latency are those of the run (shared by its rule lines).
+    """
     columns = [
         "method",
+        "rule",
         "config",
         "n",
         "accuracy",
@@ -71,8 +128,8 @@ def summary_table(df: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(columns=columns)
     base = df[df["method"] == "base"].groupby("problem_id")["latency_s"].mean()
     lines = []
-    for (method, chash), group in df.groupby(["method", "config_hash"], sort=False):
-        n, k = len(group), int(group["correct"].sum())
+    for method, chash, rule, group in _lines(df, rules):
+        n, k = len(group), int(group[RULE_COLUMNS[rule][1]].astype(bool).sum())
         low, high = wilson_interval(k, n)
         shared = base.reindex(group["problem_id"].unique()).dropna()
         mine = group[group["problem_id"].isin(shared.index)]["latency_s"].mean()
@@ -80,7 +137,8 @@ def summary_table(df: pd.DataFrame) -> pd.DataFrame:
         lines.append(
             {
                 "method": method,
-                "config": config_label(method, group["config"].iloc[0]),
+                "rule": rule,
+                "config": _label(method, group["config"].iloc[0], rule),
                 "n": n,
                 "accuracy": k / n,
                 "ci_low": low,
@@ -108,5 +166,42 @@ def format_table(summary: pd.DataFrame) -> str:
         lines.append(
             f"| {r.config} | {r.n} | {r.accuracy:.2f} [{r.ci_low:.2f}, {r.ci_high:.2f}] "
             f"| {r.logp_per_token:.3f} | {r.tokens:.1f} | {r.latency_s:.2f} | {ratio} |"
+        )
+    return "\n".join(lines)
+
+
+def paired_comparisons(df: pd.DataFrame, rules: Sequence[str] = ("chosen",)) -> pd.DataFrame:
+    """Exact McNemar test between every two summary lines, on the problems both graded.
+
+    Columns: first, second (line labels), n (shared problems), first_only (b), second_only
+    (c), p_value. One row per unordered pair, in the order of ``summary_table``.
+    """
+    columns = ["first", "second", "n", "first_only", "second_only", "p_value"]
+    graded = []
+    for method, _, rule, group in _lines(df, rules):
+        right = group.set_index("problem_id")[RULE_COLUMNS[rule][1]].astype(bool)
+        graded.append((_label(method, group["config"].iloc[0], rule), right))
+    out = []
+    for i, (label_a, a) in enumerate(graded):
+        for label_b, b in graded[i + 1 :]:
+            shared = a.index.intersection(b.index)
+            x, y = a[shared], b[shared]
+            only_a, only_b = int((x & ~y).sum()), int((~x & y).sum())
+            out.append(
+                [label_a, label_b, len(shared), only_a, only_b, mcnemar_exact(only_a, only_b)]
+            )
+    return pd.DataFrame(out, columns=columns)
+
+
+def format_pairs(pairs: pd.DataFrame) -> str:
+    """Markdown table of ``paired_comparisons``: b / c and the exact McNemar p-value."""
+    lines = [
+        "| first | second | problems | only first right | only second right | McNemar p |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for r in pairs.itertuples(index=False):
+        lines.append(
+            f"| {r.first} | {r.second} | {r.n} | {r.first_only} | {r.second_only} "
+            f"| {r.p_value:.3g} |"
         )
     return "\n".join(lines)

@@ -10,8 +10,9 @@ yields one row per job as it completes, from one of three places:
   they finish. ``ray.init()`` starts a local instance unless ``ray_address`` names a
   cluster. Ray is an optional extra: ``pip install .[ray]``.
 
-Workers cache models by spec, so a Ray worker process that runs many tasks loads
-the model once. Rows do not depend on where they ran: seeds come from problem ids.
+Models come from ``models.loading.load_model`` (the one model-name parser and the one
+per-process instance cache), so a Ray worker process that runs many tasks loads the
+model once. Rows do not depend on where they ran: seeds come from problem ids.
 """
 
 from __future__ import annotations
@@ -23,13 +24,11 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from typing import Any
 
 from ..models.base import LanguageModel
-from ..models.toy import ToyLM
+from ..models.loading import load_model
+from .jobs import Job
 from .methods import EvalSettings, run_one
-from .runner import Job
 
-__all__ = ["execute", "resolve_model", "settings_grid"]
-
-_MODELS: dict[str, LanguageModel] = {}
+__all__ = ["execute", "settings_grid"]
 
 
 def settings_grid(
@@ -45,35 +44,8 @@ def settings_grid(
     ]
 
 
-def resolve_model(spec: str, device: str | None = None, dtype: str | None = None) -> LanguageModel:
-    """Load (once per process) the model a spec names, via ``models.loading.load_model``.
-
-    Toy specs ("toy-trap", "toy-random:V,L,seed") are also built here directly, so the
-    harness mechanics work even where the loader module is unavailable.
-    """
-    cache_key = f"{spec}|{device}|{dtype}"
-    if cache_key in _MODELS:
-        return _MODELS[cache_key]
-    try:
-        from ..models.loading import load_model
-    except ImportError:
-        load_model = None
-    if load_model is not None:
-        model = load_model(spec, device=device, dtype=dtype)
-    elif spec == "toy-trap":
-        model = ToyLM.trap()
-    elif spec.startswith("toy-random"):
-        parts = spec.partition(":")[2]
-        values = [int(v) for v in parts.split(",")] if parts else []
-        model = ToyLM.random(*values)
-    else:
-        raise ValueError(f"cannot load model {spec!r}: powersmc_core.models.loading is missing")
-    _MODELS[cache_key] = model
-    return model
-
-
 def _run_job(spec: str, options: dict[str, Any], label: str, job: Job) -> dict[str, Any]:
-    model = resolve_model(spec, **options)
+    model = load_model(spec, **options)
     return run_one(model, job.problem, job.method, job.settings, label)
 
 
@@ -110,7 +82,7 @@ def execute(
         yield from _execute_pool(jobs, model_spec, options, model_label, workers)
     else:
         spec = _need_spec(model_spec, "local") if model is None else ""
-        local = model if model is not None else resolve_model(spec, **options)
+        local = model if model is not None else load_model(spec, **options)
         for job in jobs:
             yield run_one(local, job.problem, job.method, job.settings, model_label)
 
