@@ -70,8 +70,13 @@ def compare_runs(
     methods: Sequence[str],
     settings: CompareSettings,
     stop_factory: Callable[[], StopRule | None] = lambda: None,
+    on_step: Callable[[], None] = lambda: None,
 ) -> Iterator[tuple[str, SMCResult, float]]:
-    """Run each method on the same prompt, yielding (method, result, wall seconds) in turn."""
+    """Run each method on the same prompt, yielding (method, result, wall seconds) in turn.
+
+    ``on_step`` is called after every record a sampler streams (the gate checks the
+    run-time cap there, so a cap holds within one step, not one method).
+    """
     unknown = [m for m in methods if m not in COMPARE_METHODS]
     if unknown or not methods:
         raise ValueError(
@@ -83,8 +88,10 @@ def compare_runs(
             method, model, config, stop=stop_factory(), mh_steps=settings.mh_steps
         )
         start = time.perf_counter()
-        result = sampler.run(prompt)
-        yield method, result, time.perf_counter() - start
+        run = sampler.stream(prompt)  # the same records and result as sampler.run(prompt)
+        for _ in run:
+            on_step()
+        yield method, run.result(), time.perf_counter() - start
 
 
 def comparison_frame(

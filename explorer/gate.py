@@ -19,7 +19,8 @@ method), clamps every number to the mode's caps (``DemoSettings``) with one note
 change, sanitises and encodes the prompt under the token cap, and parses the stop
 rule. ``running`` takes a server-wide queue slot for the visitor (``LimitError`` when
 the visitor already runs something or the queue is full), stops the events at the
-run-time cap, and journals the run: a live run's records go to the run store
+run-time cap (Live SMC and Compare within one step, a task set within one graded
+run, the Theory lab between two checks), and journals the run: a live run's records go to the run store
 (crash-safe), every run gets a start and an end line in the ``explorer.gate`` log.
 ``upload`` reads a trace under the mode's upload cap (5 MB in demo mode).
 
@@ -217,8 +218,15 @@ class Gate:
                 f"choose from {list(compare.COMPARE_METHODS)}"
             )
 
-        def job(_: GatedRun) -> Iterator[Any]:
-            return compare.compare_runs(model, ids, methods, settings, lambda: make_stop(stop_rule))
+        def job(run: GatedRun) -> Iterator[Any]:
+            return compare.compare_runs(
+                model,
+                ids,
+                methods,
+                settings,
+                lambda: make_stop(stop_rule),
+                on_step=run.check_deadline,  # the cap holds within one step of a method
+            )
 
         return Admission("compare", model_name, config, tuple(notes), job)
 

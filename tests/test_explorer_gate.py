@@ -1,0 +1,118 @@
+"""The policy gate without Streamlit: caps, queue slot, run-time cap, uploads (toy models)."""
+
+from __future__ import annotations
+
+import pytest
+
+from explorer.gate import Gate, InputError, LimitError, TraceError
+from explorer.limits import RunLimiter
+from explorer.settings import demo_settings
+from powersmc_core.models.loading import load_model
+
+DEMO = demo_settings({"POWERSMC_DEMO": "1"})
+FULL = demo_settings({})
+
+
+class TickClock:
+    """A limiter clock that moves one second per reading (no wall time involved)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        self.now += 1.0
+        return self.now
+
+
+def gate(settings=DEMO, max_run_s: float = 1e9, clock=None, visitor: str = "v1") -> Gate:
+    limiter = RunLimiter(
+        max_concurrent=1, max_queue=0, max_run_s=max_run_s, **({"clock": clock} if clock else {})
+    )
+    return Gate(settings, limiter=limiter, visitor=visitor)
+
+
+@pytest.fixture(scope="module")
+def trap():
+    return load_model("toy-trap")
+
+
+def test_over_cap_values_are_clamped_with_one_note_each(trap):
+    admitted = gate().compare(
+        trap,
+        "toy-trap",
+        {"alpha": 4.0, "n_particles": 200, "max_new_tokens": 2000, "seed": 0},
+        [],
+        ["smc", "mh"],
+        50,
+        "EOS only",
+    )
+    assert admitted.config.n_particles == 32 and admitted.config.max_new_tokens == 96
+    assert admitted.notes == (
+        "N 200 is outside [1, 32]; using 32",
+        "max new tokens 2000 is outside [1, 96]; using 96",
+        "MH steps 50 is outside [0, 8]; using 8",
+    )
+
+
+def test_full_mode_keeps_values_within_its_own_caps(trap):
+    admitted = gate(FULL).compare(
+        trap, "toy-trap", {"n_particles": 200, "max_new_tokens": 2000}, [], ["smc"], 50, "EOS only"
+    )
+    assert admitted.notes == () and admitted.config.n_particles == 200
+
+
+@pytest.mark.parametrize(
+    ("requested", "methods", "message"),
+    [
+        ({"alpha": 0.0}, ["smc"], "alpha"),
+        ({"n_particles": 0}, ["smc"], "n_particles"),
+        ({}, ["nope"], "unknown methods"),
+        ({}, [], "unknown methods"),
+    ],
+)
+def test_values_no_cap_can_fix_are_refused(trap, requested, methods, message):
+    with pytest.raises(InputError, match=message):
+        gate().compare(trap, "toy-trap", requested, [], methods, 1, "EOS only")
+
+
+def test_admission_starts_nothing_and_running_holds_the_one_slot(trap):
+    g = gate()
+    admitted = g.live(trap, "toy-trap", {"n_particles": 8}, [], "(empty)", "EOS only")
+    assert admitted.live.records == [] and g.limiter.stats()["active"] == 0
+    with g.running(admitted) as run:
+        held = [g.limiter.stats()["active"] for _ in run.events()]
+        with pytest.raises(LimitError, match="already in progress"), g.running(admitted):
+            pass  # the same visitor cannot start a second run meanwhile
+    assert held and set(held) == {1}
+    assert g.limiter.stats()["active"] == 0 and admitted.finish().status == "finished"
+
+
+def test_compare_stops_within_one_step_at_the_run_time_cap(trap):
+    clock = TickClock()  # every deadline check moves the clock by 1 s
+    g = gate(max_run_s=3.0, clock=clock)
+    admitted = g.compare(
+        trap, "toy-trap", {"n_particles": 4, "max_new_tokens": 2}, [], ["smc"] * 5, 0, "EOS only"
+    )
+    with g.running(admitted) as run:
+        results = list(run.events())
+    assert run.timed_out
+    # Each smc run streams at most 2 records (2 checks): the cap of 3 ticks after the
+    # slot was taken stops the second method, never a whole method later.
+    assert len(results) <= 1
+
+
+def test_theory_budget_is_clamped_and_validated():
+    trap = load_model("toy-trap")
+    admitted, settings = gate().theory(trap, "toy-trap", 4.0, 256, 500, 256, 0)
+    assert (settings.n_particles, settings.runs, settings.n_max) == (32, 50, 32)
+    assert "runs per point 500 is outside [2, 50]; using 50" in admitted.notes
+    with pytest.raises(InputError, match="runs per point must be in"):
+        gate().theory(trap, "toy-trap", 4.0, 16, 1, 64, 0)
+
+
+def test_uploads_use_the_mode_cap():
+    big = b" " * (6 * 2**20)
+    with pytest.raises(TraceError, match="the upload limit is 5 MB"):
+        gate().upload(big, "big.jsonl")
+    with pytest.raises(TraceError, match="trace is empty"):
+        gate(FULL).upload(big, "big.jsonl")  # under the full app's 20 MB: parsed, and refused
