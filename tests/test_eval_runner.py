@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import ast
 import math
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -11,8 +13,10 @@ import pytest
 from powersmc_core import ToyLM
 from powersmc_core.evaluation import EvalSettings, run_eval, run_task_comparison, settings_grid
 from powersmc_core.evaluation.cli import add_arguments, main
+from powersmc_core.evaluation.jobs import plan_jobs
 from powersmc_core.evaluation.methods import METHODS, config_hash, run_one
-from powersmc_core.evaluation.runner import COLUMNS, KEY, ResultStore, plan_jobs
+from powersmc_core.evaluation.runner import COLUMNS, KEY, ResultStore
+from powersmc_core.evaluation.summary import summary_table
 from powersmc_core.evaluation.tasks import arithmetic_problems, toy_problems
 
 SETTINGS = EvalSettings(alpha=4.0, particles=8, max_new_tokens=4, mh_steps=2, seed=5)
@@ -213,7 +217,108 @@ def test_cli_bad_input_returns_2(tmp_path, capsys):
     args = _parser().parse_args(["--task", "gsm8k", "--out", str(tmp_path / "x.csv")])
     assert main(args) == 2
     assert "--data" in capsys.readouterr().err
-    args = _parser().parse_args(["--task", "toy", "--methods", "smc,greedy"])
+    args = _parser().parse_args(["--task", "toy", "--methods", "smc,sampling"])
     assert main(args) == 2
     with pytest.raises(SystemExit):
         _parser().parse_args(["--alpha", "four"])
+
+
+def test_cli_answer_rules_and_paired_comparisons(tmp_path, capsys):
+    out = tmp_path / "rules.csv"
+    base = ["--task", "toy", "--model", "toy-trap", "--n", "4", "--methods", "base,smc,bon"]
+    argv = [*base, "--particles", "8", "--max-new-tokens", "4", "--out", str(out)]
+    argv += ["--no-progress", "--no-plots"]
+    assert main(_parser().parse_args(argv)) == 0
+    printed = capsys.readouterr().out
+    for line in ("| smc α=4 N=8 |", "| smc α=4 N=8 · weighted-vote |", "| majority N=8 |"):
+        assert line in printed
+    assert "| smc α=4 N=8 · majority-vote |" in printed
+    assert "McNemar" in printed and "| base | smc α=4 N=8 · weighted-vote | 4 |" in printed
+    assert main(_parser().parse_args([*argv, "--answer", "weighted-vote"])) == 0
+    printed = capsys.readouterr().out
+    # One-sequence methods have one line whatever the rule; bon's weighted vote is its majority.
+    assert "| base | 4 |" in printed and "| majority N=8 | 4 |" in printed
+    assert "| smc α=4 N=8 · weighted-vote |" in printed and "| smc α=4 N=8 | 4 |" not in printed
+    with pytest.raises(SystemExit):
+        _parser().parse_args(["--answer", "vote"])
+
+
+def test_rows_carry_every_decision_rule():
+    df = run_eval(toy_problems(6), list(METHODS), SETTINGS, model=ToyLM.trap(), progress=False)
+    single = df[~df["method"].isin(["smc", "bon"])]
+    assert (single["answer_weighted"] == single["answer"]).all()
+    assert (single["answer_majority"] == single["answer"]).all()
+    assert (single["answer_mass"] == 1.0).all()
+    for rule in ("weighted", "majority"):
+        graded = df[f"answer_{rule}"] == "B x"
+        assert (df[f"correct_{rule}"].astype(bool) == graded).all()
+    assert ((df["answer_mass"] > 0) & (df["answer_mass"] <= 1)).all()
+    assert (df["no_answer_mass"] == 0).all()  # every toy completion is an answer
+
+
+def test_greedy_follows_the_argmax_path():
+    for model in (ToyLM.trap(), ToyLM.random(4, 4, seed=2)):
+        problem = toy_problems(1, answer="B x")[0]
+        row = run_one(model, problem, "greedy", SETTINGS)
+        path, log_p = [], 0.0
+        while True:  # walk argmax p(. | prefix) by hand on the slow path
+            logp = model.next_token_logprobs(path)
+            token = int(logp.argmax())
+            log_p += float(logp[token])
+            if token == model.eos_token_id:
+                break
+            path.append(token)
+        assert row["completion"] == model.decode_batch([path])[0]
+        assert row["log_p"] == pytest.approx(log_p)
+        assert row["tokens"] == len(path) and row["token_forwards"] == len(path) + 1
+    # On the trap, greedy takes the locally likely "A" and then x (ties go to the lowest id).
+    assert run_one(ToyLM.trap(), toy_problems(1)[0], "greedy", SETTINGS)["answer"] == "A x"
+
+
+def test_files_written_before_the_rules_resume_with_those_lines_left_out(tmp_path):
+    out = tmp_path / "old.csv"
+    model = ToyLM.trap()
+    df = run_eval(toy_problems(3), ["base", "smc"], SETTINGS, model=model, progress=False)
+    df.drop(columns=["answer_weighted", "correct_weighted", "correct_majority"]).to_csv(out)
+    stored = ResultStore(out).table()
+    assert stored["correct_weighted"].isna().all()
+    summary = summary_table(stored, ["chosen", "weighted-vote", "majority-vote"])
+    assert list(summary["rule"]) == ["chosen", "chosen"]  # base, smc: no rule data to show
+
+
+def _imports(path: Path) -> set[str]:
+    """Sibling modules of powersmc_core/evaluation that ``path`` imports (anywhere in it)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level == 1:
+            found.add(node.module or "__init__")
+    return found
+
+
+def test_no_import_cycle_inside_the_evaluation_package():
+    folder = Path(__file__).parents[1] / "powersmc_core" / "evaluation"
+    graph = {p.stem: _imports(p) for p in folder.glob("*.py") if p.stem != "__init__"}
+    assert "sweep" not in graph["runner"] or "runner" not in graph["sweep"]
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+    def visit(name: str, path: list[str]) -> None:
+        state[name] = 1
+        for nxt in graph.get(name, ()):
+            if state.get(nxt) == 1:
+                pytest.fail(f"import cycle: {' -> '.join([*path, name, nxt])}")
+            if nxt not in state:
+                visit(nxt, [*path, name])
+        state[name] = 2
+
+    for name in graph:
+        if name not in state:
+            visit(name, [])
+    # The library's answer tools never import the evaluation package.
+    for module in ("answers", "grading"):
+        text = (folder.parent / f"{module}.py").read_text()
+        assert "evaluation" not in {
+            part
+            for node in ast.walk(ast.parse(text))
+            if isinstance(node, ast.ImportFrom)
+            for part in (node.module or "").split(".")
+        }

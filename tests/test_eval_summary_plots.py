@@ -16,7 +16,14 @@ from powersmc_core.evaluation.plots import (
     sweep_figure,
 )
 from powersmc_core.evaluation.runner import frame
-from powersmc_core.evaluation.summary import format_table, summary_table, wilson_interval
+from powersmc_core.evaluation.summary import (
+    format_pairs,
+    format_table,
+    mcnemar_exact,
+    paired_comparisons,
+    summary_table,
+    wilson_interval,
+)
 
 
 def test_wilson_interval_by_hand():
@@ -31,6 +38,25 @@ def test_wilson_interval_by_hand():
     assert all(math.isnan(v) for v in wilson_interval(0, 0))
     with pytest.raises(ValueError):
         wilson_interval(11, 10)
+
+
+@pytest.mark.parametrize("k,n", [(0, 1), (0, 10), (3, 10), (8, 10), (10, 10), (17, 50), (1, 200)])
+def test_wilson_interval_agrees_with_scipy(k, n):
+    stats = pytest.importorskip("scipy.stats", reason="scipy is a test dependency")
+    ci = stats.binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
+    assert wilson_interval(k, n) == pytest.approx((ci.low, ci.high), abs=1e-12)
+
+
+def test_exact_mcnemar_agrees_with_scipys_binomial_test():
+    stats = pytest.importorskip("scipy.stats", reason="scipy is a test dependency")
+    for b in range(0, 13):
+        for c in range(0, 13):
+            expected = 1.0 if b + c == 0 else stats.binomtest(b, b + c, 0.5).pvalue
+            assert mcnemar_exact(b, c) == pytest.approx(expected, rel=1e-12), (b, c)
+    # By hand: b = 0, c = 5 -> 2 / 2^5; b = 1, c = 4 -> 2·(1 + 5) / 2^5.
+    assert mcnemar_exact(0, 5) == 2 / 32 and mcnemar_exact(1, 4) == 12 / 32
+    with pytest.raises(ValueError):
+        mcnemar_exact(-1, 2)
 
 
 def _rows() -> pd.DataFrame:
@@ -125,3 +151,30 @@ def test_save_figure_writes_html_and_png_or_says_why_not(tmp_path, monkeypatch):
         "accuracy_vs_latency.html",
         "logp_per_token_vs_alpha.html",
     ]
+
+
+def test_paired_comparisons_by_hand():
+    pairs = paired_comparisons(_rows()).set_index(["first", "second"])
+    # base [1,0,1,0] vs smc α=4 [1,1,1,1]: only smc right on p1, p3 -> b=0, c=2, p = 2/4.
+    pair = pairs.loc[("base", "smc α=4 N=8")]
+    assert (pair["n"], pair["first_only"], pair["second_only"]) == (4, 0, 2)
+    assert pair["p_value"] == pytest.approx(0.5)
+    # smc α=2 [1,1,1,0] vs bon [0,1,1,0]: b=1, c=0 -> p = 1.
+    pair = pairs.loc[("smc α=2 N=8", "bon N=8")]
+    assert (pair["first_only"], pair["second_only"], pair["p_value"]) == (1, 0, 1.0)
+    assert len(pairs) == 4 * 3 // 2
+    assert "| base | smc α=4 N=8 | 4 | 0 | 2 | 0.5 |" in format_pairs(pairs.reset_index())
+
+
+def test_rule_lines_use_their_own_grades():
+    rows = _rows()
+    rows["correct_weighted"] = rows["method"].eq("smc")  # every smc vote right
+    rows["correct_majority"] = rows["method"].eq("bon")  # every bon majority right
+    rows = frame(rows)
+    summary = summary_table(rows, ["chosen", "weighted-vote", "majority-vote"])
+    lines = summary.set_index("config")["accuracy"].to_dict()
+    assert lines["smc α=4 N=8 · weighted-vote"] == 1.0
+    assert lines["smc α=2 N=8 · majority-vote"] == 0.0
+    assert lines["majority N=8"] == 1.0 and lines["bon N=8"] == 0.5
+    assert "base · weighted-vote" not in lines  # one-sequence methods: one line
+    assert list(summary["rule"]).count("chosen") == 4
