@@ -70,12 +70,9 @@ methods = st.multiselect(
 stop_rule = st.selectbox("stop rule", inputs.STOP_RULES, index=0 if toy else 1, key="cmp_stop_rule")
 
 
-def on_wait(position: int, waited: float) -> None:
-    st.info(f"Waiting for a free slot: you are #{position} in the queue ({waited:.0f} s).")
-
-
 requested = dict(alpha=alpha, n_particles=n_particles, max_new_tokens=max_new_tokens, seed=seed)
 if st.button("Run comparison", type="primary", key="cmp_run"):
+    queue_box = st.empty()
     try:
         admitted = gate.compare(model, model_name, requested, prompt, methods, mh_steps, stop_rule)
         for note in admitted.notes:
@@ -83,7 +80,7 @@ if st.button("Run comparison", type="primary", key="cmp_run"):
         runs = []
         with (
             st.status("Running the methods…", expanded=True) as box,
-            gate.running(admitted, on_wait) as run,
+            gate.running(admitted, lambda *w: queue_box.info(gate.queue_message(*w))) as run,
         ):
             progress = st.progress(0.0)
             for k, result in enumerate(run.events()):
@@ -154,6 +151,7 @@ if api is not None:
     n_problems = t2.number_input("problems", value=3, step=1, key="cmp_task_n")
     difficulty = t3.selectbox("difficulty", [1, 2, 3], key="cmp_task_difficulty")
     if st.button("Run task set", key="cmp_task_run"):
+        queue_box = st.empty()
         bar = st.progress(0.0, text="starting…")
 
         def advance(done: int, total: int) -> None:
@@ -175,7 +173,7 @@ if api is not None:
             )
             for note in admitted.notes:
                 st.warning(note)
-            with gate.running(admitted, on_wait) as run:
+            with gate.running(admitted, lambda *w: queue_box.info(gate.queue_message(*w))) as run:
                 rows = next(iter(run.events()), None)
         except InputError as err:
             st.error(f"Invalid task settings: {err}")

@@ -248,14 +248,11 @@ if active is not None:
     cfg = active.config.to_dict()
     total = cfg["max_new_tokens"]
 
-    def on_wait(position: int, waited: float) -> None:
-        status.info(f"Waiting for a free slot: you are #{position} in the queue ({waited:.0f} s).")
-
     run = None
     try:
         # The gate holds a queue slot (one run per visitor), stops at the run-time cap and
         # journals the run (finished, stopped or interrupted by a crash).
-        with gate.running(active, on_wait) as run:
+        with gate.running(active, lambda *w: status.info(gate.queue_message(*w))) as run:
             for draws, update in enumerate(run.events()):
                 rec = update.record
                 status.progress(

@@ -47,18 +47,15 @@ for note in admitted.notes:
 comparison = theory.power_vs_temperature(model, settings.alpha)
 
 
-def on_wait(position: int, waited: float) -> None:
-    st.info(f"Waiting for a free slot: you are #{position} in the queue ({waited:.0f} s).")
-
-
 key = (name, settings)
 results = state.get("theory_last", {}).get(key)
 if st.button("Run Monte-Carlo checks", type="primary", key="theory_run"):
     results, timed_out = {}, False
+    queue_box = st.empty()
     try:
         with (
             st.status("Running the checks…", expanded=True) as box,
-            gate.running(admitted, on_wait) as run,
+            gate.running(admitted, lambda *w: queue_box.info(gate.queue_message(*w))) as run,
         ):
             bar = st.progress(0.0)
             for k, (part, value) in enumerate(run.events()):

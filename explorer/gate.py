@@ -310,6 +310,11 @@ class Gate:
         return admission, settings
 
     # ---- running: queue slot, run-time cap, journal ----------------------------------------
+    @staticmethod
+    def queue_message(position: int, waited: float) -> str:
+        """What a waiting visitor reads (``on_wait(position, waited)`` of ``running``)."""
+        return f"Waiting for a free slot: you are #{position} in the queue ({waited:.0f} s)."
+
     @contextlib.contextmanager
     def running(
         self, admission: Admission, on_wait: Callable[[int, float], None] | None = None

@@ -26,7 +26,7 @@ class TickClock:
 
 def gate(settings=DEMO, max_run_s: float = 1e9, clock=None, visitor: str = "v1") -> Gate:
     limiter = RunLimiter(
-        max_concurrent=1, max_queue=0, max_run_s=max_run_s, **({"clock": clock} if clock else {})
+        max_concurrent=1, max_queue=1, max_run_s=max_run_s, **({"clock": clock} if clock else {})
     )
     return Gate(settings, limiter=limiter, visitor=visitor)
 
@@ -85,6 +85,32 @@ def test_admission_starts_nothing_and_running_holds_the_one_slot(trap):
             pass  # the same visitor cannot start a second run meanwhile
     assert held and set(held) == {1}
     assert g.limiter.stats()["active"] == 0 and admitted.finish().status == "finished"
+
+
+class Leave(Exception):
+    """What Streamlit's rerun does to a waiting page: an exception from ``on_wait``."""
+
+
+def test_a_waiting_visitor_is_told_the_queue_position_and_leaves_cleanly(trap):
+    g = gate(visitor="second")
+    admitted = g.live(trap, "toy-trap", {"n_particles": 4}, [], "(empty)", "EOS only")
+    shown: list[str] = []
+
+    def on_wait(position: int, waited: float) -> None:
+        shown.append(g.queue_message(position, waited))
+        raise Leave
+
+    with g.limiter.slot("first"), pytest.raises(Leave), g.running(admitted, on_wait):
+        pass  # never reached: the only slot is held by the first visitor
+    assert shown and shown[0].startswith("Waiting for a free slot: you are #1 in the queue")
+    assert g.limiter.stats() | {"reclaimed": 0} == {
+        "active": 0,
+        "waiting": 0,
+        "max_concurrent": 1,
+        "max_queue": 1,
+        "reclaimed": 0,
+    }
+    assert admitted.live.records == []  # nothing was decoded while waiting
 
 
 def test_compare_stops_within_one_step_at_the_run_time_cap(trap):
