@@ -6,6 +6,7 @@ import dataclasses
 import itertools
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -90,15 +91,23 @@ def test_lineage_bookkeeping_matches_genealogy(model, single_thread):
     assert alive[-1].all() and alive.shape == (len(records), 12)
 
 
-def test_rényi_entropy_explains_the_log_increment(model, single_thread):
-    """With tau = 1/alpha, log G = (1 - alpha)·H_alpha for active particles (constant schedule)."""
-    records, _ = records_of(model, alpha=3.0, n_particles=8, seed=2)
+def test_log_increment_is_the_renyi_term_of_the_tables_own_rows(model, single_thread):
+    """With tau = 1/alpha, log G_i = log sum_v p(v|prefix_i)^alpha = (1 - alpha)·H_alpha: checked
+    against the toy model's table at each particle's prefix (rebuilt from the genealogy), not
+    against the sampler's own log-sum-exp, so wrong log-probabilities fed in would fail."""
+    alpha = 3.0
+    records, _ = records_of(model, alpha=alpha, n_particles=8, seed=2)
     checked = 0
-    for r in records[:-1]:  # the last step may add a catch-up term
-        for i in range(8):
-            if not math.isnan(r.renyi[i]):
-                assert r.log_increment[i] == pytest.approx((1 - r.alpha) * r.renyi[i], abs=1e-9)
-                checked += 1
+    for step, r in enumerate(records[:-1], start=1):  # the last step may add a catch-up term
+        for i, seq in enumerate(sequences_at(records, step)):
+            if r.tokens[i] < 0:  # finished before this step: no token, no Rényi term
+                assert math.isnan(r.renyi[i])
+                continue
+            row = model.next_token_logprobs(seq[:-1]).numpy()
+            log_mass = float(np.log(np.exp(alpha * row).sum()))  # log sum_v p(v|prefix)^alpha
+            assert r.log_increment[i] == pytest.approx(log_mass, abs=1e-9)
+            assert r.renyi[i] == pytest.approx(log_mass / (1 - alpha), abs=1e-9)
+            checked += 1
     assert checked > 8
 
 
@@ -202,3 +211,49 @@ def test_best_of_n_returns_the_most_likely_sample(model):
     result = BestOfN(model, n=12, max_new_tokens=6, seed=3).run([])
     assert result.log_p[result.chosen] == max(result.log_p)
     assert result.method == "bon"
+
+
+# -- every sampler has its own run object ------------------------------------------------------
+def test_mh_streams_records_and_its_run_returns_the_same_result(model, single_thread):
+    from powersmc_core import MHPowerSampler, MHRecord
+    from powersmc_core.mh import MHRun
+
+    sampler = MHPowerSampler(model, alpha=3.0, max_new_tokens=5, block_size=2, mh_steps=3, seed=4)
+    run = sampler.stream([1])
+    assert isinstance(run, MHRun)
+    records = list(run)
+    assert all(isinstance(r, MHRecord) for r in records) and records[-1].done
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        records[0].log_p = 0.0
+    streamed, direct = run.result(), sampler.run([1])
+    strip = {"elapsed": 0.0}
+    assert dataclasses.replace(streamed, **strip) == dataclasses.replace(direct, **strip)
+    assert streamed.completions[0] == [t for t in records[-1].tokens if t != model.eos_token_id]
+    assert streamed.finished == [records[-1].finished]
+
+
+def test_one_mh_sampler_serves_interleaved_runs(model, single_thread):
+    """Chain state lives on the run, not the sampler: two runs interleaved step by step give
+    what each gives alone."""
+    from powersmc_core import MHPowerSampler
+
+    sampler = MHPowerSampler(model, alpha=3.0, max_new_tokens=4, block_size=1, mh_steps=2, seed=1)
+    alone = [r.tokens for r in sampler.stream([])]
+    a, b = sampler.stream([]), sampler.stream([])
+    interleaved = [(ra.tokens, rb.tokens) for ra, rb in zip(a, b, strict=True)]
+    assert [x for x, _ in interleaved] == alone == [y for _, y in interleaved]
+
+
+def test_best_of_n_run_object_makes_the_choice(model, single_thread):
+    from powersmc_core.baselines import BestOfNRun
+
+    sampler = BestOfN(model, n=8, max_new_tokens=6, seed=3)
+    run = sampler.stream([])
+    assert isinstance(run, BestOfNRun)
+    for _ in run:
+        pass
+    result = run.result()
+    assert result.chosen == max(range(8), key=result.log_p.__getitem__)
+    assert dataclasses.replace(result, elapsed=0.0) == dataclasses.replace(
+        sampler.run([]), elapsed=0.0
+    )
