@@ -2,21 +2,56 @@
 
 ``base``: ancestral sampling (T = 1); ``lowtemp``: token-level temperature 1/alpha;
 ``smc``: Power-SMC; ``mh``: MH power sampling (Karan & Du); ``bon``: best-of-N by log p.
+
+Every sampler has the same run interface (``Sampler``): ``stream(prompt)`` returns a run
+object, an iterator of frozen records (``StepRecord``; ``MHRecord`` for MH) whose
+``result()`` is the ``SMCResult`` at any time, and ``run(prompt)`` consumes it. A caller that
+watches the records iterates the run and then calls ``result()``; it never needs to patch
+``stream`` or redo a sampler's choice (best-of-N's argmax lives in its run's ``result()``).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterator, Sequence
+from typing import Any, Protocol
 
 from .baselines import BestOfN, MHPowerSampler, TemperatureSampling
 from .config import SMCConfig
 from .models.base import LanguageModel
+from .records import SMCResult
 from .sampler import PowerSMC
 from .stopping import StopRule
 
-__all__ = ["METHODS", "make_sampler"]
+__all__ = ["DESCRIPTIONS", "METHODS", "Run", "Sampler", "make_sampler"]
 
 METHODS = ("base", "lowtemp", "smc", "mh", "bon")
+DESCRIPTIONS = {
+    "base": "ancestral sampling at T = 1",
+    "lowtemp": "token-level temperature T = 1/alpha",
+    "smc": "Power-SMC targeting pi_alpha ∝ p^alpha",
+    "mh": "Metropolis–Hastings power sampling (Karan & Du)",
+    "bon": "best-of-N: the highest log p(y|x) of N samples",
+}
+
+
+class Run(Protocol):
+    """What ``stream(prompt)`` returns: records one at a time, and the result so far."""
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+    def __next__(self) -> Any: ...
+
+    def result(self) -> SMCResult: ...
+
+
+class Sampler(Protocol):
+    """The run interface every method shares."""
+
+    method: str
+
+    def stream(self, prompt: Sequence[int]) -> Run: ...
+
+    def run(self, prompt: Sequence[int]) -> SMCResult: ...
 
 
 def make_sampler(
@@ -29,7 +64,7 @@ def make_sampler(
     mh_steps: int = 10,
     mh_block_size: int | None = None,
     stream_every: int = 1,
-) -> Any:
+) -> Sampler:
     """A fresh sampler (stop rules are stateful) with ``run`` and ``stream``.
 
     ``config`` supplies alpha, N (smc, bon), length, seed and the proposal temperature;
