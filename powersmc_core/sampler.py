@@ -20,6 +20,11 @@ with ``stream_every=k`` the host reads the particle system only once every k
 steps, and the records of those k steps come from one flush. The records are the
 same for every k (same seed, same draws); k = 1, the default, streams each token
 as it is decoded. Stop rules read the text of every step, so they need k = 1.
+
+``SMCRun._decode_step`` reads as its named steps: propose, grow, reweight, resample,
+advance, stage the record; each is a small method whose docstring states its equation.
+The file is ~450 lines because those steps belong together with the run state they update;
+the host read-back and record building live in ``staging.py``.
 """
 
 from __future__ import annotations
@@ -41,11 +46,13 @@ from .staging import (
     SCALARS,
     Draw,
     Pending,
+    compute_dtype,
     nan_error,
     read_back,
     to_record,
     weight_dtype,
     weights_error,
+    write_history,
 )
 from .stopping import StopRule
 from .tempering import log_power_mass, renyi_entropy, sample_rows
@@ -184,7 +191,7 @@ class SMCRun(Iterator[StepRecord]):
         host = self.every == 1  # read decisions back at once (and skip no-op work)
         active = ~self.finished
         # Finished rows may hold stale or NaN logits; give them a harmless uniform row.
-        logp = torch.where(active[:, None], self.logp.to(self._compute_dtype()), 0.0)  # (N, V)
+        logp = torch.where(active[:, None], self.logp.to(compute_dtype(self.logp)), 0.0)  # (N, V)
         previous = self.alpha
         alpha_t = self.schedule.next_alpha(
             t, previous, self.log_w, self._predictive_increment(logp, active)
@@ -275,7 +282,7 @@ class SMCRun(Iterator[StepRecord]):
         self.log_p = self.log_p + torch.where(active, draw.lp_token, 0.0)
         emitted_eos = active & torch.isin(tokens, self.eos)
         grows = active & ~emitted_eos
-        self._write_history(t, tokens)
+        self.history = write_history(self.history, t, tokens, self.config.max_new_tokens)
         finished = self.finished | emitted_eos
         texts = None
         if host and self.texts is not None:
@@ -390,15 +397,6 @@ class SMCRun(Iterator[StepRecord]):
                 return
 
     # -- helpers -------------------------------------------------------------------------
-    def _compute_dtype(self) -> torch.dtype:
-        # CPU float32 exp is ~100x slower on underflowing inputs (below about -87), where most
-        # of alpha·log p lies: tempering in float64 there is faster as well as more precise.
-        if self.logp.device.type == "cpu":
-            return torch.float64
-        # bf16/fp16 logits are upcast: tempering by 1/tau and logsumexp need the mantissa.
-        dtype = self.logp.dtype
-        return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
-
     def _predictive_increment(self, logp: torch.Tensor, active: torch.Tensor):
         """a -> log G_i(a) = log sum_v p(v|prefix_i)^a + (a - alpha_{t-1})·log p(prefix_i)."""
         previous = self.alpha
@@ -408,18 +406,6 @@ class SMCRun(Iterator[StepRecord]):
             return mass + (a - previous) * self.log_p
 
         return log_increment
-
-    def _write_history(self, t: int, tokens: torch.Tensor) -> None:
-        if t > self.history.shape[1]:
-            grown = min(2 * self.history.shape[1], self.config.max_new_tokens)
-            pad = torch.full(
-                (self.history.shape[0], grown - self.history.shape[1]),
-                -1,
-                dtype=torch.long,
-                device=self.history.device,
-            )
-            self.history = torch.cat([self.history, pad], dim=1)
-        self.history[:, t - 1] = tokens
 
     def _reorder(self, ancestors: torch.Tensor, resampled: torch.Tensor) -> None:
         """Slot j becomes a copy of slot ancestors[j]; weights reset to uniform where resampled.

@@ -19,11 +19,13 @@ __all__ = [
     "SCALARS",
     "Draw",
     "Pending",
+    "compute_dtype",
     "nan_error",
     "read_back",
     "to_record",
     "weight_dtype",
     "weights_error",
+    "write_history",
 ]
 
 
@@ -139,3 +141,30 @@ def weights_error(step: int) -> FloatingPointError:
         f"every particle has zero or non-finite weight at step {step}; the model "
         "produced impossible tokens or NaN log-probabilities"
     )
+
+
+def compute_dtype(logp: torch.Tensor) -> torch.dtype:
+    """The dtype next-token log-probs are tempered in (float64 on CPU, fp32 for bf16/fp16)."""
+    # CPU float32 exp is ~100x slower on underflowing inputs (below about -87), where most
+    # of alpha·log p lies: tempering in float64 there is faster as well as more precise.
+    if logp.device.type == "cpu":
+        return torch.float64
+    # bf16/fp16 logits are upcast: tempering by 1/tau and logsumexp need the mantissa.
+    return torch.float32 if logp.dtype in (torch.float16, torch.bfloat16) else logp.dtype
+
+
+def write_history(
+    history: torch.Tensor, t: int, tokens: torch.Tensor, max_new_tokens: int
+) -> torch.Tensor:
+    """Token ids (N, T) with column t - 1 set to ``tokens``; doubles its width when full."""
+    if t > history.shape[1]:
+        grown = min(2 * history.shape[1], max_new_tokens)
+        pad = torch.full(
+            (history.shape[0], grown - history.shape[1]),
+            -1,
+            dtype=torch.long,
+            device=history.device,
+        )
+        history = torch.cat([history, pad], dim=1)
+    history[:, t - 1] = tokens
+    return history
