@@ -16,22 +16,31 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import os
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
-from .config import SCHEDULES, SMCConfig
+from .cli_args import (
+    CONFIG_FLAGS,
+    EXIT_USAGE,
+    Parser,
+    add_config_arguments,
+    add_model_arguments,
+    check_writable,
+    config_from_args,
+    load_model_from_args,
+    parse_prompt,
+)
+from .config import SMCConfig
 from .methods import METHODS
 from .methods import make_sampler as build_sampler
 from .models.base import LanguageModel
-from .models.toy import ToyLM
-from .resampling import RESAMPLERS
 from .stopping import StopRule, make_stop_rule
 
 __all__ = [
+    "CONFIG_FLAGS",
     "METHODS",
     "build_parser",
     "check_writable",
@@ -41,155 +50,21 @@ __all__ = [
     "parse_prompt",
 ]
 
-EXIT_USAGE = 2
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports a usage problem as one ``error:`` line (exit 2), no usage dump."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_USAGE, f"error: {message} (see `{self.prog} --help`)\n")
-
 
 def _usage_errors() -> tuple[type[BaseException], ...]:
     """Exceptions that mean bad input: reported as one line, exit 2."""
+    from .models.errors import ModelLoadError
     from .trace import TraceError
 
-    errors: list[type[BaseException]] = [ValueError, TraceError, FloatingPointError, OSError]
-    try:
-        from .models.loading import ModelLoadError
-
-        errors.append(ModelLoadError)
-    except ImportError:  # the transformers backend is optional for toy-model use
-        pass
-    return tuple(errors)
-
-
-# ---- shared helpers (also used by bench) -----------------------------------------------------
-def check_writable(path: str | os.PathLike[str], flag: str) -> None:
-    """Fail before any decoding if ``path`` cannot be written (not after minutes of work)."""
-    target = Path(path)
-    if str(path) == "" or target.is_dir():
-        raise ValueError(f"{flag}: {path!s} is a directory, not a file path")
-    parent = target.parent
-    while not parent.exists():  # write_trace creates missing folders; check the first real one
-        parent = parent.parent
-    if not parent.is_dir() or not os.access(parent, os.W_OK):
-        raise ValueError(f"{flag}: cannot write {path!s} ({parent} is not a writable folder)")
-    if target.exists() and not os.access(target, os.W_OK):
-        raise ValueError(f"{flag}: cannot write {path!s} (file is read-only)")
-
-
-def _load_toy(name: str) -> ToyLM:
-    """Toy names without the transformers backend: "toy-trap" or "toy-random:V,L,seed"."""
-    if name == "toy-trap":
-        return ToyLM.trap()
-    if name.startswith("toy-random"):
-        spec = name.partition(":")[2]
-        try:
-            values = [int(v) for v in spec.split(",")] if spec else []
-        except ValueError:
-            raise ValueError(f"--model {name}: expected toy-random:V,L,seed (integers)") from None
-        return ToyLM.random(*values)
-    raise ValueError(f"unknown model {name!r} (the transformers backend is not available)")
-
-
-def load_model_from_args(args: argparse.Namespace) -> LanguageModel:
-    """--model / --random-init / --device / --dtype -> a model behind the protocol."""
-    random_init = getattr(args, "random_init", None)
-    try:
-        from .models import loading
-    except ImportError:
-        if random_init:
-            raise ValueError("--random-init needs the transformers backend") from None
-        return _load_toy(args.model)
-    if random_init:
-        return loading.random_init_model(
-            random_init, device=args.device, dtype=args.dtype, seed=getattr(args, "seed", 0)
-        )
-    return loading.load_model(
-        args.model,
-        device=args.device,
-        dtype=args.dtype,
-        trust_remote_code=getattr(args, "trust_remote_code", False),
-        copy_on_write=getattr(args, "copy_on_write", False),
-    )
-
-
-def parse_prompt(model: LanguageModel, text: str | None, raw: bool = False) -> list[int]:
-    """Prompt text -> token ids. Toy models take token names or ids ("A B", "0,1"; "" = empty)."""
-    if isinstance(model, ToyLM):
-        ids = []
-        for item in (text or "").replace(",", " ").split():
-            if item in model.token_names:
-                ids.append(model.token_names.index(item))
-            elif item.lstrip("-").isdigit():
-                ids.append(int(item))
-            else:
-                names = ", ".join(model.token_names[:-1])
-                raise ValueError(f"unknown token {item!r} for {model.name}; tokens are {names}")
-        model.next_token_logprobs(ids)  # validates ids and length (raises ValueError)
-        return ids
-    if text is None or not text.strip():
-        raise ValueError("the prompt is empty: pass --prompt TEXT")
-    encode = getattr(model, "encode_prompt", None)
-    if encode is None:
-        raise ValueError(f"model {model.name!r} has no tokenizer to encode a text prompt")
-    ids = list(encode(text, chat=not raw))
-    if not ids:
-        raise ValueError("the prompt encodes to no tokens")
-    return ids
+    return (ValueError, TraceError, FloatingPointError, OSError, ModelLoadError)
 
 
 # ---- parser ------------------------------------------------------------------------------
-def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--model",
-        default="smollm2",
-        help="smollm2 (embedded, default), toy-trap, toy-random:V,L,seed, a folder or a hub id",
-    )
-    parser.add_argument(
-        "--random-init", metavar="ARCH", help="randomly initialised model (e.g. tiny, llama-1b)"
-    )
-    parser.add_argument("--device", help="cpu, cuda, cuda:1, mps (default: best available)")
-    parser.add_argument("--dtype", help="float32, bfloat16, float16 (default: per device)")
-    parser.add_argument(
-        "--trust-remote-code", action="store_true", help="allow a hub model's own code"
-    )
-    parser.add_argument(
-        "--copy-on-write",
-        action="store_true",
-        help="share KV-cache rows between resampled duplicates until they diverge",
-    )
-
-
 def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
-    d = SMCConfig()
     parser.add_argument("--prompt", "-p", help="prompt text (toy models: token names or ids)")
     parser.add_argument("--method", choices=METHODS, default="smc", help="sampler (default smc)")
-    _add_model_arguments(parser)
-    smc = parser.add_argument_group("Power-SMC settings (SMCConfig)")
-    smc.add_argument("--alpha", "-a", type=float, default=d.alpha, help="power alpha > 0")
-    smc.add_argument("--particles", "-n", type=int, default=d.n_particles, help="N particles")
-    smc.add_argument(
-        "--ess-threshold", type=float, default=d.ess_threshold, help="resample when ESS < kappa·N"
-    )
-    smc.add_argument("--resampling", choices=sorted(RESAMPLERS), default=d.resampling)
-    smc.add_argument("--schedule", choices=SCHEDULES, default=d.schedule, help="alpha_t schedule")
-    smc.add_argument("--alpha-start", type=float, default=d.alpha_start, help="alpha_1")
-    smc.add_argument("--ramp-tokens", type=int, default=d.ramp_tokens, help="linear ramp length")
-    smc.add_argument("--target-ess", type=float, default=d.target_ess, help="adaptive CESS/N")
-    smc.add_argument(
-        "--proposal-temperature",
-        type=float,
-        default=d.proposal_temperature,
-        help="tau of q ∝ p^(1/tau) (default 1/alpha_t)",
-    )
-    smc.add_argument(
-        "--block-size", type=int, default=d.block_size, help="resample only every B steps"
-    )
-    smc.add_argument("--max-new-tokens", "-t", type=int, default=d.max_new_tokens)
-    smc.add_argument("--seed", type=int, default=d.seed)
+    add_model_arguments(parser)
+    add_config_arguments(parser.add_argument_group("Power-SMC settings (SMCConfig)"))
     other = parser.add_argument_group("stopping, baselines, output")
     other.add_argument("--raw", action="store_true", help="no chat template")
     other.add_argument(
@@ -211,25 +86,8 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     other.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary")
 
 
-# Flag dest -> SMCConfig field, for every field: the test asserts none is missing.
-CONFIG_FLAGS = {
-    "alpha": "alpha",
-    "particles": "n_particles",
-    "ess_threshold": "ess_threshold",
-    "resampling": "resampling",
-    "schedule": "schedule",
-    "alpha_start": "alpha_start",
-    "ramp_tokens": "ramp_tokens",
-    "target_ess": "target_ess",
-    "proposal_temperature": "proposal_temperature",
-    "block_size": "block_size",
-    "max_new_tokens": "max_new_tokens",
-    "seed": "seed",
-}
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = Parser(
         prog="powersmc",
         description="Sequence-level power sampling p(y|x)^alpha of LLMs with Power-SMC.",
     )
@@ -249,10 +107,6 @@ def build_parser() -> argparse.ArgumentParser:
     # eval's flags belong to powersmc_core.evaluation; they are parsed there, lazily.
     sub.add_parser("eval", help="evaluation suite (powersmc eval --help)", add_help=False)
     return parser
-
-
-def config_from_args(args: argparse.Namespace) -> SMCConfig:
-    return SMCConfig(**{field: getattr(args, dest) for dest, field in CONFIG_FLAGS.items()})
 
 
 # ---- run ---------------------------------------------------------------------------------
@@ -395,7 +249,7 @@ def _eval(rest: Sequence[str]) -> int:
         evaluation = importlib.import_module("powersmc_core.evaluation.cli")
     except ImportError as exc:
         raise ValueError(f"the eval subcommand is not available ({exc})") from None
-    parser = _Parser(prog="powersmc eval", description="Evaluate samplers on a task suite.")
+    parser = Parser(prog="powersmc eval", description="Evaluate samplers on a task suite.")
     evaluation.add_arguments(parser)
     args = _parse(parser, rest)
     return args if isinstance(args, int) else int(evaluation.main(args) or 0)

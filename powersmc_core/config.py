@@ -1,16 +1,52 @@
-"""``SMCConfig``: every knob of Power-SMC, validated once at construction."""
+"""``SMCConfig``: every knob of Power-SMC, validated once at construction.
+
+Each field carries its own description in ``dataclasses.field(metadata=...)``: the
+command-line flag, a help line, the kind of value and its bounds (``Knob``). The CLI
+builds its flags from them (``config_knobs``) and the app clamps its widgets with
+them (``config_field_bounds``), so a field is described once, here. A test checks
+that every bound written here is the one ``__post_init__`` enforces.
+"""
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from .resampling import RESAMPLERS
 
-__all__ = ["SCHEDULES", "SMCConfig"]
+__all__ = ["SCHEDULES", "Knob", "SMCConfig", "config_field_bounds", "config_knobs"]
 
 SCHEDULES = ("constant", "linear", "adaptive")
+
+
+@dataclass(frozen=True)
+class Knob:
+    """How one ``SMCConfig`` field is shown to users: flag, help, kind and bounds.
+
+    kind: ``"int"``, ``"float"`` or ``"choice"``. low/high: inclusive bounds (None:
+    unbounded), except that ``low_open`` makes the lower one strict (alpha > 0).
+    optional: None is a valid value (proposal_temperature: None means 1/alpha_t).
+    """
+
+    flag: str
+    help: str
+    kind: str
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    choices: tuple[str, ...] = ()
+    short: str | None = None
+    optional: bool = False
+
+    @property
+    def dest(self) -> str:
+        """The argparse attribute of the flag (``--ess-threshold`` -> ``ess_threshold``)."""
+        return self.flag.lstrip("-").replace("-", "_")
+
+
+def _knob(default: Any, **kwargs: Any) -> Any:
+    return field(default=default, metadata={"knob": Knob(**kwargs)})
 
 
 def _finite(name: str, value: float) -> float:
@@ -45,18 +81,62 @@ class SMCConfig:
     seed: seeds the one generator every random draw uses.
     """
 
-    alpha: float = 4.0
-    n_particles: int = 16
-    ess_threshold: float = 0.5
-    resampling: str = "systematic"
-    schedule: str = "constant"
-    alpha_start: float = 1.0
-    ramp_tokens: int = 32
-    target_ess: float = 0.5
-    proposal_temperature: float | None = None
-    block_size: int = 1
-    max_new_tokens: int = 128
-    seed: int = 0
+    alpha: float = _knob(
+        4.0, flag="--alpha", short="-a", help="power alpha > 0", kind="float", low=0, low_open=True
+    )
+    n_particles: int = _knob(
+        16, flag="--particles", short="-n", help="N particles", kind="int", low=1, high=100_000
+    )
+    ess_threshold: float = _knob(
+        0.5, flag="--ess-threshold", help="resample when ESS < kappa·N", kind="float", low=0, high=1
+    )
+    resampling: str = _knob(
+        "systematic",
+        flag="--resampling",
+        help="resampling scheme",
+        kind="choice",
+        choices=tuple(sorted(RESAMPLERS)),
+    )
+    schedule: str = _knob(
+        "constant", flag="--schedule", help="alpha_t schedule", kind="choice", choices=SCHEDULES
+    )
+    alpha_start: float = _knob(
+        1.0, flag="--alpha-start", help="alpha_1", kind="float", low=0, low_open=True
+    )
+    ramp_tokens: int = _knob(32, flag="--ramp-tokens", help="linear ramp length", kind="int", low=1)
+    target_ess: float = _knob(
+        0.5,
+        flag="--target-ess",
+        help="adaptive CESS/N",
+        kind="float",
+        low=0,
+        high=1,
+        low_open=True,
+    )
+    proposal_temperature: float | None = _knob(
+        None,
+        flag="--proposal-temperature",
+        help="tau of q ∝ p^(1/tau) (default 1/alpha_t)",
+        kind="float",
+        low=0,
+        low_open=True,
+        optional=True,
+    )
+    block_size: int = _knob(
+        1, flag="--block-size", help="resample only every B steps", kind="int", low=1
+    )
+    max_new_tokens: int = _knob(
+        128,
+        flag="--max-new-tokens",
+        short="-t",
+        help="hard length cap (a sequence that reaches it is complete)",
+        kind="int",
+        low=1,
+        high=1_000_000,
+    )
+    seed: int = _knob(
+        0, flag="--seed", help="seed of the one generator", kind="int", low=0, high=2**63 - 1
+    )
 
     def __post_init__(self) -> None:
         alpha = _finite("alpha", self.alpha)
@@ -105,3 +185,29 @@ class SMCConfig:
         if unknown:
             raise ValueError(f"unknown SMCConfig fields {unknown}; known fields: {sorted(known)}")
         return cls(**data)
+
+
+def config_knobs() -> dict[str, Knob]:
+    """SMCConfig field name -> its ``Knob``, in field order (every field has one)."""
+    return {f.name: f.metadata["knob"] for f in fields(SMCConfig)}
+
+
+def config_field_bounds() -> dict[str, dict[str, Any]]:
+    """Field -> {kind, low, high, low_open, choices, optional, default}: what a UI clamps to.
+
+    The same bounds ``SMCConfig`` enforces; a deployment's caps (e.g. a demo's N <= 32)
+    are tighter and are applied on top by the app.
+    """
+    defaults = SMCConfig()
+    return {
+        name: {
+            "kind": knob.kind,
+            "low": knob.low,
+            "high": knob.high,
+            "low_open": knob.low_open,
+            "choices": knob.choices,
+            "optional": knob.optional,
+            "default": getattr(defaults, name),
+        }
+        for name, knob in config_knobs().items()
+    }

@@ -56,3 +56,46 @@ def test_round_trip_and_unknown_keys():
     assert SMCConfig.from_dict(config.to_dict()) == config
     with pytest.raises(ValueError, match="unknown SMCConfig fields"):
         SMCConfig.from_dict({"alpha": 2.0, "particles": 4})
+
+
+# ---- the fields describe themselves (flags, help, bounds) ---------------------------------
+def _inside_and_outside(knob):
+    """(values the bounds allow, values just past them) for one field's Knob."""
+    inside, outside = [], []
+    step = 1 if knob.kind == "int" else 1e-9
+    if knob.low is not None:
+        if knob.low_open:
+            inside.append(knob.low + (1 if knob.kind == "int" else 1e-6))
+            outside.append(knob.low)
+        else:
+            inside.append(knob.low)
+            outside.append(knob.low - step)
+    if knob.high is not None:
+        inside.append(knob.high)
+        outside.append(knob.high + (1 if knob.kind == "int" else 1e-6))
+    for choice in knob.choices:
+        inside.append(choice)
+    if knob.choices:
+        outside.append("no-such-" + knob.choices[0])
+    return inside, outside
+
+
+def test_every_field_has_a_knob_and_its_bounds_are_the_enforced_ones():
+    from dataclasses import fields
+
+    from powersmc_core.config import config_field_bounds, config_knobs
+
+    knobs = config_knobs()
+    assert list(knobs) == [f.name for f in fields(SMCConfig)]
+    assert set(config_field_bounds()) == set(knobs)
+    for name, knob in knobs.items():
+        assert knob.flag.startswith("--") and knob.help, name
+        inside, outside = _inside_and_outside(knob)
+        assert inside and outside, f"{name}: a knob without bounds cannot be checked"
+        for value in inside:
+            SMCConfig(**{name: value})  # accepted
+        for value in outside:
+            with pytest.raises(ValueError, match=name):
+                SMCConfig(**{name: value})
+        if knob.optional:
+            assert getattr(SMCConfig(**{name: None}), name) is None

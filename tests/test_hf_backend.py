@@ -31,6 +31,7 @@ from transformers import (
 from powersmc_core.config import SMCConfig
 from powersmc_core.models import LanguageModel
 from powersmc_core.models import hf as hf_module
+from powersmc_core.models import hf_static as static_module
 from powersmc_core.models.hf import (
     GENERATION_MARGIN,
     HFModel,
@@ -348,7 +349,7 @@ def test_static_layers_are_views_of_one_pool(llama, tokenizer):
 
 
 def test_static_cache_without_pool_uses_per_layer_copies(llama, tokenizer, monkeypatch):
-    monkeypatch.setattr(hf_module, "_allocate_pool", lambda *args: None)
+    monkeypatch.setattr(static_module, "_allocate_pool", lambda *args: None)
     monkeypatch.setattr(hf_module, "STATIC_HEADROOM", 4)  # growth too
     model = HFModel(llama, tokenizer, "tiny", static_cache=True)
     checked = drive(model, n=3, steps=10, seed=2, reorder_at=(1, 7))
@@ -362,10 +363,10 @@ def test_pool_needs_layers_alike():
         )
 
     alike = SimpleNamespace(layers=[layer(2, 8, 8), layer(2, 8, 8)])
-    assert hf_module._allocate_pool(alike, 4, 16).shape == (2, 2, 4, 2, 16, 8)
-    assert hf_module._allocate_pool(alike, 4, 16).abs().sum() == 0  # zeros: see its docstring
+    assert static_module._allocate_pool(alike, 4, 16).shape == (2, 2, 4, 2, 16, 8)
+    assert static_module._allocate_pool(alike, 4, 16).abs().sum() == 0  # zeros: see its docstring
     for odd in ([layer(2, 8, 8), layer(4, 8, 8)], [layer(2, 8, 16)]):
-        assert hf_module._allocate_pool(SimpleNamespace(layers=odd), 4, 16) is None
+        assert static_module._allocate_pool(SimpleNamespace(layers=odd), 4, 16) is None
 
 
 def test_compile_flag_wraps_the_one_token_step(llama, tokenizer, monkeypatch):

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import numpy as np
 import plotly.colors
 
-__all__ = ["METHOD_COLORS", "particle_color", "particle_colors"]
+__all__ = ["METHOD_COLORS", "PALETTE_SIZE", "particle_color", "particle_colors"]
 
 _PALETTE = plotly.colors.qualitative.Dark24 + plotly.colors.qualitative.Light24
+_PALETTE_ARRAY = np.array(_PALETTE, dtype=object)
 
 METHOD_COLORS = {
     "base": "#7f7f7f",
@@ -24,4 +26,8 @@ def particle_color(index: int) -> str:
 
 
 def particle_colors(n: int) -> list[str]:
-    return [particle_color(i) for i in range(n)]
+    """Colours of particles 0..n-1 (one array lookup, not a call per particle)."""
+    return _PALETTE_ARRAY[np.arange(n) % len(_PALETTE)].tolist()
+
+
+PALETTE_SIZE = len(_PALETTE)  # particle i and i + PALETTE_SIZE share a colour

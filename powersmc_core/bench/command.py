@@ -1,0 +1,261 @@
+"""``python -m powersmc_core bench``: its flags, the set-up, and the run.
+
+``add_arguments`` declares the flags; ``run_bench`` loads the model, applies the
+speed switches (static cache, ``--compile``), times every method and returns the JSON
+summary; ``main`` prints the table and writes ``--json``. Shared argument helpers come
+from ``cli_args`` (never from ``cli``, which imports this package).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import platform
+import sys
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..cli_args import check_writable, load_model_from_args, parse_prompt
+from ..models.base import LanguageModel
+from ..models.toy import ToyLM
+from .methods import generate_method, load_reference, make_methods, reference_method, time_methods
+from .summary import DEFAULT_PROMPT, BenchSettings, format_table, summarise
+from .wrappers import Clock, SuppressEOS, Timed
+
+__all__ = ["add_arguments", "main", "parse_variant", "run_bench"]
+
+
+def parse_variant(text: str) -> tuple[int, int]:
+    """'B:K' -> (block_size, stream_every), for ``--smc-variant``."""
+    try:
+        block, every = (int(part) for part in text.split(":"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected B:K (block size : stream every), e.g. 16:16, got {text!r}"
+        ) from None
+    return block, every
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of ``python -m powersmc_core bench``."""
+    parser.add_argument("--model", default="smollm2", help="model name, folder or hub id")
+    parser.add_argument(
+        "--random-init",
+        metavar="ARCH",
+        help="randomly initialised model of a named size (qwen2-1.5b, llama-1b, "
+        "smollm2-135m, tiny): no weights needed",
+    )
+    parser.add_argument("--particles", "-n", type=int, default=8, help="N (default 8)")
+    parser.add_argument("--new-tokens", "-t", type=int, default=64, help="T (default 64)")
+    parser.add_argument("--repeats", "-r", type=int, default=3, help="timed runs per method")
+    parser.add_argument("--alpha", type=float, default=4.0, help="power alpha (default 4)")
+    parser.add_argument("--mh-steps", type=int, default=10, help="MH steps per block")
+    parser.add_argument("--mh-block-size", type=int, help="MH block size (default T/16)")
+    parser.add_argument("--prompt", help="prompt text (toy models: token names or ids)")
+    parser.add_argument("--raw", action="store_true", help="no chat template")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", help="cpu, cuda, cuda:1, mps (default: best available)")
+    parser.add_argument("--dtype", help="float32, bfloat16, float16 (default: per device)")
+    parser.add_argument(
+        "--static-cache",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="static KV cache (auto: on for CUDA)",
+    )
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the forward (mode reduce-overhead: CUDA graphs on CUDA)",
+    )
+    parser.add_argument(
+        "--stream-every",
+        type=int,
+        metavar="K",
+        help="SMC reads its particles back every K steps (default 16 on accelerators, 1 on CPU)",
+    )
+    parser.add_argument(
+        "--smc-block-size",
+        type=int,
+        default=1,
+        metavar="B",
+        help="SMC (and reference) consider resampling every B steps (default 1)",
+    )
+    parser.add_argument(
+        "--smc-variant",
+        type=parse_variant,
+        action="append",
+        metavar="B:K",
+        help="also time SMC with block size B and --stream-every K, as row smc_bB_kK "
+        "(repeatable; e.g. 16:16 and 1:1 show what the identity copy and a per-token "
+        "host sync cost)",
+    )
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--no-warmup", action="store_true", help="skip the untimed warm-up")
+    parser.add_argument(
+        "--skip",
+        action="append",
+        default=[],
+        choices=("mh", "generate"),
+        help="skip a method (repeatable): mh, generate (both generate rows)",
+    )
+    parser.add_argument(
+        "--reference-module",
+        metavar="FILE",
+        help="local copy of the public Power-SMC reference smc_power_sample_memopt.py",
+    )
+    parser.add_argument("--json", metavar="PATH", help="write the JSON summary there")
+    parser.add_argument("--quiet", "-q", action="store_true", help="no progress lines")
+
+
+def _speed_setup(model: LanguageModel, args: argparse.Namespace, max_len: int) -> LanguageModel:
+    """Static KV cache (fixed shapes; default on CUDA) and, with --compile, CUDA graphs."""
+    static = args.static_cache == "on" or (
+        args.static_cache == "auto" and model.device.type == "cuda"
+    )
+    if args.compile and not static:
+        where = (
+            "off" if args.static_cache == "off" else f"auto, and {model.device.type} is not CUDA"
+        )
+        raise ValueError(
+            f"--compile needs the static KV cache, which is {where}: add --static-cache on"
+        )
+    if not static:
+        return model
+    from ..models.hf import HFModel  # lazy: only the transformers backend has these switches
+
+    if not isinstance(model, HFModel):
+        raise ValueError("--static-cache/--compile need a transformers model, not a toy model")
+    # A new wrapper over the same weights: load_model's instance is shared and stays as it was.
+    return HFModel(
+        model.model,
+        model.tokenizer,
+        model.name,
+        static_cache=True,
+        max_cache_len=max_len,
+        compile=args.compile,
+    )
+
+
+def run_bench(args: argparse.Namespace, log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Load, time every method, and return the JSON summary (see ``REQUIRED_KEYS``)."""
+    settings = BenchSettings(
+        n_particles=args.particles,
+        new_tokens=args.new_tokens,
+        repeats=args.repeats,
+        alpha=args.alpha,
+        mh_steps=args.mh_steps,
+        mh_block_size=args.mh_block_size,
+        warmup=not args.no_warmup,
+        seed=args.seed,
+        stream_every=1 if args.stream_every is None else args.stream_every,
+        smc_block_size=args.smc_block_size,
+        smc_variants=tuple(args.smc_variant or ()),
+    )
+    if args.threads is not None and args.threads < 1:
+        raise ValueError(f"--threads must be >= 1, got {args.threads}")
+    threads = torch.get_num_threads()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    try:
+        return _run_bench(args, settings, log)
+    finally:
+        torch.set_num_threads(threads)  # in-process callers (tests) get their setting back
+
+
+def _run_bench(
+    args: argparse.Namespace, settings: BenchSettings, log: Callable[[str], None] | None
+) -> dict[str, Any]:
+    reference_module = load_reference(args.reference_module) if args.reference_module else None
+    model = load_model_from_args(args)
+    text = args.prompt
+    if text is None:
+        text = "" if isinstance(model, ToyLM) else DEFAULT_PROMPT
+    prompt = parse_prompt(model, text, raw=args.raw)
+    if isinstance(model, ToyLM) and len(prompt) + settings.new_tokens >= model.max_len:
+        raise ValueError(
+            f"{model.name} forces EOS after {model.max_len - 1} tokens: use --new-tokens "
+            f"<= {model.max_len - 1 - len(prompt)} with this prompt"
+        )
+    plain = model
+    model = _speed_setup(plain, args, max_len=len(prompt) + settings.new_tokens + 1)
+    reference = (
+        reference_method(reference_module, plain, prompt, settings)
+        if reference_module is not None
+        else None
+    )
+    accelerated = model.device.type != "cpu"
+    if args.stream_every is None and accelerated:
+        settings = replace(settings, stream_every=16)
+    many, single = SuppressEOS(model), SuppressEOS(plain)
+    clock = None if accelerated else Clock()
+    if clock is not None:
+        many, single = Timed(many, clock), Timed(single, clock)
+    methods = make_methods(many, prompt, settings, reference, single=single)
+    if "generate" not in args.skip and hasattr(plain, "tokenizer"):
+        static = bool(getattr(model, "static_cache", False))
+        methods["generate"] = generate_method(plain, prompt, settings.n_particles, static)
+        methods["generate1"] = generate_method(plain, prompt, 1, static)
+    for name in args.skip:
+        methods.pop(name, None)
+    with torch.inference_mode():
+        times, inside = time_methods(
+            methods,
+            settings,
+            model.device,
+            progress=log,
+            clock=clock,
+            warmup_tokens=settings.new_tokens if accelerated else None,
+        )
+    for name in ("reference", "generate", "generate1"):  # they call the transformers model
+        inside.pop(name, None)  # directly: not clocked
+    dtype = getattr(model, "dtype", None)
+    meta = {
+        "device": str(model.device),
+        "model": model.name,
+        "dtype": str(dtype).removeprefix("torch.") if dtype is not None else None,
+        "prompt_tokens": len(prompt),
+        "static_cache": bool(getattr(model, "static_cache", False)),
+        "compiled": bool(args.compile),
+        # Dynamo's counter over the whole run (ours and generate's compiled forwards alike).
+        "compile_graph_breaks": _graph_breaks() if args.compile else None,
+        "torch_threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "machine": f"{platform.system()} {platform.machine()} {platform.processor()}".strip(),
+        "gpu": torch.cuda.get_device_name(model.device) if model.device.type == "cuda" else None,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": "python -m powersmc_core " + " ".join(getattr(args, "argv", []) or ["bench"]),
+        "eos_suppressed": True,
+    }
+    return summarise(times, settings, meta, inside)
+
+
+def _graph_breaks() -> int:
+    from torch._dynamo.utils import counters
+
+    return int(sum(counters["graph_break"].values()))
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run the benchmark, print the table, write --json; errors propagate to the CLI."""
+    if args.json:
+        check_writable(args.json, "--json")
+
+    def log(message: str) -> None:
+        if not args.quiet:
+            print(message, file=sys.stderr, flush=True)
+
+    summary = run_bench(args, log=log)
+    print(format_table(summary))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        log(f"wrote {args.json}")
+    return 0
