@@ -8,6 +8,7 @@ import math
 import pandas as pd
 import plotly.graph_objects as go
 import pytest
+from scipy import stats  # pinned in requirements.txt: the reference for Wilson and McNemar
 
 from powersmc_core.evaluation.plots import (
     accuracy_latency_figure,
@@ -42,13 +43,11 @@ def test_wilson_interval_by_hand():
 
 @pytest.mark.parametrize("k,n", [(0, 1), (0, 10), (3, 10), (8, 10), (10, 10), (17, 50), (1, 200)])
 def test_wilson_interval_agrees_with_scipy(k, n):
-    stats = pytest.importorskip("scipy.stats", reason="scipy is a test dependency")
     ci = stats.binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
     assert wilson_interval(k, n) == pytest.approx((ci.low, ci.high), abs=1e-12)
 
 
 def test_exact_mcnemar_agrees_with_scipys_binomial_test():
-    stats = pytest.importorskip("scipy.stats", reason="scipy is a test dependency")
     for b in range(0, 13):
         for c in range(0, 13):
             expected = 1.0 if b + c == 0 else stats.binomtest(b, b + c, 0.5).pvalue
