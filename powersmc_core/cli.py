@@ -17,8 +17,7 @@ import argparse
 import importlib
 import json
 import sys
-from collections.abc import Iterator, Sequence
-from dataclasses import replace
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -140,29 +139,16 @@ def _decode(sampler: Any, prompt: list[int], total: int, quiet: bool) -> tuple[l
         leave=False,
     )
     with bar:
-        if sampler.method == "mh":
-            # MHPowerSampler.run consumes self.stream: shadow it to watch the records go by.
-            stream = sampler.stream
-
-            def watched(p: Sequence[int]) -> Iterator[Any]:
-                for record in stream(p):
-                    records.append(record)
-                    bar.set_postfix(block=record.block, acc=record.acceptance_rate, refresh=False)
-                    bar.update(1)
-                    yield record
-
-            sampler.stream = watched
-            return records, sampler.run(prompt)
+        # Every sampler's stream is a run object: iterate its records, then ask its result.
         run = sampler.stream(prompt)
         for record in run:
             records.append(record)
-            bar.set_postfix(ess=f"{record.ess:.1f}", resamples=run.n_resamples, refresh=False)
+            if sampler.method == "mh":
+                bar.set_postfix(block=record.block, acc=record.acceptance_rate, refresh=False)
+            else:
+                bar.set_postfix(ess=f"{record.ess:.1f}", resamples=run.n_resamples, refresh=False)
             bar.update(1)
-    result = run.result()
-    if sampler.method == "bon":  # as BestOfN.run: keep the completion with the highest log p
-        best = max(range(len(result.log_p)), key=result.log_p.__getitem__)
-        result = replace(result, chosen=best)
-    return records, result
+    return records, run.result()
 
 
 def _summary(result: Any, method: str, config: SMCConfig, model_name: str, timing: dict) -> str:

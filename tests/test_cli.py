@@ -411,3 +411,23 @@ def test_module_entry_point():
     )
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert bad.stderr.startswith("error: n_particles")
+
+
+@pytest.mark.parametrize("method", ["mh", "bon"])
+def test_run_gives_the_samplers_own_result_for_the_same_seed(capsys, tmp_path, method):
+    """The CLI consumes each sampler's run object: its result is the sampler's own run()."""
+    from powersmc_core.cli import make_sampler
+
+    path = tmp_path / f"{method}.json"
+    argv = ["--model", "toy-trap", "--method", method, "-n", "6", "--max-new-tokens", "3"]
+    argv += ["--mh-steps", "2", "--seed", "5"]
+    code, *_ = run_cli(capsys, "run", *argv, "--json", str(path), "--quiet")
+    assert code == 0
+    data = json.loads(path.read_text())
+    args = build_parser().parse_args(["run", *argv])
+    sampler = make_sampler(method, ToyLM.trap(), config_from_args(args), None, args)
+    expected = sampler.run([])
+    assert data["chosen"] == expected.chosen
+    assert data["completions"] == [list(c) for c in expected.completions]
+    if method == "bon":
+        assert data["log_p"][data["chosen"]] == max(data["log_p"])
