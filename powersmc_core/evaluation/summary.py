@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import pandas as pd
 
@@ -83,13 +83,15 @@ def mcnemar_exact(b: int, c: int) -> float:
     return min(1.0, 2 * tail / 2**n)
 
 
-def _lines(df: pd.DataFrame, rules: Sequence[str]):
+def _lines(df: pd.DataFrame, rules: Sequence[str]) -> Iterator[tuple[str, str, str, pd.DataFrame]]:
     """(method, config hash, rule, rows) for every line to show, in first-seen order."""
     for (method, chash), group in df.groupby(["method", "config_hash"], sort=False):
         shown = dict.fromkeys(effective_rule(str(method), r) for r in rules)
         for rule in shown:
-            correct = group[RULE_COLUMNS[rule][1]]
-            rows = group[correct.notna()]  # rows from files written before the rule: left out
+            column = RULE_COLUMNS[rule][1]
+            if column not in group:
+                continue
+            rows = group[group[column].notna()]  # rows from before the rule existed: left out
             if len(rows):
                 yield str(method), str(chash), rule, rows
 
