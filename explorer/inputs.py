@@ -34,8 +34,12 @@ from .settings import DemoSettings
 
 __all__ = [
     "FIELD_KINDS",
+    "FLOAT_FIELDS",
+    "INT_FIELDS",
     "STOP_RULES",
     "InputError",
+    "as_float",
+    "as_int",
     "check_model_name",
     "check_prompt_tokens",
     "clamp_config",
@@ -44,6 +48,7 @@ __all__ = [
     "make_stop",
     "prompt_ids",
     "sanitize_prompt",
+    "shown",
 ]
 
 
@@ -163,8 +168,8 @@ def _field_kinds() -> dict[str, str]:
 
 
 FIELD_KINDS = _field_kinds()
-_FLOAT_FIELDS = tuple(n for n, k in FIELD_KINDS.items() if k == "float")
-_INT_FIELDS = tuple(n for n, k in FIELD_KINDS.items() if k == "int")
+FLOAT_FIELDS = tuple(n for n, k in FIELD_KINDS.items() if k == "float")
+INT_FIELDS = tuple(n for n, k in FIELD_KINDS.items() if k == "int")
 
 
 def clamp_config(
@@ -185,20 +190,20 @@ def clamp_config(
             values[f.name] = defaults[f.name]
             continue
         raw = data[f.name]
-        if f.name in _FLOAT_FIELDS:
+        if f.name in FLOAT_FIELDS:
             if raw is None and f.default is None:  # an optional field left unset
                 values[f.name] = None
                 continue
-            number = _as_float(raw)
+            number = as_float(raw)
             if number is None:
-                notes.append(f"{f.name}={_show(raw)} is not a finite number; using the default")
+                notes.append(f"{f.name}={shown(raw)} is not a finite number; using the default")
                 values[f.name] = defaults[f.name]
             else:
                 values[f.name] = number
-        elif f.name in _INT_FIELDS:
-            number = _as_int(raw)
+        elif f.name in INT_FIELDS:
+            number = as_int(raw)
             if number is None:
-                notes.append(f"{f.name}={_show(raw)} is not an integer; using the default")
+                notes.append(f"{f.name}={shown(raw)} is not an integer; using the default")
                 values[f.name] = defaults[f.name]
             else:
                 values[f.name] = number
@@ -229,11 +234,11 @@ def clamp_config(
         clamp("proposal_temperature", 0.01, 100.0, "proposal τ")
     if values["schedule"] not in SCHEDULES:
         raise InputError(
-            f"schedule must be one of {list(SCHEDULES)}, got {_show(values['schedule'])}"
+            f"schedule must be one of {list(SCHEDULES)}, got {shown(values['schedule'])}"
         )
     if values["resampling"] not in RESAMPLERS:
         raise InputError(
-            f"resampling must be one of {sorted(RESAMPLERS)}, got {_show(values['resampling'])}"
+            f"resampling must be one of {sorted(RESAMPLERS)}, got {shown(values['resampling'])}"
         )
     try:
         return SMCConfig(**values), notes
@@ -241,7 +246,8 @@ def clamp_config(
         raise InputError(str(err)) from None
 
 
-def _as_float(raw: Any) -> float | None:
+def as_float(raw: Any) -> float | None:
+    """A finite float from a number or a short string, else None (never raises)."""
     if isinstance(raw, bool):
         return None
     if isinstance(raw, str):
@@ -255,7 +261,8 @@ def _as_float(raw: Any) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _as_int(raw: Any) -> int | None:
+def as_int(raw: Any) -> int | None:
+    """An int from an int, an integral float or a short string, else None (never raises)."""
     if isinstance(raw, bool):
         return None
     if isinstance(raw, int):
@@ -270,12 +277,13 @@ def _as_int(raw: Any) -> int | None:
         try:
             return int(raw)
         except ValueError:
-            number = _as_float(raw)
+            number = as_float(raw)
             return int(number) if number is not None and number.is_integer() else None
     return None
 
 
-def _show(raw: Any, limit: int = 40) -> str:
+def shown(raw: Any, limit: int = 40) -> str:
+    """``repr(raw)`` cut to ``limit`` characters, for messages that quote visitor input."""
     text = repr(raw)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
@@ -305,7 +313,7 @@ STOP_RULES = ("EOS only", "\\boxed{} answer", "stop strings")
 def make_stop(rule: str, stop_strings: str = "") -> StopRule | None:
     """A fresh stop rule (they are stateful: one per run). ``stop_strings`` is comma-separated."""
     if rule not in STOP_RULES:
-        raise InputError(f"stop rule must be one of {list(STOP_RULES)}, got {_show(rule)}")
+        raise InputError(f"stop rule must be one of {list(STOP_RULES)}, got {shown(rule)}")
     if rule == "\\boxed{} answer":
         return make_stop_rule(boxed=True)
     if rule == "stop strings":

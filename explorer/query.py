@@ -19,14 +19,14 @@ from powersmc_core.config import SCHEDULES, SMCConfig
 from powersmc_core.resampling import RESAMPLERS
 
 from .inputs import (
-    _INT_FIELDS,
+    INT_FIELDS,
     InputError,
-    _as_float,
-    _as_int,
-    _show,
+    as_float,
+    as_int,
     check_model_name,
     clamp_config,
     sanitize_prompt,
+    shown,
 )
 from .settings import DemoSettings
 
@@ -51,7 +51,6 @@ QUERY_ALIASES = {
     "block": "block_size",
 }
 QUERY_FIELDS = {**{f.name: f.name for f in fields(SMCConfig)}, **QUERY_ALIASES}
-QUERY_TEXT = ("model", "prompt", "preset")
 OWNER_PARAM = "owner"
 _OWNER = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 MAX_QUERY_VALUE = 2000
@@ -97,21 +96,21 @@ def parse_query_params(
                 valid = SCHEDULES if name == "schedule" else tuple(sorted(RESAMPLERS))
                 if parsed not in valid:
                     messages.append(
-                        f"link parameter {key}={_show(value)}: use one of {list(valid)}"
+                        f"link parameter {key}={shown(value)}: use one of {list(valid)}"
                     )
                     continue
-            elif name in _INT_FIELDS:
-                parsed = _as_int(value)
+            elif name in INT_FIELDS:
+                parsed = as_int(value)
                 if parsed is None:
                     messages.append(
-                        f"link parameter {key}={_show(value)} is not an integer; ignored"
+                        f"link parameter {key}={shown(value)} is not an integer; ignored"
                     )
                     continue
             else:
-                parsed = _as_float(value)
+                parsed = as_float(value)
                 if parsed is None:
                     messages.append(
-                        f"link parameter {key}={_show(value)} is not a finite number; ignored"
+                        f"link parameter {key}={shown(value)} is not a finite number; ignored"
                     )
                     continue
             config[name] = parsed
@@ -132,7 +131,7 @@ def parse_query_params(
             if value in presets:
                 text["preset"] = value
             else:
-                messages.append(f"link parameter preset={_show(value)} is not a known preset")
+                messages.append(f"link parameter preset={shown(value)} is not a known preset")
         elif key == OWNER_PARAM:
             if _OWNER.match(value):
                 owner = value
