@@ -179,3 +179,14 @@ def test_particle_table_of_a_small_run_lists_everyone():
     assert table.n_more == 0 and table.more_caption == ""
     assert sorted(table.frame["particle"]) == list(range(record.n_particles))
     assert table.frame["weight"].sum() == pytest.approx(1.0)
+
+
+def test_theory_variance_chart_starts_at_zero():
+    import pandas as pd
+
+    from powersmc_core.plotting.theory import renyi_variance_figure
+
+    frame = pd.DataFrame(
+        {"step": [1, 2], "predicted_variance": [1e-30, 2e-30], "var_log_increment": [0.0, 1e-30]}
+    )
+    assert renyi_variance_figure(frame).layout.yaxis.rangemode == "tozero"
