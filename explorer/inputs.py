@@ -9,7 +9,7 @@ control character or an arbitrary model path through:
   tokenised under the demo's token cap; ``prompt_ids`` is the one entry for both a
   toy model's token prefix and an LLM's text;
 - ``clamp_config``: an ``SMCConfig`` within the caps, one note per value changed
-  (which fields are ints or floats is read from ``SMCConfig``'s annotations);
+  (which fields are ints, floats or names is read from ``SMCConfig``'s field metadata);
 - ``make_stop``: a fresh stop rule from the page's choice and its stop strings;
 - ``escape_markdown``: visitor or file text made inert inside ``st.markdown``.
 """
@@ -21,13 +21,13 @@ import re
 import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import fields
-from typing import Any, get_args, get_type_hints
+from typing import Any
 
-from powersmc_core.config import SCHEDULES, SMCConfig
+from powersmc_core import prompts
+from powersmc_core.config import SMCConfig, config_knobs
 from powersmc_core.models.errors import ModelNameError
 from powersmc_core.models.names import EMBEDDED_NAMES, parse_model_name
 from powersmc_core.models.toy import ToyLM
-from powersmc_core.resampling import RESAMPLERS
 from powersmc_core.stopping import StopRule, make_stop_rule
 
 from .settings import DemoSettings
@@ -130,14 +130,16 @@ def check_prompt_tokens(n_tokens: int, settings: DemoSettings) -> None:
 
 
 def encode_prompt(model: Any, text: Any, settings: DemoSettings, chat: bool = True) -> list[int]:
-    """Sanitise ``text`` and tokenise it under the demo's token limit (text models only)."""
+    """Sanitise ``text`` and tokenise it under the demo's token limit (text models only),
+    through the library's one prompt-encoding path (``powersmc_core.prompts``)."""
     cleaned, _ = sanitize_prompt(text, settings.max_prompt_chars)
-    encode = getattr(model, "encode_prompt", None)
-    if encode is None:
+    if isinstance(model, ToyLM) or getattr(model, "encode_prompt", None) is None:
         raise InputError(f"model {getattr(model, 'name', '?')!r} takes a token prefix, not text")
     try:
-        ids = list(encode(cleaned, chat=chat, max_prompt_tokens=settings.max_prompt_tokens))
-    except ValueError as err:  # the backend's own limit or an empty prompt
+        ids = prompts.encode_prompt(
+            model, cleaned, chat=chat, max_tokens=settings.max_prompt_tokens
+        )
+    except ValueError as err:  # the backend's own limit, the cap, or an empty prompt
         raise InputError(str(err)) from None
     check_prompt_tokens(len(ids), settings)
     return ids
@@ -156,18 +158,10 @@ def escape_markdown(text: str, max_chars: int = 500) -> str:
 
 
 # ---- sampler settings ------------------------------------------------------------------------
-def _field_kinds() -> dict[str, str]:
-    """SMCConfig field -> "int", "float" or "str", read from its annotations (no hand table)."""
-    hints = get_type_hints(SMCConfig)
-    kinds = {}
-    for f in fields(SMCConfig):
-        args = get_args(hints[f.name]) or (hints[f.name],)
-        kind = next((t for t in (int, float, str) if t in args), str)
-        kinds[f.name] = kind.__name__
-    return kinds
-
-
-FIELD_KINDS = _field_kinds()
+# Which fields are ints, floats or names, and which may be None: SMCConfig's own field
+# metadata (``config_knobs``), not a table kept here.
+_KNOBS = config_knobs()
+FIELD_KINDS = {name: "str" if k.kind == "choice" else k.kind for name, k in _KNOBS.items()}
 FLOAT_FIELDS = tuple(n for n, k in FIELD_KINDS.items() if k == "float")
 INT_FIELDS = tuple(n for n, k in FIELD_KINDS.items() if k == "int")
 
@@ -191,7 +185,7 @@ def clamp_config(
             continue
         raw = data[f.name]
         if f.name in FLOAT_FIELDS:
-            if raw is None and f.default is None:  # an optional field left unset
+            if raw is None and _KNOBS[f.name].optional:  # e.g. tau = None: tau_t = 1/alpha_t
                 values[f.name] = None
                 continue
             number = as_float(raw)
@@ -232,14 +226,11 @@ def clamp_config(
     clamp("seed", 0, 2**31 - 1, "seed")
     if values["proposal_temperature"] is not None:
         clamp("proposal_temperature", 0.01, 100.0, "proposal τ")
-    if values["schedule"] not in SCHEDULES:
-        raise InputError(
-            f"schedule must be one of {list(SCHEDULES)}, got {shown(values['schedule'])}"
-        )
-    if values["resampling"] not in RESAMPLERS:
-        raise InputError(
-            f"resampling must be one of {sorted(RESAMPLERS)}, got {shown(values['resampling'])}"
-        )
+    for name, knob in _KNOBS.items():
+        if knob.choices and values[name] not in knob.choices:
+            raise InputError(
+                f"{name} must be one of {list(knob.choices)}, got {shown(values[name])}"
+            )
     try:
         return SMCConfig(**values), notes
     except ValueError as err:  # pragma: no cover - every field was bounded above
@@ -291,19 +282,16 @@ def shown(raw: Any, limit: int = 40) -> str:
 def prompt_ids(
     model: Any, prompt: str | Sequence[int], settings: DemoSettings, chat: bool = True
 ) -> list[int]:
-    """Prompt ids: a toy model takes a token prefix, an LLM a text (``encode_prompt``)."""
-    if isinstance(model, ToyLM):
-        if isinstance(prompt, str):
-            raise InputError(f"{model.name} takes a token prefix, not text; pick one from the list")
-        try:
-            return list(model._check_prompt(prompt))
-        except ValueError as err:
-            raise InputError(str(err)) from None
-    if not isinstance(prompt, str):
-        ids = [int(t) for t in prompt]
-        check_prompt_tokens(len(ids), settings)
-        return ids
-    return encode_prompt(model, prompt, settings, chat=chat)
+    """Prompt ids: a token prefix (toy model, or ids) checked by the library's one
+    prompt-encoding path, or a text sanitised and encoded by ``encode_prompt``."""
+    if isinstance(prompt, str):
+        return encode_prompt(model, prompt, settings, chat=chat)
+    try:
+        ids = prompts.encode_prompt(model, prompt, chat=chat)
+    except ValueError as err:
+        raise InputError(str(err)) from None
+    check_prompt_tokens(len(ids), settings)
+    return ids
 
 
 # ---- stop rules ------------------------------------------------------------------------------
