@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from powersmc_core.config import SMCConfig
-from powersmc_core.methods import make_sampler
+from powersmc_core.methods import DESCRIPTIONS, METHODS, make_sampler
 from powersmc_core.models.base import LanguageModel
 from powersmc_core.models.toy import ToyLM
 from powersmc_core.records import SMCResult
@@ -34,13 +34,8 @@ __all__ = [
 ]
 
 
-COMPARE_METHODS: dict[str, str] = {
-    "base": "plain decoding (T = 1)",
-    "lowtemp": "token-level temperature 1/α",
-    "smc": "Power-SMC",
-    "mh": "MH power sampling",
-    "bon": "best-of-N",
-}
+# The library's one method registry, names and descriptions alike (base, lowtemp, smc, mh, bon).
+COMPARE_METHODS: dict[str, str] = {name: DESCRIPTIONS[name] for name in METHODS}
 
 
 @dataclass(frozen=True)
