@@ -4,17 +4,26 @@ Every line is one JSON object with a ``kind``: one ``header`` (format version,
 config, model, prompt), then one ``step`` per decoding step, then an optional
 ``result``. Reading validates size, JSON, schema and consistency, and reports
 the first bad line by number, because traces come from users' uploads.
+
+Reading also bounds the work a trace can cause downstream (charts, tables, replays
+cost O(steps × N)): ``TraceLimits`` caps the particle count, the steps, steps × N
+and the text lengths, and requires normalised log-weights (finite or -inf, and
+log W <= 0 up to rounding: no weight above 1). The defaults are sane for any
+deployment; a public demo passes tighter ones.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import math
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
+
+import numpy as np
 
 from .records import SMCResult, StepRecord, _json_safe
 
@@ -23,6 +32,7 @@ __all__ = [
     "MAX_TRACE_BYTES",
     "Trace",
     "TraceError",
+    "TraceLimits",
     "dumps_trace",
     "read_trace",
     "write_trace",
@@ -35,6 +45,40 @@ MAX_TRACE_BYTES = 50 * 1024 * 1024
 
 class TraceError(ValueError):
     """A trace file that cannot be used; the message says where and why."""
+
+
+@dataclass(frozen=True)
+class TraceLimits:
+    """What a trace may hold: caps on N, steps, steps × N (the charts' work) and texts."""
+
+    max_particles: int = 100_000  # SMCConfig's own bound on N
+    max_steps: int = 1_000_000  # SMCConfig's own bound on max_new_tokens
+    max_cells: int = 20_000_000  # steps × N: what every O(T·N) chart and table walks
+    max_text_chars: int = 100_000  # one particle's decoded text
+
+
+# Normalised log-weights are <= 0; float rounding of the normalisation stays far below this.
+_LOG_WEIGHT_SLACK = 1e-6
+
+
+def _limit_problem(record: StepRecord, steps: int, limits: TraceLimits) -> str | None:
+    n = record.n_particles
+    if n > limits.max_particles:
+        return f"{n} particles; the limit is {limits.max_particles}"
+    if steps > limits.max_steps:
+        return f"more than {limits.max_steps} steps"
+    if steps * n > limits.max_cells:
+        return f"{steps} steps × {n} particles exceeds the limit of {limits.max_cells:,} cells"
+    log_w = np.asarray(record.log_weights, dtype=np.float64)
+    if np.isnan(log_w).any() or np.isposinf(log_w).any():
+        return "log_weights must be finite or -inf"
+    if log_w.size and float(log_w.max()) > _LOG_WEIGHT_SLACK:
+        return f"log_weights must be normalised (log W <= 0), got {float(log_w.max()):g}"
+    if math.isfinite(record.ess) and not 0 <= record.ess <= n * (1 + 1e-9):
+        return f"ess must be in [0, {n}], got {record.ess}"
+    if record.texts is not None and any(len(t) > limits.max_text_chars for t in record.texts):
+        return f"a particle text is longer than {limits.max_text_chars:,} characters"
+    return None
 
 
 @dataclass(frozen=True)
@@ -97,8 +141,16 @@ def _write(handle: IO[str], records, config, meta, result) -> None:
         handle.write(json.dumps({"kind": "result", **result.to_dict()}, allow_nan=False) + "\n")
 
 
-def read_trace(source: str | os.PathLike[str] | bytes, max_bytes: int = MAX_TRACE_BYTES) -> Trace:
-    """Parse and validate a trace from a path or raw bytes (e.g. an upload)."""
+def read_trace(
+    source: str | os.PathLike[str] | bytes,
+    max_bytes: int = MAX_TRACE_BYTES,
+    limits: TraceLimits | None = None,
+) -> Trace:
+    """Parse and validate a trace from a path or raw bytes (e.g. an upload).
+
+    ``limits`` (default ``TraceLimits()``) bounds what the trace can make its readers do.
+    """
+    limits = TraceLimits() if limits is None else limits
     if isinstance(source, bytes | bytearray):
         data = bytes(source)
     else:
@@ -117,6 +169,8 @@ def read_trace(source: str | os.PathLike[str] | bytes, max_bytes: int = MAX_TRAC
     lines = [(i, line) for i, line in enumerate(text.splitlines(), 1) if line.strip()]
     if not lines:
         raise TraceError("trace is empty")
+    if len(lines) > limits.max_steps + 2:  # header + steps + result
+        raise TraceError(f"trace has more than {limits.max_steps} steps; that is the limit")
     objects = []
     for number, line in lines:
         try:
@@ -157,6 +211,9 @@ def read_trace(source: str | os.PathLike[str] | bytes, max_bytes: int = MAX_TRAC
                 )
         if any(not 0 <= a < record.n_particles for a in record.ancestors):
             raise TraceError(f"line {number}: ancestor index out of range")
+        problem = _limit_problem(record, len(records) + 1, limits)
+        if problem is not None:
+            raise TraceError(f"line {number}: {problem}")
         records.append(record)
     if not records:
         raise TraceError("trace has a header but no step records")

@@ -161,3 +161,39 @@ def test_hostile_step_lines_are_trace_errors_not_crashes(mutate, message):
     lines = text.splitlines()
     with pytest.raises(TraceError, match=message):
         read_trace("\n".join([lines[0], mutate(lines[1]), *lines[2:]]).encode())
+
+
+def _with_step(text: str, index: int, **changes) -> bytes:
+    lines = text.splitlines()
+    step = json.loads(lines[index])
+    step.update(changes)
+    lines[index] = json.dumps(step)
+    return "\n".join(lines).encode()
+
+
+def test_trace_limits_bound_particles_steps_cells_and_texts():
+    from powersmc_core.trace import TraceLimits
+
+    records, text = trace_text()
+    n, steps = records[0].n_particles, len(records)
+    read_trace(text.encode(), limits=TraceLimits(max_particles=n, max_steps=steps))  # at the caps
+    for limits, message in [
+        (TraceLimits(max_particles=n - 1), f"{n} particles; the limit is {n - 1}"),
+        (TraceLimits(max_steps=steps - 1), "steps"),
+        (TraceLimits(max_cells=n * steps - 1), "cells"),
+        (TraceLimits(max_text_chars=0), "longer than 0 characters"),
+    ]:
+        with pytest.raises(TraceError, match=message):
+            read_trace(text.encode(), limits=limits)
+
+
+def test_trace_with_an_unnormalised_weight_is_refused():
+    """log W = 800 (a hostile upload) used to overflow the app's particle table."""
+    records, text = trace_text()
+    log_w = list(records[0].log_weights)
+    log_w[0] = 800.0
+    with pytest.raises(TraceError, match=r"line 2: log_weights must be normalised"):
+        read_trace(_with_step(text, 1, log_weights=log_w))
+    log_w[0] = "nan"
+    with pytest.raises(TraceError, match="finite or -inf"):
+        read_trace(_with_step(text, 1, log_weights=log_w))
