@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
@@ -27,7 +26,6 @@ from .presets import grade
 
 __all__ = [
     "COMPARE_METHODS",
-    "CompareSettings",
     "compare_runs",
     "comparison_frame",
     "evaluation_api",
@@ -38,32 +36,12 @@ __all__ = [
 COMPARE_METHODS: dict[str, str] = {name: DESCRIPTIONS[name] for name in METHODS}
 
 
-@dataclass(frozen=True)
-class CompareSettings:
-    alpha: float = 4.0
-    n_particles: int = 8
-    max_new_tokens: int = 48
-    seed: int = 0
-    mh_steps: int = 4
-    ess_threshold: float = 0.5
-    schedule: str = "constant"
-
-    def smc_config(self) -> SMCConfig:
-        return SMCConfig(
-            alpha=self.alpha,
-            n_particles=self.n_particles,
-            max_new_tokens=self.max_new_tokens,
-            seed=self.seed,
-            ess_threshold=self.ess_threshold,
-            schedule=self.schedule,
-        )
-
-
 def compare_runs(
     model: LanguageModel,
     prompt: Sequence[int],
     methods: Sequence[str],
-    settings: CompareSettings,
+    config: SMCConfig,
+    mh_steps: int = 4,
     stop_factory: Callable[[], StopRule | None] = lambda: None,
     on_step: Callable[[], None] = lambda: None,
 ) -> Iterator[tuple[str, SMCResult, float]]:
@@ -77,11 +55,8 @@ def compare_runs(
         raise ValueError(
             f"unknown methods {unknown or list(methods)}; choose from {list(COMPARE_METHODS)}"
         )
-    config = settings.smc_config()  # validates alpha, N, length, seed for every method
     for method in methods:
-        sampler = make_sampler(
-            method, model, config, stop=stop_factory(), mh_steps=settings.mh_steps
-        )
+        sampler = make_sampler(method, model, config, stop=stop_factory(), mh_steps=mh_steps)
         start = time.perf_counter()
         run = sampler.stream(prompt)  # the same records and result as sampler.run(prompt)
         for _ in run:

@@ -204,13 +204,6 @@ class Gate:
         steps = self.cap("MH steps", mh_steps, 0, self.settings.max_mh_steps, notes)
         ids = prompt_ids(model, prompt, self.settings)
         make_stop(stop_rule)  # validate once; each method gets a fresh rule
-        settings = compare.CompareSettings(
-            alpha=config.alpha,
-            n_particles=config.n_particles,
-            max_new_tokens=config.max_new_tokens,
-            seed=config.seed,
-            mh_steps=steps,
-        )
         unknown = [m for m in methods if m not in compare.COMPARE_METHODS]
         if unknown or not methods:
             raise InputError(
@@ -223,7 +216,8 @@ class Gate:
                 model,
                 ids,
                 methods,
-                settings,
+                config,
+                steps,
                 lambda: make_stop(stop_rule),
                 on_step=run.check_deadline,  # the cap holds within one step of a method
             )

@@ -287,8 +287,8 @@ def test_oversized_upload_is_refused_before_parsing():
 
 def test_comparison_frame_on_the_trap():
     model = load_model("toy-trap")
-    settings = compare.CompareSettings(alpha=4.0, n_particles=8, max_new_tokens=4, mh_steps=2)
-    runs = list(compare.compare_runs(model, [], list(compare.COMPARE_METHODS), settings))
+    config = SMCConfig(alpha=4.0, n_particles=8, max_new_tokens=4)
+    runs = list(compare.compare_runs(model, [], list(compare.COMPARE_METHODS), config, mh_steps=2))
     frame = compare.comparison_frame(runs, model, reference="B x")
     assert list(frame["key"]) == list(compare.COMPARE_METHODS)
     assert frame.loc[frame["key"] == "base", "× plain"].item() == pytest.approx(1.0)
@@ -297,7 +297,7 @@ def test_comparison_frame_on_the_trap():
     mh = next(r for m, r, _ in runs if m == "mh")
     assert len(mh.extras["acceptance_trace"]) > 0
     with pytest.raises(ValueError, match="unknown methods"):
-        list(compare.compare_runs(model, [], ["nope"], settings))
+        list(compare.compare_runs(model, [], ["nope"], config))
 
 
 # ---- figures ---------------------------------------------------------------------------
