@@ -20,9 +20,14 @@ change, sanitises and encodes the prompt under the token cap, and parses the sto
 rule. ``running`` takes a server-wide queue slot for the visitor (``LimitError`` when
 the visitor already runs something or the queue is full), stops the events at the
 run-time cap (Live SMC and Compare within one step, a task set within one graded
-run, the Theory lab between two checks), and journals the run: a live run's records go to the run store
-(crash-safe), every run gets a start and an end line in the ``explorer.gate`` log.
-``upload`` reads a trace under the mode's upload cap (5 MB in demo mode).
+run, the Theory lab between two checks), and journals the run: a live run's records
+go to the run store (crash-safe), every run gets a start and an end line in the
+``explorer.gate`` log. ``upload`` reads a trace under the mode's upload cap (5 MB in
+demo mode).
+
+Where the hardening of issue 13 goes: per-visitor limits replace ``Gate.visitor``;
+stop strings are already parsed here (``make_stop``), so their count and length caps
+go beside the others in ``Gate.live``; upload work bounds go in ``Gate.upload``.
 
 The visitor is the Streamlit session today (``Gate.visitor``); a server-issued token
 can take its place without any page changing.
@@ -32,6 +37,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
@@ -319,7 +325,7 @@ class Gate:
         """
         age = time.time() - admission.created
         start = time.perf_counter()
-        status = "failed"
+        status = "stopped"  # unless the block ends normally: Stop, a rerun, an error
         with self.limiter.slot(self.visitor, on_wait, run_age_s=age) as slot:
             log.info(
                 "run started: %s on %s, N=%d, %d tokens, waited %.1f s",
@@ -343,7 +349,7 @@ class Gate:
                     "run ended: %s on %s, %s after %.1f s",
                     admission.kind,
                     admission.model_name,
-                    status if status != "failed" else "stopped",
+                    status,
                     time.perf_counter() - start,
                 )
 
@@ -354,7 +360,7 @@ class Gate:
     @property
     def max_upload_mb(self) -> int:
         """The uploader widget's cap in whole MB (the gate checks the exact bytes)."""
-        return max(1, round(self.settings.max_upload_mb))
+        return max(1, math.ceil(self.settings.max_upload_mb))
 
     def upload(self, data: Any, name: str = "upload") -> RunEntry:
         """A trace upload as a history entry, under the mode's size cap; ``TraceError``."""
