@@ -190,3 +190,26 @@ def test_theory_variance_chart_starts_at_zero():
         {"step": [1, 2], "predicted_variance": [1e-30, 2e-30], "var_log_increment": [0.0, 1e-30]}
     )
     assert renyi_variance_figure(frame).layout.yaxis.rangemode == "tozero"
+
+
+def _scale_colour(scale, value, cmin, cmax):
+    """The colour a stepwise colour scale gives ``value`` (band containing its position)."""
+    position = (value - cmin) / (cmax - cmin)
+    for (low, colour), (high, _) in zip(scale[::2], scale[1::2], strict=True):
+        if low <= position <= high:
+            return colour
+    raise AssertionError(position)
+
+
+@pytest.mark.parametrize("n", [8, 1000])
+def test_weight_bars_keep_each_slots_colour_at_any_n(n):
+    from powersmc_core.plotting.style import particle_color
+
+    marker = charts.weights_figure(_record(n)).data[0].marker
+    if marker.colorscale is None:  # small N: the colour strings themselves
+        assert list(marker.color) == [particle_color(i) for i in range(n)]
+    else:  # large N: palette indices on a stepwise scale, no per-string validation
+        scale = [(float(p), c) for p, c in marker.colorscale]
+        for i in (0, 1, 47, 48, 500, n - 1):
+            got = _scale_colour(scale, float(marker.color[i]), marker.cmin, marker.cmax)
+            assert got.lower() == particle_color(i).lower(), i

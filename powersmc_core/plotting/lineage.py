@@ -16,7 +16,7 @@ import plotly.graph_objects as go
 from ..genealogy import parents, surviving
 from ..records import StepRecord
 from .common import HEIGHT, TokenLabel, empty, labels, layout, stack, step_ticks
-from .style import particle_colors
+from .style import particle_marker_colors
 
 __all__ = ["MAX_GENEALOGY_NODES", "genealogy_figure"]
 
@@ -88,7 +88,7 @@ def genealogy_figure(
         y=jj,
         mode="markers",
         marker={
-            "color": np.asarray(particle_colors(n), dtype=object)[jj],
+            **particle_marker_colors(jj),
             "size": 7 if rows.size * n <= 600 else 4,
             "opacity": np.where(alive[tt, jj], 1.0, 0.35),
             "line": {"width": 0},

@@ -31,7 +31,7 @@ from .common import TokenLabel, empty, labels, layout, snippet, stack, step_tick
 from .compare import add_estimate_bars, loglik_per_token_figure, mh_acceptance_figure
 from .lineage import MAX_GENEALOGY_NODES, genealogy_figure
 from .renyi import renyi_figure
-from .style import METHOD_COLORS, particle_colors
+from .style import METHOD_COLORS, particle_colors, particle_marker_colors
 from .tables import (
     PARTICLE_COLUMNS,
     ParticleTable,
@@ -54,6 +54,7 @@ __all__ = [
     "log_weight_heatmap",
     "loglik_per_token_figure",
     "mh_acceptance_figure",
+    "particle_colors",
     "particle_table",
     "renyi_figure",
     "schedule_figure",
@@ -176,8 +177,8 @@ def weights_figure(record: StepRecord | None, token_label: TokenLabel | None = N
         x=list(range(n)),
         y=weights,
         marker={
-            "color": particle_colors(n),
-            "pattern": {"shape": ["/" if f else "" for f in record.finished]},
+            **particle_marker_colors(n),
+            "pattern": {"shape": np.where(np.asarray(record.finished), "/", "")},
         },
         customdata=np.stack(
             [
@@ -249,7 +250,7 @@ def log_weight_heatmap(
         x=np.zeros(n),
         y=np.arange(n),
         mode="markers",
-        marker={"symbol": "square", "size": max(3, min(10, 300 // n)), "color": particle_colors(n)},
+        marker={"symbol": "square", "size": max(3, min(10, 300 // n)), **particle_marker_colors(n)},
         hovertemplate="particle %{y}<extra></extra>",
         showlegend=False,
     )
