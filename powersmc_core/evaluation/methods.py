@@ -35,6 +35,7 @@ from ..grading import is_equivalent
 from ..methods import METHODS as SAMPLER_METHODS
 from ..methods import make_sampler
 from ..models.base import LanguageModel
+from ..prompts import encode_prompt
 from ..stopping import make_stop_rule
 from .greedy import GreedyDecoding
 from .tasks import Problem
@@ -190,16 +191,16 @@ def build_sampler(
 
 
 def prompt_ids_for(model: LanguageModel, problem: Problem) -> list[int]:
-    """Token ids of the problem: its own ids (toy), else the chat-formatted text + instruction."""
+    """Token ids of the problem through the one prompt path (``prompts.encode_prompt``):
+    its own ids (toy), else the chat-formatted text + instruction."""
     if problem.prompt_ids is not None:
-        return list(problem.prompt_ids)
-    encode = getattr(model, "encode_prompt", None)
-    if encode is None:
+        return encode_prompt(model, list(problem.prompt_ids))
+    if getattr(model, "encode_prompt", None) is None:
         raise ValueError(
             f"problem {problem.id!r} is text but model {model.name!r} has no encode_prompt(); "
             "use a text model (e.g. smollm2) or the 'toy' task for token-id models"
         )
-    return list(encode(f"{problem.prompt}\n{ANSWER_INSTRUCTION}", chat=True))
+    return encode_prompt(model, f"{problem.prompt}\n{ANSWER_INSTRUCTION}", chat=True)
 
 
 def run_one(
