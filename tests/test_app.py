@@ -472,6 +472,16 @@ def test_live_invalid_inputs_show_an_error(key, value, message):
     assert "run_history" not in at.session_state or not at.session_state["run_history"]
 
 
+def test_live_over_the_full_app_cap_is_clamped_with_a_message():
+    at = app(page="app_pages/live_smc.py")
+    at.number_input(key="live_n").set_value(100_000)
+    at.button(key="live_run").click().run()
+    no_exception(at)
+    cap = FULL.max_particles
+    assert f"N 100000 is outside [1, {cap}]; using {cap}" in [w.value for w in at.warning]
+    assert at.session_state["run_history"][0].records[0].n_particles == cap
+
+
 def test_live_stop_before_the_first_token_keeps_nothing():
     at = app(model="toy-random:3,8,0", page="app_pages/live_smc.py")
     at.session_state["live_active"] = toy_admission()  # no step decoded yet
