@@ -87,6 +87,17 @@ def test_the_library_imports_no_streamlit_and_no_app_code():
     assert not offenders, offenders
 
 
+def test_the_app_package_never_imports_pages_and_streamlit_only_for_the_session_id():
+    found = {
+        f"{path.name}: {module}"
+        for path in sorted(APP_PACKAGE.glob("*.py"))
+        for module, _ in imports(path)
+        if module.split(".")[0] in ("streamlit", "app_pages", "app")
+    }
+    # limits.current_session_id reads Streamlit's script context (lazily, inside the call).
+    assert found == {"limits.py: streamlit.runtime.scriptrunner"}, found
+
+
 def import_graph() -> dict[str, set[str]]:
     """explorer module -> the explorer modules it imports (``from . import x`` included)."""
     modules = {f"explorer.{p.stem}" for p in APP_PACKAGE.glob("*.py") if p.stem != "__init__"}
