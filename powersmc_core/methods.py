@@ -1,7 +1,8 @@
 """Method name -> sampler: the one place the CLI, the app and the evaluation agree on.
 
 ``base``: ancestral sampling (T = 1); ``lowtemp``: token-level temperature 1/alpha;
-``smc``: Power-SMC; ``mh``: MH power sampling (Karan & Du); ``bon``: best-of-N by log p.
+``smc``: Power-SMC; ``mh``: MH power sampling (Karan & Du); ``bon``: best-of-N by log p;
+``greedy``: argmax p token by token (the T -> 0 limit, ``greedy.py``).
 
 Every sampler has the same run interface (``Sampler``): ``stream(prompt)`` returns a run
 object, an iterator of frozen records (``StepRecord``; ``MHRecord`` for MH) whose
@@ -17,6 +18,7 @@ from typing import Any, Protocol
 
 from .baselines import BestOfN, MHPowerSampler, TemperatureSampling
 from .config import SMCConfig
+from .greedy import GreedyDecoding
 from .models.base import LanguageModel
 from .records import SMCResult
 from .sampler import PowerSMC
@@ -24,13 +26,14 @@ from .stopping import StopRule
 
 __all__ = ["DESCRIPTIONS", "METHODS", "Run", "Sampler", "make_sampler"]
 
-METHODS = ("base", "lowtemp", "smc", "mh", "bon")
+METHODS = ("base", "lowtemp", "smc", "mh", "bon", "greedy")
 DESCRIPTIONS = {
     "base": "ancestral sampling at T = 1",
     "lowtemp": "token-level temperature T = 1/alpha",
     "smc": "Power-SMC targeting pi_alpha ∝ p^alpha",
     "mh": "Metropolis–Hastings power sampling (Karan & Du)",
     "bon": "best-of-N: the highest log p(y|x) of N samples",
+    "greedy": "greedy decoding: argmax p token by token (the T -> 0 limit)",
 }
 
 
@@ -67,8 +70,9 @@ def make_sampler(
 ) -> Sampler:
     """A fresh sampler (stop rules are stateful) with ``run`` and ``stream``.
 
-    ``config`` supplies alpha, N (smc, bon), length, seed and the proposal temperature;
-    ``samples`` is how many independent sequences ``base`` / ``lowtemp`` draw;
+    ``config`` supplies alpha, N (smc, bon), length, seed and the proposal temperature
+    (greedy reads the length only); ``samples`` is how many independent sequences
+    ``base`` / ``lowtemp`` draw;
     ``stream_every`` batches the particle samplers' records (see ``PowerSMC``).
     """
     n, t, seed = config.n_particles, config.max_new_tokens, config.seed
@@ -83,11 +87,13 @@ def make_sampler(
         return BestOfN(
             model, n=n, max_new_tokens=t, seed=seed, stop=stop, stream_every=stream_every
         )
+    if method == "greedy":
+        return GreedyDecoding(model, max_new_tokens=t, stop=stop, stream_every=stream_every)
     if method == "mh":
         if stream_every != 1:
             raise ValueError(
                 f"stream_every={stream_every} applies to the particle samplers "
-                "(smc, base, lowtemp, bon); MH streams one record per MH step"
+                "(smc, base, lowtemp, bon, greedy); MH streams one record per MH step"
             )
         return MHPowerSampler(
             model,

@@ -7,6 +7,9 @@ r"""Methods under evaluation, built from one ``EvalSettings``, and one problem r
 - ``bon``:     BestOfN(N)                              — argmax log p over N samples
 - ``greedy``:  GreedyDecoding                          — argmax p token by token
 
+The names and samplers are the library's one registry (``powersmc_core.methods``);
+this module adds what the evaluation needs on top: which settings each method reads.
+
 Every run is also graded under the answer decision rules (``answers.RULES``): the
 sampler's own draw (``chosen``), the weighted vote (argmax of the weighted answer
 posterior) and the majority vote over the run's particles. For one-sequence methods
@@ -32,12 +35,10 @@ from typing import Any
 from ..answers import RULES, answer_posterior, decide
 from ..config import SCHEDULES, SMCConfig
 from ..grading import is_equivalent
-from ..methods import METHODS as SAMPLER_METHODS
-from ..methods import make_sampler
+from ..methods import METHODS, Sampler, make_sampler
 from ..models.base import LanguageModel
 from ..prompts import encode_prompt
 from ..stopping import make_stop_rule
-from .greedy import GreedyDecoding
 from .tasks import Problem
 
 __all__ = [
@@ -73,8 +74,6 @@ METHOD_FIELDS: dict[str, tuple[str, ...]] = {
     "bon": ("particles", "max_new_tokens", "seed"),
     "greedy": ("max_new_tokens",),
 }
-# The library's samplers plus the evaluation-only greedy baseline.
-METHODS = (*SAMPLER_METHODS, "greedy")
 
 ANSWER_INSTRUCTION = "Solve the problem step by step, then put the final answer in \\boxed{}."
 
@@ -174,12 +173,8 @@ def run_seed(settings: EvalSettings, problem_id: str) -> int:
 
 def build_sampler(
     method: str, model: LanguageModel, settings: EvalSettings, seed: int, boxed: bool
-) -> Any:
+) -> Sampler:
     """A fresh sampler (stop rules are stateful) for one run; ``boxed`` stops at \\boxed{...}."""
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; choose from {list(METHODS)}")
-    if method == "greedy":
-        return GreedyDecoding(model, settings.max_new_tokens, stop=make_stop_rule(boxed=boxed))
     return make_sampler(
         method,
         model,
