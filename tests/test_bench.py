@@ -19,6 +19,7 @@ import torch
 
 from powersmc_core import PowerSMC, SMCConfig, ToyLM
 from powersmc_core.bench import (
+    METHODS,
     REQUIRED_KEYS,
     BenchSettings,
     Clock,
@@ -87,7 +88,7 @@ def test_timed_clocks_only_model_calls():
 # ---- arithmetic ----------------------------------------------------------------------------
 def test_summary_medians_and_ratios():
     times = {
-        "baseline": [1.0, 3.0, 2.0],
+        "base": [1.0, 3.0, 2.0],
         "limit": [4.0, 5.0, 6.0],
         "smc": [5.0, 5.5, 7.0],
         "mh": [30.0, 10.0, 20.0],
@@ -96,17 +97,27 @@ def test_summary_medians_and_ratios():
     settings = BenchSettings(n_particles=8, new_tokens=10, repeats=3)
     s = summarise(times, settings, {"device": "cpu", "model": "m"}, inside)
     assert set(REQUIRED_KEYS) <= set(s)
-    assert (s["baseline_s"], s["limit_s"], s["smc_s"], s["mh_s"]) == (2.0, 5.0, 5.5, 20.0)
+    assert (s["base_s"], s["limit_s"], s["smc_s"], s["mh_s"]) == (2.0, 5.0, 5.5, 20.0)
     assert s["smc_over_limit"] == pytest.approx(5.5 / 5.0)
     assert s["smc_over_baseline"] == pytest.approx(5.5 / 2.0)
     assert s["mh_over_baseline"] == pytest.approx(20.0 / 2.0)
     assert s["mh_over_smc"] == pytest.approx(20.0 / 5.5)
     assert s["ms_per_step"] == pytest.approx(550.0)
+    assert s["base_ms_per_step"] == pytest.approx(200.0) and "baseline_s" not in s
     # outside the model: limit 0.5 s, smc 1.0 s per run -> 50 and 100 ms per step
     assert s["outside_model_ms_per_step"] == pytest.approx({"limit": 50.0, "smc": 100.0})
     assert s["smc_bookkeeping_over_limit"] == pytest.approx(0.5 / 5.0)
     assert s["n_particles"] == 8 and s["new_tokens"] == 10 and s["repeats"] == 3
     json.dumps(s, allow_nan=False)
+
+
+def test_bench_rows_use_the_registry_names():
+    """Every timed row that is a sampling method is named as the registry names it;
+    limit (bare batched sampling) is the bench's own row."""
+    from powersmc_core import methods
+
+    assert set(METHODS) - {"limit"} <= set(methods.METHODS)
+    assert "base_s" in REQUIRED_KEYS and "baseline_s" not in REQUIRED_KEYS
 
 
 def test_time_methods_interleaves_and_repeats():
@@ -150,8 +161,8 @@ def _check_summary(data: dict, n: int, t: int) -> None:
     assert (data["n_particles"], data["new_tokens"], data["repeats"]) == (n, t, 1)
     med = {m: statistics.median(v) for m, v in data["times_s"].items()}
     assert data["smc_over_limit"] == pytest.approx(med["smc"] / med["limit"])
-    assert data["smc_over_baseline"] == pytest.approx(med["smc"] / med["baseline"])
-    assert data["mh_over_baseline"] == pytest.approx(med["mh"] / med["baseline"])
+    assert data["smc_over_baseline"] == pytest.approx(med["smc"] / med["base"])
+    assert data["mh_over_baseline"] == pytest.approx(med["mh"] / med["base"])
     assert data["ms_per_step"] == pytest.approx(1000 * med["smc"] / t)
     assert all(v > 0 for v in med.values())
 
@@ -163,8 +174,8 @@ def test_bench_on_a_toy_model(capsys, tmp_path):
     assert code == 0, err
     _check_summary(data, 4, 6)
     assert data["device"] == "cpu" and data["model"].startswith("toy-random")
-    assert set(data["outside_model_ms_per_step"]) == {"baseline", "limit", "smc", "mh"}
-    for method in ("baseline", "limit", "smc", "mh", "smc_over_limit"):
+    assert set(data["outside_model_ms_per_step"]) == {"base", "limit", "smc", "mh"}
+    for method in ("base", "limit", "smc", "mh", "smc_over_limit"):
         assert method in out  # the table
 
 
@@ -228,7 +239,7 @@ def test_bench_stream_every_and_skip_generate(capsys, tmp_path):
     )
     assert code == 0, err
     assert data["stream_every"] == 4 and data["smc_s"] > 0 and data["smc_block_size"] == 3
-    assert set(data["times_s"]) == {"baseline", "limit", "smc"}
+    assert set(data["times_s"]) == {"base", "limit", "smc"}
     assert "generate_s" not in data and data["smc_over_generate"] is None
 
 
@@ -241,14 +252,14 @@ def test_bench_smc_variants_are_timed_side_by_side(capsys, tmp_path):
         *("--smc-variant", "3:3", "--smc-variant", "1:6"),
     )
     assert code == 0, err
-    assert set(data["times_s"]) == {"baseline", "limit", "smc", "smc_b3_k3", "smc_b1_k6"}
+    assert set(data["times_s"]) == {"base", "limit", "smc", "smc_b3_k3", "smc_b1_k6"}
     variant = data["smc_variants"]["smc_b3_k3"]
     assert (variant["block_size"], variant["stream_every"]) == (3, 3)
     median = statistics.median(data["times_s"]["smc_b3_k3"])
     assert variant["s"] == pytest.approx(median)
     assert variant["ms_per_step"] == pytest.approx(1000 * median / 6)
     assert variant["over_smc"] == pytest.approx(median / data["smc_s"])
-    assert variant["over_baseline"] == pytest.approx(median / data["baseline_s"])
+    assert variant["over_baseline"] == pytest.approx(median / data["base_s"])
     assert "smc_b1_k6" in out  # a row of the printed table
     long_row = dict(data, times_s={**data["times_s"], "smc_b16_k16": [0.5, 0.5]})
     table = format_table(long_row).splitlines()[1 : 2 + len(long_row["times_s"])]

@@ -3,7 +3,8 @@
 ``python -m powersmc_core bench`` times, in one process, on the same model, prompt
 and number of new tokens T (EOS suppressed, so every method decodes exactly T):
 
-1. baseline  — one sequence, plain ancestral decoding (the everyday cost);
+1. base      — method ``base`` with one sample: one sequence, plain ancestral
+               decoding (the everyday cost);
 2. limit     — N sequences in one batch and nothing else: start + T × (sample,
                advance). The physical floor for N particles on this backend;
 3. smc       — ``PowerSMC`` with N particles, records consumed (the honest cost);

@@ -1,6 +1,6 @@
 """The timed methods: name -> fn(new_tokens, seed), and the loop that times them.
 
-``make_methods`` builds baseline, limit, smc (and its ``--smc-variant`` rows) and mh
+``make_methods`` builds base, limit, smc (and its ``--smc-variant`` rows) and mh
 over one EOS-suppressed model; ``reference_method`` and ``generate_method`` add the
 public reference implementation and Hugging Face ``generate``. ``time_methods`` runs
 each ``repeats`` times, rotating the order every repeat, and reports seconds.
@@ -42,7 +42,7 @@ def make_methods(
 ) -> dict[str, Callable[[int, int], Any]]:
     """name -> fn(new_tokens, seed); both models must already suppress EOS.
 
-    ``model`` serves baseline (at batch 1), limit and smc: one fast path for all
+    ``model`` serves base (at batch 1), limit and smc: one fast path for all
     three. ``single`` (default: the same) serves MH, which on CUDA uses the plain
     dynamic cache: it restarts from a new prefix on every proposal, which a static
     cache cannot reuse.
@@ -59,7 +59,8 @@ def make_methods(
 
         return smc
 
-    def baseline(t: int, seed: int) -> Any:
+    def base(t: int, seed: int) -> Any:
+        # Method base with one sample (ancestral decoding at T = 1), by the bare loop.
         return decode_limit(model, prompt, 1, t, seed)
 
     def limit(t: int, seed: int) -> Any:
@@ -78,7 +79,7 @@ def make_methods(
         return sampler.run(prompt)
 
     methods: dict[str, Callable[[int, int], Any]] = {
-        "baseline": baseline,
+        "base": base,
         "limit": limit,
         "smc": smc_with(settings.smc_block_size, settings.stream_every),
         "mh": mh,

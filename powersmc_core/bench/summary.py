@@ -23,10 +23,10 @@ __all__ = [
     "variant_name",
 ]
 
-METHODS = ("baseline", "limit", "smc", "mh")
+METHODS = ("base", "limit", "smc", "mh")  # row "base": the registry's method base, one sample
 DEFAULT_PROMPT = "Explain in a few sentences why the sky is blue."
 REQUIRED_KEYS = (
-    "baseline_s",
+    "base_s",
     "limit_s",
     "smc_s",
     "mh_s",
@@ -108,6 +108,9 @@ def summarise(
 ) -> dict[str, Any]:
     """Medians and ratios: x_over_y = median(x) / median(y); ms_per_step = 1000·smc_s / T.
 
+    The ratios to the base row keep their documented names: smc_over_baseline =
+    smc_s / base_s and mh_over_baseline = mh_s / base_s (a variant's over_baseline too).
+
     With model-call times (``inside``, CPU): outside_model_ms_per_step[m] =
     1000·median(total − inside)/T, and smc_bookkeeping_over_limit = (outside[smc] −
     outside[limit])·T / 1000 / limit_s, the share SMC adds to the limit's time
@@ -123,7 +126,7 @@ def summarise(
     bookkeeping = None
     if "smc" in outside and "limit" in outside and medians.get("limit"):
         bookkeeping = (outside["smc"] - outside["limit"]) * t / 1000.0 / medians["limit"]
-    smc, limit, base = medians.get("smc"), medians.get("limit"), medians.get("baseline")
+    smc, limit, base = medians.get("smc"), medians.get("limit"), medians.get("base")
     mh, ref = medians.get("mh"), medians.get("reference")
     generate = {
         f"{m}_{key}": value
@@ -153,7 +156,7 @@ def summarise(
         "reference_over_smc": _ratio(ref, smc),
         "smc_over_generate": _ratio(smc, medians.get("generate")),
         "ms_per_step": _per_step_ms(smc, t),
-        "baseline_ms_per_step": _per_step_ms(base, t),
+        "base_ms_per_step": _per_step_ms(base, t),
         "limit_ms_per_step": _per_step_ms(limit, t),
         "n_particles": settings.n_particles,
         "new_tokens": settings.new_tokens,
@@ -179,9 +182,9 @@ def variant_name(block: int, every: int) -> str:
 
 
 def format_table(summary: dict[str, Any]) -> str:
-    """Median seconds per method, with ratios to baseline and limit."""
+    """Median seconds per method, with ratios to the base row and the limit row."""
     times = summary["times_s"]
-    base, limit = summary.get("baseline_s"), summary.get("limit_s")
+    base, limit = summary.get("base_s"), summary.get("limit_s")
     t = summary["new_tokens"]
     width = max(10, *(len(name) for name in times))  # variant rows (smc_b16_k16) are longer
     lines = [
