@@ -1,9 +1,12 @@
-"""Execute every theory notebook with nbclient: a failing assert cell fails its test.
+"""The theory notebooks: built from their jupytext sources, committed executed, and re-run.
 
-The notebooks are committed with outputs; here they are re-run in memory (the committed files
-are not touched) from the notebooks/ folder, with fixed seeds inside each notebook. The kernel
-is the ``python3`` kernelspec that ipykernel installs into the venv; jupyter_client starts it
-with this interpreter (``sys.executable``), so a fresh ``make install`` is all it needs.
+Each ``notebooks/NN_*.ipynb`` is built from ``notebooks/NN_*.py`` (percent format) by
+``notebooks/build_notebooks.py``; its cells must equal the source's, so the code that ruff lints
+is the code whose outputs are committed. The notebooks are then re-run in memory (the committed
+files are not touched) from the notebooks/ folder with nbclient, with fixed seeds inside each
+notebook: a failing assert cell fails its test. The kernel is the ``python3`` kernelspec that
+ipykernel installs into the venv; jupyter_client starts it with this interpreter
+(``sys.executable``), so a fresh ``make install`` is all it needs.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 PATHS = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
 
 
-def _generator():
+def _builder():
     spec = importlib.util.spec_from_file_location(
         "build_notebooks", NOTEBOOKS / "build_notebooks.py"
     )
@@ -28,24 +31,37 @@ def _generator():
     return module
 
 
-def test_every_generated_notebook_is_committed():
-    assert sorted(_generator().NOTEBOOKS) == [p.name for p in PATHS]
+def test_every_source_has_its_committed_notebook():
+    sources = _builder().SOURCES
+    assert sources, "no notebook sources (notebooks/NN_*.py) found"
+    assert [s.with_suffix(".ipynb").name for s in sources] == [p.name for p in PATHS]
     readme = (NOTEBOOKS / "README.md").read_text()
     for path in PATHS:
         assert path.name in readme, f"{path.name} is missing from notebooks/README.md"
 
 
 @pytest.mark.parametrize("path", PATHS, ids=[p.stem for p in PATHS])
-def test_committed_notebook_matches_generator_and_has_outputs(path):
+def test_committed_notebook_matches_its_source_and_has_outputs(path):
+    builder = _builder()
     committed = nbformat.read(path, as_version=4)
-    cells = _generator().NOTEBOOKS[path.name]
-    assert [c.source for c in committed.cells] == [c.source for c in cells], (
-        f"{path.name} differs from notebooks/build_notebooks.py: rerun "
+    expected = builder.cells(builder.build(path.with_suffix(".py")))
+    assert builder.cells(committed) == expected, (
+        f"{path.name} differs from {path.stem}.py: rerun "
         "`python notebooks/build_notebooks.py --execute --only " + path.name[:2] + "`"
     )
     code = [c for c in committed.cells if c.cell_type == "code"]
     assert all(c.get("outputs") for c in code[1:]), f"{path.name} was committed without outputs"
     assert path.stat().st_size < 3_000_000, f"{path.name} is too large to read on a code host"
+
+
+def test_source_drift_is_caught(tmp_path):
+    """The comparison above can fail: one changed character in a code cell is reported."""
+    builder = _builder()
+    source = builder.SOURCES[0]
+    edited = tmp_path / source.name
+    edited.write_text(source.read_text().replace("alpha = 4.0", "alpha = 4.5", 1))
+    committed = nbformat.read(builder.notebook_path(source), as_version=4)
+    assert builder.cells(builder.build(edited)) != builder.cells(committed)
 
 
 @pytest.mark.slow
