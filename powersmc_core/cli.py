@@ -3,6 +3,9 @@
 run    decode one prompt with Power-SMC (or a baseline), print the chosen completion
        on stdout and a summary (ESS min, resamples, log Ẑ, tokens/s) on stderr;
        ``--json`` writes the whole result, ``--trace`` the step records (JSON lines).
+       ``--answer RULE`` reads the particles as answers: the summary (and the JSON)
+       add the weighted answer posterior P̂(a) = Σ_i W_i·1[a(y_i) = a] and the answer
+       the rule decides (``powersmc_core.answers``).
 bench  side-by-side latency of plain decoding, bare batched sampling, Power-SMC and
        MH power sampling (see ``powersmc_core.bench``).
 eval   delegated to ``powersmc_core.evaluation.cli`` (imported only when used).
@@ -21,6 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .answers import NO_ANSWER, RULES, AnswerPosterior, decide, result_posterior
 from .cli_args import (
     CONFIG_FLAGS,
     EXIT_USAGE,
@@ -33,6 +37,7 @@ from .cli_args import (
     parse_prompt,
 )
 from .config import SMCConfig
+from .grading import EXTRACTORS
 from .methods import METHODS
 from .methods import make_sampler as build_sampler
 from .models.base import LanguageModel
@@ -79,6 +84,18 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="K",
         help="read the particles back every K steps (records arrive K at a time; no host "
         "sync in between on a GPU; needs no --stop/--boxed); default 1",
+    )
+    other.add_argument(
+        "--answer",
+        choices=RULES,
+        help="decide an answer from the particles: the sampler's draw (chosen), the weighted "
+        "vote or the majority vote; the summary and --json show the answer posterior",
+    )
+    other.add_argument(
+        "--extractor",
+        choices=EXTRACTORS,
+        help="how --answer reads an answer from a completion (default auto: \\boxed{}, "
+        "then ####, then the last number; exact: the whole text)",
     )
     other.add_argument("--json", metavar="PATH", help="write the whole result as JSON")
     other.add_argument("--trace", metavar="PATH", help="write step records as JSON lines")
@@ -172,6 +189,42 @@ def _summary(result: Any, method: str, config: SMCConfig, model_name: str, timin
     return "\n".join(lines)
 
 
+def _answer_report(posterior: AnswerPosterior, rule: str, extractor: str) -> dict[str, Any]:
+    """The decided answer and the posterior rows (answer, probability, count); the
+    no-answer bucket is its own row, and ``no_answer`` its mass (0 when all answered)."""
+    return {
+        "rule": rule,
+        "extractor": extractor,
+        "decided": decide(posterior, rule),
+        "posterior": posterior.rows(),
+        "no_answer": posterior.no_answer,
+    }
+
+
+def _shown(label: str, width: int = 40) -> str:
+    """One line of at most ``width`` characters (answers may span lines)."""
+    text = " ".join(label.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _answer_lines(report: dict[str, Any]) -> list[str]:
+    decided = report["decided"]
+    shown = "(none: no particle has an answer)" if decided is None else _shown(decided, 120)
+    lines = [
+        f"answer       {shown}  ({report['rule']}, extractor {report['extractor']})",
+        f"posterior    {'answer':<40} {'probability':>11} {'count':>6}",
+    ]
+    rows = list(report["posterior"])
+    if not any(row["answer"] == NO_ANSWER for row in rows):  # the bucket is always shown
+        rows.append({"answer": NO_ANSWER, "probability": 0.0, "count": 0})
+    for row in rows:
+        lines.append(
+            f"             {_shown(str(row['answer'])):<40} {row['probability']:>11.4f} "
+            f"{row['count']:>6d}"
+        )
+    return lines
+
+
 def _run(args: argparse.Namespace) -> int:
     from .trace import write_trace
 
@@ -179,6 +232,10 @@ def _run(args: argparse.Namespace) -> int:
     stop = make_stop_rule(args.stop, boxed=args.boxed)
     if args.trace and args.method == "mh":
         raise ValueError("--trace records SMC steps; mh streams MH steps (use --json instead)")
+    if args.extractor and not args.answer:
+        raise ValueError(
+            "--extractor applies to --answer: add --answer weighted-vote (or chosen, majority-vote)"
+        )
     for path, flag in ((args.json, "--json"), (args.trace, "--trace")):
         if path:
             check_writable(path, flag)
@@ -204,8 +261,16 @@ def _run(args: argparse.Namespace) -> int:
     if text is None:
         text = model.decode_batch([result.chosen_completion])[0]
     print(text)
+    answer = None
+    if args.answer:
+        extractor = args.extractor or "auto"
+        posterior = result_posterior(result, model.decode_batch, extractor)
+        answer = _answer_report(posterior, args.answer, extractor)
     if not args.quiet:
-        print(_summary(result, args.method, config, model.name, timing), file=sys.stderr)
+        summary = _summary(result, args.method, config, model.name, timing)
+        if answer is not None:
+            summary = "\n".join([summary, *_answer_lines(answer)])
+        print(summary, file=sys.stderr)
 
     meta = {"model": model.name, "method": args.method, "prompt": args.prompt, "prompt_ids": prompt}
     if args.json:
@@ -220,6 +285,7 @@ def _run(args: argparse.Namespace) -> int:
             ),
             "timing": timing,
             "text": text,
+            "answer": answer,
             "device": str(model.device),
         }
         path = Path(args.json)

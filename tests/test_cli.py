@@ -16,7 +16,9 @@ from dataclasses import fields
 import pytest
 
 from powersmc_core import SMCConfig, ToyLM
+from powersmc_core.answers import NO_ANSWER, answer_posterior, decide
 from powersmc_core.cli import CONFIG_FLAGS, build_parser, config_from_args, main, parse_prompt
+from powersmc_core.methods import METHODS
 from powersmc_core.trace import read_trace
 
 TRAP_COMPLETIONS = {"A x", "A y", "A z", "B x", "B y", "B z"}
@@ -97,7 +99,7 @@ def test_toy_prompts_take_names_or_ids():
 
 
 # ---- run ---------------------------------------------------------------------------------
-@pytest.mark.parametrize("method", ["smc", "base", "lowtemp", "mh", "bon"])
+@pytest.mark.parametrize("method", METHODS)
 def test_every_method_prints_a_trap_completion(capsys, method):
     code, out, err = run_cli(
         capsys, "run", "--model", "toy-trap", "--method", method, "--particles", "8"
@@ -389,6 +391,87 @@ def test_eval_absent_is_one_error_line(capsys, monkeypatch):
     code, out, err = run_cli(capsys, "eval")
     assert code == 2 and out == ""
     assert err.startswith("error: the eval subcommand is not available")
+
+
+# ---- --answer ----------------------------------------------------------------------------
+def printed_posterior(err: str) -> tuple[str, list[tuple[str, float, int]]]:
+    """(decided answer, rows) read back from the summary's answer lines."""
+    lines = err.splitlines()
+    decided = next(line for line in lines if line.startswith("answer "))
+    start = next(i for i, line in enumerate(lines) if line.startswith("posterior "))
+    rows = []
+    for line in lines[start + 1 :]:
+        label, probability, count = line.strip().rsplit(maxsplit=2)
+        rows.append((label.strip(), float(probability), int(count)))
+    return decided.split(maxsplit=1)[1].rsplit("  (", 1)[0], rows
+
+
+def expected_rows(post) -> list[tuple[str, float, int]]:
+    rows = [(r["answer"], r["probability"], r["count"]) for r in post.rows()]
+    if all(label != NO_ANSWER for label, *_ in rows):
+        rows.append((NO_ANSWER, 0.0, 0))  # the bucket is printed even when empty
+    return rows
+
+
+@pytest.mark.parametrize("rule", ["chosen", "weighted-vote", "majority-vote"])
+def test_answer_prints_the_posterior_of_the_result(capsys, tmp_path, rule):
+    path = tmp_path / "run.json"
+    argv = ["--model", "toy-trap", "-n", "12", "--seed", "3", "--ess-threshold", "0"]
+    code, out, err = run_cli(
+        capsys, "run", *argv, "--answer", rule, "--extractor", "exact", "--json", str(path)
+    )
+    assert code == 0, err
+    data = json.loads(path.read_text())
+    texts = ToyLM.trap().decode_batch(data["completions"])
+    log_w = [math.log(w) if w > 0 else -math.inf for w in data["weights"]]
+    post = answer_posterior(texts, log_w, "exact", chosen=data["chosen"])
+    decided, rows = printed_posterior(err)
+    assert decided == decide(post, rule)
+    expected = expected_rows(post)
+    assert [(a, c) for a, _, c in rows] == [(a, c) for a, _, c in expected]
+    for (_, printed, _), (_, exact, _) in zip(rows, expected, strict=True):
+        assert printed == pytest.approx(exact, abs=5e-5)  # printed to 4 decimals
+    assert len(expected) > 2  # several answers: the table is not trivially one row
+    assert data["answer"] == {
+        "rule": rule,
+        "extractor": "exact",
+        "decided": decide(post, rule),
+        "posterior": [dict(r, probability=pytest.approx(r["probability"])) for r in post.rows()],
+        "no_answer": 0.0,
+    }
+    assert out.strip() == texts[data["chosen"]]  # stdout is still the chosen completion
+
+
+def test_weighted_vote_and_majority_vote_decide_differently(capsys, tmp_path):
+    """Prompt B on the trap, proposal at T = 20 (near uniform over x, y, z), no resampling,
+    alpha = 8: the particles spread over the endings, the weights p^alpha/q pile on x (0.9)."""
+    argv = ["--model", "toy-trap", "--prompt", "B", "-n", "8", "--alpha", "8", "--seed", "0"]
+    argv += ["--proposal-temperature", "20", "--ess-threshold", "0", "--extractor", "exact"]
+    decided = {}
+    for rule in ("weighted-vote", "majority-vote"):
+        path = tmp_path / f"{rule}.json"
+        code, _, err = run_cli(capsys, "run", *argv, "--answer", rule, "--json", str(path))
+        assert code == 0, err
+        decided[rule] = printed_posterior(err)[0]
+        data = json.loads(path.read_text())["answer"]  # same seed: the same posterior
+    assert decided == {"weighted-vote": "x", "majority-vote": "y"}
+    rows = {row["answer"]: row for row in data["posterior"]}
+    assert rows["x"]["probability"] > 0.99 and rows["y"]["count"] > rows["x"]["count"]
+
+
+def test_no_answer_bucket_is_shown_when_nothing_is_an_answer(capsys):
+    # "auto" reads \boxed{}, #### or a number: the trap's letters are none of them.
+    code, _, err = run_cli(capsys, "run", "--model", "toy-trap", "--answer", "weighted-vote")
+    assert code == 0, err
+    decided, rows = printed_posterior(err)
+    assert decided.startswith("(none") and rows == [(NO_ANSWER, 1.0, SMCConfig().n_particles)]
+
+
+def test_answer_flags_are_checked(capsys):
+    code, _, err = run_cli(capsys, "run", "--model", "toy-trap", "--extractor", "exact")
+    assert code == 2 and err.startswith("error: --extractor applies to --answer")
+    code, _, err = run_cli(capsys, "run", "--model", "toy-trap", "--answer", "vote")
+    assert code == 2 and "invalid choice" in err
 
 
 # ---- python -m ---------------------------------------------------------------------------
