@@ -1,9 +1,11 @@
 """The three layers, read from the source's syntax trees (nothing is imported).
 
-powersmc_core (library) <- explorer (the app's services) <- app.py + app_pages/ (pages):
+powersmc_core (library) <- explorer (the app's services) <- app.py + app_pages/ (pages).
+``tests/test_layers.py`` checks that the library imports no streamlit and that neither
+package has an import cycle; here:
 
-* the library imports neither streamlit nor the app's package;
-* the app's package has no import cycle;
+* the library imports no app code, and the app's package imports no page (and
+  Streamlit only to read the session id);
 * a page cannot start a sampler except through ``explorer.gate``: no page imports a
   sampler class, the sampler factory, a model loader, the limiter, the store or the
   live-run controller, nor calls anything by those names.
@@ -77,12 +79,12 @@ def imports(path: Path, source: str | None = None) -> list[tuple[str, list[str]]
     return found
 
 
-def test_the_library_imports_no_streamlit_and_no_app_code():
+def test_the_library_imports_no_app_code():
     offenders = [
         f"{path.relative_to(ROOT)}: {module}"
         for path in sorted(LIBRARY.rglob("*.py"))
         for module, _ in imports(path)
-        if module.split(".")[0] in ("streamlit", "explorer", "app_pages", "app")
+        if module.split(".")[0] in ("explorer", "app_pages", "app")
     ]
     assert not offenders, offenders
 
@@ -96,55 +98,6 @@ def test_the_app_package_never_imports_pages_and_streamlit_only_for_the_session_
     }
     # limits.current_session_id reads Streamlit's script context (lazily, inside the call).
     assert found == {"limits.py: streamlit.runtime.scriptrunner"}, found
-
-
-def import_graph() -> dict[str, set[str]]:
-    """explorer module -> the explorer modules it imports (``from . import x`` included)."""
-    modules = {f"explorer.{p.stem}" for p in APP_PACKAGE.glob("*.py") if p.stem != "__init__"}
-    graph: dict[str, set[str]] = {}
-    for path in APP_PACKAGE.glob("*.py"):
-        name = "explorer" if path.stem == "__init__" else f"explorer.{path.stem}"
-        edges = set()
-        for module, names in imports(path):
-            if module in modules:
-                edges.add(module)
-            edges |= {f"{module}.{n}" for n in names if f"{module}.{n}" in modules}
-        graph[name] = edges - {name}
-    return graph
-
-
-def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
-    """One import cycle as a path of module names, or None (depth-first search)."""
-    state: dict[str, int] = {}  # 1: on the current path, 2: done
-    path: list[str] = []
-
-    def visit(node: str) -> list[str] | None:
-        state[node] = 1
-        path.append(node)
-        for nxt in sorted(graph.get(node, ())):
-            if state.get(nxt) == 1:
-                return [*path[path.index(nxt) :], nxt]
-            if nxt not in state and (cycle := visit(nxt)):
-                return cycle
-        path.pop()
-        state[node] = 2
-        return None
-
-    for node in sorted(graph):
-        if node not in state and (cycle := visit(node)):
-            return cycle
-    return None
-
-
-def test_cycle_finder_finds_a_cycle():
-    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
-    assert find_cycle({"a": {"b"}, "b": set()}) is None
-
-
-def test_the_app_package_has_no_import_cycle():
-    graph = import_graph()
-    assert graph.get("explorer.gate")  # the graph was read
-    assert find_cycle(graph) is None, find_cycle(graph)
 
 
 def page_violations(path: Path, source: str | None = None) -> list[str]:
