@@ -38,10 +38,8 @@ from .cli_args import (
 )
 from .config import SMCConfig
 from .grading import EXTRACTORS
-from .methods import METHODS
-from .methods import make_sampler as build_sampler
-from .models.base import LanguageModel
-from .stopping import StopRule, make_stop_rule
+from .methods import METHODS, make_sampler
+from .stopping import make_stop_rule
 
 __all__ = [
     "CONFIG_FLAGS",
@@ -126,22 +124,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # ---- run ---------------------------------------------------------------------------------
-def make_sampler(
-    method: str, model: LanguageModel, config: SMCConfig, stop: StopRule | None, args
-) -> Any:
-    """--method -> sampler; base/lowtemp draw N independent sequences on the command line."""
-    return build_sampler(
-        method,
-        model,
-        config,
-        stop=stop,
-        samples=config.n_particles,
-        mh_steps=args.mh_steps,
-        mh_block_size=args.mh_block_size,
-        stream_every=args.stream_every,
-    )
-
-
 def _decode(sampler: Any, prompt: list[int], total: int, quiet: bool) -> tuple[list, Any]:
     """Consume the sampler's records under a progress bar (stderr); return (records, result)."""
     from tqdm import tqdm
@@ -241,7 +223,17 @@ def _run(args: argparse.Namespace) -> int:
             check_writable(path, flag)
     model = load_model_from_args(args)
     prompt = parse_prompt(model, args.prompt, raw=args.raw)
-    sampler = make_sampler(args.method, model, config, stop, args)
+    # The registry's sampler; base/lowtemp draw N independent sequences on the command line.
+    sampler = make_sampler(
+        args.method,
+        model,
+        config,
+        stop=stop,
+        samples=config.n_particles,
+        mh_steps=args.mh_steps,
+        mh_block_size=args.mh_block_size,
+        stream_every=args.stream_every,
+    )
     total = (
         -(-config.max_new_tokens // sampler.block_size) * (sampler.mh_steps + 1)
         if args.method == "mh"

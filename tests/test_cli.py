@@ -496,10 +496,10 @@ def test_module_entry_point():
     assert bad.stderr.startswith("error: n_particles")
 
 
-@pytest.mark.parametrize("method", ["mh", "bon"])
+@pytest.mark.parametrize("method", ["mh", "bon", "greedy"])
 def test_run_gives_the_samplers_own_result_for_the_same_seed(capsys, tmp_path, method):
     """The CLI consumes each sampler's run object: its result is the sampler's own run()."""
-    from powersmc_core.cli import make_sampler
+    from powersmc_core.methods import make_sampler
 
     path = tmp_path / f"{method}.json"
     argv = ["--model", "toy-trap", "--method", method, "-n", "6", "--max-new-tokens", "3"]
@@ -508,7 +508,9 @@ def test_run_gives_the_samplers_own_result_for_the_same_seed(capsys, tmp_path, m
     assert code == 0
     data = json.loads(path.read_text())
     args = build_parser().parse_args(["run", *argv])
-    sampler = make_sampler(method, ToyLM.trap(), config_from_args(args), None, args)
+    sampler = make_sampler(
+        method, ToyLM.trap(), config_from_args(args), samples=6, mh_steps=2, mh_block_size=None
+    )
     expected = sampler.run([])
     assert data["chosen"] == expected.chosen
     assert data["completions"] == [list(c) for c in expected.completions]

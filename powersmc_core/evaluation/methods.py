@@ -35,7 +35,7 @@ from typing import Any
 from ..answers import RULES, answer_posterior, decide
 from ..config import SCHEDULES, SMCConfig
 from ..grading import is_equivalent
-from ..methods import METHODS, Sampler, make_sampler
+from ..methods import METHODS, make_sampler
 from ..models.base import LanguageModel
 from ..prompts import encode_prompt
 from ..stopping import make_stop_rule
@@ -46,7 +46,6 @@ __all__ = [
     "METHODS",
     "METHOD_FIELDS",
     "EvalSettings",
-    "build_sampler",
     "config_hash",
     "effective_rule",
     "method_config",
@@ -171,20 +170,6 @@ def run_seed(settings: EvalSettings, problem_id: str) -> int:
     return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
 
 
-def build_sampler(
-    method: str, model: LanguageModel, settings: EvalSettings, seed: int, boxed: bool
-) -> Sampler:
-    """A fresh sampler (stop rules are stateful) for one run; ``boxed`` stops at \\boxed{...}."""
-    return make_sampler(
-        method,
-        model,
-        settings.smc_config(seed),
-        stop=make_stop_rule(boxed=boxed),
-        mh_steps=settings.mh_steps,
-        mh_block_size=settings.mh_block_size,
-    )
-
-
 def prompt_ids_for(model: LanguageModel, problem: Problem) -> list[int]:
     """Token ids of the problem through the one prompt path (``prompts.encode_prompt``):
     its own ids (toy), else the chat-formatted text + instruction."""
@@ -209,7 +194,15 @@ def run_one(
     label = model_label or model.name
     seed = run_seed(settings, problem.id)
     ids = prompt_ids_for(model, problem)
-    sampler = build_sampler(method, model, settings, seed, boxed=problem.prompt_ids is None)
+    # A fresh sampler per run (stop rules are stateful); text problems stop at \boxed{...}.
+    sampler = make_sampler(
+        method,
+        model,
+        settings.smc_config(seed),
+        stop=make_stop_rule(boxed=problem.prompt_ids is None),
+        mh_steps=settings.mh_steps,
+        mh_block_size=settings.mh_block_size,
+    )
     start = time.perf_counter()
     result = sampler.run(ids)
     latency = time.perf_counter() - start
