@@ -139,8 +139,11 @@ def main() -> None:
         "new_tokens": args.new_tokens,
         "rounds": args.rounds,
         "load_average_before": os.getloadavg(),
-        "by_threads": [measure(t, args.n, args.new_tokens, args.rounds) for t in args.threads],
+        "by_threads": [],
     }
+    for threads in args.threads:
+        report["by_threads"].append(measure(threads, args.n, args.new_tokens, args.rounds))
+        print(json.dumps(report["by_threads"][-1]), file=sys.stderr, flush=True)  # progress
     if args.rss:
         report.update(measure_rss(args.threads[-1]))
     report["load_average_after"] = os.getloadavg()
