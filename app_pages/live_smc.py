@@ -9,7 +9,7 @@ A rerun for any other reason (a widget change) resumes the same run.
 
 import streamlit as st
 
-from explorer import history, inputs, models, presets
+from explorer import answers, history, inputs, models, presets
 from explorer.gate import InputError, LimitError, open_gate
 from powersmc_core.config import SCHEDULES
 from powersmc_core.plotting import live as charts
@@ -21,6 +21,12 @@ st.title("Live Power-SMC")
 st.caption(
     "N particles decode in one batch from q ∝ p^(1/τ_t); importance weights correct each token "
     "towards p^α_t, and the particles are resampled when the ESS drops below κ·N."
+)
+st.caption(
+    "Target: π_α(y|x) ∝ p(y|x)^α over *complete* continuations y, those that end by EOS, at "
+    "max new tokens, or by the stop rule. Under a stop rule the target is the α-power of the "
+    "*stopped* law (a stopped y weighs p(y|x)^α), not π_α then cut at the stop: the two are "
+    "compared exactly in the Theory lab."
 )
 
 model_name = state.get("model_name", models.DEFAULT_MODEL)
@@ -242,6 +248,12 @@ def show_summary(entry):
         m[5].metric("answer", str(row["answer"]), verdict, delta_color="off", delta_arrow="off")
     else:
         m[5].metric("min ESS", f"{row['min ESS']:.1f}")
+    rule = st.selectbox(
+        "answer rule", answers.RULES, 1, answers.RULE_LABELS.get, key="live_answer_rule"
+    )
+    if (view := answers.answer_view(entry, rule)) is not None:
+        st.markdown(view.headline)
+        st.plotly_chart(view.figure, key=f"live_answers_{entry.run_id}")
 
 
 if active is not None:
