@@ -18,6 +18,13 @@ prefix, and can commit early to a prefix whose continuations are all weak.
 batch from the proposal $q \propto p^{1/\tau}$ ($\tau = 1/\alpha$ minimises the weight
 variance); importance weights correct every token, and the particles are resampled when
 the effective sample size drops.
+
+**The target, precisely.** $\pi_\alpha$ is a law over *complete* continuations $y$: those
+that end with EOS, at `max_new_tokens`, or where a stop rule fires (a stop string, a
+`\boxed{}` answer). Each weighs $p(y\mid x)^\alpha$ with $p(y\mid x)$ the probability of
+its tokens. Under a stop rule the sampler therefore targets the $\alpha$-power of the
+**stopped** law, not "$\pi_\alpha$ without the rule, then cut at the stop": the two can be
+far apart. The Theory lab computes both exactly on the toy models.
 """
 )
 
