@@ -222,15 +222,19 @@ def draw(records, config, heavy, tag):
     for name, fig in figures.items():
         slots[name].plotly_chart(fig, key=f"live_{name}_{tag}")
     with table_slot.container():
-        frame = history.particle_frame(records[-1])
+        table = charts.particle_table(records[-1], top_k=50)
+        frame = table.frame
         st.markdown(f"**Particles at step {records[-1].step}**, sorted by weight")
-        st.caption(f"Leader, particle {frame['particle'][0]}: {frame['text'][0]!r}")
+        leader = inputs.escape_markdown(repr(frame["text"][0]))
+        st.caption(f"Leader, particle {frame['particle'][0]}: {leader}")
         st.dataframe(
             charts.style_particle_table(frame),
             hide_index=True,
             height=min(560, 38 + 35 * len(frame)),
             column_config=charts.PARTICLE_COLUMNS,
         )
+        if table.n_more:
+            st.caption(table.more_caption)
 
 
 def show_summary(entry):
