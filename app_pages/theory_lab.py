@@ -8,10 +8,11 @@ import streamlit as st
 
 from explorer import models
 from explorer.gate import InputError, LimitError, open_gate
-from explorer.theory_lab import THEORY_MODELS
+from explorer.theory_lab import MAX_STOP_CHARS, THEORY_MODELS, default_stop, stop_targets
 from powersmc_core import theory
 from powersmc_core.plotting import live as charts
 from powersmc_core.plotting import theory as theory_charts
+from powersmc_core.plotting.stopped import stopped_law_figure
 
 state = st.session_state
 gate = open_gate(state)
@@ -92,6 +93,27 @@ st.caption(
     f"(of {len(comparison.labels)}). Token-level temperature 1/α is the exact law of sampling "
     "each token from p^α renormalised; π_α renormalises whole sequences."
 )
+
+st.subheader("Under a stop rule, the target changes")
+stop_text = st.text_input(
+    "stop strings (comma-separated; exact, no sampling)",
+    default_stop(model),
+    max_chars=MAX_STOP_CHARS,
+    key=f"theory_stop_{name}",
+)
+try:
+    targets = stop_targets(model, settings.alpha, stop_text)
+except InputError as err:
+    st.error(f"Invalid stop strings: {err}")
+else:
+    st.plotly_chart(stopped_law_figure(targets), key="theory_stopped")
+    st.caption(
+        "A particle stopped by the rule is final with weight p(prefix)^α, so Power-SMC and MH "
+        "target the α-power of the stopped law P_stop (red), not π_α over completions without "
+        f"the rule, then cut where the rule fires (black): TV = {targets.tv:.3f}. Both are "
+        "computed exactly by enumeration."
+    )
+    st.dataframe(targets.frame(), hide_index=True, key="theory_stopped_table")
 
 if results:
     left, right = st.columns(2)

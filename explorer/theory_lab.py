@@ -4,6 +4,12 @@
 exact law, mean TV against N, the incremental-weight variance over proposal
 temperatures, and ESS traces per bridging schedule. Its budget (runs x N) is bounded
 by the caps through ``explorer.gate``, which also holds a queue slot while it runs.
+
+``stop_targets`` is exact and needs no sampler: under the visitor's stop strings
+(parsed by ``inputs.make_stop``, the Live page's policy, and bounded here) it gives
+the samplers' target, P_stop^alpha / Z, beside "pi_alpha, then cut at the stop".
+Enumeration is cheap because only the ``THEORY_MODELS`` are offered (at most 4^5
+continuations).
 """
 
 from __future__ import annotations
@@ -20,9 +26,21 @@ from powersmc_core.config import SMCConfig
 from powersmc_core.exact import enumerate_sequences
 from powersmc_core.models.toy import ToyLM
 
-__all__ = ["THEORY_MODELS", "TheorySettings", "run_checks"]
+from .inputs import InputError, make_stop
+
+__all__ = [
+    "MAX_STOP_CHARS",
+    "MAX_STOP_STRINGS",
+    "THEORY_MODELS",
+    "TheorySettings",
+    "default_stop",
+    "run_checks",
+    "stop_targets",
+]
 
 THEORY_MODELS = ("toy-trap", "toy-random:3,8,0", "toy-random:4,5,1", "toy-random:4,4,0")
+MAX_STOP_CHARS = 40  # the whole comma-separated field
+MAX_STOP_STRINGS = 4
 
 
 @dataclass(frozen=True)
@@ -53,8 +71,9 @@ def run_checks(model: ToyLM, settings: TheorySettings) -> Iterator[tuple[str, An
     weight_variance: Var of w = p^alpha/q_tau over tau on the model's next-token rows;
     ess_traces: ESS/N per step for each bridging schedule.
     """
-    table = enumerate_sequences(model, ())
     config = SMCConfig(alpha=settings.alpha, n_particles=settings.n_particles, seed=settings.seed)
+    # The table the estimate is scored against must end sequences where the sampler does.
+    table = enumerate_sequences(model, (), max_new_tokens=config.max_new_tokens)
     yield "estimate", theory.smc_estimate(model, config, settings.runs, table=table)
     yield (
         "tv_vs_n",
@@ -80,3 +99,22 @@ def run_checks(model: ToyLM, settings: TheorySettings) -> Iterator[tuple[str, An
             n_particles=settings.n_particles,
         ),
     )
+
+
+def default_stop(model: ToyLM) -> str:
+    """The most likely first token's text: a stop string that changes the target visibly."""
+    log_p = model.next_token_logprobs(()).clone()  # the model's own row: never edit it
+    log_p[list(model.eos_token_ids)] = -math.inf
+    return model.token_name(int(log_p.argmax()))
+
+
+def stop_targets(model: ToyLM, alpha: float, stop_strings: str) -> theory.StoppedLawTargets:
+    """Exact targets under the comma-separated ``stop_strings`` (see module); InputError
+    with a message fit for the page when the field is empty or over the bounds."""
+    if len(stop_strings) > MAX_STOP_CHARS:
+        raise InputError(f"stop strings: at most {MAX_STOP_CHARS} characters in all")
+    if sum(1 for s in stop_strings.split(",") if s.strip()) > MAX_STOP_STRINGS:
+        raise InputError(f"stop strings: at most {MAX_STOP_STRINGS}, comma-separated")
+    stop = make_stop("stop strings", stop_strings)
+    assert stop is not None  # make_stop raises on an empty field
+    return theory.stopped_law_targets(model, alpha, stop)
