@@ -615,3 +615,57 @@ def test_runs_page_empty_then_upload_replay_and_bad_upload():
     ).run()
     no_exception(at)
     assert any("Could not read bad.jsonl" in e.value and "line 1" in e.value for e in at.error)
+
+
+# ---- Live SMC: the weighted answer posterior (issue 14) ----------------------------------
+def _chart_bars(chart) -> tuple[list[str], np.ndarray]:
+    """(x, y) of a Plotly bar chart element; y may come as Plotly's base64 typed array."""
+    import base64
+
+    (trace,) = json.loads(chart.proto.spec)["data"]
+    y = trace["y"]
+    if isinstance(y, dict):
+        y = np.frombuffer(base64.b64decode(y["bdata"]), dtype=np.dtype(y["dtype"]))
+    return list(trace["x"]), np.asarray(y, dtype=np.float64)
+
+
+def test_live_answer_posterior_bars_equal_the_result_posterior():
+    from powersmc_core.answers import decide, result_posterior
+
+    at = app(page="app_pages/live_smc.py")
+    at.button(key="live_run").click().run()
+    no_exception(at)
+    entry = at.session_state["live_last"]
+    post = result_posterior(entry.result, extractor="exact")  # toys: the whole text
+    (chart,) = [c for c in at.get("plotly_chart") if "answer posterior" in c.proto.spec]
+    x, y = _chart_bars(chart)
+    rows = post.rows()
+    assert x == [r["answer"] for r in rows]
+    np.testing.assert_allclose(y, [r["probability"] for r in rows])
+    for rule in ("majority-vote", "chosen", "weighted-vote"):
+        at.selectbox(key="live_answer_rule").set_value(rule).run()
+        no_exception(at)
+        decided = decide(post, rule)
+        assert any(f"Decided answer ({rule}): **{decided}**" in m.value for m in at.markdown)
+
+
+# ---- Theory lab: the stopped-law target beside pi_alpha cut (issue 14) ---------------------
+def test_theory_lab_shows_the_stopped_law_target_beside_pi_alpha_cut():
+    from powersmc_core.stopping import make_stop_rule
+    from powersmc_core.theory import stopped_law_targets
+
+    at = app(page="app_pages/theory_lab.py")
+    no_exception(at)
+    field = at.text_input(key="theory_stop_toy-trap")
+    assert field.value == "A"  # the trap's likely first token: the case where the laws differ
+    exact = stopped_law_targets(load_model("toy-trap"), 4.0, make_stop_rule(stop_strings=["A"]))
+    (table,) = at.dataframe
+    shown = table.value
+    assert shown["sequence"].tolist() == exact.frame()["sequence"].tolist()
+    np.testing.assert_allclose(shown["sampler_target"], exact.frame()["sampler_target"])
+    np.testing.assert_allclose(shown["cut_target"], exact.frame()["cut_target"])
+    assert exact.tv > 0.5 and any(f"TV = {exact.tv:.3f}" in c.value for c in at.caption)
+    for bad, message in (("", "give at least one"), ("a,b,c,d,e", "at most 4")):
+        field.input(bad).run()
+        no_exception(at)
+        assert any(message in e.value for e in at.error), bad
