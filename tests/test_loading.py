@@ -9,6 +9,7 @@ cached copy must reproduce.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import socket
@@ -290,6 +291,37 @@ def test_replace_dir_swaps_atomically_and_removes_the_old_folder(tmp_path):
     G._replace_dir(new, dest)
     assert [p.name for p in dest.iterdir()] == ["new.txt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dest"]
+
+
+def test_replace_dir_deletes_when_overlayfs_refuses_the_rename(tmp_path, monkeypatch):
+    """A container's lower-layer folder cannot be renamed (EXDEV): it is deleted instead."""
+    dest, new = tmp_path / "dest", tmp_path / ".dest.tmp"
+    dest.mkdir()
+    (dest / "old.txt").write_text("old")
+    new.mkdir()
+    (new / "new.txt").write_text("new")
+    real = os.replace
+
+    def overlay_replace(src, dst):
+        if Path(src) == dest:
+            raise OSError(errno.EXDEV, "Invalid cross-device link")
+        return real(src, dst)
+
+    monkeypatch.setattr(G.os, "replace", overlay_replace)
+    G._replace_dir(new, dest)
+    assert [p.name for p in dest.iterdir()] == ["new.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dest"]
+
+
+def test_cache_survives_a_copy_that_drops_sub_second_mtime(fake_cache):
+    """Image layers keep whole seconds: such a copy of the GGUF file is not a new file."""
+    gguf, folder, _ = fake_cache
+    stat = gguf.stat()
+    whole = (stat.st_mtime_ns // 10**9) * 10**9
+    os.utime(gguf, ns=(stat.st_atime_ns, whole + 123_456_789))
+    assert G._cache_problem(folder, gguf) is None
+    os.utime(gguf, ns=(stat.st_atime_ns, whole))
+    assert G._cache_problem(folder, gguf) is None
 
 
 # ---- names and errors --------------------------------------------------------------------

@@ -12,6 +12,7 @@ touches the network.
 
 from __future__ import annotations
 
+import errno
 import importlib.util
 import json
 import os
@@ -99,8 +100,10 @@ def prepare_gguf_cache(
 
 
 def _source_fingerprint(gguf_path: Path) -> dict[str, Any]:
+    # Whole seconds: image layers, archives and `cp` without -p keep no sub-second mtime, and
+    # a nanosecond key made every such copy look changed (a reconversion on each first load).
     stat = gguf_path.stat()
-    return {"file": gguf_path.name, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    return {"file": gguf_path.name, "size": stat.st_size, "mtime_s": int(stat.st_mtime)}
 
 
 def _cache_problem(folder: Path, gguf_path: Path) -> str | None:
@@ -194,7 +197,15 @@ def _replace_dir(new: Path, dest: Path) -> None:
     old = None
     if dest.exists():
         old = dest.parent / f".{dest.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        os.replace(dest, old)
+        try:
+            os.replace(dest, old)
+        except OSError as err:
+            # overlayfs (a container's image layer) cannot rename a lower-layer directory:
+            # EXDEV. Deleting it is the only way to make room; a reader then reconverts.
+            if err.errno != errno.EXDEV:
+                raise
+            shutil.rmtree(dest)
+            old = None
     try:
         os.replace(new, dest)
     except OSError:
