@@ -7,6 +7,7 @@ result = PowerSMC(model, SMCConfig(alpha=4.0, n_particles=64, seed=0)).run(promp
 
 from .baselines import BestOfN, BestOfNRun, MHPowerSampler, MHRecord, MHRun, TemperatureSampling
 from .config import SMCConfig
+from .greedy import GreedyDecoding, GreedyRun
 from .models import LanguageModel, ToyLM
 from .records import SMCResult, StepRecord
 from .sampler import PowerSMC, SMCRun
@@ -16,6 +17,8 @@ __all__ = [
     "BestOfN",
     "BestOfNRun",
     "BoxedAnswer",
+    "GreedyDecoding",
+    "GreedyRun",
     "LanguageModel",
     "MHPowerSampler",
     "MHRecord",

@@ -19,10 +19,10 @@ from pathlib import Path
 import pandas as pd
 import plotly.graph_objects as go
 
+from ..plotting.style import METHOD_COLORS
 from .summary import summary_table
 
 __all__ = [
-    "METHOD_COLOURS",
     "SavedFigure",
     "accuracy_latency_figure",
     "save_figure",
@@ -30,14 +30,6 @@ __all__ = [
     "sweep_figure",
 ]
 
-METHOD_COLOURS = {
-    "base": "#7f7f7f",
-    "lowtemp": "#1f77b4",
-    "smc": "#d62728",
-    "mh": "#2ca02c",
-    "bon": "#9467bd",
-    "greedy": "#8c564b",
-}
 _METRICS = {"accuracy": "accuracy", "logp_per_token": "mean log p per token"}
 _PARAMS = {"alpha": "alpha", "particles": "particles N"}
 
@@ -54,7 +46,7 @@ def accuracy_latency_figure(summary: pd.DataFrame, title: str | None = None) -> 
                 name=str(method),
                 text=group["config"],
                 textposition="top center",
-                marker={"size": 11, "color": METHOD_COLOURS.get(str(method))},
+                marker={"size": 11, "color": METHOD_COLORS.get(str(method))},
                 error_y={
                     "type": "data",
                     "symmetric": False,
@@ -89,7 +81,7 @@ def sweep_figure(
     swept = summary[param][summary[param].map(_has_value)]
     span = (float(swept.min()), float(swept.max())) if len(swept) else (0.0, 1.0)
     for method, group in summary.groupby("method", sort=False):
-        colour = METHOD_COLOURS.get(str(method))
+        colour = METHOD_COLORS.get(str(method))
         has = group[group[param].map(_has_value)]
         if len(has):
             line = has.groupby(param, as_index=False)[[metric, "ci_low", "ci_high"]].mean()

@@ -22,6 +22,7 @@ METHOD_COLORS = {
     "smc": "#d62728",
     "mh": "#2ca02c",
     "bon": "#9467bd",
+    "greedy": "#8c564b",
     "exact": "#111111",
 }
 
