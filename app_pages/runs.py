@@ -7,6 +7,7 @@ import streamlit as st
 
 from explorer import history
 from explorer.gate import TraceError, open_gate
+from explorer.inputs import escape_markdown
 from powersmc_core.plotting import live as charts
 
 state = st.session_state
@@ -31,13 +32,14 @@ if upload is not None:
         try:
             entry = gate.upload(upload, upload.name)
         except TraceError as err:
-            st.error(f"Could not read {upload.name}: {err}")
+            st.error(f"Could not read {escape_markdown(upload.name)}: {escape_markdown(err)}")
         else:
             history.remember(state, entry)
             state["runs_last_upload"] = token
             state["runs_select"] = entry.run_id
             st.success(
-                f"Loaded {upload.name}: {len(entry.records)} steps, N = {entry.records[0].n_particles}."
+                f"Loaded {escape_markdown(upload.name)}: {len(entry.records)} steps, "
+                f"N = {entry.records[0].n_particles}."
             )
 
 # ---- runs saved on the server by earlier visits (reload, restart, crash) ----------------
@@ -45,7 +47,7 @@ if state.get("owner") and not state.get("runs_restored"):
     state["runs_restored"] = True  # once per session: later runs are remembered live
     for entry, problem in gate.stored_runs(skip={e.run_id for e in history.history(state)}):
         if problem is not None:  # removed meanwhile, or damaged on disk
-            st.warning(problem)
+            st.warning(escape_markdown(problem))
         else:
             history.remember(state, entry)
 
@@ -98,11 +100,16 @@ st.plotly_chart(figures["renyi"], key="runs_renyi")
 left, right = st.columns(2)
 left.plotly_chart(figures["genealogy"], key="runs_genealogy")
 with right:
-    frame = history.particle_frame(shown[-1])
+    table = charts.particle_table(shown[-1], top_k=50)
+    frame = table.frame
     st.markdown(f"**Particles at step {step}**, sorted by weight")
-    st.caption(f"Leader, particle {frame['particle'][0]}: {frame['text'][0]!r}")
+    st.caption(
+        f"Leader, particle {frame['particle'][0]}: {escape_markdown(repr(frame['text'][0]))}"
+    )
     st.dataframe(
         charts.style_particle_table(frame),
         hide_index=True,
         column_config=charts.PARTICLE_COLUMNS,
     )
+    if table.n_more:
+        st.caption(table.more_caption)

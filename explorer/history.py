@@ -1,14 +1,16 @@
 """Run history: finished, stopped, stored and uploaded runs, their summaries and files.
 
 A ``RunEntry`` is what the Runs page lists: records, result, status and where it came
-from. The session keeps the newest ``MAX_HISTORY`` (``history`` / ``remember``); an entry
+from. The session keeps the newest ``MAX_HISTORY`` entries within ``HISTORY_BUDGET_BYTES``
+of parsed records (``history`` / ``remember``; ``entry_bytes`` estimates an entry's
+memory: about 200 bytes per particle per step plus its texts, i.e. about twice the
+trace file's size), so uploads cannot grow a session without bound; an entry
 downloads as a trace (JSON lines) and a summary (CSV) and is rebuilt from any trace
 (``entry_from_trace``), be it an upload or a run the store kept.
 """
 
 from __future__ import annotations
 
-import math
 import time
 import uuid
 from collections.abc import MutableMapping, Sequence
@@ -25,18 +27,21 @@ from .presets import grade
 __all__ = [
     "MAX_HISTORY",
     "RunEntry",
+    "entry_bytes",
     "entry_from_stored",
     "entry_from_trace",
     "entry_summary_csv",
     "entry_trace_text",
     "history",
-    "particle_frame",
     "remember",
     "run_summary",
+    "safe_summary",
     "summary_frame",
 ]
 
 MAX_HISTORY = 20
+HISTORY_BUDGET_BYTES = 64 * 2**20  # parsed records one session may keep (newest first)
+_CELL_BYTES = 200  # a parsed record's memory per particle, texts aside (measured ~170-210)
 
 
 @dataclass
@@ -76,10 +81,27 @@ def history(state: MutableMapping[str, Any]) -> list[RunEntry]:
     return state[HISTORY_KEY]
 
 
-def remember(state: MutableMapping[str, Any], entry: RunEntry) -> None:
-    """Add a run (replacing one with the same id) and keep the newest ``MAX_HISTORY``."""
-    runs = [e for e in history(state) if e.run_id != entry.run_id]
-    state[HISTORY_KEY] = [entry, *runs][:MAX_HISTORY]
+def entry_bytes(entry: RunEntry) -> int:
+    """Estimated memory of an entry's records: cells × ~200 bytes plus the text characters."""
+    cells = sum(r.n_particles for r in entry.records)
+    text = sum(len(t) for r in entry.records if r.texts for t in r.texts)
+    return cells * _CELL_BYTES + text
+
+
+def remember(
+    state: MutableMapping[str, Any], entry: RunEntry, budget: int = HISTORY_BUDGET_BYTES
+) -> None:
+    """Add a run (replacing one with the same id); keep the newest ``MAX_HISTORY`` entries
+    whose records fit in ``budget`` bytes together (the new entry is always kept)."""
+    runs = [entry, *(e for e in history(state) if e.run_id != entry.run_id)]
+    kept, used = [], 0
+    for e in runs[:MAX_HISTORY]:
+        size = entry_bytes(e)
+        if kept and used + size > budget:
+            continue
+        kept.append(e)
+        used += size
+    state[HISTORY_KEY] = kept
 
 
 def run_summary(entry: RunEntry) -> dict[str, Any]:
@@ -127,8 +149,26 @@ def run_summary(entry: RunEntry) -> dict[str, Any]:
     }
 
 
+def safe_summary(entry: RunEntry) -> dict[str, Any]:
+    """``run_summary``, or a row that says why an entry cannot be summarised.
+
+    A trace that passed validation can still hold values no summary anticipated; one
+    such entry must not break the table of every other run (or the session's Runs page).
+    """
+    try:
+        return run_summary(entry)
+    except (ArithmeticError, ValueError, TypeError, IndexError, KeyError) as err:
+        return {
+            "run": entry.run_id,
+            "status": f"{entry.status} (summary failed: {type(err).__name__})",
+            "model": entry.model,
+            "prompt": entry.prompt,
+            "steps": len(entry.records),
+        }
+
+
 def summary_frame(entries: Sequence[RunEntry]) -> pd.DataFrame:
-    return pd.DataFrame([run_summary(e) for e in entries])
+    return pd.DataFrame([safe_summary(e) for e in entries])
 
 
 def entry_summary_csv(entry: RunEntry) -> str:
@@ -175,31 +215,6 @@ def entry_from_trace(trace: Trace, name: str = "upload") -> RunEntry:
         source=name,
         compute_s=header.get("compute_s") if isinstance(header.get("compute_s"), float) else None,
     )
-
-
-def particle_frame(record: StepRecord, max_chars: int = 240) -> pd.DataFrame:
-    """Particles at one step sorted by weight: the leader first, finished ones marked."""
-    n = record.n_particles
-    weights = [math.exp(w) for w in record.log_weights]
-    leader = max(range(n), key=weights.__getitem__)
-    texts = record.texts or tuple("" for _ in range(n))
-    rows = []
-    for i in range(n):
-        marks = (["★ leader"] if i == leader else []) + (
-            ["✓ finished"] if record.finished[i] else ["decoding"]
-        )
-        text = texts[i]
-        rows.append(
-            {
-                "particle": i,
-                "weight": weights[i],
-                "log p": record.log_p[i],
-                "status": " · ".join(marks),
-                "text": text if len(text) <= max_chars else "…" + text[-max_chars:],
-            }
-        )
-    frame = pd.DataFrame(rows).sort_values("weight", ascending=False, kind="stable")
-    return frame.reset_index(drop=True)
 
 
 def entry_from_stored(trace: Trace, run_id: str, status: str, created: float) -> RunEntry:

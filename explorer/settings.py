@@ -37,9 +37,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from powersmc_core.trace import TraceLimits
+
 __all__ = [
     "DEMO_CAPS",
     "DEMO_ENV",
+    "DEMO_TRACE_LIMITS",
+    "FULL_TRACE_LIMITS",
     "SAFE_MODEL_NAMES",
     "DemoSettings",
     "SettingsError",
@@ -104,6 +108,20 @@ class DemoSettings:
         return max(2000, 16 * tokens)
 
     @property
+    def trace_limits(self) -> TraceLimits:
+        """What an uploaded trace may hold, so that replaying it has a bounded cost.
+
+        Every chart and table of a page walks at most steps × N cells once (the particle
+        table O(N), the charts one Plotly trace per series, never one per particle), so
+        the cell cap bounds a page's figures: 100,000 cells build in about 0.7 s of CPU
+        and N = 1,024 in one step in about 0.1 s here (docs/deploy.md). The full app's
+        caps still admit any run it can make itself (N = 256, 2,048 tokens).
+        """
+        if self.enabled:
+            return DEMO_TRACE_LIMITS
+        return FULL_TRACE_LIMITS
+
+    @property
     def max_upload_mb(self) -> float:
         """The upload cap in MiB, as the pages and messages write it (5 MB in demo mode)."""
         return self.max_upload_bytes / 2**20
@@ -120,6 +138,14 @@ class DemoSettings:
 
 
 FULL = DemoSettings()
+
+# Upload caps on the work a trace can cause (``DemoSettings.trace_limits``).
+FULL_TRACE_LIMITS = TraceLimits(
+    max_particles=10_000, max_steps=4096, max_cells=600_000, max_text_chars=20_000
+)
+DEMO_TRACE_LIMITS = TraceLimits(
+    max_particles=1024, max_steps=2048, max_cells=100_000, max_text_chars=4000
+)
 
 # What POWERSMC_DEMO=1 changes (before the per-cap variables apply).
 DEMO_CAPS: dict[str, Any] = {

@@ -16,7 +16,7 @@ from typing import Any
 
 from powersmc_core.config import SMCConfig
 from powersmc_core.records import StepRecord
-from powersmc_core.trace import Trace, TraceError, read_trace
+from powersmc_core.trace import Trace, TraceError, TraceLimits, read_trace
 
 __all__ = ["read_trace_safely", "read_upload"]
 
@@ -36,7 +36,9 @@ def read_upload(data: Any, settings: Any, name: str = "upload") -> Trace:
         raise TraceError("the upload is not a file")
     if len(data) > settings.max_upload_bytes:
         raise TraceError(_too_big(name, len(data), settings.max_upload_bytes))
-    return read_trace_safely(bytes(data), max_bytes=settings.max_upload_bytes)
+    return read_trace_safely(
+        bytes(data), max_bytes=settings.max_upload_bytes, limits=settings.trace_limits
+    )
 
 
 def _too_big(name: str, size: int, limit: int) -> str:
@@ -44,18 +46,22 @@ def _too_big(name: str, size: int, limit: int) -> str:
     return f"{name} is {size / 2**20:.1f} MB; the upload limit is {limit / 2**20:g} MB"
 
 
-def read_trace_safely(data: bytes, max_bytes: int, allow_empty: bool = False) -> Trace:
+def read_trace_safely(
+    data: bytes, max_bytes: int, allow_empty: bool = False, limits: TraceLimits | None = None
+) -> Trace:
     """``read_trace`` that raises only ``TraceError`` and type-checks every value.
 
-    ``allow_empty``: a header without step records is accepted (an interrupted run
-    that had not flushed a step yet).
+    ``limits`` bound the work the trace can cause (a demo passes
+    ``DemoSettings.trace_limits``: N, steps, steps × N, text length). ``allow_empty``: a
+    header without step records is accepted (an interrupted run that had not flushed a
+    step yet).
     """
     if len(data) > max_bytes:
         raise TraceError(f"trace is {len(data)} bytes; the limit is {max_bytes}")
     if data.startswith(b"\xef\xbb\xbf"):  # a BOM added by an editor
         data = data[3:]
     try:
-        trace = read_trace(data, max_bytes=max_bytes)
+        trace = read_trace(data, max_bytes=max_bytes, limits=limits)
     except TraceError as err:
         if allow_empty and "no step records" in str(err):
             return _header_only(data, max_bytes)

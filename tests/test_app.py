@@ -227,12 +227,12 @@ def test_gate_clamps_to_the_full_app_caps_and_says_so():
     ]
 
 
-def test_particle_frame_sorts_by_weight_and_marks_leader_and_finished():
+def test_particle_table_sorts_by_weight_and_marks_leader_and_finished():
     run = toy_run()
     for _ in run.updates():
         pass
     last = run.records[-1]
-    frame = history.particle_frame(last)
+    frame = charts.particle_table(last, top_k=50).frame
     assert list(frame["weight"]) == sorted(frame["weight"], reverse=True)
     assert frame["status"].iloc[0].startswith("★ leader")
     assert frame["weight"].sum() == pytest.approx(1.0)
@@ -371,6 +371,11 @@ def app(model: str = "toy-trap", page: str | None = None, **state) -> AppTest:
     return at
 
 
+def live_charts(at: AppTest) -> list:
+    """The six particle-system charts (the answer posterior's bar chart aside)."""
+    return [c for c in at.get("plotly_chart") if "answers" not in str(c.key)]
+
+
 def no_exception(at: AppTest) -> None:
     assert not at.exception, [e.value for e in at.exception]
 
@@ -428,7 +433,7 @@ def test_live_run_completes_and_shows_result():
     at.button(key="live_run").click().run()
     no_exception(at)
     assert not at.error
-    assert len(at.get("plotly_chart")) == 6
+    assert len(live_charts(at)) == 6
     assert any("Finished" in s.value for s in at.success)
     labels = {m.label for m in at.metric}
     assert {"log p(y|x)", "log Ẑ", "latency (sampling)"} <= labels
@@ -436,7 +441,7 @@ def test_live_run_completes_and_shows_result():
     assert len(history) == 1 and history[0].status == "finished"
     at.run()  # a rerun redraws the last run from session state
     no_exception(at)
-    assert len(at.get("plotly_chart")) == 6
+    assert len(live_charts(at)) == 6
 
 
 def test_live_run_with_bridging_and_custom_tau_warns():
@@ -505,7 +510,7 @@ def test_live_stop_keeps_the_decoded_part():
     assert entry.run_id == half.live.run_id
     assert entry.status == "stopped" and len(entry.records) == 1
     assert "live_active" not in at.session_state
-    assert len(at.get("plotly_chart")) == 6  # the kept part is drawn
+    assert len(live_charts(at)) == 6  # the kept part is drawn
 
 
 def test_live_run_interrupted_by_another_rerun_resumes():
@@ -602,8 +607,8 @@ def test_runs_page_empty_then_upload_replay_and_bad_upload():
     text = history.entry_trace_text(run.finish()).encode()
     at.file_uploader(key="runs_upload").set_value(("run.jsonl", text, "application/jsonl")).run()
     no_exception(at)
-    assert any("Loaded run.jsonl" in s.value for s in at.success)
-    assert len(at.get("plotly_chart")) == 6
+    assert any("Loaded run" in s.value for s in at.success)
+    assert len(live_charts(at)) == 6
     slider = at.slider(key="runs_step")
     assert slider.value == len(run.records)
     slider.set_value(1).run()
@@ -614,7 +619,7 @@ def test_runs_page_empty_then_upload_replay_and_bad_upload():
         ("bad.jsonl", b"{broken", "application/jsonl")
     ).run()
     no_exception(at)
-    assert any("Could not read bad.jsonl" in e.value and "line 1" in e.value for e in at.error)
+    assert any("Could not read bad" in e.value and "line 1" in e.value for e in at.error)
 
 
 # ---- Live SMC: the weighted answer posterior (issue 14) ----------------------------------
@@ -648,6 +653,36 @@ def test_live_answer_posterior_bars_equal_the_result_posterior():
         decided = decide(post, rule)
         assert any(f"Decided answer ({rule}): **{decided}**" in m.value for m in at.markdown)
 
+
+def test_answer_view_reads_llm_text_by_the_auto_rule_and_escapes_it():
+    from explorer.answers import answer_view
+    from powersmc_core.records import SMCResult
+
+    texts = ["so \\boxed{7}", "#### 7", "I get 3", "[x](http://e.x) \\boxed{5}"]
+    weights = [0.1, 0.2, 0.6, 0.1]
+    result = SMCResult(
+        completions=[[1]] * 4,
+        weights=weights,
+        chosen=3,
+        log_p=[0.0] * 4,
+        log_z=0.0,
+        n_resamples=0,
+        ess_trace=[],
+        finished=[True] * 4,
+        n_steps=1,
+        elapsed=0.0,
+        texts=texts,
+    )
+    entry = history.RunEntry("r1", "llm", "p", {}, [], result, "finished", reference="7")
+    weighted = answer_view(entry, "weighted-vote")
+    assert weighted.decided == "3" and weighted.posterior.probability("3") == pytest.approx(0.6)
+    assert answer_view(entry, "majority-vote").decided == "7"  # two particles say 7
+    assert answer_view(entry, "chosen").decided == "5"
+    assert "P̂ = 0.600" in weighted.headline and "known answer: 7" in weighted.headline
+    (bar,) = weighted.figure.data
+    np.testing.assert_allclose(bar.y, [r["probability"] for r in weighted.posterior.rows()])
+    uploaded = history.RunEntry("r2", "llm", "p", {}, [], None, "uploaded")
+    assert answer_view(uploaded) is None
 
 # ---- Theory lab: the stopped-law target beside pi_alpha cut (issue 14) ---------------------
 def test_theory_lab_shows_the_stopped_law_target_beside_pi_alpha_cut():
