@@ -654,7 +654,7 @@ def test_live_answer_posterior_bars_equal_the_result_posterior():
         assert any(f"Decided answer ({rule}): **{decided}**" in m.value for m in at.markdown)
 
 
-def test_answer_view_reads_llm_text_by_the_auto_rule_and_escapes_it():
+def test_answer_view_reads_llm_text_by_the_auto_rule():
     from explorer.answers import answer_view
     from powersmc_core.records import SMCResult
 
@@ -683,6 +683,7 @@ def test_answer_view_reads_llm_text_by_the_auto_rule_and_escapes_it():
     np.testing.assert_allclose(bar.y, [r["probability"] for r in weighted.posterior.rows()])
     uploaded = history.RunEntry("r2", "llm", "p", {}, [], None, "uploaded")
     assert answer_view(uploaded) is None
+
 
 # ---- Theory lab: the stopped-law target beside pi_alpha cut (issue 14) ---------------------
 def test_theory_lab_shows_the_stopped_law_target_beside_pi_alpha_cut():
