@@ -4,14 +4,23 @@ It is the frame around every page: page config, the shared sidebar (model picker
 and `st.navigation` over the page scripts in app_pages/. Pages read the chosen model
 name from `st.session_state["model_name"]` and load it through
 `explorer.models.load_cached` (one cached instance per model); every run they start
-goes through `explorer.gate`.
+goes through `explorer.gate`, and every page runs inside `explorer.errors.friendly_errors`
+(one escaped line instead of a traceback).
+
+Links: `?model=…&n=…&alpha=…&tokens=…&prompt=…` fill the Live SMC widgets once per
+session (clamped to the caps; a toast per change, escaped). The run-history token is
+issued here by the server and kept in session state only: a token arriving in a link
+(`?owner=…`) is removed from the address bar and adopted only when the visitor presses
+"Use this run history".
 """
 
 import streamlit as st
 
 from explorer import models, query
 from explorer import settings as demo
-from explorer.inputs import InputError, check_model_name
+from explorer.errors import friendly_errors
+from explorer.gate import visitor_for
+from explorer.inputs import InputError, check_model_name, escape_markdown
 from explorer.presets import TEXT_PRESETS
 
 st.set_page_config(page_title="Power-SMC Explorer", page_icon="🎯", layout="wide")
@@ -33,15 +42,23 @@ page = st.navigation(PAGES)
 try:
     settings = demo.demo_settings()
 except demo.SettingsError as err:  # a bad POWERSMC_* variable: say which, serve nothing
-    st.error(f"Server misconfigured: {err}")
+    st.error(f"Server misconfigured: {escape_markdown(err)}")
     st.stop()
+if settings.enabled:  # tracebacks name server paths: a public demo shows none
+    st.set_option("client.showErrorDetails", "none")
+state = st.session_state
 link = query.parse_query_params(st.query_params, settings, presets=[p.name for p in TEXT_PRESETS])
-if "query_checked" not in st.session_state:  # report link problems once per session
-    st.session_state["query_checked"] = True
+if "query_checked" not in state:  # apply the link and report its problems once per session
+    state["query_checked"] = True
     for message in link.messages:
-        st.toast(message)
-owner = st.session_state.setdefault("owner", link.owner or query.new_owner_token())
-st.query_params[query.OWNER_PARAM] = owner  # a reload finds this visitor's saved runs
+        st.toast(escape_markdown(message))
+    state.update(query.widget_values(link))
+owner = state.setdefault("owner", query.new_owner_token())  # issued here, never by a link
+if link.owner is not None and link.owner != owner:
+    state["owner_offer"] = link.owner  # adopted only if the visitor confirms (sidebar)
+if query.OWNER_PARAM in st.query_params:
+    del st.query_params[query.OWNER_PARAM]  # a copied address bar must not carry it
+state["visitor"] = visitor_for(st.context.cookies, owner)
 
 
 def _allowed(name: str) -> bool:
@@ -79,5 +96,18 @@ with st.sidebar:
     st.caption("Toy models are exact (every sequence enumerable); the LLM runs on this machine.")
     if settings.enabled:
         st.info(settings.describe())
+    if state.get("owner_offer"):
+        st.warning(
+            "This link carries a run-history key. Use it only if you made the link yourself: "
+            "runs you start afterwards are saved under it, readable by whoever holds the link."
+        )
+        if st.button("Use this run history", key="owner_import"):
+            state["owner"] = state.pop("owner_offer")
+            state["runs_restored"] = False  # the Runs page loads the imported history
+            st.rerun()
+        if st.button("Ignore it", key="owner_ignore"):
+            state.pop("owner_offer")
+            st.rerun()
 
-page.run()
+with friendly_errors(st.error):
+    page.run()

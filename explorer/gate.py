@@ -25,12 +25,11 @@ go to the run store (crash-safe), every run gets a start and an end line in the
 ``explorer.gate`` log. ``upload`` reads a trace under the mode's upload cap (5 MB in
 demo mode).
 
-Where the hardening of issue 13 goes: per-visitor limits replace ``Gate.visitor``;
-stop strings are already parsed here (``make_stop``), so their count and length caps
-go beside the others in ``Gate.live``; upload work bounds go in ``Gate.upload``.
-
-The visitor is the Streamlit session today (``Gate.visitor``); a server-issued token
-can take its place without any page changing.
+The visitor (``Gate.visitor``) is one browser across its tabs where Streamlit's
+XSRF cookie tells it, else the server-issued run-history token, else the session
+(``limits.visitor_key``, computed by ``app.py``): one run and one queue place each.
+Uploads are read under the mode's ``trace_limits`` (bounded replay work); stop strings
+are bounded in count and length (``inputs.make_stop``).
 """
 
 from __future__ import annotations
@@ -51,7 +50,14 @@ from powersmc_core.trace import TraceError
 from . import compare, theory_lab
 from .history import MAX_HISTORY, RunEntry, entry_from_stored, entry_from_trace
 from .inputs import InputError, clamp_config, make_stop, prompt_ids
-from .limits import LimitError, RunLimiter, RunSlot, current_session_id, global_limiter
+from .limits import (
+    LimitError,
+    RunLimiter,
+    RunSlot,
+    current_session_id,
+    global_limiter,
+    visitor_key,
+)
 from .live import LiveRun, Update
 from .settings import DemoSettings, demo_settings
 from .store import RunStore, run_store, tracked
@@ -65,6 +71,7 @@ __all__ = [
     "LimitError",
     "TraceError",
     "open_gate",
+    "visitor_for",
 ]
 
 log = logging.getLogger(__name__)
@@ -383,8 +390,15 @@ class Gate:
             yield entry_from_stored(stored.trace(), info.run_id, info.status, info.created), None
 
 
+def visitor_for(cookies: Mapping[str, str], owner: str | None) -> str:
+    """This script run's visitor key (``limits.visitor_key``); ``app.py`` keeps it in state."""
+    return visitor_key(cookies, owner, current_session_id())
+
+
 def open_gate(state: MutableMapping[str, Any] | None = None) -> Gate:
     """The gate for the current visitor: settings from the environment, the server's
-    limiter, the visitor's run-history owner token from session ``state``."""
+    limiter, the visitor (``limits.visitor_key``: one browser, across its tabs) and the
+    run-history owner token from session ``state``."""
     owner = state.get("owner") if state is not None else None
-    return Gate(demo_settings(), owner=owner)
+    visitor = state.get("visitor") if state is not None else None
+    return Gate(demo_settings(), owner=owner, visitor=visitor)

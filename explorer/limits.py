@@ -15,6 +15,11 @@ run. ``limiter.slot(session_id, on_wait)`` is a context manager:
 * a slot held ``grace_s`` past its deadline is reclaimed, so a thread that died without
   releasing cannot block the queue forever.
 
+A *visitor* is one browser where it can be told (``visitor_key``: a hash of Streamlit's
+per-browser XSRF cookie, which every tab of a browser sends), else the server-issued
+run-history token, else the session: two tabs of one browser share one run and one
+queue place ("a run is already in progress"), so one visitor cannot hold every slot.
+
 The waiting loop runs in the caller's thread, so an exception raised by ``on_wait``
 (Streamlit's stop/rerun exceptions) leaves the queue cleanly. Every error here is a
 ``LimitError`` whose message is fit to show as it is.
@@ -22,11 +27,12 @@ The waiting loop runs in the caller's thread, so an exception raised by ``on_wai
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -42,6 +48,7 @@ __all__ = [
     "current_session_id",
     "global_limiter",
     "reset_global_limiter",
+    "visitor_key",
 ]
 
 T = TypeVar("T")
@@ -195,8 +202,8 @@ class RunLimiter:
             self._reap()
             if session in self._sessions:
                 raise SessionBusy(
-                    "a run is already in progress (or queued) in this browser tab; wait for "
-                    "it to finish or press Stop"
+                    "a run is already in progress (or queued) for you, in this tab or another "
+                    "tab of this browser; wait for it to finish or press Stop there"
                 )
             if not self._can_start_now() and len(self._waiting) >= self.max_queue:
                 raise QueueFull(
@@ -296,3 +303,28 @@ def current_session_id() -> str:
         return "no-session"
     ctx = get_script_run_ctx()
     return ctx.session_id if ctx is not None else "no-session"
+
+
+XSRF_COOKIE = "_streamlit_xsrf"  # set by Streamlit's server once per browser (XSRF protection)
+
+
+def visitor_key(cookies: Mapping[str, str], owner: str | None, session: str) -> str:
+    """Who runs: the browser (its XSRF cookie's token), else the owner token, else the session.
+
+    Tornado writes the cookie as ``2|mask|masked token|time``; the mask can change when it is
+    re-sent, so the key hashes the unmasked token. Only a hash is kept (the cookie is a secret).
+    """
+    raw = cookies.get(XSRF_COOKIE) if cookies else None
+    if raw:
+        parts = raw.split("|")
+        token = raw
+        if len(parts) == 4 and parts[0] == "2":
+            try:
+                mask, masked = bytes.fromhex(parts[1]), bytes.fromhex(parts[2])
+                token = bytes(a ^ b for a, b in zip(masked, mask * len(masked), strict=False)).hex()
+            except ValueError:
+                token = raw
+        return "browser:" + hashlib.sha256(token.encode()).hexdigest()[:24]
+    if owner:
+        return "owner:" + hashlib.sha256(owner.encode()).hexdigest()[:24]
+    return "session:" + session

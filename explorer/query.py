@@ -4,7 +4,9 @@
 accepted values (each finite, in range, clamped to the caps by ``inputs.clamp_config``)
 and one message per value dropped or changed. The accepted keys are ``SMCConfig``'s own
 field names plus the short aliases in ``QUERY_ALIASES``. ``share_query`` writes such
-a link for a run's settings and never includes the visitor's ``owner`` token.
+a link for a run's settings and never includes the visitor's ``owner`` token;
+``widget_values`` turns an accepted link into the Live SMC widgets' session-state values
+(``app.py`` applies them once per session, before any widget is drawn).
 """
 
 from __future__ import annotations
@@ -37,8 +39,10 @@ __all__ = [
     "QueryParams",
     "new_owner_token",
     "parse_query_params",
+    "share_link",
     "share_query",
     "valid_owner",
+    "widget_values",
 ]
 
 # ---- URL query parameters ----------------------------------------------------------------------
@@ -172,6 +176,13 @@ def share_query(config: SMCConfig, model: str, prompt: str | None = None) -> dic
     return query
 
 
+def share_link(config: SMCConfig, model: str, prompt: str | None = None) -> str:
+    """A relative link to the Live SMC page with these settings (``share_query``)."""
+    from urllib.parse import urlencode
+
+    return "live_smc?" + urlencode(share_query(config, model, prompt))
+
+
 def new_owner_token() -> str:
     """A fresh run-history token (22 URL-safe characters, 128 random bits)."""
     return secrets.token_urlsafe(16)
@@ -179,3 +190,42 @@ def new_owner_token() -> str:
 
 def valid_owner(token: Any) -> bool:
     return isinstance(token, str) and bool(_OWNER.match(token))
+
+
+# Live SMC widget key of each SMCConfig field a link may set (app_pages/live_smc.py).
+LIVE_WIDGETS = {
+    "alpha": "live_alpha",
+    "n_particles": "live_n",
+    "max_new_tokens": "live_max_tokens",
+    "seed": "live_seed",
+    "schedule": "live_schedule",
+    "ramp_tokens": "live_ramp",
+    "alpha_start": "live_alpha_start",
+    "target_ess": "live_target_ess",
+    "ess_threshold": "live_kappa",
+    "resampling": "live_resampling",
+    "block_size": "live_block",
+}
+
+
+def widget_values(link: QueryParams) -> dict[str, Any]:
+    """Session-state values that make the widgets show what a link asked for (clamped).
+
+    Numbers keep the widget's own type (a float widget gets a float), the model fills
+    the sidebar picker, a prompt switches the Live page to free text, a preset to presets.
+    """
+    values: dict[str, Any] = {}
+    for name, value in link.config.items():
+        key = LIVE_WIDGETS.get(name)
+        if key is None:
+            if name == "proposal_temperature" and value is not None:
+                values["live_tau_custom"], values["live_tau"] = True, float(value)
+            continue
+        values[key] = value if name in INT_FIELDS or isinstance(value, str) else float(value)
+    if link.model is not None:
+        values["model_choice"] = link.model
+    if link.prompt is not None:
+        values["live_prompt_mode"], values["live_prompt"] = "Free text", link.prompt
+    elif link.preset is not None:
+        values["live_prompt_mode"], values["live_preset"] = "Preset problem", link.preset
+    return values

@@ -1,0 +1,181 @@
+"""Links, owner tokens, error pages and per-visitor limits (issue 13, findings 2-5 and 7).
+
+Driven with AppTest in demo mode on the toy models: a link fills the Live SMC widgets
+(clamped, with a message), hostile link keys reach the toast escaped, a token in a link
+is never adopted without the visitor's confirmation and leaves the address bar, a page
+that raises shows one escaped line instead of a traceback, and two tabs of one browser
+share one run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import streamlit
+from streamlit.testing.v1 import AppTest
+
+from explorer import query
+from explorer.errors import visitor_message
+from explorer.gate import Gate, LimitError
+from explorer.limits import RunLimiter, visitor_key
+from explorer.settings import demo_settings
+from powersmc_core import SMCConfig
+from powersmc_core.models.loading import load_model
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+LIVE = "app_pages/live_smc.py"
+DEMO = demo_settings({"POWERSMC_DEMO": "1"})
+
+
+@pytest.fixture(autouse=True)
+def demo_env(monkeypatch, tmp_path):
+    monkeypatch.setenv("POWERSMC_DEMO", "1")
+    monkeypatch.setenv("POWERSMC_DATA_DIR", str(tmp_path))
+    yield
+    streamlit.config.set_option("client.showErrorDetails", "full")
+
+
+def visit(params: dict[str, str], page: str | None = None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params.update(params)
+    at.run()
+    at.first_toasts = [t.value for t in at.toast]  # the link's messages, on the first run
+    if page is not None:
+        at.switch_page(page).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_a_shared_link_fills_the_live_widgets_clamped_with_a_message():
+    at = visit(
+        {"model": "toy-trap", "n": "16", "alpha": "2", "tokens": "500", "prompt": "hello"},
+        LIVE,
+    )
+    assert at.session_state["model_name"] == "toy-trap"
+    assert at.number_input(key="live_n").value == 16
+    assert at.number_input(key="live_alpha").value == 2.0
+    assert at.number_input(key="live_max_tokens").value == DEMO.max_new_tokens  # 500 -> 96
+    assert any("500" in t and "96" in t for t in at.first_toasts)
+    assert at.session_state["live_prompt"] == "hello"
+    assert at.session_state["live_prompt_mode"] == "Free text"
+    at = visit({"model": "toy-random", "schedule": "linear", "n": "999"}, LIVE)
+    assert at.selectbox(key="live_schedule").value == "linear"
+    assert at.number_input(key="live_n").value == DEMO.max_particles
+
+
+@pytest.mark.parametrize(
+    "key", ["![](http://127.0.0.1:8765/pix.png)", "[Session expired: log in](//ev.il)"]
+)
+def test_hostile_link_keys_reach_the_toast_escaped(key):
+    at = visit({key: "1"})
+    toasts = at.first_toasts
+    assert toasts, "the unknown key is reported"
+    for text in toasts:
+        assert "](" not in text and "![" not in text  # no image, no link survives
+        assert "\\[" in text
+
+
+def test_a_token_in_a_link_is_offered_never_adopted_and_leaves_the_address_bar():
+    token = "attackerChosenToken02"
+    at = visit({"owner": token, "model": "toy-trap"}, LIVE)
+    assert at.session_state["owner"] != token and query.valid_owner(at.session_state["owner"])
+    assert "owner" not in at.query_params
+    assert at.session_state["owner_offer"] == token
+    at.run()  # a rerun does not adopt it either
+    assert at.session_state["owner"] != token
+    at.button(key="owner_import").click().run()  # the visitor's explicit import step
+    assert at.session_state["owner"] == token and "owner_offer" not in at.session_state
+    assert "owner" not in at.query_params
+
+
+def test_without_a_link_the_server_issues_a_token_not_shown_in_the_address_bar():
+    at = visit({})
+    assert query.valid_owner(at.session_state["owner"])
+    assert "owner" not in at.query_params and not at.button
+
+
+def test_a_share_link_never_carries_the_owner_token():
+    link = query.share_link(
+        SMCConfig(n_particles=8),
+        "toy-trap",
+        "hi",
+    )
+    assert link.startswith("live_smc?") and "owner" not in link and "n=8" in link
+    parsed = query.parse_query_params(
+        dict(p.split("=", 1) for p in link.split("?", 1)[1].split("&")), DEMO
+    )
+    assert parsed.config["n_particles"] == 8 and parsed.model == "toy-trap"
+
+
+def test_demo_mode_hides_error_details():
+    visit({})
+    assert streamlit.config.get_option("client.showErrorDetails") == "none"
+
+
+def test_a_page_that_raises_shows_one_escaped_line_not_a_traceback(monkeypatch):
+    from powersmc_core.plotting import live as charts
+
+    def boom(*_a, **_k):
+        raise OverflowError("math range error at ![](http://ev.il/x.png)")
+
+    at = visit({}, "app_pages/runs.py")
+    monkeypatch.setattr(charts, "live_figures", boom)
+    from explorer import history
+
+    run_state = at.session_state
+    entry = _toy_entry()
+    history.remember(run_state, entry)
+    at.run()
+    assert not at.exception
+    errors = [e.value for e in at.error]
+    assert any("OverflowError" in e and "](" not in e for e in errors), errors
+    assert visitor_message(RuntimeError("/srv/app/x.py secret")).count("/srv") == 0
+
+
+def _toy_entry():
+    from explorer.live import LiveRun
+    from powersmc_core import SMCConfig
+
+    run = LiveRun(
+        load_model("toy-trap"),
+        SMCConfig(n_particles=4, max_new_tokens=3),
+        [],
+        model_name="toy-trap",
+        prompt_label="",
+    )
+    for _ in run.updates():
+        pass
+    return run.finish()
+
+
+# ---- per-visitor limits ----------------------------------------------------------------
+def cookie(token: bytes, mask: bytes) -> str:
+    masked = bytes(a ^ b for a, b in zip(token, mask, strict=True))
+    return f"2|{mask.hex()}|{masked.hex()}|1700000000"
+
+
+def test_tabs_of_one_browser_are_one_visitor_whatever_the_mask():
+    token = bytes(range(16))
+    one = visitor_key({"_streamlit_xsrf": cookie(token, b"\x01" * 16)}, "ownerA" * 4, "s1")
+    two = visitor_key({"_streamlit_xsrf": cookie(token, b"\x7f" * 16)}, "ownerB" * 4, "s2")
+    other = visitor_key({"_streamlit_xsrf": cookie(b"\x09" * 16, b"\x01" * 16)}, None, "s1")
+    assert one == two != other
+    assert visitor_key({}, "ownerA" * 4, "s1") == visitor_key({}, "ownerA" * 4, "s9")
+    assert visitor_key({}, None, "s1") != visitor_key({}, None, "s2")
+
+
+def test_a_second_tab_of_the_same_visitor_is_told_a_run_is_in_progress():
+    limiter = RunLimiter(max_concurrent=2, max_queue=4)
+    model = load_model("toy-trap")
+    same = visitor_key({"_streamlit_xsrf": cookie(b"\x05" * 16, b"\x02" * 16)}, None, "tab1")
+    tab1, tab2 = (Gate(DEMO, limiter=limiter, visitor=same) for _ in range(2))
+    other = Gate(DEMO, limiter=limiter, visitor="session:someone-else")
+    requested = {"alpha": 2.0, "n_particles": 4, "max_new_tokens": 2}
+    first = tab1.live(model, "toy-trap", requested, [], "", "EOS only")
+    with tab1.running(first):
+        second = tab2.live(model, "toy-trap", requested, [], "", "EOS only")
+        with pytest.raises(LimitError, match="already in progress"), tab2.running(second):
+            pass
+        with other.running(other.live(model, "toy-trap", requested, [], "", "EOS only")):
+            assert limiter.stats()["active"] == 2  # the other visitor got the second slot
