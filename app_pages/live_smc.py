@@ -9,7 +9,7 @@ A rerun for any other reason (a widget change) resumes the same run.
 
 import streamlit as st
 
-from explorer import answers, history, inputs, models, presets
+from explorer import answers, history, inputs, models, presets, query
 from explorer.gate import InputError, LimitError, open_gate
 from powersmc_core.config import SCHEDULES
 from powersmc_core.plotting import live as charts
@@ -36,7 +36,10 @@ try:
     ):
         model = models.load_cached(model_name)
 except (models.ModelLoadError, ValueError) as err:
-    st.error(f"Could not load model {model_name!r}: {err}")
+    st.error(
+        f"Could not load model {inputs.escape_markdown(repr(model_name))}: "
+        f"{inputs.escape_markdown(err)}"
+    )
     st.stop()
 toy = models.is_toy(model)
 
@@ -145,6 +148,7 @@ with st.expander("Sampler settings", expanded=True):
     stop_strings = c2.text_input(
         "stop strings (comma-separated)",
         "\\n\\n",
+        max_chars=inputs.MAX_STOP_FIELD_CHARS,
         key="live_stop_strings",
         disabled=stop_rule != "stop strings",
     )
@@ -191,7 +195,7 @@ if run_clicked:
             reference=reference,
         )
     except InputError as err:
-        st.error(f"Invalid settings: {err}")
+        st.error(f"Invalid settings: {inputs.escape_markdown(err)}")
     else:
         for note in admitted.notes:
             st.warning(note)
@@ -239,6 +243,9 @@ def draw(records, config, heavy, tag):
 
 def show_summary(entry):
     row = history.run_summary(entry)
+    if st.button("Share this run", key="live_share", icon=":material/share:"):
+        st.caption("A link to these settings (never your run history): append it to this site.")
+        st.code(query.entry_share_link(entry), language=None)
     st.subheader("Chosen completion" + (" (stopped early)" if entry.status == "stopped" else ""))
     st.code(row["completion"] or "(empty)", language=None, wrap_lines=True)
     m = st.columns(6)

@@ -198,8 +198,14 @@ class Gate:
             stop=stop,
             reference=reference,
         )
+        # check_deadline after every step: the cap holds within one step, not one redraw.
         return Admission(
-            "live", model_name, config, tuple(notes), lambda _: run.updates(), live=run
+            "live",
+            model_name,
+            config,
+            tuple(notes),
+            lambda gated: run.updates(on_step=gated.check_deadline),
+            live=run,
         )
 
     def compare(

@@ -36,6 +36,9 @@ __all__ = [
     "FIELD_KINDS",
     "FLOAT_FIELDS",
     "INT_FIELDS",
+    "MAX_STOP_FIELD_CHARS",
+    "MAX_STOP_STRINGS",
+    "MAX_STOP_STRING_CHARS",
     "STOP_RULES",
     "InputError",
     "as_float",
@@ -299,16 +302,49 @@ STOP_RULES = ("EOS only", "\\boxed{} answer", "stop strings")
 
 
 def make_stop(rule: str, stop_strings: str = "") -> StopRule | None:
-    """A fresh stop rule (they are stateful: one per run). ``stop_strings`` is comma-separated."""
+    """A fresh stop rule (they are stateful: one per run). ``stop_strings`` is comma-separated.
+
+    Bounded before anything is split: at most ``MAX_STOP_FIELD_CHARS`` characters, at most
+    ``MAX_STOP_STRINGS`` strings of at most ``MAX_STOP_STRING_CHARS`` each (the stop check
+    runs every step for every particle, so its cost must not be the visitor's choice).
+    The escapes ``\\n``, ``\\t``, ``\\r`` and ``\\\\`` are decoded; every other
+    character, non-ASCII included ("é"), is kept as typed.
+    """
     if rule not in STOP_RULES:
         raise InputError(f"stop rule must be one of {list(STOP_RULES)}, got {shown(rule)}")
     if rule == "\\boxed{} answer":
         return make_stop_rule(boxed=True)
     if rule == "stop strings":
-        strings = [
-            s.encode().decode("unicode_escape") for s in stop_strings.split(",") if s.strip()
-        ]
+        if not isinstance(stop_strings, str):
+            raise InputError("stop strings must be text")
+        if len(stop_strings) > MAX_STOP_FIELD_CHARS:
+            raise InputError(
+                f"stop strings: {len(stop_strings):,} characters; the limit is "
+                f"{MAX_STOP_FIELD_CHARS}"
+            )
+        raw = [s for s in stop_strings.split(",") if s.strip()]
+        if len(raw) > MAX_STOP_STRINGS:
+            raise InputError(f"stop strings: {len(raw)} given; the limit is {MAX_STOP_STRINGS}")
+        strings = [_unescape(s) for s in raw]
+        too_long = [s for s in strings if len(s) > MAX_STOP_STRING_CHARS]
+        if too_long:
+            raise InputError(
+                f"stop strings: {shown(too_long[0])} is longer than {MAX_STOP_STRING_CHARS} "
+                "characters"
+            )
         if not strings:
             raise InputError("stop strings: give at least one, comma-separated (\\n allowed)")
         return make_stop_rule(stop_strings=strings)
     return None
+
+
+MAX_STOP_STRINGS = 16
+MAX_STOP_STRING_CHARS = 64
+MAX_STOP_FIELD_CHARS = MAX_STOP_STRINGS * (MAX_STOP_STRING_CHARS + 1)
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\"}
+
+
+def _unescape(text: str) -> str:
+    """``\\n`` → newline (and \\t, \\r, \\\\); other text unchanged (not ``unicode_escape``,
+    which reads UTF-8 bytes as Latin-1 and turns "é" into "Ã©")."""
+    return re.sub(r"\\([ntr\\])", lambda m: _ESCAPES[m.group(1)], text)

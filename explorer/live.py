@@ -142,10 +142,12 @@ class LiveRun:
         self.records.append(record)
         return record
 
-    def updates(self) -> Iterator[Update]:
+    def updates(self, on_step: Callable[[], None] | None = None) -> Iterator[Update]:
         """Advance to the end, yielding redraw events; the last one is final and full.
 
         A run resumed after a rerun first redraws everything it has (the page is blank).
+        ``on_step()`` runs after every decoded step, between redraws too: the gate's
+        run-time cap raises there, so it holds within one step.
         """
         if self.records:
             started = self.clock()
@@ -153,6 +155,8 @@ class LiveRun:
             self.throttle.drawn("full", started, self.clock())
         while not self.done:
             self.step()
+            if on_step is not None:
+                on_step()
             kind = "full" if self.done else self.throttle.poll(self.clock())
             if kind is None:
                 continue

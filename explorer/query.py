@@ -37,6 +37,7 @@ __all__ = [
     "QUERY_ALIASES",
     "QUERY_FIELDS",
     "QueryParams",
+    "entry_share_link",
     "new_owner_token",
     "parse_query_params",
     "share_link",
@@ -181,6 +182,13 @@ def share_link(config: SMCConfig, model: str, prompt: str | None = None) -> str:
     from urllib.parse import urlencode
 
     return "live_smc?" + urlencode(share_query(config, model, prompt))
+
+
+def entry_share_link(entry: Any) -> str:
+    """The share link of a history entry (``RunEntry``): its settings, model and text prompt."""
+    config = SMCConfig.from_dict(entry.config)
+    prompt = None if entry.toy or not isinstance(entry.prompt, str) else entry.prompt
+    return share_link(config, entry.model, prompt)
 
 
 def new_owner_token() -> str:

@@ -179,3 +179,69 @@ def test_a_second_tab_of_the_same_visitor_is_told_a_run_is_in_progress():
             pass
         with other.running(other.live(model, "toy-trap", requested, [], "", "EOS only")):
             assert limiter.stats()["active"] == 2  # the other visitor got the second slot
+
+
+# ---- stop strings ----------------------------------------------------------------------
+def test_a_non_ascii_stop_string_matches():
+    from explorer.inputs import make_stop
+
+    rule = make_stop("stop strings", "é,\\n\\n")
+    rule.reset(3)
+    assert rule.update(["caf", "x", "a\n"]) == [False, False, False]
+    assert rule.update(["é", "y", "\n"]) == [True, False, True]  # "é" was "Ã©" before
+
+
+@pytest.mark.parametrize(
+    ("field", "message"),
+    [
+        (",".join(["ab"] * 2_000_000), "characters; the limit is"),  # the issue's 2M strings
+        (",".join(["ab"] * 17), "17 given; the limit is 16"),
+        ("x" * 65, "longer than 64"),
+    ],
+)
+def test_stop_strings_are_bounded_in_count_and_length(field, message):
+    from explorer.inputs import InputError, make_stop
+
+    with pytest.raises(InputError, match=message):
+        make_stop("stop strings", field)
+    with pytest.raises(InputError, match=message):
+        Gate(DEMO).live(
+            load_model("toy-trap"), "toy-trap", {"n_particles": 2}, [], "", "stop strings", field
+        )
+
+
+def test_the_live_run_time_cap_holds_within_one_step():
+    """Steps between two redraws are checked too: the run stops at the first step past it."""
+    clock = [0.0]
+    limiter = RunLimiter(max_concurrent=1, max_run_s=1.0, clock=lambda: clock[0])
+    gate = Gate(DEMO, limiter=limiter, visitor="session:cap")
+    admitted = gate.live(
+        load_model("toy-trap"),
+        "toy-trap",
+        {"n_particles": 4, "max_new_tokens": 8},
+        [],
+        "",
+        "EOS only",
+    )
+    admitted.live.throttle.poll = lambda now: None  # never redraw: only the step check can stop
+    step = admitted.live.step
+
+    def slow_step():
+        clock[0] += 0.6  # every step costs 0.6 s of the 1 s cap
+        return step()
+
+    admitted.live.step = slow_step
+    with gate.running(admitted) as run:
+        events = list(run.events())
+    assert run.timed_out and events == []
+    assert len(admitted.live.records) == 2  # 1.2 s > 1 s: stopped after the 2nd step
+
+
+def test_share_this_run_gives_a_settings_link_without_the_owner_token():
+    at = visit({"model": "toy-trap"}, LIVE)
+    at.button(key="live_run").click().run()
+    at.button(key="live_share").click().run()
+    assert not at.exception
+    links = [c.value for c in at.code if str(c.value).startswith("live_smc?")]
+    assert links and "model=toy-trap" in links[0]
+    assert at.session_state["owner"] not in links[0] and "owner" not in links[0]
