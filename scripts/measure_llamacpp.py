@@ -13,7 +13,7 @@ JSON keys per thread count: ``limit_ms`` and ``smc_ms`` (ms per step, by backend
 ``smc_speedup_llamacpp = smc_s[torch] / smc_s[llamacpp]`` and ``smc_over_limit``
 (each backend's SMC over its own limit). ``--rss`` also starts one fresh process per
 backend that loads the model as a server would, runs one short SMC, and reports its
-peak RSS (``ru_maxrss``); the torch cache folder is prepared beforehand so no
+peak RSS (``VmHWM``, Linux); the torch cache folder is prepared beforehand so no
 conversion inflates it.
 
     python scripts/measure_llamacpp.py --n 8 --new-tokens 64 --threads 1 2 --rounds 5 --rss
@@ -27,11 +27,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -99,7 +99,10 @@ def rss_child(backend: str, threads: int) -> None:
     model = load(backend, threads)
     prompt = model.encode_prompt(PROMPT)
     PowerSMC(model, smc_config(8, 16, seed=0)).run(prompt)
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # Linux: kilobytes
+    # VmHWM is this process's own peak: ru_maxrss would carry the parent's over fork+exec.
+    lines = Path("/proc/self/status").read_text().splitlines()
+    status = dict(line.split(":", 1) for line in lines)
+    peak_kb = int(status["VmHWM"].split()[0])
     print(json.dumps({"backend": backend, "peak_rss_mb": round(peak_kb / 1024, 1)}))
 
 
