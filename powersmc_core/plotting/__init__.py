@@ -1,5 +1,6 @@
 """Plotly figure builders shared by the app and the notebooks (records in, figures out)."""
 
+from .answers import answer_bars, answer_posterior_figure
 from .live import (
     ess_figure,
     genealogy_figure,
@@ -9,6 +10,7 @@ from .live import (
     schedule_figure,
     weights_figure,
 )
+from .stopped import stopped_law_figure
 from .style import METHOD_COLORS, particle_color, particle_colors
 from .theory import (
     ess_traces_figure,
@@ -27,6 +29,8 @@ from .theory import (
 
 __all__ = [
     "METHOD_COLORS",
+    "answer_bars",
+    "answer_posterior_figure",
     "ess_figure",
     "ess_traces_figure",
     "genealogy_figure",
@@ -42,6 +46,7 @@ __all__ = [
     "renyi_variance_figure",
     "resampling_counts_figure",
     "schedule_figure",
+    "stopped_law_figure",
     "tau_star_figure",
     "tv_curves_figure",
     "tv_vs_n_figure",
