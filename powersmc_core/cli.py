@@ -29,8 +29,10 @@ from .cli_args import (
     CONFIG_FLAGS,
     EXIT_USAGE,
     Parser,
+    add_backend_arguments,
     add_config_arguments,
     add_model_arguments,
+    backend_of,
     check_writable,
     config_from_args,
     load_model_from_args,
@@ -66,6 +68,7 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prompt", "-p", help="prompt text (toy models: token names or ids)")
     parser.add_argument("--method", choices=METHODS, default="smc", help="sampler (default smc)")
     add_model_arguments(parser)
+    add_backend_arguments(parser)
     add_config_arguments(parser.add_argument_group("Power-SMC settings (SMCConfig)"))
     other = parser.add_argument_group("stopping, baselines, output")
     other.add_argument("--raw", action="store_true", help="no chat template")
@@ -150,9 +153,17 @@ def _decode(sampler: Any, prompt: list[int], total: int, quiet: bool) -> tuple[l
     return records, run.result()
 
 
-def _summary(result: Any, method: str, config: SMCConfig, model_name: str, timing: dict) -> str:
+def _summary(
+    result: Any,
+    method: str,
+    config: SMCConfig,
+    model_name: str,
+    timing: dict,
+    backend: tuple[str, str] = ("torch", "torch backend"),
+) -> str:
     n = len(result.weights)
     lines = [f"--- {method} · {model_name} · alpha={config.alpha:g} · N={n} ---"]
+    lines.append(f"backend      {backend[0]}  ({backend[1]})")
     if method == "mh":
         lines.append(f"acceptance   {result.extras['acceptance_rate']:.3f}")
     else:
@@ -222,6 +233,11 @@ def _run(args: argparse.Namespace) -> int:
         if path:
             check_writable(path, flag)
     model = load_model_from_args(args)
+    backend = backend_of(model)
+    if args.threads is not None and backend[0] == "torch":
+        import torch  # llama.cpp took --threads at load; torch reads it here
+
+        torch.set_num_threads(args.threads)
     prompt = parse_prompt(model, args.prompt, raw=args.raw)
     # The registry's sampler; base/lowtemp draw N independent sequences on the command line.
     sampler = make_sampler(
@@ -259,7 +275,7 @@ def _run(args: argparse.Namespace) -> int:
         posterior = result_posterior(result, model.decode_batch, extractor)
         answer = _answer_report(posterior, args.answer, extractor)
     if not args.quiet:
-        summary = _summary(result, args.method, config, model.name, timing)
+        summary = _summary(result, args.method, config, model.name, timing, backend)
         if answer is not None:
             summary = "\n".join([summary, *_answer_lines(answer)])
         print(summary, file=sys.stderr)
@@ -279,6 +295,8 @@ def _run(args: argparse.Namespace) -> int:
             "text": text,
             "answer": answer,
             "device": str(model.device),
+            "backend": backend[0],
+            "backend_reason": backend[1],
         }
         path = Path(args.json)
         path.parent.mkdir(parents=True, exist_ok=True)

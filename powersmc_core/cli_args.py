@@ -8,6 +8,8 @@ there is no ``cli`` <-> ``bench`` cycle. What lives here:
   built from the fields' own ``Knob`` metadata (``config.config_knobs``);
 - ``add_model_arguments``/``load_model_from_args``: ``--model`` and friends, through
   the one name parser and instance cache (``models.loading.load_model``);
+- ``add_backend_arguments``: ``--backend torch|llamacpp|auto`` and ``--threads``, resolved
+  by ``models.backends.load_model_with_backend`` (the one place a backend is chosen);
 - ``parse_prompt``: ``--prompt`` through the one encoding path (``prompts``);
 - ``check_writable``: fail before decoding when an output path cannot be written.
 """
@@ -15,6 +17,7 @@ there is no ``cli`` <-> ``bench`` cycle. What lives here:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 from pathlib import Path
 from typing import NoReturn
@@ -28,8 +31,11 @@ __all__ = [
     "CONFIG_FLAGS",
     "EXIT_USAGE",
     "Parser",
+    "add_backend_arguments",
     "add_config_arguments",
     "add_model_arguments",
+    "backend_of",
+    "check_threads",
     "check_writable",
     "config_from_args",
     "load_model_from_args",
@@ -90,21 +96,74 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def load_model_from_args(args: argparse.Namespace) -> LanguageModel:
-    """--model / --random-init / --device / --dtype -> a model behind the protocol."""
-    from .models import loading
+def add_backend_arguments(
+    parser: argparse._ActionsContainer, threads_help: str | None = None
+) -> None:
+    """--backend torch|llamacpp|auto (default auto) and --threads N."""
+    from .models.backends import BACKENDS
 
+    parser.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="auto",
+        help="engine: torch, llamacpp (GGUF models on CPU; install with `make fast`) or "
+        "auto (default: llama.cpp for a GGUF model on the CPU when installed, else torch)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        help=threads_help
+        or "CPU threads (default: $POWERSMC_THREADS, else $OMP_NUM_THREADS, else "
+        "min(4, usable CPUs) for llama.cpp; torch keeps its own setting)",
+    )
+
+
+def check_threads(args: argparse.Namespace) -> int | None:
+    """--threads as given (None when absent); refuses a count below 1."""
+    threads = getattr(args, "threads", None)
+    if threads is not None and threads < 1:
+        raise ValueError(f"--threads must be >= 1, got {threads}")
+    return threads
+
+
+def load_model_from_args(args: argparse.Namespace) -> LanguageModel:
+    """--model / --random-init / --device / --dtype / --backend -> a model behind the protocol.
+
+    The model carries ``.backend`` ("torch" | "llamacpp") and ``.backend_reason`` (one
+    line: why that backend; auto says when it fell back to torch).
+    """
+    from .models import loading
+    from .models.backends import load_model_with_backend
+
+    backend = getattr(args, "backend", "auto")
+    threads = check_threads(args)
     random_init = getattr(args, "random_init", None)
     if random_init:
-        return loading.random_init_model(
+        if backend == "llamacpp":
+            raise ValueError("--random-init builds a torch model: use --backend torch or auto")
+        model = loading.random_init_model(
             random_init, device=args.device, dtype=args.dtype, seed=getattr(args, "seed", 0)
         )
-    return loading.load_model(
+        with contextlib.suppress(AttributeError):  # a backend with __slots__ goes without
+            model.backend = "torch"  # type: ignore[attr-defined]
+            model.backend_reason = "random initialisation: torch"  # type: ignore[attr-defined]
+        return model
+    return load_model_with_backend(
         args.model,
+        backend,
+        threads=threads,
         device=args.device,
         dtype=args.dtype,
         trust_remote_code=getattr(args, "trust_remote_code", False),
         copy_on_write=getattr(args, "copy_on_write", False),
+    )
+
+
+def backend_of(model: LanguageModel) -> tuple[str, str]:
+    """(backend name, reason) a loaded model carries; toy models report torch."""
+    return (
+        str(getattr(model, "backend", "torch")),
+        str(getattr(model, "backend_reason", "torch backend")),
     )
 
 

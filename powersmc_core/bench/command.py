@@ -21,7 +21,13 @@ from typing import Any
 
 import torch
 
-from ..cli_args import check_writable, load_model_from_args, parse_prompt
+from ..cli_args import (
+    add_backend_arguments,
+    backend_of,
+    check_writable,
+    load_model_from_args,
+    parse_prompt,
+)
 from ..models.base import LanguageModel
 from ..models.toy import ToyLM
 from .methods import generate_method, load_reference, make_methods, reference_method, time_methods
@@ -95,7 +101,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(repeatable; e.g. 16:16 and 1:1 show what the identity copy and a per-token "
         "host sync cost)",
     )
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    add_backend_arguments(
+        parser,
+        threads_help="CPU threads for both backends (default: torch's own for torch; "
+        "$POWERSMC_THREADS, else $OMP_NUM_THREADS, else min(4, CPUs) for llama.cpp)",
+    )
+    parser.add_argument(
+        "--compare-backends",
+        action="store_true",
+        help="time torch and llama.cpp interleaved on the same prompt, N, T and seed "
+        "(limit and smc rows per backend, smc_speedup_llamacpp); other methods are skipped",
+    )
     parser.add_argument("--no-warmup", action="store_true", help="skip the untimed warm-up")
     parser.add_argument(
         "--skip",
@@ -163,6 +179,10 @@ def run_bench(args: argparse.Namespace, log: Callable[[str], None] | None = None
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     try:
+        if getattr(args, "compare_backends", False):
+            from .backends import compare_backends
+
+            return compare_backends(args, settings, log)
         return _run_bench(args, settings, log)
     finally:
         torch.set_num_threads(threads)  # in-process callers (tests) get their setting back
@@ -182,6 +202,9 @@ def _run_bench(
             f"{model.name} forces EOS after {model.max_len - 1} tokens: use --new-tokens "
             f"<= {model.max_len - 1 - len(prompt)} with this prompt"
         )
+    backend, backend_reason = backend_of(model)
+    if backend == "llamacpp" and args.reference_module:
+        raise ValueError("--reference-module runs the transformers model: use --backend torch")
     plain = model
     model = _speed_setup(plain, args, max_len=len(prompt) + settings.new_tokens + 1)
     reference = (
@@ -197,7 +220,9 @@ def _run_bench(
     if clock is not None:
         many, single = Timed(many, clock), Timed(single, clock)
     methods = make_methods(many, prompt, settings, reference, single=single)
-    if "generate" not in args.skip and hasattr(plain, "tokenizer"):
+    from ..models.hf import HFModel
+
+    if "generate" not in args.skip and isinstance(plain, HFModel):
         static = bool(getattr(model, "static_cache", False))
         methods["generate"] = generate_method(plain, prompt, settings.n_particles, static)
         methods["generate1"] = generate_method(plain, prompt, 1, static)
@@ -218,6 +243,8 @@ def _run_bench(
     meta = {
         "device": str(model.device),
         "model": model.name,
+        "backend": backend,
+        "backend_reason": backend_reason,
         "dtype": str(dtype).removeprefix("torch.") if dtype is not None else None,
         "prompt_tokens": len(prompt),
         "static_cache": bool(getattr(model, "static_cache", False)),
@@ -253,7 +280,12 @@ def main(args: argparse.Namespace) -> int:
             print(message, file=sys.stderr, flush=True)
 
     summary = run_bench(args, log=log)
-    print(format_table(summary))
+    if getattr(args, "compare_backends", False):
+        from .backends import format_compare_table
+
+        print(format_compare_table(summary))
+    else:
+        print(format_table(summary))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
