@@ -16,7 +16,9 @@ import sys
 from pathlib import Path
 
 from ..answers import RULES
+from ..cli_args import add_backend_arguments
 from ..grading import EXTRACTORS
+from ..models.errors import ModelLoadError
 from .methods import METHODS, parse_methods
 from .plots import save_report_figures
 from .runner import run_eval
@@ -86,6 +88,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     model.add_argument("--device", default=None, help="torch device (default: auto)")
     model.add_argument("--dtype", default=None, help="torch dtype name (default: the model's)")
+    add_backend_arguments(model)
 
     methods = parser.add_argument_group("methods and sweep")
     methods.add_argument(
@@ -166,7 +169,12 @@ def main(args: argparse.Namespace) -> int:
         return 2
     out = Path(args.out) if args.out else Path("eval-results") / f"{args.task}.csv"
     use_ray = args.ray or args.ray_address is not None
-    options = {k: v for k, v in (("device", args.device), ("dtype", args.dtype)) if v is not None}
+    if args.threads is not None and args.threads < 1:
+        print(f"eval: --threads must be >= 1, got {args.threads}", file=sys.stderr)
+        return 2
+    pairs_ = (("device", args.device), ("dtype", args.dtype), ("threads", args.threads))
+    options = {k: v for k, v in pairs_ if v is not None}
+    options["backend"] = args.backend
     print(
         f"eval: {len(problems)} {args.task} problems × {len(methods)} methods × "
         f"{len(grid)} settings on {args.model} -> {out}",
@@ -190,8 +198,8 @@ def main(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print(f"\neval: interrupted; rows so far are in {out}; rerun to resume", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError, ImportError) as err:
-        print(f"eval: {err}", file=sys.stderr)
+    except (ValueError, FileNotFoundError, ImportError, ModelLoadError) as err:
+        print(f"error: {err}", file=sys.stderr)
         return 2
     print(format_table(summary_table(rows, args.answer)))
     pairs = paired_comparisons(rows, args.answer)

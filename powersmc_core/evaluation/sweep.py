@@ -10,9 +10,10 @@ yields one row per job as it completes, from one of three places:
   they finish. ``ray.init()`` starts a local instance unless ``ray_address`` names a
   cluster. Ray is an optional extra: ``pip install .[ray]``.
 
-Models come from ``models.loading.load_model`` (the one model-name parser and the one
-per-process instance cache), so a Ray worker process that runs many tasks loads the
-model once. Rows do not depend on where they ran: seeds come from problem ids.
+Models come from ``models.backends.load_model_with_backend`` (the one backend choice,
+model-name parser and per-process instance cache; ``model_options`` may name
+``backend`` and ``threads``, default torch), so a Ray worker process that runs many
+tasks loads the model once; every row records the ``backend`` that ran it. Rows do not depend on where they ran: seeds come from problem ids.
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from typing import Any
 
+from ..models.backends import load_model_with_backend
 from ..models.base import LanguageModel
-from ..models.loading import load_model
 from .jobs import Job
 from .methods import EvalSettings, run_one
 
@@ -44,9 +45,22 @@ def settings_grid(
     ]
 
 
+def _load(spec: str, options: dict[str, Any]) -> LanguageModel:
+    """The model on the backend ``options`` names (``backend``, ``threads``; default torch)."""
+    options = dict(options)
+    backend = options.pop("backend", "torch")
+    return load_model_with_backend(spec, backend, **options)
+
+
+def _row(model: LanguageModel, job: Job, label: str) -> dict[str, Any]:
+    """One result row, with the backend that ran it (``torch`` for a model without one)."""
+    row = run_one(model, job.problem, job.method, job.settings, label)
+    row["backend"] = str(getattr(model, "backend", "torch"))
+    return row
+
+
 def _run_job(spec: str, options: dict[str, Any], label: str, job: Job) -> dict[str, Any]:
-    model = load_model(spec, **options)
-    return run_one(model, job.problem, job.method, job.settings, label)
+    return _row(_load(spec, options), job, label)
 
 
 def _init_worker() -> None:
@@ -82,9 +96,9 @@ def execute(
         yield from _execute_pool(jobs, model_spec, options, model_label, workers)
     else:
         spec = _need_spec(model_spec, "local") if model is None else ""
-        local = model if model is not None else load_model(spec, **options)
+        local = model if model is not None else _load(spec, options)
         for job in jobs:
-            yield run_one(local, job.problem, job.method, job.settings, model_label)
+            yield _row(local, job, model_label)
 
 
 def _need_spec(spec: str | None, where: str) -> str:
