@@ -56,8 +56,6 @@ if "query_checked" not in state:  # apply the link and report its problems once 
 owner = state.setdefault("owner", query.new_owner_token())  # issued here, never by a link
 if link.owner is not None and link.owner != owner:
     state["owner_offer"] = link.owner  # adopted only if the visitor confirms (sidebar)
-if query.OWNER_PARAM in st.query_params:
-    del st.query_params[query.OWNER_PARAM]  # a copied address bar must not carry it
 state["visitor"] = visitor_for(st.context.cookies, owner)
 
 
@@ -108,6 +106,9 @@ with st.sidebar:
         if st.button("Ignore it", key="owner_ignore"):
             state.pop("owner_offer")
             st.rerun()
+
+if query.OWNER_PARAM in st.query_params:  # a copied address bar must not carry it
+    del st.query_params[query.OWNER_PARAM]
 
 with friendly_errors(st.error):
     page.run()

@@ -24,7 +24,9 @@ try:
     with st.spinner(f"Loading model {model_name!r}…"):
         model = models.load_cached(model_name)
 except (models.ModelLoadError, ValueError) as err:
-    st.error(f"Could not load model {model_name!r}: {err}")
+    st.error(
+        f"Could not load model {inputs.escape_markdown(repr(model_name))}: {inputs.escape_markdown(err)}"
+    )
     st.stop()
 toy = models.is_toy(model)
 
@@ -76,7 +78,7 @@ if st.button("Run comparison", type="primary", key="cmp_run"):
     try:
         admitted = gate.compare(model, model_name, requested, prompt, methods, mh_steps, stop_rule)
         for note in admitted.notes:
-            st.warning(note)
+            st.warning(inputs.escape_markdown(note))
         runs = []
         with (
             st.status("Running the methods…", expanded=True) as box,
@@ -90,9 +92,9 @@ if st.button("Run comparison", type="primary", key="cmp_run"):
             done = f"Ran {len(runs)} methods" + (" (run-time cap reached)" if run.timed_out else "")
             box.update(label=done, state="complete", expanded=False)
     except InputError as err:
-        st.error(f"Invalid settings: {err}")
+        st.error(f"Invalid settings: {inputs.escape_markdown(err)}")
     except LimitError as err:
-        st.warning(str(err))
+        st.warning(inputs.escape_markdown(err))
     else:
         if run.timed_out:
             st.warning(
@@ -108,7 +110,7 @@ if st.button("Run comparison", type="primary", key="cmp_run"):
 last = state.get("cmp_last")
 if last is not None:
     frame = last["frame"]
-    st.subheader(f"Results on {last['model']}")
+    st.subheader(f"Results on {inputs.escape_markdown(last['model'])}")
     st.dataframe(
         frame.drop(columns=["key"]),
         hide_index=True,
@@ -172,13 +174,13 @@ if api is not None:
                 progress=advance,
             )
             for note in admitted.notes:
-                st.warning(note)
+                st.warning(inputs.escape_markdown(note))
             with gate.running(admitted, lambda *w: queue_box.info(gate.queue_message(*w))) as run:
                 rows = next(iter(run.events()), None)
         except InputError as err:
-            st.error(f"Invalid task settings: {err}")
+            st.error(f"Invalid task settings: {inputs.escape_markdown(err)}")
         except LimitError as err:
-            st.warning(str(err))
+            st.warning(inputs.escape_markdown(err))
         else:
             if rows is None:
                 st.warning(

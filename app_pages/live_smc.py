@@ -198,7 +198,7 @@ if run_clicked:
         st.error(f"Invalid settings: {inputs.escape_markdown(err)}")
     else:
         for note in admitted.notes:
-            st.warning(note)
+            st.warning(inputs.escape_markdown(note))
         if active is not None and active.live.records:  # a new run supersedes one in flight
             history.remember(state, active.finish())
         active = state["live_active"] = admitted
@@ -285,7 +285,7 @@ if active is not None:
                 )
                 draw(update.records, cfg, update.kind == "full", f"{active.live.run_id}_{draws}")
     except LimitError as err:  # busy visitor, full queue or queue timeout: nothing lost
-        status.warning(str(err))
+        status.warning(inputs.escape_markdown(err))
         st.stop()
     entry = active.finish()
     history.remember(state, entry)

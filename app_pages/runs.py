@@ -51,6 +51,15 @@ if state.get("owner") and not state.get("runs_restored"):
         else:
             history.remember(state, entry)
 
+if state.get("owner"):
+    with st.expander("Keep this run history (after a reload or a restart)"):
+        st.caption(
+            "Your runs are saved under a private key. Bookmark this link to find them again; "
+            "opening it asks you to confirm. Anyone holding it can read these runs: do not "
+            "share it (use Share this run on the Live SMC page instead)."
+        )
+        st.code(f"?owner={state['owner']}", language=None)
+
 runs = history.history(state)
 if not runs:
     st.info("No runs yet: press Run on the Live SMC page, or upload a trace above.")

@@ -30,8 +30,9 @@ The total size of ``final/`` is bounded by ``max_bytes``: after each save the ol
 traces are deleted first. A trace larger than ``max_run_bytes`` is stored compacted
 (texts kept every k-th step and at the end) rather than refused, if compaction fits.
 
-Runs belong to an *owner*: a random token the page keeps in the URL (``?owner=…``),
-so a reload or a server restart finds them again while other visitors never see
+Runs belong to an *owner*: a random token the server issues per session (``app.py``;
+a ``?owner=…`` link is adopted only when the visitor confirms it), so a reload or a
+server restart finds them again through that key while other visitors never see
 them. Only a hash of the token is stored.
 """
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -371,6 +372,11 @@ def app(model: str = "toy-trap", page: str | None = None, **state) -> AppTest:
     return at
 
 
+def plain(text: str) -> str:
+    """A message as the visitor reads it: ``escape_markdown``'s backslashes removed."""
+    return re.sub(r"\\([\\`*_{}\[\]()#+\-.!|<>~$:])", r"\1", str(text))
+
+
 def live_charts(at: AppTest) -> list:
     """The six particle-system charts (the answer posterior's bar chart aside)."""
     return [c for c in at.get("plotly_chart") if "answers" not in str(c.key)]
@@ -400,7 +406,7 @@ def test_sidebar_model_picker_drives_the_pages():
     at.selectbox(key="model_choice").set_value("custom: hub id or local folder").run()
     at.text_input(key="model_custom").input("./no/such/model-folder").run()
     no_exception(at)
-    assert any("Could not load model" in e.value for e in at.error)
+    assert any("Could not load model" in plain(e.value) for e in at.error)
 
 
 LIVE_KEYS = {
@@ -448,7 +454,7 @@ def test_live_run_with_bridging_and_custom_tau_warns():
     at = app(model="toy-random:3,8,0", page="app_pages/live_smc.py")
     at.selectbox(key="live_schedule").set_value("linear")
     at.checkbox(key="live_tau_custom").check().run()
-    assert any("proposal temperature" in w.value for w in at.warning)
+    assert any("proposal temperature" in plain(w.value) for w in at.warning)
     at.number_input(key="live_tau").set_value(0.5)
     at.button(key="live_run").click().run()
     no_exception(at)
@@ -473,7 +479,7 @@ def test_live_invalid_inputs_show_an_error(key, value, message):
     at.number_input(key=key).set_value(value)
     at.button(key="live_run").click().run()
     no_exception(at)
-    assert any(message in e.value for e in at.error), [e.value for e in at.error]
+    assert any(message in plain(e.value) for e in at.error), [plain(e.value) for e in at.error]
     assert "run_history" not in at.session_state or not at.session_state["run_history"]
 
 
@@ -483,7 +489,7 @@ def test_live_over_the_full_app_cap_is_clamped_with_a_message():
     at.button(key="live_run").click().run()
     no_exception(at)
     cap = FULL.max_particles
-    assert f"N 100000 is outside [1, {cap}]; using {cap}" in [w.value for w in at.warning]
+    assert f"N 100000 is outside [1, {cap}]; using {cap}" in [plain(w.value) for w in at.warning]
     assert at.session_state["run_history"][0].records[0].n_particles == cap
 
 
@@ -533,7 +539,7 @@ def test_unknown_model_shows_an_error_on_every_model_page():
             model_custom="./no/such/model-folder",
         )
         no_exception(at)
-        assert any("Could not load model" in e.value for e in at.error), page
+        assert any("Could not load model" in plain(e.value) for e in at.error), page
 
 
 def test_compare_page_runs_every_method_on_a_toy():
@@ -557,11 +563,11 @@ def test_compare_invalid_inputs_show_an_error():
     at.number_input(key="cmp_alpha").set_value(0.0)
     at.button(key="cmp_run").click().run()
     no_exception(at)
-    assert any("alpha must be > 0" in e.value for e in at.error)
+    assert any("alpha must be > 0" in plain(e.value) for e in at.error)
     at.number_input(key="cmp_alpha").set_value(4.0)
     at.multiselect(key="cmp_methods").set_value([])
     at.button(key="cmp_run").click().run()
-    assert any("unknown methods" in e.value for e in at.error)
+    assert any("unknown methods" in plain(e.value) for e in at.error)
 
 
 def test_compare_task_mode_grades_a_toy_task_set():
@@ -583,7 +589,7 @@ def test_compare_task_mode_rejects_bad_sizes():
     at.number_input(key="cmp_task_n").set_value(0)
     at.button(key="cmp_task_run").click().run()
     no_exception(at)
-    assert any("problems must be in [1, 50]" in e.value for e in at.error)
+    assert any("problems must be in [1, 50]" in plain(e.value) for e in at.error)
 
 
 def test_theory_lab_loads_and_runs():
@@ -619,7 +625,9 @@ def test_runs_page_empty_then_upload_replay_and_bad_upload():
         ("bad.jsonl", b"{broken", "application/jsonl")
     ).run()
     no_exception(at)
-    assert any("Could not read bad" in e.value and "line 1" in e.value for e in at.error)
+    assert any(
+        "Could not read bad" in plain(e.value) and "line 1" in plain(e.value) for e in at.error
+    )
 
 
 # ---- Live SMC: the weighted answer posterior (issue 14) ----------------------------------
@@ -704,4 +712,4 @@ def test_theory_lab_shows_the_stopped_law_target_beside_pi_alpha_cut():
     for bad, message in (("", "give at least one"), ("a,b,c,d,e", "at most 4")):
         field.input(bad).run()
         no_exception(at)
-        assert any(message in e.value for e in at.error), bad
+        assert any(message in plain(e.value) for e in at.error), bad

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -111,7 +112,7 @@ def test_demo_mode_caps_particles_and_tokens():
     if runs:  # clamped and run...
         assert runs[0].records[0].n_particles <= 32
     else:  # ...or refused with a message
-        assert any("32" in e.value for e in at.error)
+        assert any("32" in plain(e.value) for e in at.error)
 
 
 def test_demo_mode_persists_finished_runs(tmp_path):
@@ -143,8 +144,13 @@ def spy(monkeypatch):
     return model
 
 
+def plain(text: str) -> str:
+    """A message as the visitor reads it: ``escape_markdown``'s backslashes removed."""
+    return re.sub(r"\\([\\`*_{}\[\]()#+\-.!|<>~$:])", r"\1", str(text))
+
+
 def warnings(at: AppTest) -> list[str]:
-    return [w.value for w in at.warning]
+    return [plain(w.value) for w in at.warning]
 
 
 def assert_held_one_slot_per_run(spy: SlotSpy) -> None:
@@ -173,7 +179,7 @@ def test_compare_caps_are_clamped_with_a_message_and_the_runs_hold_a_slot(spy):
     at.number_input(key="cmp_mh_steps").set_value(50)
     at.button(key="cmp_run").click().run()
     no_exception(at)
-    assert not at.error, [e.value for e in at.error]
+    assert not at.error, [plain(e.value) for e in at.error]
     assert "N 200 is outside [1, 32]; using 32" in warnings(at)
     assert "max new tokens 2000 is outside [1, 96]; using 96" in warnings(at)
     assert "MH steps 50 is outside [0, 8]; using 8" in warnings(at)
@@ -191,7 +197,7 @@ def test_compare_task_set_caps_are_clamped_and_the_runs_hold_a_slot(spy):
     at.multiselect(key="cmp_methods").set_value(["base", "smc"])
     at.button(key="cmp_task_run").click().run()
     no_exception(at)
-    assert not at.error, [e.value for e in at.error]
+    assert not at.error, [plain(e.value) for e in at.error]
     assert "N 200 is outside [1, 32]; using 32" in warnings(at)
     assert "problems 50 is outside [1, 10]; using 10" in warnings(at)
     summary = at.session_state["cmp_task_last"]["summary"]
@@ -216,7 +222,7 @@ def test_theory_lab_budget_is_clamped_and_the_checks_hold_a_slot(monkeypatch):
     model.seen.clear()  # the exact picture drawn so far ran no sampler inside a slot
     at.button(key="theory_run").click().run()
     no_exception(at)
-    assert not at.error, [e.value for e in at.error]
+    assert not at.error, [plain(e.value) for e in at.error]
     assert len(at.get("plotly_chart")) >= 4
     assert_held_one_slot_per_run(model)
 
@@ -227,6 +233,6 @@ def test_a_6_mb_upload_is_refused_naming_the_5_mb_cap():
     big = b" " * (6 * 2**20)
     at.file_uploader(key="runs_upload").set_value(("big.jsonl", big, "application/jsonl")).run()
     no_exception(at)
-    errors = [e.value for e in at.error]
+    errors = [plain(e.value) for e in at.error]
     assert any("big.jsonl is 6.0 MB; the upload limit is 5 MB" in e for e in errors), errors
     assert not at.session_state["run_history"] if "run_history" in at.session_state else True
