@@ -2,8 +2,9 @@
 
 It is the frame around every page: page config, the shared sidebar (model picker),
 and `st.navigation` over the page scripts in app_pages/. Pages read the chosen model
-name from `st.session_state["model_name"]` and load it through
-`explorer.models.load_cached` (one cached instance per model); every run they start
+name from `st.session_state["model_name"]` (and the backend from
+`st.session_state["model_backend"]`) and load it through
+`explorer.models.load_cached` (one cached instance per model and backend); every run they start
 goes through `explorer.gate`, and every page runs inside `explorer.errors.friendly_errors`
 (one escaped line instead of a traceback).
 
@@ -91,6 +92,25 @@ with st.sidebar:
         name = picked
         st.caption(choices.get(picked, ""))
     st.session_state["model_name"] = name
+    # Backend: a demo serves the server's POWERSMC_BACKEND; otherwise the visitor picks.
+    try:
+        backend = models.default_backend()
+    except models.ModelLoadError as err:
+        st.error(f"Server misconfigured: {escape_markdown(err)}")
+        st.stop()
+    if not settings.enabled:
+        backend = st.selectbox(
+            "Backend",
+            list(models.BACKEND_LABELS),
+            index=list(models.BACKEND_LABELS).index(backend),
+            key="backend_choice",
+            format_func=models.BACKEND_LABELS.get,
+            help="auto: llama.cpp for the embedded GGUF model on CPU when installed, else torch",
+        )
+    state["model_backend"] = backend
+    st.caption(escape_markdown(models.planned_backend(name, backend)))
+    if backend != "torch" and (hint := models.fast_backend_hint()):
+        st.caption(escape_markdown(hint))
     st.caption("Toy models are exact (every sequence enumerable); the LLM runs on this machine.")
     if settings.enabled:
         st.info(settings.describe())
