@@ -173,7 +173,12 @@ def load_model_with_backend(
             return load_llamacpp_model(name, threads=threads, reason=choice.reason)
         except Exception as err:
             if backend == "llamacpp":
-                raise
+                if isinstance(err, ModelLoadError):
+                    raise
+                raise ModelLoadError(
+                    f"llama.cpp failed to load {name!r} ({type(err).__name__}: {err}); "
+                    f"reinstall it ({FAST_INSTALL_HINT}) or use --backend torch"
+                ) from err
             choice = BackendChoice(
                 "torch", f"auto: llama.cpp failed ({type(err).__name__}: {err}); torch instead"
             )
