@@ -1,20 +1,13 @@
-"""torch vs llama.cpp on the embedded SmolLM2 GGUF: per-step time side by side, and server RSS.
+"""torch vs llama.cpp on the embedded SmolLM2 GGUF: ``bench --compare-backends`` for several
+thread counts, and server-like RSS.
 
-For each thread count, the two backends are timed in interleaved rounds (torch,
-llama.cpp, torch, ...) on the same prompt, N, T and seed, so load from other users
-hits both alike; medians of wall time are reported. Two workloads, both with EOS
-suppressed (``bench.SuppressEOS``) so every run decodes exactly T tokens:
-
-* ``limit``: ``bench.decode_limit``, N sequences decoded in one batch and nothing
-  else (one prefill, T − 1 batched advances): the backend's floor;
-* ``smc``: a whole ``PowerSMC`` run (alpha 4, resampling at ESS < N/2).
-
-JSON keys per thread count: ``limit_ms`` and ``smc_ms`` (ms per step, by backend),
-``smc_speedup_llamacpp = smc_s[torch] / smc_s[llamacpp]`` and ``smc_over_limit``
-(each backend's SMC over its own limit). ``--rss`` also starts one fresh process per
-backend that loads the model as a server would, runs one short SMC, and reports its
-peak RSS (``VmHWM``, Linux); the torch cache folder is prepared beforehand so no
-conversion inflates it.
+The timing is the bench's own (``powersmc_core.bench.compare_backends``: ``limit`` and
+``smc`` on both backends, interleaved, EOS suppressed, medians; keys ``limit_ms``,
+``smc_ms``, ``smc_speedup_llamacpp = smc_s[torch] / smc_s[llamacpp]``,
+``smc_over_limit_llamacpp``); this script only loops over thread counts. ``--rss`` also
+starts one fresh process per backend that loads the model as a server would, runs one
+short SMC, and reports its peak RSS (``VmHWM``, Linux); the torch cache folder is
+prepared beforehand so no conversion inflates it.
 
     python scripts/measure_llamacpp.py --n 8 --new-tokens 64 --threads 1 2 --rounds 5 --rss
 
@@ -27,78 +20,36 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from powersmc_core import PowerSMC, SMCConfig
-from powersmc_core.bench import SuppressEOS, decode_limit
-from powersmc_core.models import load_model
-from powersmc_core.models.llamacpp import load_llamacpp_model
+from powersmc_core.bench import run_bench
+from powersmc_core.cli import build_parser
+from powersmc_core.models.backends import load_model_with_backend
 
 PROMPT = "Write one sentence about the sea."
 BACKENDS = ("torch", "llamacpp")
 
 
-def load(backend: str, threads: int) -> Any:
-    if backend == "torch":
-        torch.set_num_threads(threads)
-        return load_model("smollm2", device="cpu", dtype="float32")
-    return load_llamacpp_model("smollm2", threads=threads)
-
-
-def smc_config(n: int, new_tokens: int, seed: int) -> SMCConfig:
-    return SMCConfig(alpha=4.0, n_particles=n, max_new_tokens=new_tokens, seed=seed)
-
-
-def time_once(model: Any, prompt: list[int], workload: str, n: int, new_tokens: int) -> float:
-    wrapped = SuppressEOS(model)
-    start = time.perf_counter()
-    if workload == "limit":
-        decode_limit(wrapped, prompt, n, new_tokens, seed=0)
-    else:
-        PowerSMC(wrapped, smc_config(n, new_tokens, seed=0)).run(prompt)
-    return time.perf_counter() - start
-
-
 def measure(threads: int, n: int, new_tokens: int, rounds: int) -> dict[str, Any]:
-    models = {backend: load(backend, threads) for backend in BACKENDS}
-    prompt = models["torch"].encode_prompt(PROMPT)
-    seconds: dict[tuple[str, str], list[float]] = {}
-    for round_index in range(rounds + 1):  # round 0 warms both up and is discarded
-        for workload in ("limit", "smc"):
-            for backend in BACKENDS:
-                if backend == "torch":
-                    torch.set_num_threads(threads)
-                took = time_once(models[backend], prompt, workload, n, new_tokens)
-                if round_index:
-                    seconds.setdefault((workload, backend), []).append(took)
-    median = {key: statistics.median(values) for key, values in seconds.items()}
-
-    def ms(workload: str) -> dict[str, float]:
-        return {b: round(1000 * median[(workload, b)] / new_tokens, 2) for b in BACKENDS}
-
-    return {
-        "threads": threads,
-        "limit_ms": ms("limit"),
-        "smc_ms": ms("smc"),
-        "smc_speedup_llamacpp": round(median[("smc", "torch")] / median[("smc", "llamacpp")], 3),
-        "smc_over_limit": {
-            b: round(median[("smc", b)] / median[("limit", b)], 3) for b in BACKENDS
-        },
-    }
+    """``bench --compare-backends`` at one thread count (its JSON summary)."""
+    argv = ["bench", "--compare-backends", "-n", str(n), "-t", str(new_tokens), "-r",
+            str(rounds), "--threads", str(threads), "--prompt", PROMPT, "--quiet"]  # fmt: skip
+    args = build_parser().parse_args(argv)
+    args.argv = argv
+    summary = run_bench(args)
+    summary.pop("times")
+    return summary
 
 
 def rss_child(backend: str, threads: int) -> None:
     """Load as a server would, run one short SMC, print the peak RSS in MB (child process)."""
-    model = load(backend, threads)
+    model = load_model_with_backend("smollm2", backend, threads=threads, device="cpu")
     prompt = model.encode_prompt(PROMPT)
-    PowerSMC(model, smc_config(8, 16, seed=0)).run(prompt)
+    PowerSMC(model, SMCConfig(alpha=4.0, n_particles=8, max_new_tokens=16, seed=0)).run(prompt)
     # VmHWM is this process's own peak: ru_maxrss would carry the parent's over fork+exec.
     lines = Path("/proc/self/status").read_text().splitlines()
     status = dict(line.split(":", 1) for line in lines)

@@ -6,6 +6,7 @@ numbers live in docs/bench.md.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
@@ -31,6 +32,7 @@ from powersmc_core.bench import (
     summarise,
     time_methods,
 )
+from powersmc_core.bench.backends import COMPARE_KEYS, COMPARED, summarise_comparison
 from powersmc_core.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -420,3 +422,48 @@ def test_count_step_ops_fences_off_the_forward():
     records_ms = float(timing.split("flushes: ")[1].split(" ms")[0])
     forward_ms = float(timing.split("forward: ")[1].split(" ms")[0])
     assert 0 < records_ms < outside_ms and forward_ms > 0, timing
+
+
+# ---- bench --compare-backends (issue 15) -------------------------------------------------
+@pytest.mark.skipif(
+    importlib.util.find_spec("llama_cpp") is None,
+    reason="llama-cpp-python is not installed (make fast): no second backend to compare",
+)
+def test_compare_backends_reports_both_backends_and_the_ratios(capsys, tmp_path):
+    n, t = 2, 3
+    code, data, out, err = _bench(
+        capsys, tmp_path, "--compare-backends", "-n", str(n), "-t", str(t), "--threads", "1"
+    )
+    assert code == 0, err
+    assert set(COMPARE_KEYS) <= set(data)
+    assert (data["n_particles"], data["new_tokens"], data["repeats"]) == (n, t, 1)
+    assert data["threads"] == {"torch": 1, "llamacpp": 1}
+    assert set(data["times"]) == {f"{w}_{b}" for w in ("limit", "smc") for b in COMPARED}
+    med = {name: statistics.median(v) for name, v in data["times"].items()}
+    assert all(v > 0 for v in med.values())
+    for backend in COMPARED:
+        assert data["smc_ms"][backend] == pytest.approx(1000 * med[f"smc_{backend}"] / t)
+        assert data["limit_ms"][backend] == pytest.approx(1000 * med[f"limit_{backend}"] / t)
+    assert data["smc_speedup_llamacpp"] == pytest.approx(med["smc_torch"] / med["smc_llamacpp"])
+    assert data["smc_over_limit_llamacpp"] == pytest.approx(
+        med["smc_llamacpp"] / med["limit_llamacpp"]
+    )
+    assert data["smc_over_limit_torch"] == pytest.approx(med["smc_torch"] / med["limit_torch"])
+    for needle in ("smc_speedup_llamacpp", "limit", "smc", "llamacpp", "torch"):
+        assert needle in out  # the printed table
+
+
+def test_compare_summary_ratios_from_given_times():
+    settings = BenchSettings(n_particles=2, new_tokens=4, repeats=3)
+    times = {
+        "limit_torch": [4.0, 2.0, 3.0],
+        "smc_torch": [3.2, 3.0, 9.0],
+        "limit_llamacpp": [1.0, 1.0, 1.5],
+        "smc_llamacpp": [1.2, 1.1, 1.0],
+    }
+    summary = summarise_comparison(times, settings, {"threads": {}, "model": "m"})
+    assert summary["smc_speedup_llamacpp"] == pytest.approx(3.2 / 1.1)
+    assert summary["smc_over_limit_llamacpp"] == pytest.approx(1.1 / 1.0)
+    assert summary["smc_over_limit_torch"] == pytest.approx(3.2 / 3.0)
+    assert summary["smc_ms"] == pytest.approx({"torch": 800.0, "llamacpp": 275.0})
+    assert summary["limit_ms"] == pytest.approx({"torch": 750.0, "llamacpp": 250.0})

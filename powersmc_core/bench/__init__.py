@@ -20,11 +20,16 @@ and number of new tokens T (EOS suppressed, so every method decodes exactly T):
 On accelerators the SMC's records are read back every ``--stream-every`` steps
 (default 16 there, 1 on CPU): no host synchronisation per token in between.
 
+``--compare-backends`` instead times ``limit`` and ``smc`` on torch and llama.cpp
+side by side (``bench/backends.py``): ``smc_speedup_llamacpp`` and each backend's
+smc over its own limit.
+
 Each method runs ``repeats`` times; the order rotates between repeats (machines
 are noisy and drift) and medians are reported. The headline ratios are
 smc_over_limit = smc_s / limit_s (bookkeeping overhead) and mh_s / smc_s.
 """
 
+from .backends import COMPARE_KEYS, compare_backends, format_compare_table
 from .command import add_arguments, main, parse_variant, run_bench
 from .methods import (
     generate_method,
@@ -46,6 +51,7 @@ from .summary import (
 from .wrappers import Clock, SuppressEOS, Timed, clocked, decode_limit, synchronise
 
 __all__ = [
+    "COMPARE_KEYS",
     "DEFAULT_PROMPT",
     "METHODS",
     "REQUIRED_KEYS",
@@ -56,7 +62,9 @@ __all__ = [
     "Timed",
     "add_arguments",
     "clocked",
+    "compare_backends",
     "decode_limit",
+    "format_compare_table",
     "format_table",
     "generate_method",
     "load_reference",
