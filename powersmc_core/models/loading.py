@@ -19,8 +19,6 @@ keeps its public names:
 
 from __future__ import annotations
 
-import hashlib
-import re
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -35,6 +33,7 @@ from .gguf_cache import (
     SMOLLM2_CHAT_TEMPLATE,
     cache_root,
     embedded_gguf_path,
+    gguf_cache_slug,
     load_gguf,
     prepare_gguf_cache,
 )
@@ -66,6 +65,7 @@ __all__ = [
     "cache_root",
     "clear_model_cache",
     "embedded_gguf_path",
+    "gguf_cache_slug",
     "load_model",
     "load_spec",
     "parse_model_name",
@@ -130,7 +130,7 @@ def load_spec(
         return random_init_model(str(spec.arch), device=torch_device, dtype=torch_dtype)
     if spec.kind == "gguf":
         path = Path(spec.path or spec.name)
-        slug = f"gguf-{_slugify(path.stem)}-{_short_hash(str(path.resolve()))}"
+        slug = gguf_cache_slug(path)
         return load_gguf(path, slug, path.stem, "gguf", torch_device, torch_dtype, copy_on_write)
     where = str(spec.path) if spec.path is not None else spec.name
     return _load_pretrained(
@@ -190,11 +190,3 @@ def _load_pretrained(
     seconds = time.perf_counter() - start
     attach(model, LoadInfo(name_or_path, kind, kind, seconds, name_or_path, tuple(notes)))
     return model
-
-
-def _slugify(text: str) -> str:
-    return re.sub(r"[^a-z0-9.-]+", "-", text.lower()).strip("-") or "model"
-
-
-def _short_hash(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()[:10]
