@@ -22,12 +22,13 @@ st.caption(
 model_name = state.get("model_name", models.DEFAULT_MODEL)
 try:
     with st.spinner(f"Loading model {model_name!r}…"):
-        model = models.load_cached(model_name)
+        model = models.load_cached(model_name, state.get("model_backend"))
 except (models.ModelLoadError, ValueError) as err:
     st.error(
         f"Could not load model {inputs.escape_markdown(repr(model_name))}: {inputs.escape_markdown(err)}"
     )
     st.stop()
+st.caption(inputs.escape_markdown(models.backend_caption(model)))
 toy = models.is_toy(model)
 
 if toy:

@@ -34,13 +34,14 @@ try:
     with st.spinner(
         f"Loading model {model_name!r} (the first load of the embedded model takes ~20 s)…"
     ):
-        model = models.load_cached(model_name)
+        model = models.load_cached(model_name, state.get("model_backend"))
 except (models.ModelLoadError, ValueError) as err:
     st.error(
         f"Could not load model {inputs.escape_markdown(repr(model_name))}: "
         f"{inputs.escape_markdown(err)}"
     )
     st.stop()
+st.caption(inputs.escape_markdown(models.backend_caption(model)))
 toy = models.is_toy(model)
 
 # ---- prompt ------------------------------------------------------------------------------
