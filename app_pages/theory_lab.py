@@ -8,7 +8,8 @@ import streamlit as st
 
 from explorer import models
 from explorer.gate import InputError, LimitError, open_gate
-from explorer.theory_lab import MAX_STOP_CHARS, THEORY_MODELS, default_stop, stop_targets
+from explorer.inputs import MAX_STOP_FIELD_CHARS, escape_markdown
+from explorer.theory_lab import THEORY_MODELS, default_stop, stop_targets
 from powersmc_core import theory
 from powersmc_core.plotting import live as charts
 from powersmc_core.plotting import theory as theory_charts
@@ -41,10 +42,10 @@ model = models.load_cached(name)
 try:
     admitted, settings = gate.theory(model, name, alpha, n_particles, runs, n_max, seed)
 except InputError as err:
-    st.error(f"Invalid settings: {err}")
+    st.error(f"Invalid settings: {escape_markdown(err)}")
     st.stop()
 for note in admitted.notes:
-    st.warning(note)
+    st.warning(escape_markdown(note))
 comparison = theory.power_vs_temperature(model, settings.alpha)
 
 
@@ -66,7 +67,7 @@ if st.button("Run Monte-Carlo checks", type="primary", key="theory_run"):
             box.update(label="Monte-Carlo checks done", state="complete", expanded=False)
         timed_out = run.timed_out
     except LimitError as err:
-        st.warning(str(err))
+        st.warning(escape_markdown(err))
     if timed_out:
         st.warning(
             f"Stopped at the run-time cap ({gate.settings.max_run_seconds:g} s); "
@@ -98,13 +99,13 @@ st.subheader("Under a stop rule, the target changes")
 stop_text = st.text_input(
     "stop strings (comma-separated; exact, no sampling)",
     default_stop(model),
-    max_chars=MAX_STOP_CHARS,
+    max_chars=MAX_STOP_FIELD_CHARS,
     key=f"theory_stop_{name}",
 )
 try:
     targets = stop_targets(model, settings.alpha, stop_text)
 except InputError as err:
-    st.error(f"Invalid stop strings: {err}")
+    st.error(f"Invalid stop strings: {escape_markdown(err)}")
 else:
     st.plotly_chart(stopped_law_figure(targets), key="theory_stopped")
     st.caption(

@@ -709,7 +709,8 @@ def test_theory_lab_shows_the_stopped_law_target_beside_pi_alpha_cut():
     np.testing.assert_allclose(shown["sampler_target"], exact.frame()["sampler_target"])
     np.testing.assert_allclose(shown["cut_target"], exact.frame()["cut_target"])
     assert exact.tv > 0.5 and any(f"TV = {exact.tv:.3f}" in c.value for c in at.caption)
-    for bad, message in (("", "give at least one"), ("a,b,c,d,e", "at most 4")):
+    too_many = ",".join("x" * 17)  # one string more than the input policy's 16
+    for bad, message in (("", "give at least one"), (too_many, "the limit is 16")):
         field.input(bad).run()
         no_exception(at)
         assert any(message in plain(e.value) for e in at.error), bad
