@@ -330,3 +330,16 @@ def test_no_import_cycle_inside_the_evaluation_package():
             if isinstance(node, ast.ImportFrom)
             for part in (node.module or "").split(".")
         }
+
+
+def test_resume_keys_tell_backends_apart_and_keep_torch_keys():
+    """llama.cpp rows never resume torch rows (a quantised forward); torch keys are as before."""
+    from powersmc_core.evaluation.runner import model_label
+    from powersmc_core.models.backends import llamacpp_available
+
+    assert model_label(None, "smollm2", {"backend": "torch"}) == "smollm2"
+    assert model_label(None, "toy-trap", {"backend": "auto"}) == "toy-trap"  # toys run on torch
+    assert model_label(ToyLM.trap(), None) == ToyLM.trap().name
+    if llamacpp_available()[0]:
+        assert model_label(None, "smollm2", {"backend": "llamacpp"}) == "smollm2@llamacpp"
+        assert model_label(None, "smollm2", {"backend": "auto"}) == "smollm2@llamacpp"

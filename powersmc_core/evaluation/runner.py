@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 from tqdm.auto import tqdm
 
+from ..models.backends import resolve_backend
 from ..models.base import LanguageModel
 from .jobs import Job, plan_jobs
 from .methods import EvalSettings
@@ -191,6 +192,26 @@ class ResultStore:
         return frame(pd.concat([self._stored, frame(self._pending)], ignore_index=True))
 
 
+def model_label(
+    model: LanguageModel | None, model_spec: str | None, options: dict[str, Any] | None = None
+) -> str:
+    """The model part of every resume key: the name, plus ``@backend`` when not torch.
+
+    Rows from llama.cpp and torch differ (a quantised forward), so a results file must not
+    resume one with the other; torch rows keep the bare name files have always used.
+    """
+    if model_spec is None:
+        assert model is not None
+        name, backend = model.name, str(getattr(model, "backend", "torch"))
+    else:
+        options = options or {}
+        name = model_spec
+        backend = resolve_backend(
+            model_spec, options.get("backend", "torch"), options.get("device")
+        )
+    return name if backend == "torch" else f"{name}@{backend}"
+
+
 def run_eval(
     problems: Sequence[Problem],
     methods: Sequence[str] | str,
@@ -216,7 +237,7 @@ def run_eval(
     """
     if model is None and model_spec is None:
         raise ValueError("pass a model object or a model_spec name")
-    label = model_spec if model_spec is not None else model.name
+    label = model_label(model, model_spec, model_options)
     jobs = plan_jobs(problems, methods, settings, label)
     store = ResultStore(out, chunk_size)
     todo = [job for job in jobs if job.key not in store.keys]
