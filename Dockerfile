@@ -122,5 +122,7 @@ EXPOSE 8501
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
     CMD python -c "import sys, urllib.request as u; sys.exit(0 if u.urlopen('http://127.0.0.1:8501/_stcore/health', timeout=4).read() == b'ok' else 1)"
 
-CMD ["streamlit", "run", "app.py", \
+# explorer.serve is `streamlit run app.py` without the /_stcore/metrics route (Streamlit 1.67
+# has no option for it; it would publish session counts and cache sizes to every visitor).
+CMD ["python", "-m", "explorer.serve", \
      "--server.address=0.0.0.0", "--server.port=8501", "--server.headless=true"]
