@@ -140,7 +140,7 @@ def spy(monkeypatch):
     model = load_model("toy-trap")
     model.__class__ = SlotSpy
     model.seen = []
-    monkeypatch.setattr(models, "load_cached", lambda name: model)
+    monkeypatch.setattr(models, "load_cached", lambda name, backend=None: model)
     return model
 
 
@@ -209,7 +209,7 @@ def test_theory_lab_budget_is_clamped_and_the_checks_hold_a_slot(monkeypatch):
     model = load_model("toy-trap")
     model.__class__ = SlotSpy
     model.seen = []
-    monkeypatch.setattr(models, "load_cached", lambda name: model)
+    monkeypatch.setattr(models, "load_cached", lambda name, backend=None: model)
     at = live(model="toy-trap", page=THEORY)
     at.number_input(key="theory_n").set_value(256)
     at.number_input(key="theory_runs").set_value(500)
