@@ -12,19 +12,16 @@ Makefile's `browser` target does); otherwise it is skipped with the reason.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from serving import streamlit_server
 
 from explorer.browser import CHROMIUM, CHROMIUM_ARGS, COUNT_CHARTS_WITH_DATA
 
@@ -51,56 +48,17 @@ def ensure_chromium() -> str:
     return CHROMIUM
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
-    port = free_port()
     OUTPUT.mkdir(exist_ok=True)
-    log = (OUTPUT / "streamlit-server.log").open("w")
-    cmd = [
-        sys.executable,
-        "-m",
-        "streamlit",
-        "run",
-        "app.py",
-        "--server.headless",
-        "true",
-        "--server.address",
-        "127.0.0.1",
-        "--server.port",
-        str(port),
-        "--browser.gatherUsageStats",
-        "false",
-    ]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"streamlit exited with {proc.returncode}; see {log.name}")
-            with (
-                contextlib.suppress(OSError),
-                urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as reply,
-            ):
-                if reply.status == 200:
-                    break
-            if time.monotonic() > deadline:
-                pytest.fail(f"streamlit did not answer on {url} within 60 s; see {log.name}")
-            time.sleep(0.5)
+    with (
+        (OUTPUT / "streamlit-server.log").open("w") as log,
+        streamlit_server([sys.executable, "-m", "streamlit", "run", "app.py"], log, timeout=60) as (
+            url,
+            _,
+        ),
+    ):
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 CONTENT_HEIGHT = """() => {

@@ -4,19 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
-import subprocess
 import sys
 import tempfile
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
+from serving import streamlit_server
 
 pytestmark = pytest.mark.slow
 
@@ -38,36 +33,15 @@ def _serves_metrics(url: str) -> bool:
 
 @contextlib.contextmanager
 def _server(command: list[str]) -> Iterator[str]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    options = ["--server.headless=true", "--server.address=127.0.0.1", f"--server.port={port}"]
     env = {**os.environ, "POWERSMC_DATA_DIR": tempfile.mkdtemp(prefix="powersmc-serve-")}
-    with tempfile.TemporaryFile() as log:
-        proc = subprocess.Popen(
-            [*command, *options], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
-        )
-        url = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 120
-            while not _healthy(url):
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    log.seek(0)
-                    pytest.fail(f"server did not start: {log.read()[-2000:]!r}")
-                time.sleep(0.5)
-            yield url
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-
-
-def _healthy(url: str) -> bool:
-    with contextlib.suppress(OSError):
-        return _status(f"{url}/_stcore/health") == 200
-    return False
+    with (
+        tempfile.NamedTemporaryFile(suffix=".log") as log,
+        streamlit_server(command, log, env) as (
+            url,
+            _,
+        ),
+    ):
+        yield url
 
 
 def test_the_public_server_has_no_metrics_route_and_plain_streamlit_has_one():

@@ -14,19 +14,16 @@ links) are sent through the browser. For each page render the test asserts:
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import socket
-import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from serving import streamlit_server
 
 from explorer.browser import CHROMIUM, CHROMIUM_ARGS
 
@@ -44,52 +41,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_explorer_bounds import records, trace_bytes  # noqa: E402
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory) -> Iterator[tuple[str, psutil.Process]]:
     if not Path(CHROMIUM).exists():
         pytest.skip("Debian chromium is missing: apt-get install chromium")
-    port = free_port()
     OUTPUT.mkdir(exist_ok=True)
-    log = (OUTPUT / "hostile-server.log").open("w")
     env = {
         **os.environ,
         "POWERSMC_DEMO": "1",
         "POWERSMC_DATA_DIR": str(tmp_path_factory.mktemp("data")),
         "POWERSMC_DEMO_MODELS": "toy-trap,toy-random",
     }
-    cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true"]
-    cmd += ["--server.address", "127.0.0.1", "--server.port", str(port)]
-    cmd += ["--browser.gatherUsageStats", "false"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"streamlit exited with {proc.returncode}; see {log.name}")
-            with (
-                contextlib.suppress(OSError),
-                urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as reply,
-            ):
-                if reply.status == 200:
-                    break
-            if time.monotonic() > deadline:
-                pytest.fail(f"streamlit did not answer on {url}; see {log.name}")
-            time.sleep(0.5)
+    command = [sys.executable, "-m", "streamlit", "run", "app.py"]
+    with (
+        (OUTPUT / "hostile-server.log").open("w") as log,
+        streamlit_server(command, log, env) as (url, proc),
+    ):
         yield url, psutil.Process(proc.pid)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 @pytest.fixture(scope="module")
