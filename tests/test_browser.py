@@ -30,7 +30,11 @@ OUTPUT = ROOT / "test-output"
 # First load of the embedded model converts the GGUF file (~20 s); the run itself takes
 # seconds on an idle CPU and much longer on a loaded shared one.
 RUN_TIMEOUT_S = 420
-PAST_FIRST_STEP = re.compile(r"step ([2-9]|[1-6][0-9])/64")
+# The stop test needs a run that cannot end before the click lands: llama.cpp writes the
+# default haiku in ~2 s (34 steps, EOS), while counting runs to the token limit.
+STOP_PROMPT = "Count from 1 to 1000, separated by commas."
+STOP_TOKENS = 256
+PAST_FIRST_STEP = re.compile(rf"step ([2-9]|[1-9][0-9]+)/{STOP_TOKENS}")
 
 pytestmark = pytest.mark.slow
 
@@ -103,7 +107,11 @@ def test_live_smc_runs_embedded_model_in_a_browser(server: str) -> None:
             set_number(page, "live_n", "4")
 
             # Stop mid-run: the part decoded so far is kept and reported.
-            set_number(page, "live_max_tokens", "64")
+            prompt_box = page.locator(".st-key-live_prompt textarea")
+            prompt_box.fill(STOP_PROMPT)
+            prompt_box.press("Control+Enter")
+            settle(page)
+            set_number(page, "live_max_tokens", str(STOP_TOKENS))
             run_button.click()
             # Redraws are throttled to the drawing cost, so any step past the first will do:
             # on a slow machine step 2 may never be drawn on its own.
