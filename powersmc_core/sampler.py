@@ -55,7 +55,7 @@ from .staging import (
     write_history,
 )
 from .stopping import StopRule
-from .tempering import log_power_mass, renyi_entropy, sample_rows
+from .tempering import draw_rows, log_power_mass, renyi_entropy
 from .text import ParticleTexts
 from .weights import ess_tensor, reweight
 
@@ -191,7 +191,8 @@ class SMCRun(Iterator[StepRecord]):
         host = self.every == 1  # read decisions back at once (and skip no-op work)
         active = ~self.finished
         # Finished rows may hold stale or NaN logits; give them a harmless uniform row.
-        logp = torch.where(active[:, None], self.logp.to(compute_dtype(self.logp)), 0.0)  # (N, V)
+        logp = self.logp.to(compute_dtype(self.logp), copy=True)  # (N, V), ours to change
+        logp.masked_fill_(~active[:, None], 0.0)
         previous = self.alpha
         alpha_t = self.schedule.next_alpha(
             t, previous, self.log_w, self._predictive_increment(logp, active)
@@ -237,20 +238,26 @@ class SMCRun(Iterator[StepRecord]):
     def _propose(
         self, logp: torch.Tensor, active: torch.Tensor, tau: float, host: bool, t: int
     ) -> Draw:
-        """Draw y ~ q_tau ∝ p^(1/tau) per row (-1 for finished rows), with log p(y), log q(y)."""
-        scaled = logp * (1.0 / tau)  # (N, V)
-        log_mass = torch.logsumexp(scaled, dim=-1)  # (N,) log sum_v p^(1/tau)
-        # A NaN anywhere in a row makes its log-sum-exp NaN: one (N,) check instead of (N, V).
-        ok = torch.isfinite(log_mass).all()
+        """Draw y ~ q_tau ∝ p^(1/tau) per row (-1 for finished rows), with log p(y), log q(y).
+
+        log q(y) = log p(y)/tau - log M with M = sum_v p(v)^(1/tau), the total that the
+        draw's running sum ends on (shifted by the row maximum): no normalised q is built.
+        """
+        # In place on one (N, V) buffer: each fresh CPU tensor of this size costs page faults.
+        unnorm = logp * (1.0 / tau)  # log p / tau
+        top = unnorm.amax(dim=-1, keepdim=True)  # (N, 1); NaN when the row holds a NaN
+        unnorm.sub_(top).exp_()  # p^(1/tau) / max_v p(v)^(1/tau)
+        # A NaN or a row with no possible token makes top or the mass non-finite.
+        ok = torch.isfinite(top).all()
         if host and not bool(ok):
             raise nan_error(self.model.name, t)
-        logq = scaled - log_mass[:, None]  # log q_tau = log_softmax(log p / tau)
-        probs = logq.exp()
         if not host:  # a NaN row would break the draw; it is reported at the flush instead
-            probs = torch.where(ok, probs, 1.0)
-        tokens = sample_rows(probs, self.generator)  # (N,)
-        lp_token = logp.gather(1, tokens[:, None]).squeeze(1).to(self._wdtype)
-        lq_token = logq.gather(1, tokens[:, None]).squeeze(1).to(self._wdtype)
+            unnorm = torch.where(ok, unnorm, 1.0)
+        tokens, mass = draw_rows(unnorm, self.generator)  # (N,) each
+        log_mass = top.squeeze(-1).to(mass.dtype) + mass.log()  # (N,) log sum_v p^(1/tau)
+        lp = logp.gather(1, tokens[:, None]).squeeze(1)
+        lp_token = lp.to(self._wdtype)
+        lq_token = (lp * (1.0 / tau)).to(self._wdtype) - log_mass.to(self._wdtype)
         tokens = torch.where(active, tokens, -1)
         return Draw(tokens, lp_token, lq_token, log_mass, ok)
 

@@ -11,18 +11,31 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["log_power_mass", "renyi_entropy", "sample_rows", "tempered_logprobs"]
+__all__ = ["draw_rows", "log_power_mass", "renyi_entropy", "sample_rows", "tempered_logprobs"]
+
+
+def draw_rows(probs: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """One draw per row of (n, V) unnormalised probabilities, and each row's total mass.
+
+    Inverse CDF: v = min{v : C(v) > U·C(V)}, C the running sum, U ~ Uniform[0, 1); the
+    total C(V) comes for free. One uniform per row: an order of magnitude cheaper on CPU
+    than the exponential race of ``torch.multinomial`` (V random numbers per row), and no
+    host-side check (``.item()``), which would synchronise an accelerator every token.
+    """
+    # float64 running sums: over 49k float32 terms the rounding would shift mass.
+    wide = torch.float32 if probs.device.type == "mps" else torch.float64
+    cdf = probs.to(wide).cumsum(dim=-1)  # (n, V)
+    total = cdf[:, -1:]  # (n, 1)
+    u = torch.rand(total.shape, dtype=wide, device=probs.device, generator=generator)
+    drawn = torch.searchsorted(cdf, u * total, right=True)  # first v with C(v) > U·C(V)
+    # U·C(V) can round up to C(V) itself; the last token with mass is then the answer.
+    last = torch.searchsorted(cdf, total.contiguous(), right=False)
+    return torch.minimum(drawn, last).squeeze(-1), total.squeeze(-1)
 
 
 def sample_rows(probs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """One draw per row of (n, V) probabilities: argmax_v p(v) / E_v with E_v ~ Exp(1).
-
-    The exponential race picks v with probability p(v). It is what ``torch.multinomial``
-    runs for one sample (same draws from the same generator), without its host-side
-    validity check (``.item()``), which would synchronise an accelerator every token.
-    """
-    race = torch.empty_like(probs).exponential_(1.0, generator=generator)
-    return (probs / race).argmax(dim=-1)
+    """One draw per row of (n, V) unnormalised probabilities (``draw_rows`` without the mass)."""
+    return draw_rows(probs, generator)[0]
 
 
 def tempered_logprobs(logp: torch.Tensor, tau: float) -> torch.Tensor:

@@ -148,8 +148,20 @@ MUTATIONS = (
         "sampler.py",
         (
             (
-                "lq_token = logq.gather(1, tokens[:, None])",
-                "lq_token = torch.log_softmax(logp, -1).gather(1, tokens[:, None])",
+                "lq_token = (lp * (1.0 / tau)).to(self._wdtype) - log_mass.to(self._wdtype)",
+                "lq_token = lp.to(self._wdtype)",
+            ),
+        ),
+        (smc("prompt"), smc("non_optimal_tau"), smc("truncation")),
+    ),
+    Mutation(
+        "proposal_mass_without_row_max",
+        "log sum_v p^(1/tau) read off the running sum without adding back the row maximum",
+        "sampler.py",
+        (
+            (
+                "log_mass = top.squeeze(-1).to(mass.dtype) + mass.log()",
+                "log_mass = mass.log()",
             ),
         ),
         (smc("prompt"), smc("non_optimal_tau"), smc("truncation")),

@@ -157,10 +157,16 @@ class LlamaCppModel:
             return LlamaState(state.context, seqs, state.length + 1, state.prompt, history), (
                 self._empty(n)
             )
-        if state.context.decode(feed[slots], state.length, seqs[slots], True) == 1:
+        # The batch goes in increasing sequence id: llama.cpp decoded a batch whose ids were
+        # out of order (as they are after resampling) ~1.4x slower (163 vs 114 ms at N = 8).
+        order = np.argsort(seqs[slots], kind="stable")
+        batch = slots[order]
+        if state.context.decode(feed[batch], state.length, seqs[batch], True) == 1:
             state = self._grow(state)  # no room: a larger context now holds everything
-            state.context.decode(feed[slots], state.length, seqs[slots], True)
-        logp = _log_softmax(state.context.logits(slots.size))  # (A, V)
+            state.context.decode(feed[batch], state.length, seqs[batch], True)
+        logp = _log_softmax(state.context.logits(slots.size))  # (A, V), rows in batch order
+        if (order != np.arange(order.size)).any():
+            logp = logp[torch.from_numpy(np.argsort(order))]  # back to slot order
         if slots.size < n:
             full = self._empty(n)
             full[torch.from_numpy(slots)] = logp
