@@ -309,6 +309,8 @@ async def main_async(args) -> dict:
         "runs_per_user": args.runs,
         "max_concurrent_runs": args.max_concurrent,
         "cpus": os.cpu_count(),
+        # The server inherits POWERSMC_BACKEND (torch, llamacpp or auto, the app's default).
+        "backend": os.environ.get("POWERSMC_BACKEND", "auto"),
         "load_average_at_start": os.getloadavg(),
         "phases": {},
     }
