@@ -454,9 +454,11 @@ def test_weighted_vote_and_majority_vote_decide_differently(capsys, tmp_path):
         assert code == 0, err
         decided[rule] = printed_posterior(err)[0]
         data = json.loads(path.read_text())["answer"]  # same seed: the same posterior
-    assert decided == {"weighted-vote": "x", "majority-vote": "y"}
+    # Weighted, x wins; counted, another ending with more particles (y or z, by the draw).
+    majority = decided["majority-vote"]
+    assert decided["weighted-vote"] == "x" and majority in ("y", "z")
     rows = {row["answer"]: row for row in data["posterior"]}
-    assert rows["x"]["probability"] > 0.99 and rows["y"]["count"] > rows["x"]["count"]
+    assert rows["x"]["probability"] > 0.99 and rows[majority]["count"] > rows["x"]["count"]
 
 
 def test_no_answer_bucket_is_shown_when_nothing_is_an_answer(capsys):

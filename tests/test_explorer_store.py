@@ -33,6 +33,15 @@ def toy_records(seed: int = 0, n: int = 8, tokens: int = 6):
     return records, config, run.result()
 
 
+def full_length_toy_records(tokens: int):
+    """toy_records of the first seed whose run lasts all ``tokens`` steps (no early EOS)."""
+    for seed in range(100):
+        records, config, result = toy_records(seed=seed, tokens=tokens)
+        if len(records) == tokens:
+            return records, config, result
+    raise AssertionError(f"no seed below 100 runs {tokens} steps")
+
+
 def as_json(records) -> list[str]:
     """Records compared through JSON: NaN (finished particles' entropy) equals itself there."""
     return [r.to_json() for r in records]
@@ -140,7 +149,7 @@ def test_oversized_trace_is_compacted_or_refused(tmp_path):
 
 def test_journal_flushes_in_batches(tmp_path):
     store = RunStore(tmp_path, flush_s=3600, flush_steps=3)
-    records, config, _ = toy_records(tokens=7)
+    records, config, _ = full_length_toy_records(tokens=7)
     journal = store.begin("run1", config, owner=ALICE, model="toy", prompt="p")
     lines = lambda: journal.path.read_text().splitlines()  # noqa: E731
     assert json.loads(lines()[0])["status"] == "running"
@@ -164,8 +173,11 @@ CRASHER = textwrap.dedent(
     from powersmc_core import PowerSMC, SMCConfig, ToyLM
     from explorer.store import RunStore
     store = RunStore(sys.argv[1], flush_s=3600, flush_steps=2)
-    config = SMCConfig(n_particles=4, max_new_tokens=8, seed=2)  # a seed that runs 8 steps
-    records = list(PowerSMC(ToyLM.random(8, 8, seed=1), config).stream([]))
+    for seed in range(100):  # the first seed whose run lasts all 8 steps
+        config = SMCConfig(n_particles=4, max_new_tokens=8, seed=seed)
+        records = list(PowerSMC(ToyLM.random(8, 8, seed=1), config).stream([]))
+        if len(records) == 8:
+            break
     assert len(records) == 8
     journal = store.begin("crash1", config, owner=sys.argv[2], model="toy", prompt="p")
     journal.sync(records[:2])       # flushed (2 = flush_steps)

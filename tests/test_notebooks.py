@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import nbformat
@@ -64,14 +66,10 @@ def test_source_drift_is_caught(tmp_path):
     assert builder.cells(builder.build(edited)) != builder.cells(committed)
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(1800)
-@pytest.mark.parametrize("path", PATHS, ids=[p.stem for p in PATHS])
-def test_notebook_executes_and_its_asserts_hold(path, monkeypatch):
+def _execute(path: Path) -> list:
+    """Run one notebook in memory with its own kernel; returns its error outputs."""
     from nbclient import NotebookClient
 
-    # Interactive JSON only: the PNG copies need Chromium and only matter for committed files.
-    monkeypatch.delenv("POWERSMC_NOTEBOOK_PNG", raising=False)
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(
         nb,
@@ -80,12 +78,37 @@ def test_notebook_executes_and_its_asserts_hold(path, monkeypatch):
         resources={"metadata": {"path": str(NOTEBOOKS)}},
     )
     client.execute()  # raises CellExecutionError (with the failing cell) on any error
-    errors = [
+    return [
         out
         for cell in nb.cells
         if cell.cell_type == "code"
         for out in cell.get("outputs", [])
         if out.get("output_type") == "error"
     ]
+
+
+@pytest.fixture(scope="module")
+def executions() -> Iterator[dict[Path, Future]]:
+    """Every notebook started at once, two kernels at a time (their toy maths is single-threaded:
+    on 2 cores this halves the notebooks' share of the suite); the slowest first."""
+    with pytest.MonkeyPatch.context() as patch, ThreadPoolExecutor(max_workers=2) as pool:
+        # Interactive JSON only: the PNG copies need Chromium and only matter for committed files.
+        patch.delenv("POWERSMC_NOTEBOOK_PNG", raising=False)
+        order = sorted(PATHS, key=lambda p: p.stem not in SLOWEST)
+        futures = {path: pool.submit(_execute, path) for path in order}
+        yield futures
+        for future in futures.values():
+            future.cancel()
+
+
+# Measured here, alone: the real-model notebook and the two Monte-Carlo sweeps take longest.
+SLOWEST = ("05_renyi_diagnostics_real_model", "03_bridging_keeps_target", "04_mh_vs_smc")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+@pytest.mark.parametrize("path", PATHS, ids=[p.stem for p in PATHS])
+def test_notebook_executes_and_its_asserts_hold(path, executions):
+    errors = executions[path].result()  # re-raises the notebook's CellExecutionError
     assert not errors
     assert os.environ.get("POWERSMC_NOTEBOOK_PNG") is None
