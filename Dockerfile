@@ -60,10 +60,15 @@ RUN python3 -m venv /opt/venv \
 #    build machine's CPU): AVX2/FMA/F16C, which every x86-64 server of the last decade has.
 #    First compile measured at 76 min wall / 23.5 CPU-min on 2 busy shared cores.
 COPY requirements-llamacpp.txt ./
+#    Its build backend is installed first and the build runs without isolation: pip's isolated
+#    build environment does not get PIP_EXTRA_ARGS (a proxy's --cert), so it could not fetch
+#    scikit-build-core behind such a proxy (the first buildah build failed exactly so).
 RUN apt-get update \
     && apt-get install -y --no-install-recommends build-essential cmake \
+    && pip install $PIP_EXTRA_ARGS "scikit-build-core[pyproject]==1.1.2" \
     && CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON" \
-        pip install $PIP_EXTRA_ARGS -r requirements-llamacpp.txt \
+        pip install $PIP_EXTRA_ARGS --no-build-isolation -r requirements-llamacpp.txt \
+    && pip uninstall -y scikit-build-core \
     && apt-get purge -y --auto-remove build-essential cmake \
     && rm -rf /var/lib/apt/lists/* \
     && python -c "import llama_cpp; print('llama.cpp', llama_cpp.__version__)"
