@@ -36,10 +36,7 @@ try:
     ):
         model = models.load_cached(model_name, state.get("model_backend"))
 except (models.ModelLoadError, ValueError) as err:
-    st.error(
-        f"Could not load model {inputs.escape_markdown(repr(model_name))}: "
-        f"{inputs.escape_markdown(err)}"
-    )
+    st.error(models.load_failure(model_name, err))
     st.stop()
 st.caption(inputs.escape_markdown(models.backend_caption(model)))
 toy = models.is_toy(model)

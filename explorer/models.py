@@ -18,6 +18,7 @@ from collections.abc import Callable
 
 from powersmc_core.models.backends import (
     BACKENDS,
+    backend_of,
     choose_backend,
     llamacpp_available,
     load_model_with_backend,
@@ -30,6 +31,7 @@ from powersmc_core.models.loading import (
 )
 from powersmc_core.models.toy import ToyLM
 
+from .inputs import escape_markdown
 from .settings import demo_settings
 
 __all__ = [
@@ -43,6 +45,7 @@ __all__ = [
     "fast_backend_hint",
     "is_toy",
     "load_cached",
+    "load_failure",
     "model_choices",
     "planned_backend",
     "token_labeler",
@@ -86,8 +89,8 @@ def planned_backend(name: str, backend: str) -> str:
 
 def backend_caption(model: LanguageModel) -> str:
     """'Backend: llama.cpp (why)': which engine runs ``model`` (toy models: torch)."""
-    backend = str(getattr(model, "backend", "torch"))
-    reason = getattr(model, "backend_reason", None)
+    backend = backend_of(model)[0]
+    reason = getattr(model, "backend_reason", None)  # untagged (toy) models: no reason shown
     label = BACKEND_LABELS.get(backend, backend)
     return f"Backend: {label}" + (f" ({reason})" if reason else "")
 
@@ -125,6 +128,11 @@ def load_cached(name: str, backend: str | None = None) -> LanguageModel:
     if chosen not in BACKENDS:
         raise ModelLoadError(f"unknown backend {chosen!r}: pick one of {', '.join(BACKENDS)}")
     return load_model_with_backend(name, chosen)
+
+
+def load_failure(name: str, err: Exception) -> str:
+    """What a page shows when ``load_cached(name)`` fails: one line, Markdown-escaped."""
+    return f"Could not load model {escape_markdown(repr(name))}: {escape_markdown(err)}"
 
 
 def is_toy(model: LanguageModel) -> bool:

@@ -32,7 +32,6 @@ from .cli_args import (
     add_backend_arguments,
     add_config_arguments,
     add_model_arguments,
-    backend_of,
     check_writable,
     config_from_args,
     load_model_from_args,
@@ -41,6 +40,7 @@ from .cli_args import (
 from .config import SMCConfig
 from .grading import EXTRACTORS
 from .methods import METHODS, make_sampler
+from .models.backends import backend_of
 from .stopping import make_stop_rule
 
 __all__ = [

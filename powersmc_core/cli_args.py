@@ -17,7 +17,6 @@ there is no ``cli`` <-> ``bench`` cycle. What lives here:
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 from pathlib import Path
 from typing import NoReturn
@@ -34,7 +33,6 @@ __all__ = [
     "add_backend_arguments",
     "add_config_arguments",
     "add_model_arguments",
-    "backend_of",
     "check_threads",
     "check_writable",
     "config_from_args",
@@ -133,7 +131,7 @@ def load_model_from_args(args: argparse.Namespace) -> LanguageModel:
     line: why that backend; auto says when it fell back to torch).
     """
     from .models import loading
-    from .models.backends import load_model_with_backend
+    from .models.backends import load_model_with_backend, tag_backend
 
     backend = getattr(args, "backend", "auto")
     threads = check_threads(args)
@@ -144,10 +142,7 @@ def load_model_from_args(args: argparse.Namespace) -> LanguageModel:
         model = loading.random_init_model(
             random_init, device=args.device, dtype=args.dtype, seed=getattr(args, "seed", 0)
         )
-        with contextlib.suppress(AttributeError):  # a backend with __slots__ goes without
-            model.backend = "torch"  # type: ignore[attr-defined]
-            model.backend_reason = "random initialisation: torch"  # type: ignore[attr-defined]
-        return model
+        return tag_backend(model, "torch", "random initialisation: torch")
     return load_model_with_backend(
         args.model,
         backend,
@@ -156,14 +151,6 @@ def load_model_from_args(args: argparse.Namespace) -> LanguageModel:
         dtype=args.dtype,
         trust_remote_code=getattr(args, "trust_remote_code", False),
         copy_on_write=getattr(args, "copy_on_write", False),
-    )
-
-
-def backend_of(model: LanguageModel) -> tuple[str, str]:
-    """(backend name, reason) a loaded model carries; toy models report torch."""
-    return (
-        str(getattr(model, "backend", "torch")),
-        str(getattr(model, "backend_reason", "torch backend")),
     )
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import torch
 
+from .staging import weight_dtype
+
 __all__ = ["draw_rows", "log_power_mass", "renyi_entropy", "sample_rows", "tempered_logprobs"]
 
 
@@ -22,8 +24,9 @@ def draw_rows(probs: torch.Tensor, generator: torch.Generator) -> tuple[torch.Te
     than the exponential race of ``torch.multinomial`` (V random numbers per row), and no
     host-side check (``.item()``), which would synchronise an accelerator every token.
     """
-    # float64 running sums: over 49k float32 terms the rounding would shift mass.
-    wide = torch.float32 if probs.device.type == "mps" else torch.float64
+    # float64 running sums (where the device has it): over 49k float32 terms the rounding
+    # would shift mass.
+    wide = weight_dtype(probs.device)
     cdf = probs.to(wide).cumsum(dim=-1)  # (n, V)
     total = cdf[:, -1:]  # (n, 1)
     u = torch.rand(total.shape, dtype=wide, device=probs.device, generator=generator)

@@ -12,31 +12,15 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from explorer import models
-from explorer.limits import reset_global_limiter
-from explorer.store import reset_run_store
-from powersmc_core.models import backends
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 TIMEOUT = 60
-MISSING = "llama-cpp-python is not installed: run `make fast` (test double)"
 
 
 @pytest.fixture(autouse=True)
-def clean_env(monkeypatch, tmp_path):
+def clean_env(monkeypatch, fresh_app_state):
     monkeypatch.delenv("POWERSMC_BACKEND", raising=False)
     monkeypatch.delenv("POWERSMC_DEMO", raising=False)
-    monkeypatch.setenv("POWERSMC_DATA_DIR", str(tmp_path))
-    reset_global_limiter()
-    reset_run_store()
-    yield
-    reset_global_limiter()
-    reset_run_store()
-
-
-def missing_llamacpp(monkeypatch) -> None:
-    """llama.cpp reported missing, wherever the app and the library ask."""
-    monkeypatch.setattr(backends, "llamacpp_available", lambda: (False, MISSING))
-    monkeypatch.setattr(models, "llamacpp_available", lambda: (False, MISSING))
 
 
 def app(model: str = "toy-trap") -> AppTest:
@@ -76,8 +60,7 @@ def test_choosing_llamacpp_for_a_toy_model_says_it_cannot():
     assert "Backend: unavailable (the llama.cpp backend runs GGUF models only" in captions(at)
 
 
-def test_missing_llamacpp_suggests_make_fast(monkeypatch):
-    missing_llamacpp(monkeypatch)
+def test_missing_llamacpp_suggests_make_fast(llamacpp_missing):
     at = app(model="smollm2")
     text = captions(at)
     assert "make fast" in text

@@ -25,7 +25,6 @@ HAS_LLAMACPP = importlib.util.find_spec("llama_cpp") is not None
 needs_llamacpp = pytest.mark.skipif(
     not HAS_LLAMACPP, reason="llama-cpp-python is not installed (make fast)"
 )
-MISSING = "llama-cpp-python is not installed: run `make fast` (test double)"
 
 
 def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
@@ -38,12 +37,6 @@ def one_error_line(err: str) -> str:
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: "), err
     return lines[0]
-
-
-@pytest.fixture
-def missing(monkeypatch):
-    """llama.cpp reported as not installed."""
-    monkeypatch.setattr(backends, "llamacpp_available", lambda: (False, MISSING))
 
 
 # ---- run ---------------------------------------------------------------------------------
@@ -77,7 +70,7 @@ def test_llamacpp_on_a_toy_model_is_one_error(capsys):
     assert code == 2 and "GGUF models only" in one_error_line(err)
 
 
-def test_explicit_llamacpp_when_missing_names_make_fast(capsys, missing):
+def test_explicit_llamacpp_when_missing_names_make_fast(capsys, llamacpp_missing):
     code, _, err = run_cli(capsys, "run", "--model", "smollm2", "--backend", "llamacpp")
     assert code == 2 and "make fast" in one_error_line(err)
 
@@ -96,7 +89,7 @@ def test_explicit_llamacpp_that_fails_to_load_is_one_error(capsys, monkeypatch):
     assert code == 2 and "simulated broken libllama.so" in line and "make fast" in line
 
 
-def test_auto_falls_back_to_torch_and_says_so(capsys, tmp_path, missing):
+def test_auto_falls_back_to_torch_and_says_so(capsys, tmp_path, llamacpp_missing):
     path = tmp_path / "run.json"
     code, _, err = run_cli(
         capsys, "run", "--model", "smollm2", "--prompt", "Hi", "-n", "2",
@@ -134,7 +127,7 @@ def test_bench_records_the_backend(capsys, tmp_path):
     assert (data["backend"], data["backend_reason"]) == ("torch", "torch backend requested")
 
 
-def test_compare_backends_without_llamacpp_names_make_fast(capsys, missing):
+def test_compare_backends_without_llamacpp_names_make_fast(capsys, llamacpp_missing):
     code, _, err = run_cli(capsys, "bench", "--compare-backends", "-n", "2", "-t", "2", "-q")
     assert code == 2 and "make fast" in one_error_line(err)
 

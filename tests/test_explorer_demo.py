@@ -18,8 +18,7 @@ from streamlit.testing.v1 import AppTest
 
 from explorer import models
 from explorer.compare import COMPARE_METHODS
-from explorer.limits import global_limiter, reset_global_limiter
-from explorer.store import reset_run_store
+from explorer.limits import global_limiter
 from powersmc_core.models.loading import load_model
 from powersmc_core.models.toy import ToyLM
 
@@ -33,14 +32,8 @@ TIMEOUT = 120
 
 
 @pytest.fixture(autouse=True)
-def demo_env(monkeypatch, tmp_path):
+def demo_env(monkeypatch, fresh_app_state):
     monkeypatch.setenv("POWERSMC_DEMO", "1")
-    monkeypatch.setenv("POWERSMC_DATA_DIR", str(tmp_path))
-    reset_global_limiter()
-    reset_run_store()
-    yield
-    reset_global_limiter()
-    reset_run_store()
 
 
 def live(

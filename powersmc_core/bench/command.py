@@ -21,13 +21,8 @@ from typing import Any
 
 import torch
 
-from ..cli_args import (
-    add_backend_arguments,
-    backend_of,
-    check_writable,
-    load_model_from_args,
-    parse_prompt,
-)
+from ..cli_args import add_backend_arguments, check_writable, load_model_from_args, parse_prompt
+from ..models.backends import backend_of
 from ..models.base import LanguageModel
 from ..models.toy import ToyLM
 from .methods import generate_method, load_reference, make_methods, reference_method, time_methods

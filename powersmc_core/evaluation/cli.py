@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from ..answers import RULES
-from ..cli_args import add_backend_arguments
+from ..cli_args import add_backend_arguments, check_threads
 from ..grading import EXTRACTORS
 from ..models.errors import ModelLoadError
 from .methods import METHODS, parse_methods
@@ -169,8 +169,10 @@ def main(args: argparse.Namespace) -> int:
         return 2
     out = Path(args.out) if args.out else Path("eval-results") / f"{args.task}.csv"
     use_ray = args.ray or args.ray_address is not None
-    if args.threads is not None and args.threads < 1:
-        print(f"eval: --threads must be >= 1, got {args.threads}", file=sys.stderr)
+    try:
+        check_threads(args)
+    except ValueError as err:
+        print(f"eval: {err}", file=sys.stderr)
         return 2
     pairs_ = (("device", args.device), ("dtype", args.dtype), ("threads", args.threads))
     options = {k: v for k, v in pairs_ if v is not None}

@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 from tqdm.auto import tqdm
 
-from ..models.backends import resolve_backend
+from ..models.backends import backend_of, resolve_backend
 from ..models.base import LanguageModel
 from .jobs import Job, plan_jobs
 from .methods import EvalSettings
@@ -202,7 +202,7 @@ def model_label(
     """
     if model_spec is None:
         assert model is not None
-        name, backend = model.name, str(getattr(model, "backend", "torch"))
+        name, backend = model.name, backend_of(model)[0]
     else:
         options = options or {}
         name = model_spec

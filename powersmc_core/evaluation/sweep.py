@@ -24,7 +24,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from typing import Any
 
-from ..models.backends import load_model_with_backend
+from ..models.backends import backend_of, load_model_with_backend
 from ..models.base import LanguageModel
 from .jobs import Job
 from .methods import EvalSettings, run_one
@@ -55,7 +55,7 @@ def _load(spec: str, options: dict[str, Any]) -> LanguageModel:
 def _row(model: LanguageModel, job: Job, label: str) -> dict[str, Any]:
     """One result row, with the backend that ran it (``torch`` for a model without one)."""
     row = run_one(model, job.problem, job.method, job.settings, label)
-    row["backend"] = str(getattr(model, "backend", "torch"))
+    row["backend"] = backend_of(model)[0]
     return row
 
 

@@ -39,12 +39,14 @@ __all__ = [
     "BACKENDS",
     "FAST_INSTALL_HINT",
     "BackendChoice",
+    "backend_of",
     "choose_backend",
     "default_threads",
     "is_gguf_model",
     "llamacpp_available",
     "load_model_with_backend",
     "resolve_backend",
+    "tag_backend",
 ]
 
 BACKENDS = ("torch", "llamacpp", "auto")
@@ -183,10 +185,23 @@ def load_model_with_backend(
                 "torch", f"auto: llama.cpp failed ({type(err).__name__}: {err}); torch instead"
             )
     model = load_model(name, device=device, dtype=dtype, **torch_options)  # type: ignore[arg-type]
+    return tag_backend(model, "torch", choice.reason)
+
+
+def tag_backend(model: LanguageModel, backend: str, reason: str) -> LanguageModel:
+    """``model`` with ``.backend`` and ``.backend_reason`` set (read back by ``backend_of``)."""
     with contextlib.suppress(AttributeError):  # a backend with __slots__ goes without
-        model.backend = "torch"  # type: ignore[attr-defined]
-        model.backend_reason = choice.reason  # type: ignore[attr-defined]
+        model.backend = backend  # type: ignore[attr-defined]
+        model.backend_reason = reason  # type: ignore[attr-defined]
     return model
+
+
+def backend_of(model: LanguageModel) -> tuple[str, str]:
+    """(backend name, reason) a loaded model carries; models without one (toys) report torch."""
+    return (
+        str(getattr(model, "backend", "torch")),
+        str(getattr(model, "backend_reason", "torch backend")),
+    )
 
 
 def _runs_on_cpu(device: str | None) -> bool:
