@@ -53,7 +53,7 @@ RUN python3 -m venv /opt/venv \
     && rm /tmp/requirements-runtime.txt \
     && python -c "import torch; assert not torch.version.cuda, torch.__version__"
 
-# 1b. The fast CPU backend (llama.cpp on the GGUF file itself; powersmc_core/models/llamacpp.py),
+# 1b. The fast CPU backend (llama.cpp on the GGUF file itself; powersmc_core/models/llamacpp/model.py),
 #    compiled once here so the image bakes it and no container ever compiles. PyPI has only
 #    its source: the compiler and cmake are installed for this step and removed after it.
 #    Portable CPU flags instead of GGML_NATIVE (-march=native would tie the image to the

@@ -6,7 +6,7 @@ clamped to the caps with a message, and the run holds a queue slot.
 
 import streamlit as st
 
-from explorer import compare, inputs, models, presets
+from explorer import comparison, inputs, models, presets
 from explorer.gate import InputError, LimitError, open_gate
 from powersmc_core.plotting import live as charts
 
@@ -63,9 +63,9 @@ mh_steps = c4.number_input("MH steps per block", value=4, step=1, key="cmp_mh_st
 seed = c5.number_input("seed", value=0, step=1, key="cmp_seed")
 methods = st.multiselect(
     "Methods",
-    list(compare.COMPARE_METHODS),
-    default=list(compare.COMPARE_METHODS),
-    format_func=compare.COMPARE_METHODS.get,
+    list(comparison.COMPARE_METHODS),
+    default=list(comparison.COMPARE_METHODS),
+    format_func=comparison.COMPARE_METHODS.get,
     key="cmp_methods",
 )
 stop_rule = st.selectbox("stop rule", inputs.STOP_RULES, index=0 if toy else 1, key="cmp_stop_rule")
@@ -86,7 +86,7 @@ if st.button("Run comparison", type="primary", key="cmp_run"):
             progress = st.progress(0.0)
             for k, result in enumerate(run.events()):
                 runs.append(result)
-                st.write(f"{compare.COMPARE_METHODS[result[0]]}: {result[2]:.2f} s")
+                st.write(f"{comparison.COMPARE_METHODS[result[0]]}: {result[2]:.2f} s")
                 progress.progress((k + 1) / len(methods))
             done = f"Ran {len(runs)} methods" + (" (run-time cap reached)" if run.timed_out else "")
             box.update(label=done, state="complete", expanded=False)
@@ -101,7 +101,7 @@ if st.button("Run comparison", type="primary", key="cmp_run"):
                 f"{len(runs)} of {len(methods)} methods."
             )
         state["cmp_last"] = {
-            "frame": compare.comparison_frame(runs, model, reference),
+            "frame": comparison.comparison_frame(runs, model, reference),
             "runs": runs,
             "model": model_name,
         }
@@ -134,7 +134,7 @@ if last is not None:
     right.plotly_chart(charts.mh_acceptance_figure(traces), key="cmp_mh")
 
 # ---- task mode: a small graded task set through the evaluation harness ----------------
-api = compare.evaluation_api()
+api = comparison.evaluation_api()
 if api is not None:
     st.divider()
     st.subheader("Task set")

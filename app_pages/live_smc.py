@@ -9,11 +9,11 @@ A rerun for any other reason (a widget change) resumes the same run.
 
 import streamlit as st
 
-from explorer import answers, history, inputs, models, presets, query
+from explorer import answer_view, history, inputs, models, presets, query
 from explorer.gate import InputError, LimitError, open_gate
-from powersmc_core.config import SCHEDULES
+from powersmc_core.engine.config import SCHEDULES
+from powersmc_core.engine.resampling import RESAMPLERS
 from powersmc_core.plotting import live as charts
-from powersmc_core.resampling import RESAMPLERS
 
 state = st.session_state
 gate = open_gate(state)
@@ -258,9 +258,9 @@ def show_summary(entry):
     else:
         m[5].metric("min ESS", f"{row['min ESS']:.1f}")
     rule = st.selectbox(
-        "answer rule", answers.RULES, 1, answers.RULE_LABELS.get, key="live_answer_rule"
+        "answer rule", answer_view.RULES, 1, answer_view.RULE_LABELS.get, key="live_answer_rule"
     )
-    if (view := answers.answer_view(entry, rule)) is not None:
+    if (view := answer_view.answer_view(entry, rule)) is not None:
         st.markdown(view.headline)
         st.plotly_chart(view.figure, key=f"live_answers_{entry.run_id}")
 

@@ -16,7 +16,7 @@ import contextlib
 import logging
 from collections.abc import Callable, Iterator
 
-from .inputs import escape_markdown
+from explorer.inputs import escape_markdown
 
 __all__ = ["friendly_errors", "visitor_message"]
 

@@ -42,15 +42,10 @@ from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequenc
 from dataclasses import dataclass, field
 from typing import Any
 
-from powersmc_core.config import SMCConfig
-from powersmc_core.models.base import LanguageModel
-from powersmc_core.models.toy import ToyLM
-from powersmc_core.trace import TraceError
-
-from . import compare, theory_lab
-from .history import MAX_HISTORY, RunEntry, entry_from_stored, entry_from_trace
-from .inputs import InputError, clamp_config, make_stop, prompt_ids
-from .limits import (
+from explorer import comparison, theory_lab
+from explorer.history import MAX_HISTORY, RunEntry, entry_from_stored, entry_from_trace
+from explorer.inputs import InputError, clamp_config, make_stop, prompt_ids
+from explorer.limits import (
     LimitError,
     RunLimiter,
     RunSlot,
@@ -58,10 +53,14 @@ from .limits import (
     global_limiter,
     visitor_key,
 )
-from .live import LiveRun, Update
-from .settings import DemoSettings, demo_settings
-from .store import RunStore, run_store, tracked
-from .uploads import read_upload
+from explorer.live import LiveRun, Update
+from explorer.settings import DemoSettings, demo_settings
+from explorer.store import RunStore, run_store, tracked
+from explorer.uploads import read_upload
+from powersmc_core.engine.config import SMCConfig
+from powersmc_core.io.trace import TraceError
+from powersmc_core.models.base import LanguageModel
+from powersmc_core.models.toy import ToyLM
 
 __all__ = [
     "Admission",
@@ -223,15 +222,15 @@ class Gate:
         steps = self.cap("MH steps", mh_steps, 0, self.settings.max_mh_steps, notes)
         ids = prompt_ids(model, prompt, self.settings)
         make_stop(stop_rule)  # validate once; each method gets a fresh rule
-        unknown = [m for m in methods if m not in compare.COMPARE_METHODS]
+        unknown = [m for m in methods if m not in comparison.COMPARE_METHODS]
         if unknown or not methods:
             raise InputError(
                 f"unknown methods {unknown or list(methods)}; "
-                f"choose from {list(compare.COMPARE_METHODS)}"
+                f"choose from {list(comparison.COMPARE_METHODS)}"
             )
 
         def job(run: GatedRun) -> Iterator[Any]:
-            return compare.compare_runs(
+            return comparison.compare_runs(
                 model,
                 ids,
                 methods,
@@ -258,7 +257,7 @@ class Gate:
         progress: Callable[[int, int], None] | None = None,
     ) -> Admission:
         """A graded task set through the evaluation harness; one event: the rows."""
-        api = compare.evaluation_api()
+        api = comparison.evaluation_api()
         if api is None:
             raise InputError("the task-set comparison is not available in this installation")
         config, notes = self.clamp(requested)

@@ -39,11 +39,10 @@ def probe(url: str = "http://127.0.0.1:8501", timeout: float = 5.0) -> tuple[boo
 
 def deep_check(data_dir: str | Path | None = None) -> dict[str, Any]:
     """Data folder writable and a toy run end to end; ``{"ok": bool, ...}`` with timings."""
-    from powersmc_core.config import SMCConfig
+    from explorer.settings import demo_settings
+    from powersmc_core.engine.config import SMCConfig
+    from powersmc_core.engine.run import PowerSMC
     from powersmc_core.models.toy import ToyLM
-    from powersmc_core.sampler import PowerSMC
-
-    from .settings import demo_settings
 
     settings = demo_settings()
     folder = Path(data_dir) if data_dir is not None else Path(settings.data_dir)

@@ -19,10 +19,9 @@ from typing import Any
 
 import pandas as pd
 
-from powersmc_core.records import SMCResult, StepRecord, _json_restore
-from powersmc_core.trace import Trace, dumps_trace
-
-from .presets import grade
+from explorer.presets import grade
+from powersmc_core.engine.records import SMCResult, StepRecord, _json_restore
+from powersmc_core.io.trace import Trace, dumps_trace
 
 __all__ = [
     "MAX_HISTORY",

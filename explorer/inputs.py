@@ -23,14 +23,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import fields
 from typing import Any
 
-from powersmc_core import prompts
-from powersmc_core.config import SMCConfig, config_knobs
+from explorer.settings import DemoSettings
+from powersmc_core.engine.config import SMCConfig, config_knobs
+from powersmc_core.engine.stopping import StopRule, make_stop_rule
+from powersmc_core.models import prompts
 from powersmc_core.models.errors import ModelNameError
 from powersmc_core.models.names import EMBEDDED_NAMES, parse_model_name
 from powersmc_core.models.toy import ToyLM
-from powersmc_core.stopping import StopRule, make_stop_rule
-
-from .settings import DemoSettings
 
 __all__ = [
     "FIELD_KINDS",
@@ -134,7 +133,7 @@ def check_prompt_tokens(n_tokens: int, settings: DemoSettings) -> None:
 
 def encode_prompt(model: Any, text: Any, settings: DemoSettings, chat: bool = True) -> list[int]:
     """Sanitise ``text`` and tokenise it under the demo's token limit (text models only),
-    through the library's one prompt-encoding path (``powersmc_core.prompts``)."""
+    through the library's one prompt-encoding path (``powersmc_core.models.prompts``)."""
     cleaned, _ = sanitize_prompt(text, settings.max_prompt_chars)
     if isinstance(model, ToyLM) or getattr(model, "encode_prompt", None) is None:
         raise InputError(f"model {getattr(model, 'name', '?')!r} takes a token prefix, not text")

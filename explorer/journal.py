@@ -21,10 +21,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import IO, Any, Protocol
 
-from powersmc_core.records import SMCResult, StepRecord, _json_safe
-from powersmc_core.trace import TraceError
-
-from .uploads import read_trace_safely
+from explorer.uploads import read_trace_safely
+from powersmc_core.engine.records import SMCResult, StepRecord, _json_safe
+from powersmc_core.io.trace import TraceError
 
 try:  # POSIX: the lock dies with the process. Elsewhere: the journal's age (see try_lock).
     import fcntl

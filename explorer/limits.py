@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
-from .settings import demo_settings
+from explorer.settings import demo_settings
 
 __all__ = [
     "LimitError",

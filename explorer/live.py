@@ -19,14 +19,13 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from powersmc_core.config import SMCConfig
+from explorer.history import RunEntry
+from powersmc_core.engine.config import SMCConfig
+from powersmc_core.engine.records import SMCResult, StepRecord
+from powersmc_core.engine.run import PowerSMC
+from powersmc_core.engine.stopping import StopRule
 from powersmc_core.models.base import LanguageModel
 from powersmc_core.models.toy import ToyLM
-from powersmc_core.records import SMCResult, StepRecord
-from powersmc_core.sampler import PowerSMC
-from powersmc_core.stopping import StopRule
-
-from .history import RunEntry
 
 __all__ = ["LiveRun", "Throttle", "Update"]
 

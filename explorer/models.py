@@ -16,6 +16,8 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
+from explorer.inputs import escape_markdown
+from explorer.settings import demo_settings
 from powersmc_core.models.backends import (
     BACKENDS,
     backend_of,
@@ -30,9 +32,6 @@ from powersmc_core.models.loading import (
     available_models,
 )
 from powersmc_core.models.toy import ToyLM
-
-from .inputs import escape_markdown
-from .settings import demo_settings
 
 __all__ = [
     "BACKEND_ENV",

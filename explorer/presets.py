@@ -1,7 +1,7 @@
 """Problems with known answers, toy prompts, and grading.
 
 For a text model the presets are small problems with a reference answer, graded with
-``powersmc_core.grading``. For a toy model the known answer is exact: the mode of p, which
+``powersmc_core.answers.grading``. For a toy model the known answer is exact: the mode of p, which
 is the mode of pi_alpha ∝ p^alpha for every alpha > 0 (``toy_reference``).
 """
 
@@ -11,9 +11,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import product
 
-from powersmc_core.exact import enumerate_sequences
-from powersmc_core.grading import extract_answer, is_equivalent
+from powersmc_core.answers.grading import extract_answer, is_equivalent
 from powersmc_core.models.toy import ToyLM
+from powersmc_core.theory.exact import enumerate_sequences
 
 __all__ = [
     "TEXT_PRESETS",
@@ -44,7 +44,7 @@ def prefix_label(model: ToyLM, prefix: Sequence[int]) -> str:
 # ---- presets and grading ---------------------------------------------------------------
 @dataclass(frozen=True)
 class Preset:
-    """A problem with a known answer (graded with ``powersmc_core.grading``)."""
+    """A problem with a known answer (graded with ``powersmc_core.answers.grading``)."""
 
     name: str
     prompt: str

@@ -17,10 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
-from powersmc_core.config import SCHEDULES, SMCConfig
-from powersmc_core.resampling import RESAMPLERS
-
-from .inputs import (
+from explorer.inputs import (
     INT_FIELDS,
     InputError,
     as_float,
@@ -30,7 +27,9 @@ from .inputs import (
     sanitize_prompt,
     shown,
 )
-from .settings import DemoSettings
+from explorer.settings import DemoSettings
+from powersmc_core.engine.config import SCHEDULES, SMCConfig
+from powersmc_core.engine.resampling import RESAMPLERS
 
 __all__ = [
     "OWNER_PARAM",

@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from powersmc_core.records import StepRecord
+from powersmc_core.engine.records import StepRecord
 
 __all__ = [
     "HEADER_MAX_BYTES",

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from powersmc_core.trace import TraceLimits
+from powersmc_core.io.trace import TraceLimits
 
 __all__ = [
     "DEMO_CAPS",

@@ -50,11 +50,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from powersmc_core.records import SMCResult, StepRecord
-from powersmc_core.trace import FORMAT, VERSION, Trace, dumps_trace
-
-from .journal import RunJournal, parse_journal, try_lock
-from .run_files import (
+from explorer.journal import RunJournal, parse_journal, try_lock
+from explorer.run_files import (
     StoredRunInfo,
     atomic_write,
     check_run_id,
@@ -63,8 +60,10 @@ from .run_files import (
     thin_texts,
     valid_run_id,
 )
-from .settings import demo_settings
-from .uploads import read_trace_safely
+from explorer.settings import demo_settings
+from explorer.uploads import read_trace_safely
+from powersmc_core.engine.records import SMCResult, StepRecord
+from powersmc_core.io.trace import FORMAT, VERSION, Trace, dumps_trace
 
 __all__ = [
     "RunJournal",

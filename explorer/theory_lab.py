@@ -21,12 +21,11 @@ from typing import Any
 
 import numpy as np
 
+from explorer.inputs import make_stop
 from powersmc_core import theory
-from powersmc_core.config import SMCConfig
-from powersmc_core.exact import enumerate_sequences
+from powersmc_core.engine.config import SMCConfig
 from powersmc_core.models.toy import ToyLM
-
-from .inputs import make_stop
+from powersmc_core.theory.exact import enumerate_sequences
 
 __all__ = [
     "THEORY_MODELS",

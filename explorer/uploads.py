@@ -14,9 +14,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from powersmc_core.config import SMCConfig
-from powersmc_core.records import StepRecord
-from powersmc_core.trace import Trace, TraceError, TraceLimits, read_trace
+from powersmc_core.engine.config import SMCConfig
+from powersmc_core.engine.records import StepRecord
+from powersmc_core.io.trace import Trace, TraceError, TraceLimits, read_trace
 
 __all__ = ["read_trace_safely", "read_upload"]
 

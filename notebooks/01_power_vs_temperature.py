@@ -17,7 +17,7 @@
 # token-level temperature ignores it, so it over-weights prefixes whose continuations are uncertain.
 #
 # Everything below is **exact**: the toy models are small enough to enumerate every sequence
-# (`powersmc_core.exact`), so there is no sampling noise and the tolerances are float rounding.
+# (`powersmc_core.theory.exact`), so there is no sampling noise and the tolerances are float rounding.
 
 # %%
 import os
@@ -31,9 +31,9 @@ import torch
 torch.set_num_threads(1)
 
 from powersmc_core import ToyLM
-from powersmc_core.exact import enumerate_sequences
 from powersmc_core.plotting.theory import power_comparison_figure, tv_curves_figure
 from powersmc_core.theory import power_vs_temperature, tv_curves
+from powersmc_core.theory.exact import enumerate_sequences
 
 # Interactive figures are stored as Plotly JSON; the committed copies also carry a PNG so
 # code hosts that do not run JavaScript still show them (set by build_notebooks.py).
@@ -159,7 +159,7 @@ power_comparison_figure(rnd, top=15)
 # log Z_α for *every* sequence — checked on the random model to 1e-9 (float64 sums over ≤ 5 steps).
 
 # %%
-from powersmc_core.tempering import renyi_entropy
+from powersmc_core.engine.tempering import renyi_entropy
 
 table = tables[name]
 sum_h = np.array(

@@ -35,7 +35,6 @@ import torch
 torch.set_num_threads(1)
 
 from powersmc_core import PowerSMC, SMCConfig, ToyLM
-from powersmc_core.exact import enumerate_sequences
 from powersmc_core.plotting.theory import (
     renyi_identity_figure,
     renyi_variance_figure,
@@ -48,6 +47,7 @@ from powersmc_core.theory import (
     renyi_identity,
     renyi_identity_from_records,
 )
+from powersmc_core.theory.exact import enumerate_sequences
 
 # Interactive figures are stored as Plotly JSON; the committed copies also carry a PNG so
 # code hosts that do not run JavaScript still show them (set by build_notebooks.py).

@@ -30,7 +30,6 @@ torch.set_num_threads(1)
 from scipy.stats import norm
 
 from powersmc_core import SMCConfig, ToyLM
-from powersmc_core.exact import enumerate_sequences
 from powersmc_core.plotting.theory import ess_traces_figure, tv_vs_n_figure, zhat_figure
 from powersmc_core.theory import (
     ess_traces,
@@ -39,6 +38,7 @@ from powersmc_core.theory import (
     tv_vs_n,
     zhat_unbiasedness,
 )
+from powersmc_core.theory.exact import enumerate_sequences
 
 # Interactive figures are stored as Plotly JSON; the committed copies also carry a PNG so
 # code hosts that do not run JavaScript still show them (set by build_notebooks.py).

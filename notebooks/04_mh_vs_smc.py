@@ -27,9 +27,9 @@ import torch
 torch.set_num_threads(1)
 
 from powersmc_core import ToyLM
-from powersmc_core.exact import enumerate_sequences
 from powersmc_core.plotting.theory import mh_vs_smc_figure
 from powersmc_core.theory import mh_vs_smc, power_vs_temperature
+from powersmc_core.theory.exact import enumerate_sequences
 
 # Interactive figures are stored as Plotly JSON; the committed copies also carry a PNG so
 # code hosts that do not run JavaScript still show them (set by build_notebooks.py).

@@ -32,10 +32,10 @@ import torch
 from scipy.stats import norm
 
 from powersmc_core import SMCConfig, ToyLM
-from powersmc_core.exact import enumerate_sequences, power_distribution
+from powersmc_core.engine.stopping import make_stop_rule
 from powersmc_core.plotting.stopped import stopped_law_figure
-from powersmc_core.stopping import make_stop_rule
 from powersmc_core.theory import smc_estimate, stopped_law_targets
+from powersmc_core.theory.exact import enumerate_sequences, power_distribution
 
 # Interactive figures are stored as Plotly JSON; the committed copies also carry a PNG so
 # code hosts that do not run JavaScript still show them (set by build_notebooks.py).

@@ -26,7 +26,7 @@ from torch.profiler import ProfilerActivity, profile, record_function
 
 from powersmc_core import PowerSMC, SMCConfig
 from powersmc_core.bench import Clock, SuppressEOS, clocked
-from powersmc_core.models.hf import HFModel
+from powersmc_core.models.hf.model import HFModel
 from powersmc_core.models.loading import random_init_model
 
 # Ops that only make views or metadata: no kernel on a GPU.

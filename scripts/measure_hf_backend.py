@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from powersmc_core.models.hf import HFModel
+from powersmc_core.models.hf.model import HFModel
 
 PROMPT = "Write one sentence about the sea."
 

@@ -27,7 +27,7 @@ from typing import Any
 
 from powersmc_core import PowerSMC, SMCConfig
 from powersmc_core.bench import run_bench
-from powersmc_core.cli import build_parser
+from powersmc_core.cli.main import build_parser
 from powersmc_core.models.backends import load_model_with_backend
 
 PROMPT = "Write one sentence about the sea."

@@ -28,7 +28,7 @@ from collections.abc import Callable
 import torch
 
 from powersmc_core.bench import synchronise
-from powersmc_core.models.hf import HFModel, reorder_layers, reorder_pool
+from powersmc_core.models.hf.model import HFModel, reorder_layers, reorder_pool
 from powersmc_core.models.loading import DEFAULT_MODEL, load_model
 
 

@@ -11,15 +11,15 @@ import pytest
 import torch
 
 from powersmc_core import PowerSMC, SMCConfig, ToyLM
-from powersmc_core.answers import (
+from powersmc_core.answers.extract import (
     NO_ANSWER,
     RULES,
     answer_posterior,
     decide,
     result_posterior,
 )
-from powersmc_core.exact import enumerate_sequences, exact_log_z, power_distribution
-from powersmc_core.grading import is_equivalent
+from powersmc_core.answers.grading import is_equivalent
+from powersmc_core.theory.exact import enumerate_sequences, exact_log_z, power_distribution
 
 
 def test_posterior_sums_weights_of_equivalent_answers_and_keeps_no_answer_bucket():

@@ -14,16 +14,16 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from explorer import compare, history, inputs, presets
+from explorer import comparison, history, inputs, presets
 from explorer.gate import Gate, InputError
 from explorer.live import LiveRun, Throttle
 from explorer.settings import DemoSettings
-from powersmc_core.config import SMCConfig
+from powersmc_core.engine.config import SMCConfig
+from powersmc_core.engine.run import PowerSMC
+from powersmc_core.io.trace import TraceError
 from powersmc_core.models.loading import load_model
 from powersmc_core.plotting import live as charts
 from powersmc_core.plotting.style import particle_colors
-from powersmc_core.sampler import PowerSMC
-from powersmc_core.trace import TraceError
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
@@ -289,16 +289,18 @@ def test_oversized_upload_is_refused_before_parsing():
 def test_comparison_frame_on_the_trap():
     model = load_model("toy-trap")
     config = SMCConfig(alpha=4.0, n_particles=8, max_new_tokens=4)
-    runs = list(compare.compare_runs(model, [], list(compare.COMPARE_METHODS), config, mh_steps=2))
-    frame = compare.comparison_frame(runs, model, reference="B x")
-    assert list(frame["key"]) == list(compare.COMPARE_METHODS)
+    runs = list(
+        comparison.compare_runs(model, [], list(comparison.COMPARE_METHODS), config, mh_steps=2)
+    )
+    frame = comparison.comparison_frame(runs, model, reference="B x")
+    assert list(frame["key"]) == list(comparison.COMPARE_METHODS)
     assert frame.loc[frame["key"] == "base", "× plain"].item() == pytest.approx(1.0)
     assert frame["correct"].isin([True, False]).all()
     assert (frame["log p / token"] <= 0).all()
     mh = next(r for m, r, _ in runs if m == "mh")
     assert len(mh.extras["acceptance_trace"]) > 0
     with pytest.raises(ValueError, match="unknown methods"):
-        list(compare.compare_runs(model, [], ["nope"], config))
+        list(comparison.compare_runs(model, [], ["nope"], config))
 
 
 # ---- figures ---------------------------------------------------------------------------
@@ -551,7 +553,7 @@ def test_compare_page_runs_every_method_on_a_toy():
     no_exception(at)
     assert not at.error
     frame = at.dataframe[0].value
-    assert len(frame) == len(compare.COMPARE_METHODS)
+    assert len(frame) == len(comparison.COMPARE_METHODS)
     assert {"latency [s]", "× plain", "tokens/s", "log p / token", "answer", "correct"} <= set(
         frame
     )
@@ -643,7 +645,7 @@ def _chart_bars(chart) -> tuple[list[str], np.ndarray]:
 
 
 def test_live_answer_posterior_bars_equal_the_result_posterior():
-    from powersmc_core.answers import decide, result_posterior
+    from powersmc_core.answers.extract import decide, result_posterior
 
     at = app(page="app_pages/live_smc.py")
     at.button(key="live_run").click().run()
@@ -663,8 +665,8 @@ def test_live_answer_posterior_bars_equal_the_result_posterior():
 
 
 def test_answer_view_reads_llm_text_by_the_auto_rule():
-    from explorer.answers import answer_view
-    from powersmc_core.records import SMCResult
+    from explorer.answer_view import answer_view
+    from powersmc_core.engine.records import SMCResult
 
     texts = ["so \\boxed{7}", "#### 7", "I get 3", "[x](http://e.x) \\boxed{5}"]
     weights = [0.1, 0.2, 0.6, 0.1]
@@ -695,7 +697,7 @@ def test_answer_view_reads_llm_text_by_the_auto_rule():
 
 # ---- Theory lab: the stopped-law target beside pi_alpha cut (issue 14) ---------------------
 def test_theory_lab_shows_the_stopped_law_target_beside_pi_alpha_cut():
-    from powersmc_core.stopping import make_stop_rule
+    from powersmc_core.engine.stopping import make_stop_rule
     from powersmc_core.theory import stopped_law_targets
 
     at = app(page="app_pages/theory_lab.py")

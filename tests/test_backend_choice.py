@@ -14,8 +14,8 @@ import json
 
 import pytest
 
-from powersmc_core.cli import main
-from powersmc_core.evaluation.methods import EvalSettings
+from powersmc_core.cli.main import main
+from powersmc_core.evaluation.problem_run import EvalSettings
 from powersmc_core.evaluation.runner import plan_jobs
 from powersmc_core.evaluation.sweep import execute
 from powersmc_core.evaluation.tasks import load_task
@@ -51,7 +51,7 @@ def test_run_says_which_backend_ran(capsys, tmp_path):
 
 
 def test_backend_flag_defaults_to_auto_and_refuses_unknown_names(capsys):
-    from powersmc_core.cli import build_parser
+    from powersmc_core.cli.main import build_parser
 
     args = build_parser().parse_args(["run"])
     assert (args.backend, args.threads) == ("auto", None)
@@ -78,7 +78,7 @@ def test_explicit_llamacpp_when_missing_names_make_fast(capsys, llamacpp_missing
 def test_explicit_llamacpp_that_fails_to_load_is_one_error(capsys, monkeypatch):
     if not HAS_LLAMACPP:  # choose_backend would refuse before loading
         monkeypatch.setattr(backends, "llamacpp_available", lambda: (True, "test double"))
-    import powersmc_core.models.llamacpp as llamacpp_module
+    import powersmc_core.models.llamacpp.model as llamacpp_module
 
     def fail(*args, **kwargs):
         raise OSError("simulated broken libllama.so")

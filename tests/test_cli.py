@@ -16,10 +16,10 @@ from dataclasses import fields
 import pytest
 
 from powersmc_core import SMCConfig, ToyLM
-from powersmc_core.answers import NO_ANSWER, answer_posterior, decide
-from powersmc_core.cli import CONFIG_FLAGS, build_parser, config_from_args, main, parse_prompt
-from powersmc_core.methods import METHODS
-from powersmc_core.trace import read_trace
+from powersmc_core.answers.extract import NO_ANSWER, answer_posterior, decide
+from powersmc_core.cli.main import CONFIG_FLAGS, build_parser, config_from_args, main, parse_prompt
+from powersmc_core.io.trace import read_trace
+from powersmc_core.samplers.registry import METHODS
 
 TRAP_COMPLETIONS = {"A x", "A y", "A z", "B x", "B y", "B z"}
 
@@ -501,7 +501,7 @@ def test_module_entry_point():
 @pytest.mark.parametrize("method", ["mh", "bon", "greedy"])
 def test_run_gives_the_samplers_own_result_for_the_same_seed(capsys, tmp_path, method):
     """The CLI consumes each sampler's run object: its result is the sampler's own run()."""
-    from powersmc_core.methods import make_sampler
+    from powersmc_core.samplers.registry import make_sampler
 
     path = tmp_path / f"{method}.json"
     argv = ["--model", "toy-trap", "--method", method, "-n", "6", "--max-new-tokens", "3"]

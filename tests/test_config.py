@@ -83,7 +83,7 @@ def _inside_and_outside(knob):
 def test_every_field_has_a_knob_and_its_bounds_are_the_enforced_ones():
     from dataclasses import fields
 
-    from powersmc_core.config import config_field_bounds, config_knobs
+    from powersmc_core.engine.config import config_field_bounds, config_knobs
 
     knobs = config_knobs()
     assert list(knobs) == [f.name for f in fields(SMCConfig)]

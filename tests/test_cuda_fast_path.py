@@ -15,7 +15,7 @@ import torch
 
 from powersmc_core import PowerSMC, SMCConfig
 from powersmc_core.bench import SuppressEOS
-from powersmc_core.models.hf import HFModel
+from powersmc_core.models.hf.model import HFModel
 from powersmc_core.models.loading import random_init_model
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

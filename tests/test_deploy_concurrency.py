@@ -26,8 +26,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from powersmc_core import PowerSMC, SMCConfig, ToyLM
-from powersmc_core.records import StepRecord
-from powersmc_core.stopping import make_stop_rule
+from powersmc_core.engine.records import StepRecord
+from powersmc_core.engine.stopping import make_stop_rule
 
 SEEDS = (11, 22, 33, 44)
 FLOAT_ATOL = 1e-4

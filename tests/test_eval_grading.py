@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from powersmc_core.grading import (
+from powersmc_core.answers.grading import (
     extract_answer,
     extract_boxed,
     extract_hash,

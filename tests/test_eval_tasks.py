@@ -8,6 +8,7 @@ from fractions import Fraction
 
 import pytest
 
+from powersmc_core.answers.grading import is_equivalent
 from powersmc_core.evaluation.tasks import (
     arithmetic_problems,
     load_gsm8k,
@@ -16,7 +17,6 @@ from powersmc_core.evaluation.tasks import (
     toy_problems,
     word_problems,
 )
-from powersmc_core.grading import is_equivalent
 
 
 @pytest.mark.parametrize("generate", [arithmetic_problems, word_problems])

@@ -36,14 +36,14 @@ import torch
 from scipy.stats import norm
 
 from powersmc_core import MHPowerSampler, PowerSMC, SMCConfig, StopStrings, ToyLM
-from powersmc_core.exact import (
+from powersmc_core.engine.resampling import RESAMPLERS
+from powersmc_core.theory.exact import (
     cut_distribution,
     enumerate_sequences,
     exact_log_z,
     power_distribution,
     result_distribution,
 )
-from powersmc_core.resampling import RESAMPLERS
 
 FAMILY_LEVEL = 1e-4
 N, RUNS = 128, 120

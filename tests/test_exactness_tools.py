@@ -16,20 +16,20 @@ import torch
 from scipy.stats import norm
 
 from powersmc_core import MHPowerSampler, PowerSMC, SMCConfig, StopStrings, ToyLM
-from powersmc_core.exact import (
+from powersmc_core.samplers.mh import accepts
+from powersmc_core.theory import (
+    SMCEstimate,
+    smc_estimate,
+    stopped_law_targets,
+    zhat_unbiasedness,
+)
+from powersmc_core.theory.exact import (
     cut_distribution,
     enumerate_sequences,
     power_distribution,
     result_distribution,
     stop_position,
     weighted_distribution,
-)
-from powersmc_core.mh import accepts
-from powersmc_core.theory import (
-    SMCEstimate,
-    smc_estimate,
-    stopped_law_targets,
-    zhat_unbiasedness,
 )
 
 FAMILY_LEVEL = 1e-4

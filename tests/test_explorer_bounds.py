@@ -24,9 +24,9 @@ from streamlit.testing.v1 import AppTest
 from explorer import history
 from explorer.gate import Gate, TraceError
 from explorer.settings import DEMO_TRACE_LIMITS, DemoSettings, demo_settings
+from powersmc_core.engine.records import StepRecord
+from powersmc_core.io.trace import dumps_trace
 from powersmc_core.plotting import live as charts
-from powersmc_core.records import StepRecord
-from powersmc_core.trace import dumps_trace
 
 DEMO = demo_settings({"POWERSMC_DEMO": "1"})
 FULL = DemoSettings()

@@ -17,7 +17,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from explorer import models
-from explorer.compare import COMPARE_METHODS
+from explorer.comparison import COMPARE_METHODS
 from explorer.limits import global_limiter
 from powersmc_core.models.loading import load_model
 from powersmc_core.models.toy import ToyLM

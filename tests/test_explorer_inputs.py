@@ -25,8 +25,8 @@ from explorer.inputs import (
 )
 from explorer.query import QUERY_FIELDS, parse_query_params, share_query
 from explorer.settings import DemoSettings, SettingsError, demo_settings
-from powersmc_core.config import SMCConfig
-from powersmc_core.models.hf import HFModel
+from powersmc_core.engine.config import SMCConfig
+from powersmc_core.models.hf.model import HFModel
 
 DEMO = demo_settings({"POWERSMC_DEMO": "1"})
 FULL = demo_settings({})

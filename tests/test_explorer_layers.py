@@ -25,9 +25,9 @@ PAGES = [ROOT / "app.py", *sorted((ROOT / "app_pages").glob("*.py"))]
 
 # Modules a page may not import (they start samplers, load models or bypass the queue).
 FORBIDDEN_MODULES = (
-    "powersmc_core.sampler",
-    "powersmc_core.methods",
-    "powersmc_core.baselines",
+    "powersmc_core.engine.run",
+    "powersmc_core.samplers.registry",
+    "powersmc_core.samplers.baselines",
     "powersmc_core.models.loading",
     "powersmc_core.evaluation.api",
     "powersmc_core.evaluation.runner",
@@ -131,14 +131,14 @@ def test_pages_start_runs_only_through_the_gate(path):
 
 def test_page_scan_catches_a_direct_sampler():
     source = (
-        "from powersmc_core.sampler import PowerSMC\n"
+        "from powersmc_core.engine.run import PowerSMC\n"
         "from explorer import limits\n"
         "import explorer.store\n"
         "limits.global_limiter()\n"
     )
     found = page_violations(ROOT / "app_pages" / "bad.py", source)
-    assert "imports powersmc_core.sampler" in found
-    assert "imports PowerSMC from powersmc_core.sampler" in found
+    assert "imports powersmc_core.engine.run" in found
+    assert "imports PowerSMC from powersmc_core.engine.run" in found
     assert "imports limits from explorer" in found
     assert "imports explorer.store" in found
     assert any(f.startswith("calls global_limiter") for f in found)

@@ -19,7 +19,7 @@ from explorer.history import entry_from_stored
 from explorer.live import LiveRun
 from explorer.store import RunStore, owner_hash, tracked
 from powersmc_core import PowerSMC, SMCConfig, ToyLM
-from powersmc_core.trace import TraceError
+from powersmc_core.io.trace import TraceError
 
 ALICE, BOB = "alice-token-0123456789", "bob-token-0123456789ab"
 REPO = Path(__file__).resolve().parents[1]

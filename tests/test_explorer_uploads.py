@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from explorer.settings import demo_settings
 from explorer.uploads import read_trace_safely, read_upload
 from powersmc_core import PowerSMC, SMCConfig, ToyLM
-from powersmc_core.records import PER_PARTICLE_FIELDS
-from powersmc_core.trace import TraceError, dumps_trace
+from powersmc_core.engine.records import PER_PARTICLE_FIELDS
+from powersmc_core.io.trace import TraceError, dumps_trace
 
 DEMO = demo_settings({"POWERSMC_DEMO": "1"})
 

@@ -12,10 +12,10 @@ import pytest
 import torch
 
 from powersmc_core import SMCConfig, StepRecord, ToyLM, make_stop_rule
-from powersmc_core.greedy import GreedyDecoding, GreedyRun
-from powersmc_core.methods import DESCRIPTIONS, METHODS, make_sampler
-from powersmc_core.records import SMCResult
-from powersmc_core.text import ParticleTexts
+from powersmc_core.engine.records import SMCResult
+from powersmc_core.engine.text import ParticleTexts
+from powersmc_core.samplers.greedy import GreedyDecoding, GreedyRun
+from powersmc_core.samplers.registry import DESCRIPTIONS, METHODS, make_sampler
 
 
 def argmax_loop(model, prompt, max_new_tokens, stop=None) -> SMCResult:

@@ -28,11 +28,12 @@ from transformers import (
     Qwen2ForCausalLM,
 )
 
-from powersmc_core.config import SMCConfig
+from powersmc_core.engine.config import SMCConfig
+from powersmc_core.engine.run import PowerSMC
 from powersmc_core.models import LanguageModel
-from powersmc_core.models import hf as hf_module
-from powersmc_core.models import hf_static as static_module
-from powersmc_core.models.hf import (
+from powersmc_core.models.hf import model as hf_module
+from powersmc_core.models.hf import static as static_module
+from powersmc_core.models.hf.model import (
     GENERATION_MARGIN,
     HFModel,
     cache_keyword,
@@ -40,7 +41,6 @@ from powersmc_core.models.hf import (
     pick_device,
     pick_dtype,
 )
-from powersmc_core.sampler import PowerSMC
 
 ATOL = 1e-4  # cached vs full forward, float32 (see module docstring)
 # Copy-on-write / static vs plain records: GEMM shapes and, for the static cache, attention

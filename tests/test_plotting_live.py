@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 
 from powersmc_core import PowerSMC, SMCConfig, ToyLM
+from powersmc_core.engine.records import StepRecord
 from powersmc_core.plotting import live as charts
 from powersmc_core.plotting.common import min_span
 from powersmc_core.plotting.renyi import MAX_LINES
 from powersmc_core.plotting.style import PALETTE_SIZE
-from powersmc_core.records import StepRecord
 
 BIG_N = 10_000
 

@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from powersmc_core.resampling import RESAMPLERS, get_resampler
+from powersmc_core.engine.resampling import RESAMPLERS, get_resampler
 
 SCHEMES = sorted(RESAMPLERS)
 WEIGHT_SETS = [

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from powersmc_core import MHPowerSampler, PowerSMC, SMCConfig, TemperatureSampling, ToyLM
-from powersmc_core.exact import (
+from powersmc_core.theory.exact import (
     empirical_distribution,
     enumerate_sequences,
     exact_log_z,
@@ -75,7 +75,7 @@ def test_token_level_temperature_fails_the_same_check_on_the_trap_model(single_t
     estimates = []
     for r in range(runs):
         result = TemperatureSampling(
-            model, temperature=1 / alpha, n=n, max_new_tokens=8, seed=r
+            model, temperature=1 / alpha, n_particles=n, max_new_tokens=8, seed=r
         ).run([])
         estimates.append(empirical_distribution(table, result.completions))
     estimates = torch.stack(estimates)

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from powersmc_core import BestOfN, PowerSMC, SMCConfig, TemperatureSampling, ToyLM
-from powersmc_core.genealogy import sequences_at, surviving
+from powersmc_core.engine.genealogy import sequences_at, surviving
 from powersmc_core.models.toy import ToyState
 
 
@@ -201,14 +201,16 @@ def test_nan_logits_give_a_clear_error():
 
 
 def test_temperature_baseline_has_uniform_weights_and_no_resampling(model):
-    result = TemperatureSampling(model, temperature=0.25, n=8, max_new_tokens=6, seed=0).run([])
+    result = TemperatureSampling(
+        model, temperature=0.25, n_particles=8, max_new_tokens=6, seed=0
+    ).run([])
     assert result.weights == pytest.approx([1 / 8] * 8)
     assert result.n_resamples == 0
     assert result.method == "lowtemp"
 
 
 def test_best_of_n_returns_the_most_likely_sample(model):
-    result = BestOfN(model, n=12, max_new_tokens=6, seed=3).run([])
+    result = BestOfN(model, n_particles=12, max_new_tokens=6, seed=3).run([])
     assert result.log_p[result.chosen] == max(result.log_p)
     assert result.method == "bon"
 
@@ -216,7 +218,7 @@ def test_best_of_n_returns_the_most_likely_sample(model):
 # -- every sampler has its own run object ------------------------------------------------------
 def test_mh_streams_records_and_its_run_returns_the_same_result(model, single_thread):
     from powersmc_core import MHPowerSampler, MHRecord
-    from powersmc_core.mh import MHRun
+    from powersmc_core.samplers.mh import MHRun
 
     sampler = MHPowerSampler(model, alpha=3.0, max_new_tokens=5, block_size=2, mh_steps=3, seed=4)
     run = sampler.stream([1])
@@ -245,9 +247,9 @@ def test_one_mh_sampler_serves_interleaved_runs(model, single_thread):
 
 
 def test_best_of_n_run_object_makes_the_choice(model, single_thread):
-    from powersmc_core.baselines import BestOfNRun
+    from powersmc_core.samplers.baselines import BestOfNRun
 
-    sampler = BestOfN(model, n=8, max_new_tokens=6, seed=3)
+    sampler = BestOfN(model, n_particles=8, max_new_tokens=6, seed=3)
     run = sampler.stream([])
     assert isinstance(run, BestOfNRun)
     for _ in run:

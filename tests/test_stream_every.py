@@ -16,8 +16,8 @@ import pytest
 import torch
 
 from powersmc_core import PowerSMC, SMCConfig, TemperatureSampling, ToyLM
+from powersmc_core.engine.stopping import make_stop_rule
 from powersmc_core.models.toy import ToyState
-from powersmc_core.stopping import make_stop_rule
 
 
 def run_all(model, config, every, prompt=()):
@@ -87,8 +87,10 @@ def test_runs_that_end_early_drop_the_steps_decoded_past_the_end(single_thread):
 
 def test_temperature_baseline_accepts_stream_every():
     model = ToyLM.random(5, 7, seed=3)
-    one = TemperatureSampling(model, temperature=0.5, n=4, seed=0).run([])
-    batched = TemperatureSampling(model, temperature=0.5, n=4, seed=0, stream_every=5).run([])
+    one = TemperatureSampling(model, temperature=0.5, n_particles=4, seed=0).run([])
+    batched = TemperatureSampling(
+        model, temperature=0.5, n_particles=4, seed=0, stream_every=5
+    ).run([])
     assert batched.completions == one.completions and batched.weights == one.weights
 
 

@@ -3,9 +3,9 @@ import json
 import pytest
 
 from powersmc_core import PowerSMC, SMCConfig, ToyLM
-from powersmc_core.stopping import BoxedAnswer, StopStrings, make_stop_rule
-from powersmc_core.text import ParticleTexts
-from powersmc_core.trace import MAX_TRACE_BYTES, TraceError, dumps_trace, read_trace, write_trace
+from powersmc_core.engine.stopping import BoxedAnswer, StopStrings, make_stop_rule
+from powersmc_core.engine.text import ParticleTexts
+from powersmc_core.io.trace import MAX_TRACE_BYTES, TraceError, dumps_trace, read_trace, write_trace
 
 
 def feed(rule, pieces_per_step, n=1):
@@ -172,7 +172,7 @@ def _with_step(text: str, index: int, **changes) -> bytes:
 
 
 def test_trace_limits_bound_particles_steps_cells_and_texts():
-    from powersmc_core.trace import TraceLimits
+    from powersmc_core.io.trace import TraceLimits
 
     records, text = trace_text()
     n, steps = records[0].n_particles, len(records)

@@ -9,11 +9,10 @@ import pytest
 import torch
 
 from powersmc_core import SMCConfig, ToyLM
-from powersmc_core.exact import enumerate_sequences, temperature_distribution
-from powersmc_core.genealogy import sequences_at
+from powersmc_core.engine.genealogy import sequences_at
+from powersmc_core.engine.run import PowerSMC
+from powersmc_core.engine.tempering import renyi_entropy
 from powersmc_core.plotting import theory as figures
-from powersmc_core.sampler import PowerSMC
-from powersmc_core.tempering import renyi_entropy
 from powersmc_core.theory import (
     empirical_tv_floor,
     ess_traces,
@@ -29,6 +28,7 @@ from powersmc_core.theory import (
     tv_vs_n,
     zhat_unbiasedness,
 )
+from powersmc_core.theory.exact import enumerate_sequences, temperature_distribution
 
 TAUS = np.geomspace(0.05, 4.0, 49)
 

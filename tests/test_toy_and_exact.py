@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from powersmc_core import ToyLM
-from powersmc_core.exact import (
+from powersmc_core.theory.exact import (
     enumerate_sequences,
     exact_log_z,
     power_distribution,

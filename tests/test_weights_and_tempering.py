@@ -5,8 +5,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from powersmc_core.tempering import log_power_mass, renyi_entropy, tempered_logprobs
-from powersmc_core.weights import conditional_ess, ess, normalise_log_weights, reweight
+from powersmc_core.engine.tempering import log_power_mass, renyi_entropy, tempered_logprobs
+from powersmc_core.engine.weights import conditional_ess, ess, normalise_log_weights, reweight
 
 
 @settings(max_examples=80, deadline=None)
@@ -73,7 +73,7 @@ def test_optimal_proposal_weight_is_constant_and_equals_renyi(logits, alpha):
 
 def test_sample_rows_draws_each_rows_distribution():
     """Frequencies within 5 s.e. over 40 000 draws per row; zero-mass tokens never drawn."""
-    from powersmc_core.tempering import sample_rows
+    from powersmc_core.engine.tempering import sample_rows
 
     rows = torch.tensor(
         [[0.5, 0.3, 0.15, 0.05, 0.0], [0.0, 0.0, 0.9, 0.0, 0.1], [0.25, 0.25, 0.25, 0.25, 0.0]],
@@ -90,7 +90,7 @@ def test_sample_rows_draws_each_rows_distribution():
 
 
 def test_sample_rows_is_reproducible_and_never_returns_a_zero_mass_tail(monkeypatch):
-    from powersmc_core import tempering
+    from powersmc_core.engine import tempering
 
     probs = torch.rand(6, 50, dtype=torch.float64) ** 3
     a, b = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)

@@ -29,16 +29,9 @@ are noisy and drift) and medians are reported. The headline ratios are
 smc_over_limit = smc_s / limit_s (bookkeeping overhead) and mh_s / smc_s.
 """
 
-from .backends import COMPARE_KEYS, compare_backends, format_compare_table
-from .command import add_arguments, main, parse_variant, run_bench
-from .methods import (
-    generate_method,
-    load_reference,
-    make_methods,
-    reference_method,
-    time_methods,
-)
-from .summary import (
+from powersmc_core.bench.backends import COMPARE_KEYS, compare_backends, format_compare_table
+from powersmc_core.bench.command import add_arguments, main, parse_variant, run_bench
+from powersmc_core.bench.summary import (
     DEFAULT_PROMPT,
     METHODS,
     REQUIRED_KEYS,
@@ -48,7 +41,21 @@ from .summary import (
     summarise,
     variant_name,
 )
-from .wrappers import Clock, SuppressEOS, Timed, clocked, decode_limit, synchronise
+from powersmc_core.bench.timing import (
+    generate_method,
+    load_reference,
+    make_methods,
+    reference_method,
+    time_methods,
+)
+from powersmc_core.bench.wrappers import (
+    Clock,
+    SuppressEOS,
+    Timed,
+    clocked,
+    decode_limit,
+    synchronise,
+)
 
 __all__ = [
     "COMPARE_KEYS",

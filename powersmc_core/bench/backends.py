@@ -33,11 +33,11 @@ from typing import Any
 
 import torch
 
-from ..cli_args import check_threads, parse_prompt
-from ..models.backends import load_model_with_backend
-from .methods import make_methods, time_methods
-from .summary import DEFAULT_PROMPT, BenchSettings
-from .wrappers import SuppressEOS
+from powersmc_core.bench.summary import DEFAULT_PROMPT, BenchSettings
+from powersmc_core.bench.timing import make_methods, time_methods
+from powersmc_core.bench.wrappers import SuppressEOS
+from powersmc_core.cli.args import check_threads, parse_prompt
+from powersmc_core.models.backends import load_model_with_backend
 
 __all__ = ["COMPARED", "COMPARE_KEYS", "compare_backends", "format_compare_table"]
 

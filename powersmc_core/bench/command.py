@@ -21,13 +21,24 @@ from typing import Any
 
 import torch
 
-from ..cli_args import add_backend_arguments, check_writable, load_model_from_args, parse_prompt
-from ..models.backends import backend_of
-from ..models.base import LanguageModel
-from ..models.toy import ToyLM
-from .methods import generate_method, load_reference, make_methods, reference_method, time_methods
-from .summary import DEFAULT_PROMPT, BenchSettings, format_table, summarise
-from .wrappers import Clock, SuppressEOS, Timed
+from powersmc_core.bench.summary import DEFAULT_PROMPT, BenchSettings, format_table, summarise
+from powersmc_core.bench.timing import (
+    generate_method,
+    load_reference,
+    make_methods,
+    reference_method,
+    time_methods,
+)
+from powersmc_core.bench.wrappers import Clock, SuppressEOS, Timed
+from powersmc_core.cli.args import (
+    add_backend_arguments,
+    check_writable,
+    load_model_from_args,
+    parse_prompt,
+)
+from powersmc_core.models.backends import backend_of
+from powersmc_core.models.base import LanguageModel
+from powersmc_core.models.toy import ToyLM
 
 __all__ = ["add_arguments", "main", "parse_variant", "run_bench"]
 
@@ -138,7 +149,9 @@ def _speed_setup(model: LanguageModel, args: argparse.Namespace, max_len: int) -
         )
     if not static:
         return model
-    from ..models.hf import HFModel  # lazy: only the transformers backend has these switches
+    from powersmc_core.models.hf.model import (
+        HFModel,  # lazy: only the transformers backend has these switches
+    )
 
     if not isinstance(model, HFModel):
         raise ValueError("--static-cache/--compile need a transformers model, not a toy model")
@@ -175,7 +188,7 @@ def run_bench(args: argparse.Namespace, log: Callable[[str], None] | None = None
         torch.set_num_threads(args.threads)
     try:
         if getattr(args, "compare_backends", False):
-            from .backends import compare_backends
+            from powersmc_core.bench.backends import compare_backends
 
             return compare_backends(args, settings, log)
         return _run_bench(args, settings, log)
@@ -215,7 +228,7 @@ def _run_bench(
     if clock is not None:
         many, single = Timed(many, clock), Timed(single, clock)
     methods = make_methods(many, prompt, settings, reference, single=single)
-    from ..models.hf import HFModel
+    from powersmc_core.models.hf.model import HFModel
 
     if "generate" not in args.skip and isinstance(plain, HFModel):
         static = bool(getattr(model, "static_cache", False))
@@ -276,7 +289,7 @@ def main(args: argparse.Namespace) -> int:
 
     summary = run_bench(args, log=log)
     if getattr(args, "compare_backends", False):
-        from .backends import format_compare_table
+        from powersmc_core.bench.backends import format_compare_table
 
         print(format_compare_table(summary))
     else:

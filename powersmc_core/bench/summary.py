@@ -10,7 +10,7 @@ import statistics
 from dataclasses import dataclass
 from typing import Any
 
-from ..config import SMCConfig
+from powersmc_core.engine.config import SMCConfig
 
 __all__ = [
     "DEFAULT_PROMPT",

@@ -17,8 +17,8 @@ from typing import Any
 
 import torch
 
-from ..models.base import LanguageModel, ModelState
-from ..tempering import sample_rows
+from powersmc_core.engine.tempering import sample_rows
+from powersmc_core.models.base import LanguageModel, ModelState
 
 __all__ = ["Clock", "SuppressEOS", "Timed", "clocked", "decode_limit", "synchronise"]
 

@@ -5,12 +5,17 @@ tasks (generated / loaded problems) -> methods (one sampler run -> one graded ro
 ``python -m powersmc_core eval ...`` (or ``python -m powersmc_core.evaluation ...``).
 """
 
-from ..grading import extract_answer, is_equivalent, normalise
-from .api import run_task_comparison
-from .methods import METHODS, EvalSettings, run_one
-from .plots import accuracy_latency_figure, save_figure, save_report_figures, sweep_figure
-from .runner import ResultStore, run_eval
-from .summary import (
+from powersmc_core.answers.grading import extract_answer, is_equivalent, normalise
+from powersmc_core.evaluation.api import run_task_comparison
+from powersmc_core.evaluation.plots import (
+    accuracy_latency_figure,
+    save_figure,
+    save_report_figures,
+    sweep_figure,
+)
+from powersmc_core.evaluation.problem_run import METHODS, EvalSettings, run_one
+from powersmc_core.evaluation.runner import ResultStore, run_eval
+from powersmc_core.evaluation.summary import (
     format_pairs,
     format_table,
     mcnemar_exact,
@@ -18,8 +23,15 @@ from .summary import (
     summary_table,
     wilson_interval,
 )
-from .sweep import settings_grid
-from .tasks import Problem, arithmetic_problems, load_gsm8k, load_math500, load_task, word_problems
+from powersmc_core.evaluation.sweep import settings_grid
+from powersmc_core.evaluation.tasks import (
+    Problem,
+    arithmetic_problems,
+    load_gsm8k,
+    load_math500,
+    load_task,
+    word_problems,
+)
 
 __all__ = [
     "METHODS",

@@ -3,7 +3,7 @@
 import argparse
 import sys
 
-from .cli import add_arguments, main
+from powersmc_core.evaluation.cli import add_arguments, main
 
 parser = argparse.ArgumentParser(prog="python -m powersmc_core.evaluation")
 add_arguments(parser)

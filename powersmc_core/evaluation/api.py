@@ -15,12 +15,12 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from ..models.base import LanguageModel
-from .methods import METHODS, EvalSettings
-from .plots import accuracy_latency_figure, save_figure, sweep_figure
-from .runner import ProgressCallback, run_eval
-from .summary import format_table, summary_table
-from .tasks import TASKS, Problem, load_task, toy_problems
+from powersmc_core.evaluation.plots import accuracy_latency_figure, save_figure, sweep_figure
+from powersmc_core.evaluation.problem_run import METHODS, EvalSettings
+from powersmc_core.evaluation.runner import ProgressCallback, run_eval
+from powersmc_core.evaluation.summary import format_table, summary_table
+from powersmc_core.evaluation.tasks import TASKS, Problem, load_task, toy_problems
+from powersmc_core.models.base import LanguageModel
 
 __all__ = [
     "METHODS",

@@ -15,16 +15,21 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..answers import RULES
-from ..cli_args import add_backend_arguments, check_threads
-from ..grading import EXTRACTORS
-from ..models.errors import ModelLoadError
-from .methods import METHODS, parse_methods
-from .plots import save_report_figures
-from .runner import run_eval
-from .summary import format_pairs, format_table, paired_comparisons, summary_table
-from .sweep import settings_grid
-from .tasks import TASKS, load_task
+from powersmc_core.answers.extract import RULES
+from powersmc_core.answers.grading import EXTRACTORS
+from powersmc_core.cli.args import add_backend_arguments, check_threads
+from powersmc_core.evaluation.plots import save_report_figures
+from powersmc_core.evaluation.problem_run import METHODS, parse_methods
+from powersmc_core.evaluation.runner import run_eval
+from powersmc_core.evaluation.summary import (
+    format_pairs,
+    format_table,
+    paired_comparisons,
+    summary_table,
+)
+from powersmc_core.evaluation.sweep import settings_grid
+from powersmc_core.evaluation.tasks import TASKS, load_task
+from powersmc_core.models.errors import ModelLoadError
 
 __all__ = ["add_arguments", "main"]
 

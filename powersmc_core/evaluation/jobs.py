@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .methods import EvalSettings, config_hash, parse_methods
-from .tasks import Problem
+from powersmc_core.evaluation.problem_run import EvalSettings, config_hash, parse_methods
+from powersmc_core.evaluation.tasks import Problem
 
 __all__ = ["Job", "plan_jobs"]
 

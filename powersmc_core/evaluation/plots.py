@@ -19,8 +19,8 @@ from pathlib import Path
 import pandas as pd
 import plotly.graph_objects as go
 
-from ..plotting.style import METHOD_COLORS
-from .summary import summary_table
+from powersmc_core.evaluation.summary import summary_table
+from powersmc_core.plotting.style import METHOD_COLORS
 
 __all__ = [
     "SavedFigure",

@@ -19,12 +19,12 @@ from typing import Any
 import pandas as pd
 from tqdm.auto import tqdm
 
-from ..models.backends import backend_of, resolve_backend
-from ..models.base import LanguageModel
-from .jobs import Job, plan_jobs
-from .methods import EvalSettings
-from .sweep import execute
-from .tasks import Problem
+from powersmc_core.evaluation.jobs import Job, plan_jobs
+from powersmc_core.evaluation.problem_run import EvalSettings
+from powersmc_core.evaluation.sweep import execute
+from powersmc_core.evaluation.tasks import Problem
+from powersmc_core.models.backends import backend_of, resolve_backend
+from powersmc_core.models.base import LanguageModel
 
 # Job and plan_jobs live in .jobs (shared with .sweep); re-exported for existing imports.
 __all__ = [

@@ -25,8 +25,8 @@ from collections.abc import Iterator, Sequence
 
 import pandas as pd
 
-from .methods import effective_rule
-from .runner import RULE_COLUMNS
+from powersmc_core.evaluation.problem_run import effective_rule
+from powersmc_core.evaluation.runner import RULE_COLUMNS
 
 __all__ = [
     "Z95",

@@ -24,10 +24,10 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from typing import Any
 
-from ..models.backends import backend_of, load_model_with_backend
-from ..models.base import LanguageModel
-from .jobs import Job
-from .methods import EvalSettings, run_one
+from powersmc_core.evaluation.jobs import Job
+from powersmc_core.evaluation.problem_run import EvalSettings, run_one
+from powersmc_core.models.backends import backend_of, load_model_with_backend
+from powersmc_core.models.base import LanguageModel
 
 __all__ = ["execute", "settings_grid"]
 

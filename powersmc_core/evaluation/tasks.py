@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 
-from ..grading import EXTRACTORS, extract_hash
+from powersmc_core.answers.grading import EXTRACTORS, extract_hash
 
 __all__ = [
     "TASKS",

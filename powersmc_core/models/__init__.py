@@ -3,8 +3,8 @@
 Importing this package does not import transformers; ``loading`` does so lazily.
 """
 
-from .base import LanguageModel, ModelState
-from .loading import (
+from powersmc_core.models.base import LanguageModel, ModelState
+from powersmc_core.models.loading import (
     DEFAULT_MODEL,
     ModelLoadError,
     ModelNameError,
@@ -14,7 +14,7 @@ from .loading import (
     parse_model_name,
     random_init_model,
 )
-from .toy import ToyLM
+from powersmc_core.models.toy import ToyLM
 
 __all__ = [
     "DEFAULT_MODEL",

@@ -31,9 +31,9 @@ import importlib.util
 import os
 from dataclasses import dataclass
 
-from .base import LanguageModel
-from .errors import ModelLoadError
-from .names import parse_model_name
+from powersmc_core.models.base import LanguageModel
+from powersmc_core.models.errors import ModelLoadError
+from powersmc_core.models.names import parse_model_name
 
 __all__ = [
     "BACKENDS",
@@ -165,11 +165,11 @@ def load_model_with_backend(
     ``threads``: llama.cpp threads per run (None: ``default_threads()``).
     ``torch_options`` (``trust_remote_code``, ``copy_on_write``) go to ``load_model``.
     """
-    from .loading import load_model
+    from powersmc_core.models.loading import load_model
 
     choice = choose_backend(name, backend, device)
     if choice.name == "llamacpp":
-        from .llamacpp import load_llamacpp_model
+        from powersmc_core.models.llamacpp.model import load_llamacpp_model
 
         try:
             return load_llamacpp_model(name, threads=threads, reason=choice.reason)

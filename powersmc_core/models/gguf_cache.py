@@ -24,10 +24,10 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .base import LanguageModel
-from .errors import CacheInfo, LoadInfo, ModelLoadError, require
-from .random_init import build_uninitialised
-from .runtime import attach, from_folder, offline, to_device, wrap
+from powersmc_core.models.base import LanguageModel
+from powersmc_core.models.errors import CacheInfo, LoadInfo, ModelLoadError, require
+from powersmc_core.models.random_init import build_uninitialised
+from powersmc_core.models.runtime import attach, from_folder, offline, to_device, wrap
 
 if TYPE_CHECKING:
     import torch

@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Hashable
 
-from .base import LanguageModel
+from powersmc_core.models.base import LanguageModel
 
 __all__ = ["cached_keys", "clear_model_cache", "shared"]
 

@@ -23,9 +23,9 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .base import LanguageModel
-from .errors import CacheInfo, LoadInfo, ModelLoadError, ModelNameError, require
-from .gguf_cache import (
+from powersmc_core.models.base import LanguageModel
+from powersmc_core.models.errors import CacheInfo, LoadInfo, ModelLoadError, ModelNameError, require
+from powersmc_core.models.gguf_cache import (
     CACHE_ENV,
     CACHE_FORMAT,
     EMBEDDED_SLUG,
@@ -37,12 +37,25 @@ from .gguf_cache import (
     load_gguf,
     prepare_gguf_cache,
 )
-from .id_tokenizer import IdTokenizer
-from .instances import clear_model_cache, shared
-from .names import DEFAULT_MODEL, ModelSpec, available_models, builtin_names, parse_model_name
-from .random_init import RANDOM_INIT_CONFIGS, random_init_model
-from .runtime import attach, from_folder, hub_offline, resolve_device_dtype, to_device, wrap
-from .toy import ToyLM
+from powersmc_core.models.id_tokenizer import IdTokenizer
+from powersmc_core.models.instances import clear_model_cache, shared
+from powersmc_core.models.names import (
+    DEFAULT_MODEL,
+    ModelSpec,
+    available_models,
+    builtin_names,
+    parse_model_name,
+)
+from powersmc_core.models.random_init import RANDOM_INIT_CONFIGS, random_init_model
+from powersmc_core.models.runtime import (
+    attach,
+    from_folder,
+    hub_offline,
+    resolve_device_dtype,
+    to_device,
+    wrap,
+)
+from powersmc_core.models.toy import ToyLM
 
 if TYPE_CHECKING:
     import torch

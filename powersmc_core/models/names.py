@@ -22,9 +22,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ModelNameError
-from .random_init import RANDOM_INIT_CONFIGS
-from .toy import MAX_LEN, MAX_VOCAB
+from powersmc_core.models.errors import ModelNameError
+from powersmc_core.models.random_init import RANDOM_INIT_CONFIGS
+from powersmc_core.models.toy import MAX_LEN, MAX_VOCAB
 
 __all__ = [
     "DEFAULT_MODEL",

@@ -12,10 +12,10 @@ import contextlib
 import time
 from typing import TYPE_CHECKING, Any
 
-from .base import LanguageModel
-from .errors import LoadInfo, ModelNameError, require
-from .id_tokenizer import id_tokenizer_for
-from .runtime import attach, resolve_device_dtype, wrap
+from powersmc_core.models.base import LanguageModel
+from powersmc_core.models.errors import LoadInfo, ModelNameError, require
+from powersmc_core.models.id_tokenizer import id_tokenizer_for
+from powersmc_core.models.runtime import attach, resolve_device_dtype, wrap
 
 if TYPE_CHECKING:
     import torch

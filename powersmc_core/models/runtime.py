@@ -15,9 +15,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .base import LanguageModel
-from .errors import LoadInfo, ModelLoadError, require
-from .id_tokenizer import id_tokenizer_for
+from powersmc_core.models.base import LanguageModel
+from powersmc_core.models.errors import LoadInfo, ModelLoadError, require
+from powersmc_core.models.id_tokenizer import id_tokenizer_for
 
 if TYPE_CHECKING:
     import torch
@@ -40,7 +40,7 @@ def resolve_device_dtype(
     require("transformers")
     import torch
 
-    from .hf_setup import pick_device, pick_dtype
+    from powersmc_core.models.hf.setup import pick_device, pick_dtype
 
     try:
         torch_device = device if isinstance(device, torch.device) else pick_device(device)
@@ -64,7 +64,7 @@ def to_device(hf_model: Any, device: torch.device, name: str) -> Any:
 
 def wrap(hf_model: Any, tokenizer: Any, name: str, copy_on_write: bool) -> LanguageModel:
     """A transformers model and tokenizer behind the ``LanguageModel`` protocol."""
-    from .hf import HFModel
+    from powersmc_core.models.hf.model import HFModel
 
     return HFModel(hf_model, tokenizer, name, copy_on_write=copy_on_write)
 

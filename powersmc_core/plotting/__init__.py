@@ -1,7 +1,7 @@
 """Plotly figure builders shared by the app and the notebooks (records in, figures out)."""
 
-from .answers import answer_bars, answer_posterior_figure
-from .live import (
+from powersmc_core.plotting.answer_chart import answer_bars, answer_posterior_figure
+from powersmc_core.plotting.live import (
     ess_figure,
     genealogy_figure,
     live_figures,
@@ -10,9 +10,9 @@ from .live import (
     schedule_figure,
     weights_figure,
 )
-from .stopped import stopped_law_figure
-from .style import METHOD_COLORS, particle_color, particle_colors
-from .theory import (
+from powersmc_core.plotting.stopped import stopped_law_figure
+from powersmc_core.plotting.style import METHOD_COLORS, particle_color, particle_colors
+from powersmc_core.plotting.theory import (
     ess_traces_figure,
     mh_vs_smc_figure,
     power_comparison_figure,

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import plotly.graph_objects as go
 
-from ..records import StepRecord
+from powersmc_core.engine.records import StepRecord
 
 __all__ = [
     "HEIGHT",

@@ -13,10 +13,18 @@ from collections.abc import Sequence
 import numpy as np
 import plotly.graph_objects as go
 
-from ..genealogy import parents, surviving
-from ..records import StepRecord
-from .common import HEIGHT, TokenLabel, empty, labels, layout, stack, step_ticks
-from .style import particle_marker_colors
+from powersmc_core.engine.genealogy import parents, surviving
+from powersmc_core.engine.records import StepRecord
+from powersmc_core.plotting.common import (
+    HEIGHT,
+    TokenLabel,
+    empty,
+    labels,
+    layout,
+    stack,
+    step_ticks,
+)
+from powersmc_core.plotting.style import particle_marker_colors
 
 __all__ = ["MAX_GENEALOGY_NODES", "genealogy_figure"]
 

@@ -26,13 +26,25 @@ from collections.abc import Sequence
 import numpy as np
 import plotly.graph_objects as go
 
-from ..records import StepRecord
-from .common import TokenLabel, empty, labels, layout, snippet, stack, step_ticks
-from .compare import add_estimate_bars, loglik_per_token_figure, mh_acceptance_figure
-from .lineage import MAX_GENEALOGY_NODES, genealogy_figure
-from .renyi import renyi_figure
-from .style import METHOD_COLORS, particle_colors, particle_marker_colors
-from .tables import (
+from powersmc_core.engine.records import StepRecord
+from powersmc_core.plotting.common import (
+    TokenLabel,
+    empty,
+    labels,
+    layout,
+    snippet,
+    stack,
+    step_ticks,
+)
+from powersmc_core.plotting.comparison import (
+    add_estimate_bars,
+    loglik_per_token_figure,
+    mh_acceptance_figure,
+)
+from powersmc_core.plotting.lineage import MAX_GENEALOGY_NODES, genealogy_figure
+from powersmc_core.plotting.renyi import renyi_figure
+from powersmc_core.plotting.style import METHOD_COLORS, particle_colors, particle_marker_colors
+from powersmc_core.plotting.tables import (
     PARTICLE_COLUMNS,
     ParticleTable,
     normalised_weights,

@@ -19,9 +19,9 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from ..records import StepRecord
-from .common import layout, min_span, stack, step_ticks
-from .style import PALETTE_SIZE, particle_color
+from powersmc_core.engine.records import StepRecord
+from powersmc_core.plotting.common import layout, min_span, stack, step_ticks
+from powersmc_core.plotting.style import PALETTE_SIZE, particle_color
 
 __all__ = ["MAX_LINES", "MIN_SPAN_NATS", "renyi_figure"]
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import plotly.graph_objects as go
 
-from ..theory import StoppedLawTargets
-from .common import layout
-from .style import METHOD_COLORS
+from powersmc_core.plotting.common import layout
+from powersmc_core.plotting.style import METHOD_COLORS
+from powersmc_core.theory import StoppedLawTargets
 
 __all__ = ["stopped_law_figure"]
 

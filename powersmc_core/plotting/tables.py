@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..records import StepRecord
-from .style import particle_color
+from powersmc_core.engine.records import StepRecord
+from powersmc_core.plotting.style import particle_color
 
 __all__ = ["PARTICLE_COLUMNS", "ParticleTable", "particle_table", "style_particle_table"]
 

@@ -18,8 +18,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from ..theory import PowerComparison, RenyiIdentity, WeightVariance, ZhatCheck
-from .style import METHOD_COLORS, particle_color
+from powersmc_core.plotting.style import METHOD_COLORS, particle_color
+from powersmc_core.theory import PowerComparison, RenyiIdentity, WeightVariance, ZhatCheck
 
 __all__ = [
     "ess_traces_figure",

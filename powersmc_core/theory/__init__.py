@@ -23,9 +23,9 @@ proposal and the Rényi identity), ``monte_carlo`` (samplers against the exact t
 diagnostics). Every public name is re-exported here: ``from powersmc_core.theory import X``.
 """
 
-from .diagnostics import next_token_rows, renyi_diagnostics, resampling_counts
-from .exact_laws import PowerComparison, power_vs_temperature, tv_curves
-from .monte_carlo import (
+from powersmc_core.theory.diagnostics import next_token_rows, renyi_diagnostics, resampling_counts
+from powersmc_core.theory.exact_laws import PowerComparison, power_vs_temperature, tv_curves
+from powersmc_core.theory.monte_carlo import (
     SMCEstimate,
     ZhatCheck,
     empirical_tv_floor,
@@ -36,14 +36,14 @@ from .monte_carlo import (
     tv_vs_n,
     zhat_unbiasedness,
 )
-from .proposal import (
+from powersmc_core.theory.proposal import (
     RenyiIdentity,
     WeightVariance,
     incremental_weight_variance,
     renyi_identity,
     renyi_identity_from_records,
 )
-from .stopped import StoppedLawTargets, stopped_law_targets
+from powersmc_core.theory.stopped import StoppedLawTargets, stopped_law_targets
 
 __all__ = [
     "PowerComparison",

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..exact import SequenceTable
-from ..models.base import LanguageModel
+from powersmc_core.models.base import LanguageModel
+from powersmc_core.theory.exact import SequenceTable
 
 
 def standard_error(values: Sequence[float] | np.ndarray) -> float:

@@ -13,10 +13,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..config import SMCConfig
-from ..models.base import LanguageModel
-from ..records import StepRecord
-from ..sampler import PowerSMC
+from powersmc_core.engine.config import SMCConfig
+from powersmc_core.engine.records import StepRecord
+from powersmc_core.engine.run import PowerSMC
+from powersmc_core.models.base import LanguageModel
 
 __all__ = ["next_token_rows", "renyi_diagnostics", "resampling_counts"]
 

@@ -12,7 +12,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..exact import (
+from powersmc_core.models.base import LanguageModel
+from powersmc_core.theory.common import labels as _labels
+from powersmc_core.theory.exact import (
     SequenceTable,
     TemperatureLaws,
     enumerate_sequences,
@@ -21,8 +23,6 @@ from ..exact import (
     temperature_distribution,
     total_variation,
 )
-from ..models.base import LanguageModel
-from .common import labels as _labels
 
 __all__ = ["PowerComparison", "power_vs_temperature", "tv_curves"]
 

@@ -17,9 +17,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..baselines import MHPowerSampler, TemperatureSampling
-from ..config import SMCConfig
-from ..exact import (
+from powersmc_core.engine.config import SMCConfig
+from powersmc_core.engine.run import PowerSMC
+from powersmc_core.engine.stopping import StopRule
+from powersmc_core.models.base import LanguageModel
+from powersmc_core.samplers.baselines import MHPowerSampler, TemperatureSampling
+from powersmc_core.theory.common import max_new_tokens as _max_new_tokens
+from powersmc_core.theory.common import standard_error as _standard_error
+from powersmc_core.theory.exact import (
     SequenceTable,
     enumerate_sequences,
     exact_log_z,
@@ -28,11 +33,6 @@ from ..exact import (
     total_variation,
     weighted_distribution,
 )
-from ..models.base import LanguageModel
-from ..sampler import PowerSMC
-from ..stopping import StopRule
-from .common import max_new_tokens as _max_new_tokens
-from .common import standard_error as _standard_error
 
 __all__ = [
     "SMCEstimate",

@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..records import StepRecord
-from ..tempering import renyi_entropy, tempered_logprobs
+from powersmc_core.engine.records import StepRecord
+from powersmc_core.engine.tempering import renyi_entropy, tempered_logprobs
 
 __all__ = [
     "RenyiIdentity",

@@ -21,14 +21,14 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..exact import (
+from powersmc_core.engine.stopping import StopRule
+from powersmc_core.models.base import LanguageModel
+from powersmc_core.theory.exact import (
     cut_distribution,
     enumerate_sequences,
     power_distribution,
     total_variation,
 )
-from ..models.base import LanguageModel
-from ..stopping import StopRule
 
 __all__ = ["StoppedLawTargets", "stopped_law_targets"]
 

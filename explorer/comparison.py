@@ -1,0 +1,111 @@
+"""Method comparison: one prompt through every sampler, and a graded task set.
+
+``compare_runs`` runs plain decoding, low temperature, Power-SMC, MH and best-of-N on
+the same prompt (one ``methods.make_sampler`` each) and yields each result with its
+wall time; ``comparison_frame`` turns them into the Compare table. Pages never call
+``compare_runs``: ``explorer.gate`` does, inside a queue slot, with clamped settings.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import pandas as pd
+
+from explorer.presets import grade
+from powersmc_core.engine.config import SMCConfig
+from powersmc_core.engine.records import SMCResult
+from powersmc_core.engine.stopping import StopRule
+from powersmc_core.models.base import LanguageModel
+from powersmc_core.models.toy import ToyLM
+from powersmc_core.samplers.registry import DESCRIPTIONS, METHODS, make_sampler
+
+__all__ = [
+    "COMPARE_METHODS",
+    "compare_runs",
+    "comparison_frame",
+    "evaluation_api",
+]
+
+
+# The library's one method registry, names and descriptions alike (base, lowtemp, smc, mh, bon).
+COMPARE_METHODS: dict[str, str] = {name: DESCRIPTIONS[name] for name in METHODS}
+
+
+def compare_runs(
+    model: LanguageModel,
+    prompt: Sequence[int],
+    methods: Sequence[str],
+    config: SMCConfig,
+    mh_steps: int = 4,
+    stop_factory: Callable[[], StopRule | None] = lambda: None,
+    on_step: Callable[[], None] = lambda: None,
+) -> Iterator[tuple[str, SMCResult, float]]:
+    """Run each method on the same prompt, yielding (method, result, wall seconds) in turn.
+
+    ``on_step`` is called after every record a sampler streams (the gate checks the
+    run-time cap there, so a cap holds within one step, not one method).
+    """
+    unknown = [m for m in methods if m not in COMPARE_METHODS]
+    if unknown or not methods:
+        raise ValueError(
+            f"unknown methods {unknown or list(methods)}; choose from {list(COMPARE_METHODS)}"
+        )
+    for method in methods:
+        sampler = make_sampler(method, model, config, stop=stop_factory(), mh_steps=mh_steps)
+        start = time.perf_counter()
+        run = sampler.stream(prompt)  # the same records and result as sampler.run(prompt)
+        for _ in run:
+            on_step()
+        yield method, run.result(), time.perf_counter() - start
+
+
+def comparison_frame(
+    runs: Sequence[tuple[str, SMCResult, float]],
+    model: LanguageModel,
+    reference: str | None = None,
+) -> pd.DataFrame:
+    """The Compare table: latency (and its ratio to plain decoding), speed, likelihood, answer."""
+    toy = isinstance(model, ToyLM)
+    base_latency = next((s for m, _, s in runs if m == "base"), None)
+    rows = []
+    for method, result, seconds in runs:
+        completion = result.chosen_completion
+        text = result.chosen_text
+        if text is None:
+            text = model.decode_batch([completion])[0]
+        answer, correct = grade(text, reference, toy)
+        n_tokens = max(1, len(completion))
+        log_p = result.log_p[result.chosen]
+        rows.append(
+            {
+                "key": method,
+                "method": COMPARE_METHODS[method],
+                "latency [s]": seconds,
+                "× plain": seconds / base_latency if base_latency else math.nan,
+                "tokens/s": len(completion) / seconds if seconds > 0 else math.nan,
+                "tokens": len(completion),
+                "log p": log_p,
+                "log p / token": log_p / n_tokens,
+                "completion": text,
+                "answer": answer,
+                "correct": correct,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def evaluation_api() -> Any | None:
+    """HOOK for the lead: the task-set comparison (``evaluation.api.run_task_comparison``).
+
+    The Compare page shows a task-set section only when this returns the module, so wiring
+    it in is one call in ``app_pages/compare.py`` (see the ``HOOK`` comment there).
+    """
+    try:
+        from powersmc_core.evaluation import api
+    except ImportError:
+        return None
+    return api if hasattr(api, "run_task_comparison") else None

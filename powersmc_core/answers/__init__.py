@@ -1,0 +1,1 @@
+"""Answers in completions: extraction, decision rules and grading."""

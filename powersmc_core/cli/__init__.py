@@ -1,0 +1,1 @@
+"""Command-line tools: ``python -m powersmc_core run|bench|eval ...``."""

@@ -1,0 +1,1 @@
+"""The engine: particle state, one step, strategies (proposal, target, schedule, resampler), records."""

@@ -1,0 +1,254 @@
+r"""Methods under evaluation, built from one ``EvalSettings``, and one problem run -> one row.
+
+- ``base``:    TemperatureSampling(T=1, N=1)           — one ancestral sample of p
+- ``lowtemp``: TemperatureSampling(T=1/alpha, N=1)     — token-level sharpening
+- ``smc``:     PowerSMC(alpha, N particles, schedule)  — sequence-level pi_alpha ∝ p^alpha
+- ``mh``:      MHPowerSampler(alpha, mh_steps)         — Karan & Du's MCMC for pi_alpha
+- ``bon``:     BestOfN(N)                              — argmax log p over N samples
+- ``greedy``:  GreedyDecoding                          — argmax p token by token
+
+The names and samplers are the library's one registry (``powersmc_core.samplers.registry``);
+this module adds what the evaluation needs on top: which settings each method reads.
+
+Every run is also graded under the answer decision rules (``answers.RULES``): the
+sampler's own draw (``chosen``), the weighted vote (argmax of the weighted answer
+posterior) and the majority vote over the run's particles. For one-sequence methods
+all three coincide; for best-of-N the weights are uniform, so its weighted vote is its
+majority vote: the majority vote over N plain samples, at the same N × max_new_tokens
+budget as SMC with N particles (``effective_rule`` says which rule a line stands for).
+
+Each method depends on a subset of the settings (base ignores alpha and N), and its
+config hash covers that subset only, so a sweep over alpha × N runs base once per
+problem. Every run's seed is derived from (settings.seed, problem id): reproducible and
+independent of the order or the worker a run lands on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from powersmc_core.answers.extract import RULES, answer_posterior, decide
+from powersmc_core.answers.grading import is_equivalent
+from powersmc_core.engine.config import SCHEDULES, SMCConfig
+from powersmc_core.engine.stopping import make_stop_rule
+from powersmc_core.evaluation.tasks import Problem
+from powersmc_core.models.base import LanguageModel
+from powersmc_core.models.prompts import encode_prompt
+from powersmc_core.samplers.registry import METHODS, make_sampler
+
+__all__ = [
+    "ANSWER_INSTRUCTION",
+    "METHODS",
+    "METHOD_FIELDS",
+    "EvalSettings",
+    "config_hash",
+    "effective_rule",
+    "method_config",
+    "parse_methods",
+    "prompt_ids_for",
+    "run_one",
+    "run_seed",
+]
+
+
+# Which settings each method actually reads (the rest would only split identical runs).
+METHOD_FIELDS: dict[str, tuple[str, ...]] = {
+    "base": ("max_new_tokens", "seed"),
+    "lowtemp": ("alpha", "max_new_tokens", "seed"),
+    "smc": (
+        "alpha",
+        "particles",
+        "schedule",
+        "ess_threshold",
+        "resampling",
+        "max_new_tokens",
+        "seed",
+    ),
+    "mh": ("alpha", "mh_steps", "mh_block_size", "max_new_tokens", "seed"),
+    "bon": ("particles", "max_new_tokens", "seed"),
+    "greedy": ("max_new_tokens",),
+}
+
+ANSWER_INSTRUCTION = "Solve the problem step by step, then put the final answer in \\boxed{}."
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """One point of a sweep: the knobs of every method (each reads its own subset)."""
+
+    alpha: float = 4.0
+    particles: int = 16
+    schedule: str = "constant"
+    ess_threshold: float = 0.5
+    resampling: str = "systematic"
+    max_new_tokens: int = 128
+    mh_steps: int = 4
+    mh_block_size: int | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        self.smc_config()  # SMCConfig owns the validation of the shared fields
+        if self.schedule not in SCHEDULES:  # pragma: no cover - SMCConfig already checks
+            raise ValueError(f"schedule must be one of {list(SCHEDULES)}")
+        if (
+            isinstance(self.mh_steps, bool)
+            or not isinstance(self.mh_steps, int)
+            or self.mh_steps < 0
+        ):
+            raise ValueError(f"mh_steps must be an integer >= 0, got {self.mh_steps!r}")
+        object.__setattr__(self, "alpha", float(self.alpha))
+        object.__setattr__(self, "ess_threshold", float(self.ess_threshold))
+
+    def smc_config(self, seed: int | None = None) -> SMCConfig:
+        """The sampler settings of these knobs, with ``seed`` (default: this point's own)."""
+        return SMCConfig(
+            alpha=self.alpha,
+            n_particles=self.particles,
+            schedule=self.schedule,
+            ess_threshold=self.ess_threshold,
+            resampling=self.resampling,
+            max_new_tokens=self.max_new_tokens,
+            seed=self.seed if seed is None else seed,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EvalSettings:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown settings {unknown}; known: {sorted(known)}")
+        return cls(**data)
+
+
+def parse_methods(text: str | list[str] | tuple[str, ...]) -> list[str]:
+    """'base,smc' -> ['base', 'smc'], validated, order kept, duplicates dropped."""
+    names = [m.strip() for m in (text.split(",") if isinstance(text, str) else text)]
+    names = [m for m in names if m]
+    bad = [m for m in names if m not in METHODS]
+    if bad or not names:
+        raise ValueError(f"unknown methods {bad or names}; choose from {list(METHODS)}")
+    return list(dict.fromkeys(names))
+
+
+def method_config(method: str, settings: EvalSettings) -> dict[str, Any]:
+    """The settings ``method`` reads, by name."""
+    if method not in METHOD_FIELDS:
+        raise ValueError(f"unknown method {method!r}; choose from {list(METHODS)}")
+    return {name: getattr(settings, name) for name in METHOD_FIELDS[method]}
+
+
+def effective_rule(method: str, rule: str) -> str:
+    """The rule whose answers ``rule`` gives for ``method`` (they coincide where noted above)."""
+    if rule not in RULES:
+        raise ValueError(f"unknown answer rule {rule!r}; choose one of {list(RULES)}")
+    if method == "smc":
+        return rule
+    if method == "bon":
+        return "majority-vote" if rule == "weighted-vote" else rule
+    return "chosen"
+
+
+def config_hash(method: str, settings: EvalSettings, model: str) -> str:
+    """Short stable hash of (model, method, the settings it reads): the resume key's third part."""
+    payload = json.dumps(
+        {"model": model, "method": method, **method_config(method, settings)}, sort_keys=True
+    )
+    return hashlib.sha1(payload.encode()).hexdigest()[:12]
+
+
+def run_seed(settings: EvalSettings, problem_id: str) -> int:
+    """Seed of one run: a hash of (settings.seed, problem id), in [0, 2^31)."""
+    digest = hashlib.sha256(f"{settings.seed}:{problem_id}".encode()).digest()
+    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
+
+
+def prompt_ids_for(model: LanguageModel, problem: Problem) -> list[int]:
+    """Token ids of the problem through the one prompt path (``prompts.encode_prompt``):
+    its own ids (toy), else the chat-formatted text + instruction."""
+    if problem.prompt_ids is not None:
+        return encode_prompt(model, list(problem.prompt_ids))
+    if getattr(model, "encode_prompt", None) is None:
+        raise ValueError(
+            f"problem {problem.id!r} is text but model {model.name!r} has no encode_prompt(); "
+            "use a text model (e.g. smollm2) or the 'toy' task for token-id models"
+        )
+    return encode_prompt(model, f"{problem.prompt}\n{ANSWER_INSTRUCTION}", chat=True)
+
+
+def run_one(
+    model: LanguageModel,
+    problem: Problem,
+    method: str,
+    settings: EvalSettings,
+    model_label: str | None = None,
+) -> dict[str, Any]:
+    """Run ``method`` on ``problem`` and grade it: one result row (see ``runner.COLUMNS``)."""
+    label = model_label or model.name
+    seed = run_seed(settings, problem.id)
+    ids = prompt_ids_for(model, problem)
+    # A fresh sampler per run (stop rules are stateful); text problems stop at \boxed{...}.
+    sampler = make_sampler(
+        method,
+        model,
+        settings.smc_config(seed),
+        stop=make_stop_rule(boxed=problem.prompt_ids is None),
+        mh_steps=settings.mh_steps,
+        mh_block_size=settings.mh_block_size,
+    )
+    start = time.perf_counter()
+    result = sampler.run(ids)
+    latency = time.perf_counter() - start
+    completion_ids = result.chosen_completion
+    texts = model.decode_batch([list(c) for c in result.completions])
+    completion = texts[result.chosen]
+    log_w = [math.log(w) if w > 0 else -math.inf for w in result.weights]
+    posterior = answer_posterior(texts, log_w, problem.extractor, chosen=result.chosen)
+    answer = decide(posterior, "chosen")
+    weighted = decide(posterior, "weighted-vote")
+    majority = decide(posterior, "majority-vote")
+    tokens = len(completion_ids)
+    log_p = float(result.log_p[result.chosen])
+    extras = result.extras or {}
+    cfg = method_config(method, settings)
+    return {
+        "model": label,
+        "task": problem.task,
+        "problem_id": problem.id,
+        "difficulty": int(problem.difficulty),
+        "method": method,
+        "config_hash": config_hash(method, settings, label),
+        "config": json.dumps(cfg, sort_keys=True),
+        "alpha": float(cfg["alpha"]) if "alpha" in cfg else math.nan,
+        "particles": int(cfg["particles"]) if "particles" in cfg else -1,
+        "schedule": str(cfg.get("schedule", "")),
+        "max_new_tokens": int(settings.max_new_tokens),
+        "seed": seed,
+        "reference": problem.answer,
+        "answer": answer,
+        "correct": bool(is_equivalent(answer, problem.answer)),
+        "completion": completion,
+        "log_p": log_p,
+        "tokens": tokens,
+        # log p includes EOS when emitted; per token divides by the visible tokens (>= 1).
+        "log_p_per_token": log_p / max(tokens, 1),
+        "latency_s": latency,
+        "token_forwards": int(extras.get("token_forwards", -1)),
+        "n_resamples": int(result.n_resamples),
+        "ess_min": float(result.ess_min) if method == "smc" else math.nan,
+        "mh_acceptance": float(extras.get("acceptance_rate", math.nan)),
+        "finished": bool(result.finished[result.chosen]),
+        "answer_weighted": weighted,
+        "correct_weighted": bool(is_equivalent(weighted, problem.answer)),
+        "answer_majority": majority,
+        "correct_majority": bool(is_equivalent(majority, problem.answer)),
+        "answer_mass": posterior.probability(weighted),
+        "no_answer_mass": posterior.no_answer,
+    }

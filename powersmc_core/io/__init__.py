@@ -1,0 +1,1 @@
+"""Reading and writing runs: the JSON codec of records and trace files."""

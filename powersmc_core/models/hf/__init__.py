@@ -1,0 +1,1 @@
+"""The torch backend: Hugging Face transformers with a batched KV cache."""

@@ -1,0 +1,1 @@
+"""The llama.cpp backend: the GGUF file itself, run by llama.cpp."""

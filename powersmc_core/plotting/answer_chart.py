@@ -1,0 +1,122 @@
+r"""The weighted answer posterior as a bar chart (an ``AnswerPosterior`` in, a figure out).
+
+A particle system read through an answer extractor is a law over answers,
+P̂(a) = Σ_i W_i·1[a(y_i) = a] (``powersmc_core.answers.extract``). Its bar chart must stay
+readable for any N, so the number of bars is bounded:
+
+    bars = answer_bars(post, top=8)        # top-8 answers, "(other: m answers)", "(no answer)"
+    fig = answer_posterior_figure(post, top=8, decided=decide(post, "weighted-vote"))
+
+The top ``top`` answers by mass keep their own bars, in the posterior's order; the rest
+are summed into one "other" bar; the no-answer bucket is always last and never dropped,
+so the bars always sum to 1. The probability axis is fixed to [0, 1]: a posterior that
+is nearly uniform over many answers must look flat, not auto-scaled into structure.
+Costs: O(number of answers), no loop over particles.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from powersmc_core.answers.extract import NO_ANSWER, AnswerPosterior
+from powersmc_core.answers.grading import normalise
+from powersmc_core.plotting.common import layout, snippet
+from powersmc_core.plotting.style import METHOD_COLORS
+
+__all__ = ["answer_bars", "answer_posterior_figure"]
+
+LABEL_WIDTH = 40  # characters of an answer shown under its bar (the hover shows it whole)
+_BAR = "#9ecae1"  # an answer's bar; the decided answer is drawn in Power-SMC red
+
+
+def answer_bars(posterior: AnswerPosterior, top: int = 8) -> pd.DataFrame:
+    """Bars of the chart: columns answer, probability, count, kind ('answer', 'other' or
+    'none'), at most ``top`` + 2 rows, the no-answer bucket last; probabilities sum to 1."""
+    if isinstance(top, bool) or not isinstance(top, int) or top < 1:
+        raise ValueError(f"top must be an integer >= 1 (answers with their own bar), got {top!r}")
+    keys = posterior.keys
+    labels = np.array(posterior.labels, dtype=object)
+    mass = np.asarray(posterior.probabilities, dtype=np.float64)
+    count = np.asarray(posterior.counts, dtype=np.int64)
+    none = np.array([k is None for k in keys], dtype=bool)
+    answered = np.flatnonzero(~none)  # already by descending mass (AnswerPosterior's order)
+    kept, rest = answered[:top], answered[top:]
+    frame = pd.DataFrame(
+        {
+            "answer": labels[kept].tolist(),
+            "probability": mass[kept],
+            "count": count[kept],
+            "kind": "answer",
+        }
+    )
+    extra = []
+    if rest.size:
+        extra.append(
+            {
+                "answer": f"(other: {rest.size} answers)",
+                "probability": float(mass[rest].sum()),
+                "count": int(count[rest].sum()),
+                "kind": "other",
+            }
+        )
+    if none.any():
+        extra.append(
+            {
+                "answer": NO_ANSWER,
+                "probability": float(mass[none].sum()),
+                "count": int(count[none].sum()),
+                "kind": "none",
+            }
+        )
+    if extra:
+        frame = pd.concat([frame, pd.DataFrame(extra)], ignore_index=True)
+    return frame.astype({"probability": "float64", "count": "int64"})
+
+
+def _tick_labels(answers: list[str]) -> list[str]:
+    """Short, distinct category labels (Plotly merges bars that share a category)."""
+    short = [snippet(a, LABEL_WIDTH) for a in answers]
+    seen: dict[str, int] = {}
+    out = []
+    for s in short:
+        seen[s] = seen.get(s, 0) + 1
+        out.append(s if seen[s] == 1 else f"{s} #{seen[s]}")
+    return out
+
+
+def answer_posterior_figure(
+    posterior: AnswerPosterior,
+    top: int = 8,
+    decided: str | None = None,
+    title: str = "Weighted answer posterior P̂(a) = Σ W_i·1[a(y_i) = a]",
+) -> go.Figure:
+    """Bar chart of ``answer_bars``; the bar of ``decided`` (a decision rule's answer,
+    e.g. ``decide(post, "weighted-vote")``) is drawn in red. Hover: answer in full, count."""
+    bars = answer_bars(posterior, top)
+    key = None if decided is None else normalise(decided)
+    # Answers get blue bars, the decided one red; "other" and "no answer" are grey.
+    colors = [
+        (METHOD_COLORS["smc"] if key is not None and normalise(a) == key else _BAR)
+        if kind == "answer"
+        else METHOD_COLORS["base"]
+        for a, kind in zip(bars["answer"], bars["kind"], strict=True)
+    ]
+    fig = go.Figure(
+        go.Bar(
+            x=_tick_labels(bars["answer"].tolist()),
+            y=bars["probability"],
+            marker_color=colors,
+            text=[f"{p:.2f}" for p in bars["probability"]],
+            textposition="outside",
+            customdata=np.stack([bars["answer"], bars["count"]], axis=1),
+            hovertemplate="%{customdata[0]}<br>P̂ = %{y:.4f}<br>%{customdata[1]} particles"
+            "<extra></extra>",
+            name="P̂(answer)",
+        )
+    )
+    layout(fig, title, "answer", "P̂(answer)")
+    fig.update_yaxes(range=[0, 1.08])  # fixed: probabilities, never auto-scaled
+    fig.update_xaxes(type="category")
+    return fig

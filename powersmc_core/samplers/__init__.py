@@ -1,0 +1,1 @@
+"""Samplers built on the engine or beside it (MH, baselines) and the one method registry."""
