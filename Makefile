@@ -46,12 +46,12 @@ format: install
 
 test: install fast browser lint
 	$(PY) -m pytest
-	$(PY) scripts/mutation_check.py
+	$(PY) tests/mutation_check.py
 
 # Break the engine's maths one named line at a time (in a temp copy of powersmc_core) and
 # check that the exactness tests against enumeration fail for every mutation (a few minutes).
 mutation: install
-	$(PY) scripts/mutation_check.py
+	$(PY) tests/mutation_check.py
 
 # Rebuild and execute the notebooks from their sources notebooks/NN_*.py (PNG copies need Chromium).
 notebooks: install browser

@@ -22,7 +22,7 @@ error se_y = sqrt(s_y^2/R + pi_y(1 - pi_y)/(N·R)) (s_y: the sd over runs; the s
 is the spread of N·R exact draws, so a completion no run visited still has an honest error
 bar). A case fails when some |mean - pi_y| > b·se_y with b the two-sided normal bound at
 family level 1e-4 over the S completions (Bonferroni), i.e. a correct sampler fails a case
-about once in 10^4. ``scripts/mutation_check.py`` breaks the engine line by line and checks
+about once in 10^4. ``tests/mutation_check.py`` breaks the engine line by line and checks
 that these tests fail for every mutation.
 """
 
@@ -35,7 +35,17 @@ import pytest
 import torch
 from scipy.stats import norm
 
-from powersmc_core import MHPowerSampler, PowerSMC, SMCConfig, StopStrings, ToyLM
+from powersmc_core import (
+    BestOfN,
+    GreedyDecoding,
+    MHPowerSampler,
+    PowerSMC,
+    SMCConfig,
+    StopStrings,
+    TemperatureSampling,
+    ToyLM,
+)
+from powersmc_core.engine.choosers import WeightedChoice
 from powersmc_core.engine.resampling import RESAMPLERS
 from powersmc_core.theory.exact import (
     cut_distribution,
@@ -216,3 +226,49 @@ def test_the_check_fails_a_sampler_with_the_wrong_target(single_thread):
     cut = cut_distribution(model, full, power_distribution(full, case.alpha), table, case.rule())
     z, _ = worst_z(estimates, cut, N)
     assert z > bound(len(table.sequences))
+
+
+# The strategies the baselines are made of, each checked exactly (tests/mutation_check.py).
+
+
+def test_greedy_is_the_argmax_path(single_thread):
+    """ArgmaxProposal: y_t = argmax_v p(v|y_<t) at every step, as a hand-written loop finds."""
+    model = ToyLM.random(5, 6, seed=3, sharpness=0.7)
+    state, logp = model.start([], 1)
+    path: list[int] = []
+    for _ in range(6):
+        token = int(torch.argmax(logp[0]))
+        if token in model.eos_token_ids:
+            break
+        path.append(token)
+        state, logp = model.advance(state, torch.tensor([token]), torch.tensor([True]))
+    assert GreedyDecoding(model, max_new_tokens=6).run([]).completions == [path]
+
+
+def test_baselines_keep_uniform_weights_and_best_of_n_keeps_the_argmax(single_thread):
+    """UnweightedTarget: G = 1, so W stays 1/N; MaxLogP: chosen = argmax_i log p(y_i|x)."""
+    model = ToyLM.random(4, 5, seed=1)
+    n = 16
+    for sampler in (
+        TemperatureSampling(model, temperature=0.5, n_particles=n, seed=2),
+        TemperatureSampling(model, temperature=1.0, n_particles=n, seed=2),
+        BestOfN(model, n_particles=n, seed=2),
+    ):
+        result = sampler.run([])
+        assert result.weights == pytest.approx([1.0 / n] * n, abs=1e-12), sampler.method
+    best = BestOfN(model, n_particles=n, seed=2).run([])
+    assert len(set(best.log_p)) > 1
+    assert best.log_p[best.chosen] == max(best.log_p)
+
+
+def test_the_chosen_particle_is_drawn_by_weight():
+    """WeightedChoice: P(chosen = i) = W_i (a z-test over seeds; a zero weight is never chosen)."""
+    weights = torch.tensor([0.6, 0.3, 0.1, 0.0], dtype=torch.float64)
+    draws = 400
+    counts = torch.zeros(4, dtype=torch.float64)
+    for seed in range(draws):
+        counts[WeightedChoice().choose(weights, torch.zeros(4), seed)] += 1
+    assert counts[3] == 0
+    se = torch.sqrt(weights * (1 - weights) / draws)[:3]
+    z = ((counts[:3] / draws - weights[:3]).abs() / se).max()
+    assert float(z) <= bound(3)

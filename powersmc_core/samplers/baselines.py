@@ -7,28 +7,36 @@
 - ``MHPowerSampler``: Metropolis–Hastings power sampling (Karan & Du, 2025), in ``mh.py``
   (re-exported here).
 
-Every sampler has its own run object: ``stream(prompt)`` returns an iterator of frozen
-records with ``result()``, and ``run(prompt)`` consumes it. Best-of-N's choice lives in
-its run's ``result()``, so a caller that streams the records gets the same result as ``run``.
+Both are configurations of the SMC engine, not subclasses of its run: the proposal
+``TemperedProposal(T)``, the target ``UnweightedTarget`` (G = 1) and no resampling;
+best-of-N only swaps the chooser for ``MaxLogP``. ``stream(prompt)`` returns the same
+``SMCRun`` (an iterator of frozen records with ``result()``), so a caller that streams the
+records gets the same result as ``run``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import replace
-
+from powersmc_core.engine.choosers import MaxLogP
 from powersmc_core.engine.config import SMCConfig
-from powersmc_core.engine.records import SMCResult
+from powersmc_core.engine.proposals import TemperedProposal
 from powersmc_core.engine.run import PowerSMC, SMCRun
 from powersmc_core.engine.stopping import StopRule
+from powersmc_core.engine.targets import UnweightedTarget
 from powersmc_core.models.base import LanguageModel
 from powersmc_core.samplers.mh import MHPowerSampler, MHRecord, MHRun
 
 __all__ = ["BestOfN", "BestOfNRun", "MHPowerSampler", "MHRecord", "MHRun", "TemperatureSampling"]
 
 
+# Best-of-N streams the same run as every SMC configuration (its chooser differs).
+BestOfNRun = SMCRun
+
+
 class TemperatureSampling(PowerSMC):
-    """Token-level temperature sampling of ``n_particles`` independent sequences."""
+    """Token-level temperature sampling of ``n_particles`` independent sequences.
+
+    q ∝ p^(1/T) per token, G = 1, never resampled: N i.i.d. draws of the proposal.
+    """
 
     method = "temperature"
 
@@ -54,9 +62,8 @@ class TemperatureSampling(PowerSMC):
         super().__init__(model, config, stop=stop, track_text=track_text, stream_every=stream_every)
         self.temperature = config.proposal_temperature
         self.method = "base" if self.temperature == 1.0 else "lowtemp"
-
-    def reweights(self) -> bool:
-        return False
+        self.proposal = TemperedProposal(self.temperature)
+        self.target = UnweightedTarget()
 
 
 class BestOfN(TemperatureSampling):
@@ -67,15 +74,4 @@ class BestOfN(TemperatureSampling):
     def __init__(self, model: LanguageModel, n_particles: int = 8, **kwargs) -> None:
         super().__init__(model, temperature=1.0, n_particles=n_particles, **kwargs)
         self.method = "bon"
-
-    def stream(self, prompt: Sequence[int]) -> BestOfNRun:
-        """The N samples' step records; the run's ``result()`` keeps the argmax of log p."""
-        return BestOfNRun(self, prompt)
-
-
-class BestOfNRun(SMCRun):
-    """An SMC run without reweighting whose ``result().chosen`` is argmax_i log p(y_i|x)."""
-
-    def result(self) -> SMCResult:
-        result = super().result()
-        return replace(result, chosen=max(range(len(result.log_p)), key=result.log_p.__getitem__))
+        self.chooser = MaxLogP()

@@ -11,8 +11,8 @@ The copy is imported first: pytest runs in a scratch folder holding the copy and
 tests, and a guard in the scratch conftest aborts unless ``powersmc_core.__file__`` lies
 in the copy (an editable install could otherwise win).
 
-    python scripts/mutation_check.py            # all mutations, 2 at a time
-    python scripts/mutation_check.py --jobs 1 drop_catch_up
+    python tests/mutation_check.py            # all mutations, 2 at a time
+    python tests/mutation_check.py --jobs 1 drop_catch_up
 
 Prints a table mutation -> the test that caught it; exits 1 if any mutation survives,
 2 if an anchor is missing or ambiguous (or the copy is not what gets imported).
@@ -55,6 +55,9 @@ def mh(case: str) -> str:
 
 RAMPS = (smc("linear_ramp_longer_than_sequences"), smc("adaptive_ramp_longer_than_sequences"))
 RESAMPLING = tuple(smc(f"resampling_{s}") for s in ("systematic", "multinomial", "residual"))
+GREEDY = "test_greedy_is_the_argmax_path"
+BASELINES = "test_baselines_keep_uniform_weights_and_best_of_n_keeps_the_argmax"
+CHOOSER = "test_the_chosen_particle_is_drawn_by_weight"
 MH_ALL = (
     mh("prompt"),
     mh("truncation"),
@@ -67,12 +70,12 @@ MUTATIONS = (
     Mutation(
         "drop_catch_up",
         "no (alpha - alpha_T)·log p(y) on the last step",
-        "sampler.py",
+        "engine/targets.py",
         (
             (
-                "        log_inc = log_inc + (self.config.alpha - alpha_t)"
-                " * torch.where(done, self.log_p, 0.0)\n",
-                "",
+                "        return log_inc + (self.alpha - alpha_t)"
+                " * torch.where(done, after.log_p, 0.0)\n",
+                "        return log_inc\n",
             ),
         ),
         RAMPS,
@@ -80,11 +83,11 @@ MUTATIONS = (
     Mutation(
         "drop_bridging_of_finished",
         "finished particles get no (alpha_t - alpha_{t-1})·log p(y)",
-        "sampler.py",
+        "engine/targets.py",
         (
             (
-                "log_inc = local + (alpha_t - previous) * prefix_log_p",
-                "log_inc = local + (alpha_t - previous) * torch.where(active, prefix_log_p, 0.0)",
+                "log_inc = local + (alpha_t - before.alpha) * before.log_p",
+                "log_inc = local + (alpha_t - before.alpha) * torch.where(active, before.log_p, 0.0)",
             ),
         ),
         RAMPS,
@@ -92,11 +95,23 @@ MUTATIONS = (
     Mutation(
         "alpha_t_for_alpha_prev",
         "bridging factor (alpha_t - alpha_t) instead of (alpha_t - alpha_{t-1})",
-        "sampler.py",
+        "engine/targets.py",
         (
             (
-                "log_inc = local + (alpha_t - previous) * prefix_log_p",
-                "log_inc = local + (alpha_t - alpha_t) * prefix_log_p",
+                "log_inc = local + (alpha_t - before.alpha) * before.log_p",
+                "log_inc = local + (alpha_t - alpha_t) * before.log_p",
+            ),
+        ),
+        RAMPS,
+    ),
+    Mutation(
+        "drop_bridging_term",
+        "the target's bridging term (alpha_t - alpha_{t-1})·log p(y_<t) dropped altogether",
+        "engine/targets.py",
+        (
+            (
+                "log_inc = local + (alpha_t - before.alpha) * before.log_p",
+                "log_inc = local",
             ),
         ),
         RAMPS,
@@ -104,27 +119,27 @@ MUTATIONS = (
     Mutation(
         "skip_weight_reset",
         "weights kept (not reset to 1/N) after resampling",
-        "sampler.py",
-        (
-            (
-                "self.log_w = torch.where(resampled, self._uniform_log_w, self.log_w)",
-                "self.log_w = self.log_w",
-            ),
-        ),
+        "engine/state.py",
+        (("log_w=torch.where(resampled, uniform, self.log_w),", "log_w=self.log_w,"),),
         RESAMPLING,
     ),
     Mutation(
         "resample_pre_update_weights",
         "ancestors drawn from W_{t-1} instead of the updated W_t",
-        "sampler.py",
+        "engine/step.py",
         (
             (
-                "        log_inc, weights_ok = self._reweight(",
-                "        prior_log_w = self.log_w\n        log_inc, weights_ok = self._reweight(",
+                "resample(parts, weighted, t, ess, done, generator, reader)",
+                "resample(parts, weighted, t, ess, done, generator, reader, grown.log_w)",
             ),
             (
-                "self._resample_step(self.log_w, t, ess, done, host)",
-                "self._resample_step(prior_log_w, t, ess, done, host)",
+                "    reader: Reader | None,\n) -> tuple[torch.Tensor, torch.Tensor, ParticleState]:",
+                "    reader: Reader | None,\n    prior=None,\n"
+                ") -> tuple[torch.Tensor, torch.Tensor, ParticleState]:",
+            ),
+            (
+                "drawn = parts.resampler(state.log_w.exp(), generator)",
+                "drawn = parts.resampler(prior.exp(), generator)",
             ),
         ),
         RESAMPLING,
@@ -132,7 +147,7 @@ MUTATIONS = (
     Mutation(
         "drop_mh_length_term",
         "MH acceptance without log|y| - log|y'|",
-        "mh.py",
+        "samplers/mh.py",
         (
             (
                 "                    + math.log(len(path.tokens))\n"
@@ -145,11 +160,23 @@ MUTATIONS = (
     Mutation(
         "smc_proposal_scored_at_tau_1",
         "SMC weights use log q at tau = 1 while drawing at tau",
-        "sampler.py",
+        "engine/proposals.py",
         (
             (
-                "lq_token = (lp * (1.0 / tau)).to(self._wdtype) - log_mass.to(self._wdtype)",
-                "lq_token = lp.to(self._wdtype)",
+                "lq_token = (lp * (1.0 / tau)).to(wdtype) - log_mass.to(wdtype)",
+                "lq_token = lp.to(wdtype)",
+            ),
+        ),
+        (smc("prompt"), smc("non_optimal_tau"), smc("truncation")),
+    ),
+    Mutation(
+        "proposal_log_q_without_normaliser",
+        "the proposal's log q drops its normaliser log M = log sum_v p(v)^(1/tau)",
+        "engine/proposals.py",
+        (
+            (
+                "lq_token = (lp * (1.0 / tau)).to(wdtype) - log_mass.to(wdtype)",
+                "lq_token = (lp * (1.0 / tau)).to(wdtype)",
             ),
         ),
         (smc("prompt"), smc("non_optimal_tau"), smc("truncation")),
@@ -157,7 +184,7 @@ MUTATIONS = (
     Mutation(
         "proposal_mass_without_row_max",
         "log sum_v p^(1/tau) read off the running sum without adding back the row maximum",
-        "sampler.py",
+        "engine/proposals.py",
         (
             (
                 "log_mass = top.squeeze(-1).to(mass.dtype) + mass.log()",
@@ -167,9 +194,57 @@ MUTATIONS = (
         (smc("prompt"), smc("non_optimal_tau"), smc("truncation")),
     ),
     Mutation(
+        "argmax_proposal_takes_the_least_likely_token",
+        "the greedy proposal's point mass on argmin instead of argmax",
+        "engine/proposals.py",
+        (
+            (
+                "tokens = torch.argmax(logp, dim=-1)  # (N,) the first maximum",
+                "tokens = torch.argmin(logp, dim=-1)  # (N,) the first maximum",
+            ),
+        ),
+        (GREEDY,),
+    ),
+    Mutation(
+        "unweighted_target_returns_the_power_weight",
+        "the baselines' target G = 1 replaced by the power target's weight",
+        "engine/targets.py",
+        (
+            (
+                "        return torch.zeros_like(before.log_w)\n",
+                "        return PowerTarget(2.0).log_increment(before, after, draw, alpha_t, done)\n",
+            ),
+        ),
+        (BASELINES,),
+    ),
+    Mutation(
+        "weighted_chooser_ignores_the_weights",
+        "result().chosen drawn uniformly instead of by W",
+        "engine/choosers.py",
+        (
+            (
+                "torch.multinomial(weights.to(torch.float64).cpu(), 1,",
+                "torch.multinomial(torch.ones_like(weights, dtype=torch.float64).cpu(), 1,",
+            ),
+        ),
+        (CHOOSER,),
+    ),
+    Mutation(
+        "best_of_n_keeps_the_least_likely",
+        "best-of-N's chooser takes argmin log p",
+        "engine/choosers.py",
+        (
+            (
+                "return max(range(len(values)), key=values.__getitem__)",
+                "return min(range(len(values)), key=values.__getitem__)",
+            ),
+        ),
+        (BASELINES,),
+    ),
+    Mutation(
         "mh_proposal_scored_at_tau_1",
         "MH acceptance uses log q at tau = 1 while drawing at tau",
-        "mh.py",
+        "samplers/mh.py",
         (
             (
                 "log_q.append(float(logq[tok]))",
@@ -183,7 +258,7 @@ MUTATIONS = (
 GUARD = '''
 
 def pytest_sessionstart(session):
-    """Added by scripts/mutation_check.py: the mutated copy, not the tree, must be imported."""
+    """Added by tests/mutation_check.py: the mutated copy, not the tree, must be imported."""
     import powersmc_core
 
     expected = {expected!r}
