@@ -72,7 +72,10 @@ def _usage_errors() -> tuple[type[BaseException], ...]:
 # ---- parser ------------------------------------------------------------------------------
 def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prompt", "-p", help="prompt text (toy models: token names or ids)")
-    parser.add_argument("--method", choices=METHODS, default="smc", help="sampler (default smc)")
+    # The registry as it is when the parser is built (a method registered later is a choice).
+    parser.add_argument(
+        "--method", choices=list(METHODS), default="smc", help="sampler (default smc)"
+    )
     add_model_arguments(parser)
     add_backend_arguments(parser)
     add_config_arguments(parser.add_argument_group("Power-SMC settings (SMCConfig)"))
@@ -251,7 +254,7 @@ def _run(args: argparse.Namespace) -> int:
         model,
         config,
         stop=stop,
-        samples=config.n_particles,
+        n_particles=config.n_particles,
         mh_steps=args.mh_steps,
         mh_block_size=args.mh_block_size,
         stream_every=args.stream_every,
