@@ -40,6 +40,7 @@ __all__ = [
     "Sampler",
     "make_sampler",
     "method_colors",
+    "method_view",
     "register",
     "token_forwards",
     "unregister",
@@ -154,9 +155,16 @@ class _Derived(Mapping[str, Any]):
 DESCRIPTIONS: Mapping[str, str] = _Derived(lambda m: m.description)
 
 
+def method_view(
+    value: Callable[[Method], Any], extra: Mapping[str, Any] | None = None
+) -> Mapping[str, Any]:
+    """name -> ``value(method)`` for every method registered (now or later), plus ``extra``."""
+    return _Derived(value, extra)
+
+
 def method_colors(extra: Mapping[str, str] | None = None) -> Mapping[str, str]:
     """name -> chart colour for every registered method, plus ``extra`` entries."""
-    return _Derived(lambda m: m.color, extra)
+    return method_view(lambda m: m.color, extra)
 
 
 def register(method: Method) -> Method:
