@@ -63,8 +63,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="randomly initialised model of a named size (qwen2-1.5b, llama-1b, "
         "smollm2-135m, tiny): no weights needed",
     )
-    parser.add_argument("--particles", "-n", type=int, default=8, help="N (default 8)")
-    parser.add_argument("--new-tokens", "-t", type=int, default=64, help="T (default 64)")
+    parser.add_argument(
+        "--n-particles", "--particles", "-n", type=int, default=8, help="N (default 8)"
+    )
+    parser.add_argument(
+        "--max-new-tokens", "--new-tokens", "-t", type=int, default=64, help="T (default 64)"
+    )
     parser.add_argument("--repeats", "-r", type=int, default=3, help="timed runs per method")
     parser.add_argument("--alpha", type=float, default=4.0, help="power alpha (default 4)")
     parser.add_argument("--mh-steps", type=int, default=10, help="MH steps per block")
@@ -169,8 +173,8 @@ def _speed_setup(model: LanguageModel, args: argparse.Namespace, max_len: int) -
 def run_bench(args: argparse.Namespace, log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Load, time every method, and return the JSON summary (see ``REQUIRED_KEYS``)."""
     settings = BenchSettings(
-        n_particles=args.particles,
-        new_tokens=args.new_tokens,
+        n_particles=args.n_particles,
+        max_new_tokens=args.max_new_tokens,
         repeats=args.repeats,
         alpha=args.alpha,
         mh_steps=args.mh_steps,
@@ -205,16 +209,16 @@ def _run_bench(
     if text is None:
         text = "" if isinstance(model, ToyLM) else DEFAULT_PROMPT
     prompt = parse_prompt(model, text, raw=args.raw)
-    if isinstance(model, ToyLM) and len(prompt) + settings.new_tokens >= model.max_len:
+    if isinstance(model, ToyLM) and len(prompt) + settings.max_new_tokens >= model.max_len:
         raise ValueError(
-            f"{model.name} forces EOS after {model.max_len - 1} tokens: use --new-tokens "
+            f"{model.name} forces EOS after {model.max_len - 1} tokens: use --max-new-tokens "
             f"<= {model.max_len - 1 - len(prompt)} with this prompt"
         )
     backend, backend_reason = backend_of(model)
     if backend == "llamacpp" and args.reference_module:
         raise ValueError("--reference-module runs the transformers model: use --backend torch")
     plain = model
-    model = _speed_setup(plain, args, max_len=len(prompt) + settings.new_tokens + 1)
+    model = _speed_setup(plain, args, max_len=len(prompt) + settings.max_new_tokens + 1)
     reference = (
         reference_method(reference_module, plain, prompt, settings)
         if reference_module is not None
@@ -243,7 +247,7 @@ def _run_bench(
             model.device,
             progress=log,
             clock=clock,
-            warmup_tokens=settings.new_tokens if accelerated else None,
+            warmup_tokens=settings.max_new_tokens if accelerated else None,
         )
     for name in ("reference", "generate", "generate1"):  # they call the transformers model
         inside.pop(name, None)  # directly: not clocked

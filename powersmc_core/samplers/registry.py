@@ -68,7 +68,8 @@ class Sampler(Protocol):
 
 
 class Builder(Protocol):
-    """``(model, config, *, stop, n_particles, mh_steps, mh_block_size, stream_every) -> Sampler``."""
+    """``(model, config, *, stop, n_particles, mh_steps, mh_block_size, stream_every,
+    track_text) -> Sampler``: a fresh sampler (see ``make_sampler`` for each argument)."""
 
     def __call__(
         self,
@@ -80,6 +81,7 @@ class Builder(Protocol):
         mh_steps: int,
         mh_block_size: int | None,
         stream_every: int,
+        track_text: bool,
     ) -> Sampler: ...
 
 
@@ -97,6 +99,9 @@ class Method:
 
     ``fields`` are the ``EvalSettings`` fields the method reads (its config hash covers
     these only); ``cost`` is its compute accounting, token forwards of one run.
+    ``batches``: its records can be batched (``stream_every`` > 1); ``static_cache``: it
+    decodes one growing batch, so a static KV cache serves it (MH restarts from new
+    prefixes and does not); ``bench``: the latency bench times it by default.
     """
 
     name: str
@@ -105,6 +110,9 @@ class Method:
     fields: tuple[str, ...]
     color: str
     cost: Callable[[SMCResult], int] = token_forwards
+    batches: bool = True
+    static_cache: bool = True
+    bench: bool = True
 
 
 _REGISTRY: dict[str, Method] = {}
@@ -194,17 +202,27 @@ def make_sampler(
     mh_steps: int = 10,
     mh_block_size: int | None = None,
     stream_every: int = 1,
+    track_text: bool = True,
 ) -> Sampler:
     """A fresh sampler (stop rules are stateful) with ``run`` and ``stream``.
 
     ``config`` supplies alpha, N (smc, bon), length, seed and the proposal temperature
     (greedy reads the length only); ``n_particles`` is how many independent sequences
     ``base`` / ``lowtemp`` draw;
-    ``stream_every`` batches the particle samplers' records (see ``PowerSMC``).
+    ``stream_every`` batches the particle samplers' records (see ``PowerSMC``);
+    ``track_text=False`` skips decoding the particles' text (the bench; a stop rule
+    needs the text and keeps it on).
     """
     if method not in _REGISTRY:
         raise ValueError(f"unknown method {method!r}; choose from {list(_REGISTRY)}")
-    return _REGISTRY[method].build(
+    spec = _REGISTRY[method]
+    if stream_every != 1 and not spec.batches:
+        batching = [name for name, m in _REGISTRY.items() if m.batches]
+        raise ValueError(
+            f"stream_every={stream_every} applies to the particle samplers "
+            f"({', '.join(batching)}); {method.upper()} streams one record per {method.upper()} step"
+        )
+    return spec.build(
         model,
         config,
         stop=stop,
@@ -212,6 +230,7 @@ def make_sampler(
         mh_steps=mh_steps,
         mh_block_size=mh_block_size,
         stream_every=stream_every,
+        track_text=track_text,
     )
 
 
@@ -226,6 +245,7 @@ def _temperature(kind: str) -> Builder:
         mh_steps: int,
         mh_block_size: int | None,
         stream_every: int,
+        track_text: bool,
     ) -> Sampler:
         temperature = 1.0 if kind == "base" else 1.0 / config.alpha
         return TemperatureSampling(
@@ -235,6 +255,7 @@ def _temperature(kind: str) -> Builder:
             max_new_tokens=config.max_new_tokens,
             seed=config.seed,
             stop=stop,
+            track_text=track_text,
             stream_every=stream_every,
         )
 
@@ -242,9 +263,15 @@ def _temperature(kind: str) -> Builder:
 
 
 def _smc(
-    model: LanguageModel, config: SMCConfig, *, stop: StopRule | None, stream_every: int, **_: Any
+    model: LanguageModel,
+    config: SMCConfig,
+    *,
+    stop: StopRule | None,
+    stream_every: int,
+    track_text: bool,
+    **_: Any,
 ) -> Sampler:
-    return PowerSMC(model, config, stop=stop, stream_every=stream_every)
+    return PowerSMC(model, config, stop=stop, track_text=track_text, stream_every=stream_every)
 
 
 def _mh(
@@ -257,11 +284,6 @@ def _mh(
     stream_every: int,
     **_: Any,
 ) -> Sampler:
-    if stream_every != 1:
-        raise ValueError(
-            f"stream_every={stream_every} applies to the particle samplers "
-            "(smc, base, lowtemp, bon, greedy); MH streams one record per MH step"
-        )
     return MHPowerSampler(
         model,
         alpha=config.alpha,
@@ -275,7 +297,13 @@ def _mh(
 
 
 def _bon(
-    model: LanguageModel, config: SMCConfig, *, stop: StopRule | None, stream_every: int, **_: Any
+    model: LanguageModel,
+    config: SMCConfig,
+    *,
+    stop: StopRule | None,
+    stream_every: int,
+    track_text: bool,
+    **_: Any,
 ) -> Sampler:
     return BestOfN(
         model,
@@ -283,15 +311,26 @@ def _bon(
         max_new_tokens=config.max_new_tokens,
         seed=config.seed,
         stop=stop,
+        track_text=track_text,
         stream_every=stream_every,
     )
 
 
 def _greedy(
-    model: LanguageModel, config: SMCConfig, *, stop: StopRule | None, stream_every: int, **_: Any
+    model: LanguageModel,
+    config: SMCConfig,
+    *,
+    stop: StopRule | None,
+    stream_every: int,
+    track_text: bool,
+    **_: Any,
 ) -> Sampler:
     return GreedyDecoding(
-        model, max_new_tokens=config.max_new_tokens, stop=stop, stream_every=stream_every
+        model,
+        max_new_tokens=config.max_new_tokens,
+        stop=stop,
+        track_text=track_text,
+        stream_every=stream_every,
     )
 
 
@@ -310,6 +349,7 @@ for _method in (
         _temperature("lowtemp"),
         ("alpha", "max_new_tokens", "seed"),
         "#1f77b4",
+        bench=False,  # the cost of base: the bench times base
     ),
     Method(
         "smc",
@@ -324,6 +364,8 @@ for _method in (
         _mh,
         ("alpha", "mh_steps", "mh_block_size", "max_new_tokens", "seed"),
         "#2ca02c",
+        batches=False,
+        static_cache=False,
     ),
     Method(
         "bon",
@@ -331,6 +373,7 @@ for _method in (
         _bon,
         ("n_particles", "max_new_tokens", "seed"),
         "#9467bd",
+        bench=False,  # N plain samples in one batch: the bench's limit row
     ),
     Method(
         "greedy",
@@ -338,6 +381,7 @@ for _method in (
         _greedy,
         ("max_new_tokens",),
         "#8c564b",
+        bench=False,  # the cost of base
     ),
 ):
     register(_method)
