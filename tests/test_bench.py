@@ -73,7 +73,9 @@ def test_every_method_decodes_exactly_t_tokens_without_eos():
     tokens = decode_limit(model, [], n_particles=5, max_new_tokens=7, seed=2)
     assert tokens.shape == (5, 7)
     assert not torch.any(tokens == toy.eos_token_id)
-    torch.testing.assert_close(tokens, decode_limit(model, [], n_particles=5, max_new_tokens=7, seed=2))
+    torch.testing.assert_close(
+        tokens, decode_limit(model, [], n_particles=5, max_new_tokens=7, seed=2)
+    )
     result = PowerSMC(model, SMCConfig(n_particles=6, max_new_tokens=7), track_text=False).run([])
     assert result.n_steps == 7
     assert all(len(c) == 7 for c in result.completions)
