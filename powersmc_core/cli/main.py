@@ -266,7 +266,7 @@ def _run(args: argparse.Namespace) -> int:
     )
     records, result = _decode(sampler, prompt, total, args.quiet)
 
-    tokens = int((result.extras or {}).get("token_forwards", result.n_steps))
+    tokens = METHODS[args.method].cost(result)  # token forwards, the registry's accounting
     elapsed = max(result.elapsed, 1e-9)
     timing = {
         "elapsed_s": result.elapsed,

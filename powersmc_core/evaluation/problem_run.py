@@ -239,7 +239,7 @@ def run_one(
         # log p includes EOS when emitted; per token divides by the visible tokens (>= 1).
         "log_p_per_token": log_p / max(tokens, 1),
         "latency_s": latency,
-        "token_forwards": int(extras.get("token_forwards", -1)),
+        "token_forwards": METHODS[method].cost(result),  # the registry's compute accounting
         "n_resamples": int(result.n_resamples),
         "ess_min": float(result.ess_min) if method == "smc" else math.nan,
         "mh_acceptance": float(extras.get("acceptance_rate", math.nan)),
