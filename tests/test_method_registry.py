@@ -157,6 +157,8 @@ def test_a_new_method_is_a_bench_row(tempered2, tmp_path, capsys):
     data = json.loads(path.read_text())
     assert list(data["times_s"]) == ["base", "limit", "smc", NAME]
     assert data["times_s"][NAME][0] > 0 and data["new_tokens"] == 3
+    assert main([*argv, "--skip", NAME, "--quiet", "--json", str(path)]) == 0
+    assert NAME not in json.loads(path.read_text())["times_s"]
 
 
 def test_a_new_method_runs_through_the_evaluation(tempered2, tmp_path, capsys):

@@ -39,6 +39,7 @@ from powersmc_core.cli.args import (
 from powersmc_core.models.backends import backend_of
 from powersmc_core.models.base import LanguageModel
 from powersmc_core.models.toy import ToyLM
+from powersmc_core.samplers.registry import METHODS
 
 __all__ = ["add_arguments", "main", "parse_variant", "run_bench"]
 
@@ -127,8 +128,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--skip",
         action="append",
         default=[],
-        choices=("mh", "generate"),
-        help="skip a method (repeatable): mh, generate (both generate rows)",
+        # Read when the parser is built: a method registered later can be skipped too.
+        choices=(*[m for m, spec in METHODS.items() if spec.bench and m != "base"], "generate"),
+        help="skip a method (repeatable): a registry row such as mh or smc, or generate "
+        "(both generate rows)",
     )
     parser.add_argument(
         "--reference-module",
