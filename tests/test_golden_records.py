@@ -58,11 +58,10 @@ def _canonical(value: Any) -> Any:
 
 def run_case(model_name: str, method: str, settings: dict[str, Any]) -> dict[str, Any]:
     from powersmc_core.engine.config import SMCConfig
-    from powersmc_core.samplers.registry import make_sampler
-    from powersmc_core.models.prompts import encode_prompt
     from powersmc_core.engine.stopping import make_stop_rule
-
     from powersmc_core.models import load_model
+    from powersmc_core.models.prompts import encode_prompt
+    from powersmc_core.samplers.registry import make_sampler
 
     model = load_model(model_name, device="cpu", dtype="float32")
     fields = {k: v for k, v in settings.items() if k not in _EXTRAS}
