@@ -1,7 +1,7 @@
 """Method comparison: one prompt through every sampler, and a graded task set.
 
 ``compare_runs`` runs plain decoding, low temperature, Power-SMC, MH and best-of-N on
-the same prompt (one ``methods.make_sampler`` each) and yields each result with its
+the same prompt (one ``registry.make_sampler`` each) and yields each result with its
 wall time; ``comparison_frame`` turns them into the Compare table. Pages never call
 ``compare_runs``: ``explorer.gate`` does, inside a queue slot, with clamped settings.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import pandas as pd
@@ -21,7 +21,7 @@ from powersmc_core.engine.records import SMCResult
 from powersmc_core.engine.stopping import StopRule
 from powersmc_core.models.base import LanguageModel
 from powersmc_core.models.toy import ToyLM
-from powersmc_core.samplers.registry import DESCRIPTIONS, METHODS, make_sampler
+from powersmc_core.samplers.registry import DESCRIPTIONS, make_sampler
 
 __all__ = [
     "COMPARE_METHODS",
@@ -31,8 +31,9 @@ __all__ = [
 ]
 
 
-# The library's one method registry, names and descriptions alike (base, lowtemp, smc, mh, bon).
-COMPARE_METHODS: dict[str, str] = {name: DESCRIPTIONS[name] for name in METHODS}
+# The library's one method registry, names and descriptions alike: a live view, so a
+# method registered later (``registry.register``) is on the Compare list too.
+COMPARE_METHODS: Mapping[str, str] = DESCRIPTIONS
 
 
 def compare_runs(

@@ -135,7 +135,7 @@ def test_compare_backends_without_llamacpp_names_make_fast(capsys, llamacpp_miss
 # ---- eval --------------------------------------------------------------------------------
 def test_eval_rows_record_the_backend():
     problems = load_task("toy", 2)
-    settings = EvalSettings(alpha=4.0, particles=4, max_new_tokens=3)
+    settings = EvalSettings(alpha=4.0, n_particles=4, max_new_tokens=3)
     jobs = plan_jobs(problems, ["smc"], [settings], "toy-trap")
     for options in ({}, {"backend": "auto"}, {"backend": "torch", "threads": 1}):
         rows = list(

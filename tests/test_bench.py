@@ -70,10 +70,12 @@ def test_suppress_eos_in_start_and_advance_without_mutating_the_input():
 def test_every_method_decodes_exactly_t_tokens_without_eos():
     toy = ToyLM.random(vocab_size=4, max_len=8, seed=0)
     model = SuppressEOS(toy)
-    tokens = decode_limit(model, [], n=5, new_tokens=7, seed=2)
+    tokens = decode_limit(model, [], n_particles=5, max_new_tokens=7, seed=2)
     assert tokens.shape == (5, 7)
     assert not torch.any(tokens == toy.eos_token_id)
-    torch.testing.assert_close(tokens, decode_limit(model, [], n=5, new_tokens=7, seed=2))
+    torch.testing.assert_close(
+        tokens, decode_limit(model, [], n_particles=5, max_new_tokens=7, seed=2)
+    )
     result = PowerSMC(model, SMCConfig(n_particles=6, max_new_tokens=7), track_text=False).run([])
     assert result.n_steps == 7
     assert all(len(c) == 7 for c in result.completions)
@@ -82,7 +84,7 @@ def test_every_method_decodes_exactly_t_tokens_without_eos():
 def test_timed_clocks_only_model_calls():
     clock = Clock()
     model = Timed(ToyLM.trap(), clock)
-    decode_limit(model, [], n=2, new_tokens=2)
+    decode_limit(model, [], n_particles=2, max_new_tokens=2)
     assert clock.seconds > 0
     assert model.token_names == ToyLM.trap().token_names
 
@@ -96,7 +98,7 @@ def test_summary_medians_and_ratios():
         "mh": [30.0, 10.0, 20.0],
     }
     inside = {"limit": [3.5, 4.5, 5.5], "smc": [4.0, 4.5, 6.0]}
-    settings = BenchSettings(n_particles=8, new_tokens=10, repeats=3)
+    settings = BenchSettings(n_particles=8, max_new_tokens=10, repeats=3)
     s = summarise(times, settings, {"device": "cpu", "model": "m"}, inside)
     assert set(REQUIRED_KEYS) <= set(s)
     assert (s["base_s"], s["limit_s"], s["smc_s"], s["mh_s"]) == (2.0, 5.0, 5.5, 20.0)
@@ -125,7 +127,7 @@ def test_bench_rows_use_the_registry_names():
 def test_time_methods_interleaves_and_repeats():
     calls = []
     methods = {name: (lambda t, seed, name=name: calls.append((name, t, seed))) for name in "abc"}
-    settings = BenchSettings(new_tokens=9, repeats=3, seed=10)
+    settings = BenchSettings(max_new_tokens=9, repeats=3, seed=10)
     times, inside = time_methods(methods, settings, torch.device("cpu"))
     warmup, timed = calls[:3], calls[3:]
     assert warmup == [("a", 4, 10), ("b", 4, 10), ("c", 4, 10)]
@@ -136,7 +138,7 @@ def test_time_methods_interleaves_and_repeats():
     assert inside == {}
     calls.clear()
     time_methods(
-        methods, BenchSettings(new_tokens=9, repeats=1), torch.device("cpu"), warmup_tokens=9
+        methods, BenchSettings(max_new_tokens=9, repeats=1), torch.device("cpu"), warmup_tokens=9
     )
     assert calls[:3] == [("a", 9, 0), ("b", 9, 0), ("c", 9, 0)]  # full-length warm-up
 
@@ -272,7 +274,7 @@ def test_smc_variants_decode_what_their_settings_say():
     from powersmc_core.models.loading import random_init_model
 
     model = SuppressEOS(random_init_model("tiny", device="cpu"))
-    settings = BenchSettings(n_particles=4, new_tokens=6, smc_variants=((1, 3), (3, 1)))
+    settings = BenchSettings(n_particles=4, max_new_tokens=6, smc_variants=((1, 3), (3, 1)))
     methods = make_methods(model, [1, 2, 3], settings)
     main_row, batched, blocked = (methods[m](6, 5) for m in ("smc", "smc_b1_k3", "smc_b3_k1"))
     # Records do not depend on stream_every; the block size changes when resampling draws
@@ -347,7 +349,7 @@ def test_bench_reference_module_is_called_with_matching_settings(capsys, tmp_pat
 @pytest.mark.parametrize(
     ("argv", "needle"),
     [
-        (["--model", "toy-random:4,4,0", "--new-tokens", "5"], "--new-tokens <= 3"),
+        (["--model", "toy-random:4,4,0", "--new-tokens", "5"], "--max-new-tokens <= 3"),
         (["--particles", "0"], "n_particles"),
         (["--static-cache", "on"], "transformers model"),
         (["--compile"], "static KV cache, which is auto, and cpu is not CUDA"),
@@ -454,7 +456,7 @@ def test_compare_backends_reports_both_backends_and_the_ratios(capsys, tmp_path)
 
 
 def test_compare_summary_ratios_from_given_times():
-    settings = BenchSettings(n_particles=2, new_tokens=4, repeats=3)
+    settings = BenchSettings(n_particles=2, max_new_tokens=4, repeats=3)
     times = {
         "limit_torch": [4.0, 2.0, 3.0],
         "smc_torch": [3.2, 3.0, 9.0],

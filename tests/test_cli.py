@@ -511,7 +511,7 @@ def test_run_gives_the_samplers_own_result_for_the_same_seed(capsys, tmp_path, m
     data = json.loads(path.read_text())
     args = build_parser().parse_args(["run", *argv])
     sampler = make_sampler(
-        method, ToyLM.trap(), config_from_args(args), samples=6, mh_steps=2, mh_block_size=None
+        method, ToyLM.trap(), config_from_args(args), n_particles=6, mh_steps=2, mh_block_size=None
     )
     expected = sampler.run([])
     assert data["chosen"] == expected.chosen

@@ -19,7 +19,7 @@ from powersmc_core.evaluation.runner import COLUMNS, KEY, ResultStore
 from powersmc_core.evaluation.summary import summary_table
 from powersmc_core.evaluation.tasks import arithmetic_problems, toy_problems
 
-SETTINGS = EvalSettings(alpha=4.0, particles=8, max_new_tokens=4, mh_steps=2, seed=5)
+SETTINGS = EvalSettings(alpha=4.0, n_particles=8, max_new_tokens=4, mh_steps=2, seed=5)
 # Columns that must agree between runs of the same jobs (latency is wall-clock).
 STABLE = [c for c in COLUMNS if c != "latency_s"]
 

@@ -80,7 +80,7 @@ def run_case(model_name: str, method: str, settings: dict[str, Any]) -> dict[str
         model,
         config,
         stop=stop,
-        samples=3,
+        n_particles=3,
         mh_steps=2,
         mh_block_size=2,
         stream_every=settings.get("every", 1),

@@ -157,6 +157,6 @@ def test_the_registry_builds_greedy_from_the_config_length():
     assert "greedy" in METHODS and set(DESCRIPTIONS) == set(METHODS)
     model = ToyLM.random(5, 7, seed=3, sharpness=0.7)
     config = SMCConfig(alpha=4.0, n_particles=16, max_new_tokens=4, seed=9)
-    sampler = make_sampler("greedy", model, config, samples=5)
+    sampler = make_sampler("greedy", model, config, n_particles=5)
     assert isinstance(sampler, GreedyDecoding) and sampler.method == "greedy"
     assert same(sampler.run([]), argmax_loop(model, [], 4))

@@ -3,10 +3,11 @@
 ``python -m powersmc_core bench`` times, in one process, on the same model, prompt
 and number of new tokens T (EOS suppressed, so every method decodes exactly T):
 
-1. base      — method ``base`` with one sample: one sequence, plain ancestral
-               decoding (the everyday cost);
-2. limit     — N sequences in one batch and nothing else: start + T × (sample,
-               advance). The physical floor for N particles on this backend;
+1. base      — the registry's method ``base`` with one sample (``TemperatureSampling``
+               at T = 1): one sequence, plain ancestral decoding (the everyday cost);
+2. limit     — the bench's bare decode loop: N sequences in one batch and nothing
+               else, start + T × (sample, advance). The physical floor for N
+               particles on this backend;
 3. smc       — ``PowerSMC`` with N particles, records consumed (the honest cost);
 4. mh        — MH power sampling with the Karan & Du defaults (alpha 4, block
                size T/16, 10 MH steps per block), batch 1 on the same backend;
@@ -16,6 +17,10 @@ and number of new tokens T (EOS suppressed, so every method decodes exactly T):
                (and one), ``min_new_tokens = T`` banning EOS, with the static cache
                (compiled by transformers on CUDA) whenever ours is static: what the
                library itself reaches, for comparison (transformers models only).
+
+Rows base, smc and mh (and any method registered with ``bench=True``) are built by
+the one method registry (``samplers.registry``); limit and the ``--smc-variant`` rows
+are the bench's own.
 
 On accelerators the SMC's records are read back every ``--stream-every`` steps
 (default 16 there, 1 on CPU): no host synchronisation per token in between.

@@ -108,7 +108,7 @@ def summarise_comparison(
 ) -> dict[str, Any]:
     """Medians by workload and backend, per-step ms, and the two headline ratios."""
     median = {name: statistics.median(values) for name, values in times.items()}
-    steps = settings.new_tokens
+    steps = settings.max_new_tokens
 
     def by_backend(workload: str, scale: float) -> dict[str, float]:
         return {b: scale * median[f"{workload}_{b}"] for b in COMPARED}

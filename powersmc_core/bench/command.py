@@ -39,6 +39,7 @@ from powersmc_core.cli.args import (
 from powersmc_core.models.backends import backend_of
 from powersmc_core.models.base import LanguageModel
 from powersmc_core.models.toy import ToyLM
+from powersmc_core.samplers.registry import METHODS
 
 __all__ = ["add_arguments", "main", "parse_variant", "run_bench"]
 
@@ -63,8 +64,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="randomly initialised model of a named size (qwen2-1.5b, llama-1b, "
         "smollm2-135m, tiny): no weights needed",
     )
-    parser.add_argument("--particles", "-n", type=int, default=8, help="N (default 8)")
-    parser.add_argument("--new-tokens", "-t", type=int, default=64, help="T (default 64)")
+    parser.add_argument(
+        "--n-particles", "--particles", "-n", type=int, default=8, help="N (default 8)"
+    )
+    parser.add_argument(
+        "--max-new-tokens", "--new-tokens", "-t", type=int, default=64, help="T (default 64)"
+    )
     parser.add_argument("--repeats", "-r", type=int, default=3, help="timed runs per method")
     parser.add_argument("--alpha", type=float, default=4.0, help="power alpha (default 4)")
     parser.add_argument("--mh-steps", type=int, default=10, help="MH steps per block")
@@ -123,8 +128,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--skip",
         action="append",
         default=[],
-        choices=("mh", "generate"),
-        help="skip a method (repeatable): mh, generate (both generate rows)",
+        # Read when the parser is built: a method registered later can be skipped too.
+        choices=(*[m for m, spec in METHODS.items() if spec.bench and m != "base"], "generate"),
+        help="skip a method (repeatable): a registry row such as mh or smc, or generate "
+        "(both generate rows)",
     )
     parser.add_argument(
         "--reference-module",
@@ -169,8 +176,8 @@ def _speed_setup(model: LanguageModel, args: argparse.Namespace, max_len: int) -
 def run_bench(args: argparse.Namespace, log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Load, time every method, and return the JSON summary (see ``REQUIRED_KEYS``)."""
     settings = BenchSettings(
-        n_particles=args.particles,
-        new_tokens=args.new_tokens,
+        n_particles=args.n_particles,
+        max_new_tokens=args.max_new_tokens,
         repeats=args.repeats,
         alpha=args.alpha,
         mh_steps=args.mh_steps,
@@ -205,16 +212,16 @@ def _run_bench(
     if text is None:
         text = "" if isinstance(model, ToyLM) else DEFAULT_PROMPT
     prompt = parse_prompt(model, text, raw=args.raw)
-    if isinstance(model, ToyLM) and len(prompt) + settings.new_tokens >= model.max_len:
+    if isinstance(model, ToyLM) and len(prompt) + settings.max_new_tokens >= model.max_len:
         raise ValueError(
-            f"{model.name} forces EOS after {model.max_len - 1} tokens: use --new-tokens "
+            f"{model.name} forces EOS after {model.max_len - 1} tokens: use --max-new-tokens "
             f"<= {model.max_len - 1 - len(prompt)} with this prompt"
         )
     backend, backend_reason = backend_of(model)
     if backend == "llamacpp" and args.reference_module:
         raise ValueError("--reference-module runs the transformers model: use --backend torch")
     plain = model
-    model = _speed_setup(plain, args, max_len=len(prompt) + settings.new_tokens + 1)
+    model = _speed_setup(plain, args, max_len=len(prompt) + settings.max_new_tokens + 1)
     reference = (
         reference_method(reference_module, plain, prompt, settings)
         if reference_module is not None
@@ -243,7 +250,7 @@ def _run_bench(
             model.device,
             progress=log,
             clock=clock,
-            warmup_tokens=settings.new_tokens if accelerated else None,
+            warmup_tokens=settings.max_new_tokens if accelerated else None,
         )
     for name in ("reference", "generate", "generate1"):  # they call the transformers model
         inside.pop(name, None)  # directly: not clocked

@@ -7,7 +7,7 @@ the JSON whose keys ``REQUIRED_KEYS`` lists; ``format_table`` prints it.
 from __future__ import annotations
 
 import statistics
-from dataclasses import dataclass
+from dataclasses import InitVar, dataclass
 from typing import Any
 
 from powersmc_core.engine.config import SMCConfig
@@ -23,7 +23,9 @@ __all__ = [
     "variant_name",
 ]
 
-METHODS = ("base", "limit", "smc", "mh")  # row "base": the registry's method base, one sample
+# Rows with their own documented keys ({row}_s): registry methods base (one sample, T = 1),
+# smc and mh, and the bare decode loop limit. Every row timed is in times_s.
+METHODS = ("base", "limit", "smc", "mh")
 DEFAULT_PROMPT = "Explain in a few sentences why the sky is blue."
 REQUIRED_KEYS = (
     "base_s",
@@ -46,20 +48,24 @@ class BenchSettings:
     """One benchmark configuration (everything the JSON needs to be reproduced)."""
 
     n_particles: int = 8
-    new_tokens: int = 64
+    max_new_tokens: int = 64
     repeats: int = 3
     alpha: float = 4.0
     mh_steps: int = 10
-    mh_block_size: int | None = None  # None: max(1, new_tokens // 16) (Karan & Du)
+    mh_block_size: int | None = None  # None: max(1, max_new_tokens // 16) (Karan & Du)
     warmup: bool = True
     seed: int = 0
     stream_every: int = 1
     smc_block_size: int = 1  # SMC considers resampling every this many steps
     # More SMC rows, timed side by side: (block_size, stream_every) each, named smc_b{B}_k{K}.
     smc_variants: tuple[tuple[int, int], ...] = ()
+    # The old name of ``max_new_tokens``, accepted by keyword only for existing callers.
+    new_tokens: InitVar[int | None] = None
 
-    def __post_init__(self) -> None:
-        checks = (("n_particles", 1), ("new_tokens", 1), ("repeats", 1), ("mh_steps", 0))
+    def __post_init__(self, new_tokens: int | None) -> None:
+        if new_tokens is not None:
+            object.__setattr__(self, "max_new_tokens", new_tokens)
+        checks = (("n_particles", 1), ("max_new_tokens", 1), ("repeats", 1), ("mh_steps", 0))
         for name, low in (*checks, ("stream_every", 1), ("smc_block_size", 1)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
@@ -77,7 +83,7 @@ class BenchSettings:
 
     @property
     def block_size(self) -> int:
-        return self.mh_block_size or max(1, self.new_tokens // 16)
+        return self.mh_block_size or max(1, self.max_new_tokens // 16)
 
 
 @dataclass(frozen=True)
@@ -117,7 +123,7 @@ def summarise(
     whatever the (noisy) forward passes cost — the noise-robust form of smc_over_limit − 1.
     """
     medians = {m: statistics.median(ts) for m, ts in times.items() if ts}
-    t = settings.new_tokens
+    t = settings.max_new_tokens
     outside = {
         m: 1000.0 * statistics.median(a - b for a, b in zip(times[m], ins, strict=True)) / t
         for m, ins in (inside or {}).items()
@@ -159,7 +165,7 @@ def summarise(
         "base_ms_per_step": _per_step_ms(base, t),
         "limit_ms_per_step": _per_step_ms(limit, t),
         "n_particles": settings.n_particles,
-        "new_tokens": settings.new_tokens,
+        "new_tokens": settings.max_new_tokens,  # the documented JSON key
         "repeats": settings.repeats,
         "alpha": settings.alpha,
         "mh_steps": settings.mh_steps,

@@ -1,7 +1,8 @@
-"""The timed methods: name -> fn(new_tokens, seed), and the loop that times them.
+"""The timed methods: name -> fn(max_new_tokens, seed), and the loop that times them.
 
-``make_methods`` builds base, limit, smc (and its ``--smc-variant`` rows) and mh
-over one EOS-suppressed model; ``reference_method`` and ``generate_method`` add the
+``make_methods`` builds the registry's rows (base, smc, mh and any later method with
+``bench=True``), the bare decode loop ``limit`` and the ``--smc-variant`` rows over one
+EOS-suppressed model; ``reference_method`` and ``generate_method`` add the
 public reference implementation and Hugging Face ``generate``. ``time_methods`` runs
 each ``repeats`` times, rotating the order every repeat, and reports seconds.
 """
@@ -22,7 +23,7 @@ from powersmc_core.bench.wrappers import Clock, decode_limit, synchronise
 from powersmc_core.engine.config import SMCConfig
 from powersmc_core.engine.run import PowerSMC
 from powersmc_core.models.base import LanguageModel
-from powersmc_core.samplers.baselines import MHPowerSampler
+from powersmc_core.samplers.registry import METHODS, make_sampler
 
 __all__ = [
     "generate_method",
@@ -40,15 +41,45 @@ def make_methods(
     reference: Callable[[int, int], Any] | None = None,
     single: LanguageModel | None = None,
 ) -> dict[str, Callable[[int, int], Any]]:
-    """name -> fn(new_tokens, seed); both models must already suppress EOS.
+    """name -> fn(max_new_tokens, seed); both models must already suppress EOS.
 
-    ``model`` serves base (at batch 1), limit and smc: one fast path for all
-    three. ``single`` (default: the same) serves MH, which on CUDA uses the plain
-    dynamic cache: it restarts from a new prefix on every proposal, which a static
-    cache cannot reuse.
+    The method rows are the registry's samplers (``samplers.registry.METHODS``, those with
+    ``bench=True``: base at one sample, smc, mh and any method registered later), built
+    as ``make_sampler`` builds them, without text tracking. The bench's own rows: the bare
+    decode loop ``limit`` and the ``--smc-variant`` rows. ``model`` serves the methods
+    that decode one growing batch (a static cache fits them) and limit; ``single``
+    (default: the same) serves those that restart from new prefixes (MH, which on CUDA
+    uses the plain dynamic cache a static one cannot give).
     """
     n, alpha = settings.n_particles, settings.alpha
     single = model if single is None else single
+
+    def registry_row(name: str) -> Callable[[int, int], Any]:
+        spec = METHODS[name]
+
+        def run(t: int, seed: int) -> Any:
+            # The MH block: the settings' own at the full length, else T/16 (Karan & Du).
+            block = settings.block_size if t == settings.max_new_tokens else max(1, t // 16)
+            config = SMCConfig(
+                alpha=alpha,
+                n_particles=n,
+                max_new_tokens=t,
+                seed=seed,
+                block_size=settings.smc_block_size,
+            )
+            sampler = make_sampler(
+                name,
+                model if spec.static_cache else single,
+                config,
+                n_particles=1,  # base: one sample, the everyday cost
+                mh_steps=settings.mh_steps,
+                mh_block_size=block,
+                stream_every=settings.stream_every if spec.batches else 1,
+                track_text=False,
+            )
+            return sampler.run(prompt)
+
+        return run
 
     def smc_with(block: int, every: int) -> Callable[[int, int], Any]:
         def smc(t: int, seed: int) -> Any:
@@ -59,31 +90,16 @@ def make_methods(
 
         return smc
 
-    def base(t: int, seed: int) -> Any:
-        # Method base with one sample (ancestral decoding at T = 1), by the bare loop.
-        return decode_limit(model, prompt, 1, t, seed)
-
     def limit(t: int, seed: int) -> Any:
         return decode_limit(model, prompt, n, t, seed)
 
-    def mh(t: int, seed: int) -> Any:
-        block = settings.block_size if t == settings.new_tokens else max(1, t // 16)
-        sampler = MHPowerSampler(
-            single,
-            alpha=alpha,
-            max_new_tokens=t,
-            block_size=block,
-            mh_steps=settings.mh_steps,
-            seed=seed,
-        )
-        return sampler.run(prompt)
-
-    methods: dict[str, Callable[[int, int], Any]] = {
-        "base": base,
-        "limit": limit,
-        "smc": smc_with(settings.smc_block_size, settings.stream_every),
-        "mh": mh,
-    }
+    names = [name for name, spec in METHODS.items() if spec.bench]
+    methods: dict[str, Callable[[int, int], Any]] = {}
+    for name in names[:1]:  # the first row (base) leads, then limit, as the table reads
+        methods[name] = registry_row(name)
+    methods["limit"] = limit
+    for name in names[1:]:
+        methods[name] = registry_row(name)
     for block, every in settings.smc_variants:
         methods[variant_name(block, every)] = smc_with(block, every)
     if reference is not None:
@@ -109,7 +125,7 @@ def time_methods(
     names = list(methods)
     if settings.warmup:
         # One untimed pass each: lazy initialisation, allocator growth, compilation.
-        tokens = warmup_tokens or min(settings.new_tokens, 4)
+        tokens = warmup_tokens or min(settings.max_new_tokens, 4)
         for name in names:
             if progress is not None:
                 progress(f"warm-up: {name}")
@@ -126,7 +142,7 @@ def time_methods(
                 clock.seconds = 0.0
             synchronise(device)
             start = time.perf_counter()
-            methods[name](settings.new_tokens, settings.seed + r)
+            methods[name](settings.max_new_tokens, settings.seed + r)
             synchronise(device)
             times[name].append(time.perf_counter() - start)
             if clock is not None:
@@ -187,9 +203,9 @@ def reference_method(
 
 
 def generate_method(
-    model: LanguageModel, prompt: Sequence[int], n: int, static: bool
+    model: LanguageModel, prompt: Sequence[int], n_particles: int, static: bool
 ) -> Callable[[int, int], Any]:
-    """Hugging Face ``generate`` drawing n sequences of exactly T tokens (EOS banned).
+    """Hugging Face ``generate`` drawing n_particles sequences of exactly T tokens (EOS banned).
 
     Plain ancestral sampling (temperature 1, no top-k/top-p), like ``limit``; with
     ``static`` the library's static cache, which transformers compiles on CUDA.
@@ -197,7 +213,7 @@ def generate_method(
     hf_model = getattr(model, "model", None)
     if hf_model is None or not hasattr(hf_model, "generate"):
         raise ValueError("generate needs a transformers model (not a toy model)")
-    input_ids = torch.tensor([list(prompt)] * n, dtype=torch.long, device=model.device)
+    input_ids = torch.tensor([list(prompt)] * n_particles, dtype=torch.long, device=model.device)
     options: dict[str, Any] = dict(
         input_ids=input_ids,
         attention_mask=torch.ones_like(input_ids),

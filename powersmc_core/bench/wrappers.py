@@ -129,7 +129,11 @@ class Timed(_Wrapper):
 
 
 def decode_limit(
-    model: LanguageModel, prompt: Sequence[int], n: int, new_tokens: int, seed: int = 0
+    model: LanguageModel,
+    prompt: Sequence[int],
+    n_particles: int,
+    max_new_tokens: int,
+    seed: int = 0,
 ) -> torch.Tensor:
     """N sequences in one batch with nothing else: start, then T × (sample, advance).
 
@@ -137,6 +141,7 @@ def decode_limit(
     with none of its bookkeeping; returns the (n, T) tokens.
     """
     generator = torch.Generator(device=model.device).manual_seed(seed)
+    n, new_tokens = n_particles, max_new_tokens
     state, logp = model.start(prompt, n)
     active = torch.ones(n, dtype=torch.bool, device=model.device)
     out = torch.empty((n, new_tokens), dtype=torch.long, device=model.device)

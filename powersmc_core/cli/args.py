@@ -55,10 +55,16 @@ class Parser(argparse.ArgumentParser):
 
 
 def add_config_arguments(group: argparse._ActionsContainer) -> None:
-    """One flag per ``SMCConfig`` field: name, short form, help, type, choices, default."""
+    """One flag per ``SMCConfig`` field: name, short form, help, type, choices, default.
+
+    The field's own spelling (``--n-particles``) leads; a knob's older flag (``--particles``)
+    stays an alias.
+    """
     defaults = SMCConfig()
     for name, knob in config_knobs().items():
-        flags = [knob.flag] + ([knob.short] if knob.short else [])
+        canonical = "--" + name.replace("_", "-")
+        flags = [canonical] if knob.flag != canonical else []
+        flags += [knob.flag] + ([knob.short] if knob.short else [])
         options: dict = {"default": getattr(defaults, name), "help": knob.help, "dest": knob.dest}
         if knob.kind == "choice":
             options["choices"] = knob.choices

@@ -72,7 +72,10 @@ def _usage_errors() -> tuple[type[BaseException], ...]:
 # ---- parser ------------------------------------------------------------------------------
 def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prompt", "-p", help="prompt text (toy models: token names or ids)")
-    parser.add_argument("--method", choices=METHODS, default="smc", help="sampler (default smc)")
+    # The registry as it is when the parser is built (a method registered later is a choice).
+    parser.add_argument(
+        "--method", choices=list(METHODS), default="smc", help="sampler (default smc)"
+    )
     add_model_arguments(parser)
     add_backend_arguments(parser)
     add_config_arguments(parser.add_argument_group("Power-SMC settings (SMCConfig)"))
@@ -251,7 +254,7 @@ def _run(args: argparse.Namespace) -> int:
         model,
         config,
         stop=stop,
-        samples=config.n_particles,
+        n_particles=config.n_particles,
         mh_steps=args.mh_steps,
         mh_block_size=args.mh_block_size,
         stream_every=args.stream_every,
@@ -263,7 +266,7 @@ def _run(args: argparse.Namespace) -> int:
     )
     records, result = _decode(sampler, prompt, total, args.quiet)
 
-    tokens = int((result.extras or {}).get("token_forwards", result.n_steps))
+    tokens = METHODS[args.method].cost(result)  # token forwards, the registry's accounting
     elapsed = max(result.elapsed, 1e-9)
     timing = {
         "elapsed_s": result.elapsed,

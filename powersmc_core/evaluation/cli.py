@@ -1,9 +1,10 @@
 """The ``eval`` subcommand: run methods on a task set, store rows, print a summary, plot.
 
     python -m powersmc_core eval --task arithmetic --n 50 --methods base,lowtemp,smc,mh,bon,greedy \\
-        --alpha 4 --particles 16 --answer chosen,weighted-vote,majority-vote --out results/arith.csv
+        --alpha 4 --n-particles 16 --answer chosen,weighted-vote,majority-vote --out results/arith.csv
 
-Sweeps: comma lists for --alpha, --particles, --schedule expand to their product.
+Sweeps: comma lists for --alpha, --n-particles (alias --particles), --schedule expand to
+their product.
 Rerunning the same command resumes: rows already in --out are not recomputed.
 --answer picks the decision rules shown (every run is graded under all of them), and the
 summary ends with exact McNemar tests between every two lines on the same problems.
@@ -101,7 +102,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     methods.add_argument("--alpha", type=_floats, default=[4.0], help="alpha or a comma list")
     methods.add_argument(
+        "--n-particles",
         "--particles",
+        dest="n_particles",
         type=_ints,
         default=[16],
         help="N (SMC particles, best-of-N samples) or a comma list",
@@ -160,7 +163,7 @@ def main(args: argparse.Namespace) -> int:
         )
         grid = settings_grid(
             args.alpha,
-            args.particles,
+            args.n_particles,
             args.schedule,
             ess_threshold=args.ess_threshold,
             resampling=args.resampling,

@@ -19,6 +19,7 @@ from pathlib import Path
 import pandas as pd
 import plotly.graph_objects as go
 
+from powersmc_core.evaluation.runner import canonical_columns
 from powersmc_core.evaluation.summary import summary_table
 from powersmc_core.plotting.style import METHOD_COLORS
 
@@ -31,7 +32,8 @@ __all__ = [
 ]
 
 _METRICS = {"accuracy": "accuracy", "logp_per_token": "mean log p per token"}
-_PARAMS = {"alpha": "alpha", "particles": "particles N"}
+_PARAMS = {"alpha": "alpha", "n_particles": "particles N"}
+_PARAM_ALIASES = {"particles": "n_particles"}  # the name before the rename
 
 
 def accuracy_latency_figure(summary: pd.DataFrame, title: str | None = None) -> go.Figure:
@@ -70,7 +72,8 @@ def accuracy_latency_figure(summary: pd.DataFrame, title: str | None = None) -> 
 def sweep_figure(
     rows: pd.DataFrame, param: str = "alpha", metric: str = "accuracy", title: str | None = None
 ) -> go.Figure:
-    """metric ('accuracy' or 'logp_per_token') vs param ('alpha' or 'particles') per method."""
+    """metric ('accuracy' or 'logp_per_token') vs param ('alpha' or 'n_particles') per method."""
+    param = _PARAM_ALIASES.get(param, param)
     if param not in _PARAMS:
         raise ValueError(f"param must be one of {list(_PARAMS)}, got {param!r}")
     if metric not in _METRICS:
@@ -121,7 +124,7 @@ def sweep_figure(
         yaxis_title=_METRICS[metric],
         template="plotly_white",
     )
-    if param == "particles" or (len(swept) and float(swept.min()) > 0):
+    if param == "n_particles" or (len(swept) and float(swept.min()) > 0):
         fig.update_xaxes(type="log")
     return fig
 
@@ -166,9 +169,10 @@ def save_report_figures(
     """The standard set: accuracy-latency (one point per line of ``summary_table(rows,
     rules)``), and accuracy / log p per token vs alpha and vs N (the sampler's own draw)."""
     folder = Path(folder)
+    rows = canonical_columns(rows)
     summary = summary_table(rows, rules)
     saved = [save_figure(accuracy_latency_figure(summary), folder / "accuracy_vs_latency", png)]
-    for param in ("alpha", "particles"):
+    for param in ("alpha", "n_particles"):
         values = rows[param][rows[param].map(_has_value)]
         if values.nunique() >= 2:  # a sweep plot needs at least two points on its axis
             for metric in ("accuracy", "logp_per_token"):

@@ -7,8 +7,8 @@ r"""Methods under evaluation, built from one ``EvalSettings``, and one problem r
 - ``bon``:     BestOfN(N)                              — argmax log p over N samples
 - ``greedy``:  GreedyDecoding                          — argmax p token by token
 
-The names and samplers are the library's one registry (``powersmc_core.samplers.registry``);
-this module adds what the evaluation needs on top: which settings each method reads.
+The names, samplers and the settings each method reads are the library's one registry
+(``powersmc_core.samplers.registry``); this module builds runs and rows from them.
 
 Every run is also graded under the answer decision rules (``answers.RULES``): the
 sampler's own draw (``chosen``), the weighted vote (argmax of the weighted answer
@@ -29,7 +29,8 @@ import hashlib
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Mapping
+from dataclasses import InitVar, asdict, dataclass, fields
 from typing import Any
 
 from powersmc_core.answers.extract import RULES, answer_posterior, decide
@@ -39,10 +40,11 @@ from powersmc_core.engine.stopping import make_stop_rule
 from powersmc_core.evaluation.tasks import Problem
 from powersmc_core.models.base import LanguageModel
 from powersmc_core.models.prompts import encode_prompt
-from powersmc_core.samplers.registry import METHODS, make_sampler
+from powersmc_core.samplers.registry import METHODS, make_sampler, method_view
 
 __all__ = [
     "ANSWER_INSTRUCTION",
+    "LEGACY_NAMES",
     "METHODS",
     "METHOD_FIELDS",
     "EvalSettings",
@@ -56,23 +58,14 @@ __all__ = [
 ]
 
 
-# Which settings each method actually reads (the rest would only split identical runs).
-METHOD_FIELDS: dict[str, tuple[str, ...]] = {
-    "base": ("max_new_tokens", "seed"),
-    "lowtemp": ("alpha", "max_new_tokens", "seed"),
-    "smc": (
-        "alpha",
-        "particles",
-        "schedule",
-        "ess_threshold",
-        "resampling",
-        "max_new_tokens",
-        "seed",
-    ),
-    "mh": ("alpha", "mh_steps", "mh_block_size", "max_new_tokens", "seed"),
-    "bon": ("particles", "max_new_tokens", "seed"),
-    "greedy": ("max_new_tokens",),
-}
+# Which settings each method actually reads (the rest would only split identical runs):
+# declared with each method in the registry; a live view, so later registrations count.
+METHOD_FIELDS: Mapping[str, tuple[str, ...]] = method_view(lambda m: m.fields)
+
+# Names the settings had before ``n_particles``: accepted by ``from_dict`` and used in the
+# config hash, so results files written under the old name resume without re-running.
+LEGACY_NAMES = {"n_particles": "particles"}
+_ALIASES = {old: new for new, old in LEGACY_NAMES.items()}
 
 ANSWER_INSTRUCTION = "Solve the problem step by step, then put the final answer in \\boxed{}."
 
@@ -82,7 +75,7 @@ class EvalSettings:
     """One point of a sweep: the knobs of every method (each reads its own subset)."""
 
     alpha: float = 4.0
-    particles: int = 16
+    n_particles: int = 16
     schedule: str = "constant"
     ess_threshold: float = 0.5
     resampling: str = "systematic"
@@ -90,8 +83,12 @@ class EvalSettings:
     mh_steps: int = 4
     mh_block_size: int | None = None
     seed: int = 0
+    # The old name of ``n_particles``, accepted by keyword only for existing callers.
+    particles: InitVar[int | None] = None
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, particles: int | None) -> None:
+        if particles is not None:
+            object.__setattr__(self, "n_particles", particles)
         self.smc_config()  # SMCConfig owns the validation of the shared fields
         if self.schedule not in SCHEDULES:  # pragma: no cover - SMCConfig already checks
             raise ValueError(f"schedule must be one of {list(SCHEDULES)}")
@@ -108,7 +105,7 @@ class EvalSettings:
         """The sampler settings of these knobs, with ``seed`` (default: this point's own)."""
         return SMCConfig(
             alpha=self.alpha,
-            n_particles=self.particles,
+            n_particles=self.n_particles,
             schedule=self.schedule,
             ess_threshold=self.ess_threshold,
             resampling=self.resampling,
@@ -121,6 +118,8 @@ class EvalSettings:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EvalSettings:
+        """Settings from a dict; old names (``particles``) are read as the new ones."""
+        data = {_ALIASES.get(k, k): v for k, v in data.items()}
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -158,9 +157,9 @@ def effective_rule(method: str, rule: str) -> str:
 
 def config_hash(method: str, settings: EvalSettings, model: str) -> str:
     """Short stable hash of (model, method, the settings it reads): the resume key's third part."""
-    payload = json.dumps(
-        {"model": model, "method": method, **method_config(method, settings)}, sort_keys=True
-    )
+    # Under the settings' old names, so a setting's rename keeps every hash (and resume).
+    config = {LEGACY_NAMES.get(k, k): v for k, v in method_config(method, settings).items()}
+    payload = json.dumps({"model": model, "method": method, **config}, sort_keys=True)
     return hashlib.sha1(payload.encode()).hexdigest()[:12]
 
 
@@ -227,7 +226,7 @@ def run_one(
         "config_hash": config_hash(method, settings, label),
         "config": json.dumps(cfg, sort_keys=True),
         "alpha": float(cfg["alpha"]) if "alpha" in cfg else math.nan,
-        "particles": int(cfg["particles"]) if "particles" in cfg else -1,
+        "n_particles": int(cfg["n_particles"]) if "n_particles" in cfg else -1,
         "schedule": str(cfg.get("schedule", "")),
         "max_new_tokens": int(settings.max_new_tokens),
         "seed": seed,
@@ -240,7 +239,7 @@ def run_one(
         # log p includes EOS when emitted; per token divides by the visible tokens (>= 1).
         "log_p_per_token": log_p / max(tokens, 1),
         "latency_s": latency,
-        "token_forwards": int(extras.get("token_forwards", -1)),
+        "token_forwards": METHODS[method].cost(result),  # the registry's compute accounting
         "n_resamples": int(result.n_resamples),
         "ess_min": float(result.ess_min) if method == "smc" else math.nan,
         "mh_acceptance": float(extras.get("acceptance_rate", math.nan)),

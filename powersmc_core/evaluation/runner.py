@@ -34,6 +34,7 @@ __all__ = [
     "Job",
     "ProgressCallback",
     "ResultStore",
+    "canonical_columns",
     "plan_jobs",
     "run_eval",
 ]
@@ -48,7 +49,7 @@ COLUMNS: dict[str, str] = {
     "config_hash": "str",
     "config": "str",
     "alpha": "float",
-    "particles": "int",
+    "n_particles": "int",
     "schedule": "str",
     "max_new_tokens": "int",
     "seed": "int",
@@ -85,9 +86,19 @@ KEY = ("problem_id", "method", "config_hash")
 ProgressCallback = Callable[[int, int, dict[str, Any]], None]
 
 
+def canonical_columns(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with columns of files written before a rename under their new names
+    (``particles`` -> ``n_particles``)."""
+    if "particles" in df and "n_particles" not in df:
+        return df.rename(columns={"particles": "n_particles"})
+    return df
+
+
 def frame(rows: Iterable[dict[str, Any]] | pd.DataFrame) -> pd.DataFrame:
     """Rows -> DataFrame with the canonical columns and dtypes (missing answers are None)."""
-    df = rows.copy() if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
+    df = canonical_columns(
+        rows.copy() if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
+    )
     for name, kind in COLUMNS.items():
         if name not in df:
             df[name] = None

@@ -26,7 +26,7 @@ from collections.abc import Iterator, Sequence
 import pandas as pd
 
 from powersmc_core.evaluation.problem_run import effective_rule
-from powersmc_core.evaluation.runner import RULE_COLUMNS
+from powersmc_core.evaluation.runner import RULE_COLUMNS, canonical_columns
 
 __all__ = [
     "Z95",
@@ -55,14 +55,16 @@ def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, floa
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-_SHORT = {"alpha": "α", "particles": "N", "mh_steps": "K", "max_new_tokens": "T"}
+_SHORT = {"alpha": "α", "n_particles": "N", "mh_steps": "K", "max_new_tokens": "T"}
 
 
 def config_label(method: str, config_json: str) -> str:
     """'smc α=4 N=16' from a row's method and config (seed and defaults left out)."""
     config = json.loads(config_json) if config_json else {}
+    if "particles" in config:  # rows written before the rename
+        config.setdefault("n_particles", config.pop("particles"))
     parts = [method]
-    for name in ("alpha", "particles", "mh_steps"):
+    for name in ("alpha", "n_particles", "mh_steps"):
         if name in config and config[name] is not None:
             value = config[name]
             value = f"{value:g}" if isinstance(value, float) else value
@@ -122,12 +124,13 @@ def summary_table(df: pd.DataFrame, rules: Sequence[str] = ("chosen",)) -> pd.Da
         "latency_s",
         "latency_ratio",
         "alpha",
-        "particles",
+        "n_particles",
         "schedule",
         "config_hash",
     ]
     if df.empty:
         return pd.DataFrame(columns=columns)
+    df = canonical_columns(df)
     base = df[df["method"] == "base"].groupby("problem_id")["latency_s"].mean()
     lines = []
     for method, chash, rule, group in _lines(df, rules):
@@ -150,7 +153,7 @@ def summary_table(df: pd.DataFrame, rules: Sequence[str] = ("chosen",)) -> pd.Da
                 "latency_s": float(group["latency_s"].mean()),
                 "latency_ratio": float(ratio),
                 "alpha": float(group["alpha"].iloc[0]),
-                "particles": int(group["particles"].iloc[0]),
+                "n_particles": int(group["n_particles"].iloc[0]),
                 "schedule": str(group["schedule"].iloc[0]),
                 "config_hash": chash,
             }

@@ -34,14 +34,14 @@ __all__ = ["execute", "settings_grid"]
 
 def settings_grid(
     alphas: Sequence[float] = (4.0,),
-    particles: Sequence[int] = (16,),
+    n_particles: Sequence[int] = (16,),
     schedules: Sequence[str] = ("constant",),
     **common: Any,
 ) -> list[EvalSettings]:
     """The product alpha × N × schedule, each point sharing the ``common`` settings."""
     return [
-        EvalSettings(alpha=a, particles=n, schedule=s, **common)
-        for a, n, s in itertools.product(alphas, particles, schedules)
+        EvalSettings(alpha=a, n_particles=n, schedule=s, **common)
+        for a, n, s in itertools.product(alphas, n_particles, schedules)
     ]
 
 

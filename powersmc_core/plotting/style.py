@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import plotly.colors
 
+from powersmc_core.samplers.registry import method_colors
+
 __all__ = [
     "METHOD_COLORS",
     "PALETTE_SIZE",
@@ -16,15 +18,9 @@ __all__ = [
 _PALETTE = plotly.colors.qualitative.Dark24 + plotly.colors.qualitative.Light24
 _PALETTE_ARRAY = np.array(_PALETTE, dtype=object)
 
-METHOD_COLORS = {
-    "base": "#7f7f7f",
-    "lowtemp": "#1f77b4",
-    "smc": "#d62728",
-    "mh": "#2ca02c",
-    "bon": "#9467bd",
-    "greedy": "#8c564b",
-    "exact": "#111111",
-}
+# Each method's colour is declared with the method (``samplers.registry``); "exact" is the
+# exact law of the theory pages, not a method. A live view: later registrations show too.
+METHOD_COLORS = method_colors({"exact": "#111111"})
 
 
 def particle_color(index: int) -> str:
