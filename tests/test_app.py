@@ -297,7 +297,7 @@ def test_comparison_frame_on_the_trap():
     assert frame.loc[frame["key"] == "base", "× plain"].item() == pytest.approx(1.0)
     assert frame["correct"].isin([True, False]).all()
     assert (frame["log p / token"] <= 0).all()
-    mh = next(r for m, r, _ in runs if m == "mh")
+    mh = next(r.result for r in runs if r.method == "mh")
     assert len(mh.extras["acceptance_trace"]) > 0
     with pytest.raises(ValueError, match="unknown methods"):
         list(comparison.compare_runs(model, [], ["nope"], config))
