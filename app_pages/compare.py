@@ -10,7 +10,7 @@ from explorer import comparison, inputs, models, page_kit
 from explorer import session_keys as keys
 from explorer.gate import LimitError, open_gate
 from explorer.page_kit import knob_input
-from powersmc_core.plotting import live as charts
+from explorer.views import comparison_results
 
 state = st.session_state
 gate = open_gate(state)
@@ -61,59 +61,28 @@ if st.button("Run comparison", type="primary", key="cmp_run"):
         gate.compare, model, model_name, requested, prompt, methods, mh_steps, stop_rule
     )
 if admitted is not None:
-    runs = []
-    try:
-        with (
-            st.status("Running the methods…", expanded=True) as box,
-            gate.running(admitted, page_kit.on_wait(gate, queue_box)) as run,
-        ):
-            progress = st.progress(0.0)
-            for k, done in enumerate(run.events()):
-                runs.append(done)
-                st.write(f"{comparison.COMPARE_METHODS[done.method]}: {done.seconds:.2f} s")
-                progress.progress((k + 1) / len(methods))
-            ran = f"Ran {len(runs)} methods" + (" (run-time cap reached)" if run.timed_out else "")
-            box.update(label=ran, state="complete", expanded=False)
-    except LimitError as err:
-        st.warning(inputs.escape_markdown(err))
-    else:
-        if run.timed_out:
+    ran = page_kit.run_with_status(
+        gate,
+        admitted,
+        "Running the methods…",
+        len(methods),
+        line=lambda done: f"{comparison.COMPARE_METHODS[done.method]}: {done.seconds:.2f} s",
+        done=lambda n, capped: f"Ran {n} methods" + (" (run-time cap reached)" if capped else ""),
+        queue_box=queue_box,
+    )
+    if ran is not None:
+        if ran.timed_out:
             st.warning(
                 f"Stopped at the run-time cap ({gate.settings.max_run_seconds:g} s) after "
-                f"{len(runs)} of {len(methods)} methods."
+                f"{len(ran.events)} of {len(methods)} methods."
             )
         state[keys.COMPARE_LAST] = {
-            "frame": comparison.comparison_frame(runs, model, reference),
-            "runs": runs,
+            "frame": comparison.comparison_frame(ran.events, model, reference),
+            "runs": ran.events,
             "model": model_name,
         }
-
-last = state.get(keys.COMPARE_LAST)
-if last is not None:
-    frame = last["frame"]
-    st.subheader(f"Results on {inputs.escape_markdown(last['model'])}")
-    st.dataframe(
-        frame.drop(columns=["key"]),
-        hide_index=True,
-        column_config={
-            "latency [s]": st.column_config.NumberColumn(format="%.3f"),
-            "× plain": st.column_config.NumberColumn(format="%.1f×"),
-            "tokens/s": st.column_config.NumberColumn(format="%.1f"),
-            "log p": st.column_config.NumberColumn(format="%.2f"),
-            "log p / token": st.column_config.NumberColumn(format="%.3f"),
-        },
-        key="cmp_table",
-    )
-    left, right = st.columns(2)
-    left.plotly_chart(charts.loglik_per_token_figure(frame), key="cmp_loglik")
-    traces = {
-        f"MH (final acceptance {extras.get('acceptance_rate', float('nan')):.2f})": extras[
-            "acceptance_trace"
-        ]
-        for done in last["runs"]
-        if done.method == "mh" and (extras := done.result.extras)
-    }
-    right.plotly_chart(charts.mh_acceptance_figure(traces), key="cmp_mh")
+if (last := state.get(keys.COMPARE_LAST)) is not None:
+    comparison_results(last["frame"], last["runs"], last["model"])
 
 # ---- task mode: a small graded task set through the evaluation harness ----------------
 api = comparison.evaluation_api()

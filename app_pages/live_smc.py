@@ -12,7 +12,7 @@ import streamlit as st
 from explorer import inputs, models, page_kit
 from explorer.gate import LimitError, open_gate
 from explorer.live_session import LiveSession
-from explorer.live_view import LiveCharts, run_summary
+from explorer.views import LiveCharts, run_summary
 
 session = LiveSession(st.session_state)
 gate = open_gate(st.session_state)

@@ -9,7 +9,7 @@ from explorer import history
 from explorer import session_keys as keys
 from explorer.gate import TraceError, open_gate
 from explorer.inputs import escape_markdown
-from explorer.live_view import particle_table
+from explorer.views import particle_table
 from powersmc_core.plotting import live as charts
 
 state = st.session_state

@@ -8,7 +8,7 @@ import streamlit as st
 
 from explorer import models, page_kit
 from explorer import session_keys as keys
-from explorer.gate import InputError, LimitError, open_gate
+from explorer.gate import InputError, open_gate
 from explorer.inputs import MAX_STOP_FIELD_CHARS, escape_markdown
 from explorer.theory_lab import THEORY_MODELS, default_stop, stop_targets
 from powersmc_core import theory
@@ -52,23 +52,16 @@ comparison = theory.power_vs_temperature(model, settings.alpha)
 key = (name, settings)
 results = state.get(keys.THEORY_LAST, {}).get(key)
 if st.button("Run Monte-Carlo checks", type="primary", key="theory_run"):
-    results, timed_out = {}, False
-    queue_box = st.empty()
-    try:
-        with (
-            st.status("Running the checks…", expanded=True) as box,
-            gate.running(admitted, page_kit.on_wait(gate, queue_box)) as run,
-        ):
-            bar = st.progress(0.0)
-            for k, check in enumerate(run.events()):
-                results[check.name] = check.result
-                st.write(f"done: {check.name.replace('_', ' ')}")
-                bar.progress((k + 1) / 4)
-            box.update(label="Monte-Carlo checks done", state="complete", expanded=False)
-        timed_out = run.timed_out
-    except LimitError as err:
-        st.warning(escape_markdown(err))
-    if timed_out:
+    ran = page_kit.run_with_status(
+        gate,
+        admitted,
+        "Running the checks…",
+        4,
+        line=lambda check: f"done: {check.name.replace('_', ' ')}",
+        done=lambda n, capped: "Monte-Carlo checks done",
+    )
+    results = {} if ran is None else {check.name: check.result for check in ran.events}
+    if ran is not None and ran.timed_out:
         st.warning(
             f"Stopped at the run-time cap ({gate.settings.max_run_seconds:g} s); "
             "lower the runs per point or max N."

@@ -1,7 +1,7 @@
 """The pages' shared pieces: load the model, pick a prompt, the settings form, gated runs.
 
 A page is a flat script: inputs -> guard -> call -> render. What several pages would
-otherwise copy lives here (and it is the one ``explorer`` module besides ``live_view``
+otherwise copy lives here (and it is the one ``explorer`` module besides ``views``
 that draws Streamlit widgets):
 
 * ``load_model_or_stop``: the sidebar's model, loaded once per server, or one error
@@ -10,8 +10,9 @@ that draws Streamlit widgets):
 * ``knob_input`` / ``live_settings``: widgets for ``SMCConfig`` fields, kind and help
   read from the library's knobs (``config_knobs``); the caps are applied by the gate,
   which says what it changed (``show_notes``);
-* ``admit`` and ``on_wait``: ask the gate for an admission (an ``Invalid settings``
-  error otherwise) and report the queue while a run waits for its slot.
+* ``admit``, ``on_wait`` and ``run_with_status``: ask the gate for an admission (an
+  ``Invalid settings`` error otherwise), report the queue while a run waits for its
+  slot, and run it in a status box with one line and a progress tick per event.
 """
 
 from __future__ import annotations
@@ -24,18 +25,20 @@ import streamlit as st
 
 from explorer import inputs, models, presets, query
 from explorer import session_keys as keys
-from explorer.gate import Admission, Gate, InputError
+from explorer.gate import Admission, Gate, InputError, LimitError
 from powersmc_core.engine.config import config_knobs
 from powersmc_core.models.base import LanguageModel
 
 __all__ = [
     "Prompt",
+    "Ran",
     "admit",
     "knob_input",
     "live_settings",
     "load_model_or_stop",
     "on_wait",
     "pick_prompt",
+    "run_with_status",
     "show_notes",
 ]
 
@@ -92,7 +95,11 @@ def pick_prompt(
     names = [p.name for p in presets.TEXT_PRESETS]
     if modes:
         mode = st.radio(
-            "Prompt", ["Preset problem", "Free text"], horizontal=True, key=f"{prefix}_prompt_mode"
+            "Prompt",
+            "Ran",
+            ["Preset problem", "Free text"],
+            horizontal=True,
+            key=f"{prefix}_prompt_mode",
         )
         choice = (
             st.selectbox("Preset", names, key=f"{prefix}_preset") if mode != "Free text" else mode
@@ -272,3 +279,44 @@ def admit(
 def on_wait(gate: Gate, box: Any) -> Callable[[int, float], None]:
     """``Gate.running``'s queue callback: the visitor's place in the queue, in ``box``."""
     return lambda position, waited: box.info(gate.queue_message(position, waited))
+
+
+@dataclass(frozen=True)
+class Ran:
+    """What ``run_with_status`` collected: the run's events, and whether the cap cut it."""
+
+    events: list[Any]
+    timed_out: bool
+
+
+def run_with_status(
+    gate: Gate,
+    admitted: Admission,
+    label: str,
+    total: int,
+    line: Callable[[Any], str],
+    done: Callable[[int, bool], str],
+    queue_box: Any = None,
+) -> Ran | None:
+    """Run ``admitted`` inside the gate's queue slot, in an expanded status box titled
+    ``label``: ``line(event)`` and a progress tick (of ``total``) per event, then the box
+    collapses under ``done(n_events, timed_out)``. The queue position shows in ``queue_box``
+    (a new placeholder by default). A visitor already running or a full queue: one
+    warning, and None."""
+    queue_box = st.empty() if queue_box is None else queue_box
+    events: list[Any] = []
+    try:
+        with (
+            st.status(label, expanded=True) as box,
+            gate.running(admitted, on_wait(gate, queue_box)) as run,
+        ):
+            progress = st.progress(0.0)
+            for event in run.events():
+                events.append(event)
+                st.write(line(event))
+                progress.progress(len(events) / total)
+            box.update(label=done(len(events), run.timed_out), state="complete", expanded=False)
+    except LimitError as err:
+        st.warning(inputs.escape_markdown(err))
+        return None
+    return Ran(events, run.timed_out)

@@ -1,8 +1,9 @@
-"""What the Live SMC and Runs pages draw from step records: charts, particle table, summary.
+"""What the pages draw from results: live charts, particle table, run summary, comparison.
 
 ``LiveCharts`` lays out the chart slots once per script run and redraws them as the
 records grow (light redraws skip the heavy charts); ``particle_table`` is the table of
-one step's particles; ``run_summary`` is a finished run's completion, metrics and answer.
+one step's particles (Live SMC and Runs); ``run_summary`` is a finished run's
+completion, metrics and answer; ``comparison_results`` is the Compare table and charts.
 """
 
 from __future__ import annotations
@@ -10,14 +11,16 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import pandas as pd
 import streamlit as st
 
 from explorer import answer_view, history, inputs, query
+from explorer.events import MethodDone
 from explorer.history import RunEntry
 from powersmc_core.engine.records import StepRecord
 from powersmc_core.plotting import live as charts
 
-__all__ = ["LiveCharts", "particle_table", "run_summary"]
+__all__ = ["LiveCharts", "comparison_results", "particle_table", "run_summary"]
 
 
 def particle_table(record: StepRecord, step: int | None = None, fit: bool = False) -> None:
@@ -95,3 +98,30 @@ def run_summary(entry: RunEntry) -> None:
     if (view := answer_view.answer_view(entry, rule)) is not None:
         st.markdown(view.headline)
         st.plotly_chart(view.figure, key=f"live_answers_{entry.run_id}")
+
+
+COMPARE_COLUMNS = {
+    "latency [s]": st.column_config.NumberColumn(format="%.3f"),
+    "× plain": st.column_config.NumberColumn(format="%.1f×"),
+    "tokens/s": st.column_config.NumberColumn(format="%.1f"),
+    "log p": st.column_config.NumberColumn(format="%.2f"),
+    "log p / token": st.column_config.NumberColumn(format="%.3f"),
+}
+
+
+def comparison_results(frame: pd.DataFrame, runs: Sequence[MethodDone], model_name: str) -> None:
+    """The Compare table, log-likelihood per token, and MH's acceptance traces."""
+    st.subheader(f"Results on {inputs.escape_markdown(model_name)}")
+    st.dataframe(
+        frame.drop(columns=["key"]), hide_index=True, column_config=COMPARE_COLUMNS, key="cmp_table"
+    )
+    left, right = st.columns(2)
+    left.plotly_chart(charts.loglik_per_token_figure(frame), key="cmp_loglik")
+    traces = {
+        f"MH (final acceptance {extras.get('acceptance_rate', float('nan')):.2f})": extras[
+            "acceptance_trace"
+        ]
+        for done in runs
+        if done.method == "mh" and (extras := done.result.extras)
+    }
+    right.plotly_chart(charts.mh_acceptance_figure(traces), key="cmp_mh")
