@@ -716,3 +716,16 @@ def test_theory_lab_shows_the_stopped_law_target_beside_pi_alpha_cut():
         field.input(bad).run()
         no_exception(at)
         assert any(message in plain(e.value) for e in at.error), bad
+
+
+def test_live_settings_are_read_from_the_library_knobs():
+    from powersmc_core.engine.config import config_knobs
+
+    at = app(model="toy-random:3,8,0", page="app_pages/live_smc.py")
+    no_exception(at)
+    knobs = config_knobs()
+    assert at.number_input(key="live_max_tokens").help == knobs["max_new_tokens"].help
+    assert at.number_input(key="live_alpha").help == "Target p^α; α > 1 sharpens."
+    assert list(at.selectbox(key="live_resampling").options) == list(knobs["resampling"].choices)
+    assert at.selectbox(key="live_resampling").value == "systematic"
+    assert list(at.selectbox(key="live_schedule").options) == list(knobs["schedule"].choices)
