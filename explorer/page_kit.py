@@ -96,7 +96,6 @@ def pick_prompt(
     if modes:
         mode = st.radio(
             "Prompt",
-            "Ran",
             ["Preset problem", "Free text"],
             horizontal=True,
             key=f"{prefix}_prompt_mode",
