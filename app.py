@@ -2,9 +2,9 @@
 
 It is the frame around every page: page config, the shared sidebar (model picker),
 and `st.navigation` over the page scripts in app_pages/. Pages read the chosen model
-name from `st.session_state["model_name"]` (and the backend from
-`st.session_state["model_backend"]`) and load it through
-`explorer.models.load_cached` (one cached instance per model and backend); every run they start
+name from session state (`explorer.session_keys.MODEL_NAME`, the backend under
+`MODEL_BACKEND`) and load it through `explorer.page_kit.load_model_or_stop`
+(one cached instance per model and backend); every run they start
 goes through `explorer.gate`, and every page runs inside `explorer.errors.friendly_errors`
 (one escaped line instead of a traceback).
 
@@ -18,6 +18,7 @@ issued here by the server and kept in session state only: a token arriving in a 
 import streamlit as st
 
 from explorer import models, query
+from explorer import session_keys as keys
 from explorer import settings as demo
 from explorer.errors import friendly_errors
 from explorer.gate import visitor_for
@@ -49,15 +50,15 @@ if settings.enabled:  # tracebacks name server paths: a public demo shows none
     st.set_option("client.showErrorDetails", "none")
 state = st.session_state
 link = query.parse_query_params(st.query_params, settings, presets=[p.name for p in TEXT_PRESETS])
-if "query_checked" not in state:  # apply the link and report its problems once per session
-    state["query_checked"] = True
+if keys.QUERY_CHECKED not in state:  # apply the link and report its problems once per session
+    state[keys.QUERY_CHECKED] = True
     for message in link.messages:
         st.toast(escape_markdown(message))
     state.update(query.widget_values(link))
-owner = state.setdefault("owner", query.new_owner_token())  # issued here, never by a link
+owner = state.setdefault(keys.OWNER, query.new_owner_token())  # issued here, never by a link
 if link.owner is not None and link.owner != owner:
-    state["owner_offer"] = link.owner  # adopted only if the visitor confirms (sidebar)
-state["visitor"] = visitor_for(st.context.cookies, owner)
+    state[keys.OWNER_OFFER] = link.owner  # adopted only if the visitor confirms (sidebar)
+state[keys.VISITOR] = visitor_for(st.context.cookies, owner)
 
 
 def _allowed(name: str) -> bool:
@@ -78,7 +79,7 @@ with st.sidebar:
         "Model",
         options,
         index=options.index(models.DEFAULT_MODEL) if models.DEFAULT_MODEL in options else 0,
-        key="model_choice",
+        key=keys.MODEL_CHOICE,
         format_func=lambda name: name,
         help="\n\n".join(f"**{name}**: {text}" for name, text in choices.items()),
     )
@@ -91,7 +92,7 @@ with st.sidebar:
     else:
         name = picked
         st.caption(choices.get(picked, ""))
-    st.session_state["model_name"] = name
+    state[keys.MODEL_NAME] = name
     # Backend: a demo serves the server's POWERSMC_BACKEND; otherwise the visitor picks.
     try:
         backend = models.default_backend()
@@ -107,24 +108,24 @@ with st.sidebar:
             format_func=models.BACKEND_LABELS.get,
             help="auto: llama.cpp for the embedded GGUF model on CPU when installed, else torch",
         )
-    state["model_backend"] = backend
+    state[keys.MODEL_BACKEND] = backend
     st.caption(escape_markdown(models.planned_backend(name, backend)))
     if backend != "torch" and (hint := models.fast_backend_hint()):
         st.caption(escape_markdown(hint))
     st.caption("Toy models are exact (every sequence enumerable); the LLM runs on this machine.")
     if settings.enabled:
         st.info(settings.describe())
-    if state.get("owner_offer"):
+    if state.get(keys.OWNER_OFFER):
         st.warning(
             "This link carries a run-history key. Use it only if you made the link yourself: "
             "runs you start afterwards are saved under it, readable by whoever holds the link."
         )
         if st.button("Use this run history", key="owner_import"):
-            state["owner"] = state.pop("owner_offer")
-            state["runs_restored"] = False  # the Runs page loads the imported history
+            state[keys.OWNER] = state.pop(keys.OWNER_OFFER)
+            state[keys.RUNS_RESTORED] = False  # the Runs page loads the imported history
             st.rerun()
         if st.button("Ignore it", key="owner_ignore"):
-            state.pop("owner_offer")
+            state.pop(keys.OWNER_OFFER)
             st.rerun()
 
 if query.OWNER_PARAM in st.query_params:  # a copied address bar must not carry it

@@ -6,9 +6,11 @@ clamped to the caps with a message, and the run holds a queue slot.
 
 import streamlit as st
 
-from explorer import comparison, inputs, models, presets
-from explorer.gate import InputError, LimitError, open_gate
-from powersmc_core.plotting import live as charts
+from explorer import comparison, inputs, models, page_kit
+from explorer import session_keys as keys
+from explorer.gate import LimitError, open_gate
+from explorer.page_kit import knob_input
+from explorer.views import comparison_results
 
 state = st.session_state
 gate = open_gate(state)
@@ -19,48 +21,30 @@ st.caption(
     "answer, graded when the prompt is a preset with a known answer."
 )
 
-model_name = state.get("model_name", models.DEFAULT_MODEL)
-try:
-    with st.spinner(f"Loading model {model_name!r}…"):
-        model = models.load_cached(model_name, state.get("model_backend"))
-except (models.ModelLoadError, ValueError) as err:
-    st.error(models.load_failure(model_name, err))
-    st.stop()
-st.caption(inputs.escape_markdown(models.backend_caption(model)))
+model, model_name = page_kit.load_model_or_stop()
 toy = models.is_toy(model)
-
-if toy:
-    prefix = st.selectbox(
-        "Prompt (token prefix)",
-        presets.toy_prefix_options(model),
-        format_func=lambda p: presets.prefix_label(model, p),
-        key="cmp_toy_prefix",
-    )
-    prompt, reference = prefix, presets.toy_reference(model, prefix)
-    st.caption(f"Known answer (exact mode of π_α): **{reference}**")
-else:
-    names = [p.name for p in presets.TEXT_PRESETS] + ["Free text"]
-    choice = st.selectbox("Prompt", names, key="cmp_preset")
-    if choice == "Free text":
-        prompt, reference = (
-            st.text_area("Prompt", "Name three prime numbers.", key="cmp_prompt"),
-            None,
-        )
-    else:
-        preset = presets.TEXT_PRESETS[names.index(choice)]
-        prompt, reference = preset.prompt, preset.answer
-        st.caption(f"{preset.prompt}  — known answer: **{preset.answer}**")
+picked = page_kit.pick_prompt(
+    model,
+    "cmp",
+    toy_label="Prompt (token prefix)",
+    toy_note="Known answer (exact mode of π_α)",
+    default_text="Name three prime numbers.",
+    modes=False,
+)
+prompt, reference = picked.prompt, picked.reference
 
 c1, c2, c3, c4, c5 = st.columns(5)
-alpha = c1.number_input("α (power)", value=4.0, step=0.5, key="cmp_alpha")
-n_particles = c2.number_input(
-    "N (SMC particles, best-of-N)", value=8 if toy else 4, step=1, key="cmp_n"
-)
-max_new_tokens = c3.number_input(
-    "max new tokens", value=8 if toy else 32, step=8, key="cmp_max_tokens"
-)
+requested = {
+    "alpha": knob_input(c1, "alpha", "α (power)", "cmp_alpha", 4.0, 0.5),
+    "n_particles": knob_input(
+        c2, "n_particles", "N (SMC particles, best-of-N)", "cmp_n", 8 if toy else 4, 1
+    ),
+    "max_new_tokens": knob_input(
+        c3, "max_new_tokens", "max new tokens", "cmp_max_tokens", 8 if toy else 32, 8
+    ),
+    "seed": knob_input(c5, "seed", "seed", "cmp_seed", 0, 1),
+}
 mh_steps = c4.number_input("MH steps per block", value=4, step=1, key="cmp_mh_steps")
-seed = c5.number_input("seed", value=0, step=1, key="cmp_seed")
 methods = st.multiselect(
     "Methods",
     list(comparison.COMPARE_METHODS),
@@ -70,68 +54,35 @@ methods = st.multiselect(
 )
 stop_rule = st.selectbox("stop rule", inputs.STOP_RULES, index=0 if toy else 1, key="cmp_stop_rule")
 
-
-requested = dict(alpha=alpha, n_particles=n_particles, max_new_tokens=max_new_tokens, seed=seed)
+admitted = None
 if st.button("Run comparison", type="primary", key="cmp_run"):
     queue_box = st.empty()
-    try:
-        admitted = gate.compare(model, model_name, requested, prompt, methods, mh_steps, stop_rule)
-        for note in admitted.notes:
-            st.warning(inputs.escape_markdown(note))
-        runs = []
-        with (
-            st.status("Running the methods…", expanded=True) as box,
-            gate.running(admitted, lambda *w: queue_box.info(gate.queue_message(*w))) as run,
-        ):
-            progress = st.progress(0.0)
-            for k, result in enumerate(run.events()):
-                runs.append(result)
-                st.write(f"{comparison.COMPARE_METHODS[result[0]]}: {result[2]:.2f} s")
-                progress.progress((k + 1) / len(methods))
-            done = f"Ran {len(runs)} methods" + (" (run-time cap reached)" if run.timed_out else "")
-            box.update(label=done, state="complete", expanded=False)
-    except InputError as err:
-        st.error(f"Invalid settings: {inputs.escape_markdown(err)}")
-    except LimitError as err:
-        st.warning(inputs.escape_markdown(err))
-    else:
-        if run.timed_out:
+    admitted = page_kit.admit(
+        gate.compare, model, model_name, requested, prompt, methods, mh_steps, stop_rule
+    )
+if admitted is not None:
+    ran = page_kit.run_with_status(
+        gate,
+        admitted,
+        "Running the methods…",
+        len(methods),
+        line=lambda done: f"{comparison.COMPARE_METHODS[done.method]}: {done.seconds:.2f} s",
+        done=lambda n, capped: f"Ran {n} methods" + (" (run-time cap reached)" if capped else ""),
+        queue_box=queue_box,
+    )
+    if ran is not None:
+        if ran.timed_out:
             st.warning(
                 f"Stopped at the run-time cap ({gate.settings.max_run_seconds:g} s) after "
-                f"{len(runs)} of {len(methods)} methods."
+                f"{len(ran.events)} of {len(methods)} methods."
             )
-        state["cmp_last"] = {
-            "frame": comparison.comparison_frame(runs, model, reference),
-            "runs": runs,
+        state[keys.COMPARE_LAST] = {
+            "frame": comparison.comparison_frame(ran.events, model, reference),
+            "runs": ran.events,
             "model": model_name,
         }
-
-last = state.get("cmp_last")
-if last is not None:
-    frame = last["frame"]
-    st.subheader(f"Results on {inputs.escape_markdown(last['model'])}")
-    st.dataframe(
-        frame.drop(columns=["key"]),
-        hide_index=True,
-        column_config={
-            "latency [s]": st.column_config.NumberColumn(format="%.3f"),
-            "× plain": st.column_config.NumberColumn(format="%.1f×"),
-            "tokens/s": st.column_config.NumberColumn(format="%.1f"),
-            "log p": st.column_config.NumberColumn(format="%.2f"),
-            "log p / token": st.column_config.NumberColumn(format="%.3f"),
-        },
-        key="cmp_table",
-    )
-    left, right = st.columns(2)
-    left.plotly_chart(charts.loglik_per_token_figure(frame), key="cmp_loglik")
-    traces = {
-        f"MH (final acceptance {r.extras.get('acceptance_rate', float('nan')):.2f})": r.extras[
-            "acceptance_trace"
-        ]
-        for m, r, _ in last["runs"]
-        if m == "mh" and r.extras
-    }
-    right.plotly_chart(charts.mh_acceptance_figure(traces), key="cmp_mh")
+if (last := state.get(keys.COMPARE_LAST)) is not None:
+    comparison_results(last["frame"], last["runs"], last["model"])
 
 # ---- task mode: a small graded task set through the evaluation harness ----------------
 api = comparison.evaluation_api()
@@ -158,37 +109,27 @@ if api is not None:
         def advance(done: int, total: int) -> None:
             bar.progress(done / max(total, 1), text=f"{done} / {total} runs")
 
-        try:
-            admitted = gate.task_set(
-                model,
-                model_name,
-                requested,
-                methods,
-                mh_steps,
-                n_problems,
-                task,
-                difficulty,
-                toy_prompt=prompt if toy else None,
-                toy_answer=reference if toy else None,
-                progress=advance,
-            )
-            for note in admitted.notes:
-                st.warning(inputs.escape_markdown(note))
-            with gate.running(admitted, lambda *w: queue_box.info(gate.queue_message(*w))) as run:
-                rows = next(iter(run.events()), None)
-        except InputError as err:
-            st.error(f"Invalid task settings: {inputs.escape_markdown(err)}")
-        except LimitError as err:
-            st.warning(inputs.escape_markdown(err))
-        else:
-            if rows is None:
-                st.warning(
-                    f"Stopped at the run-time cap ({gate.settings.max_run_seconds:g} s); "
-                    "choose fewer problems or methods."
-                )
+        admitted = page_kit.admit(
+            gate.task_set, model, model_name, requested, methods, mh_steps, n_problems, task,
+            difficulty, toy_prompt=prompt if toy else None, toy_answer=reference if toy else None,
+            progress=advance, what="task settings",
+        )  # fmt: skip
+        if admitted is not None:
+            try:
+                with gate.running(admitted, page_kit.on_wait(gate, queue_box)) as run:
+                    done = next(iter(run.events()), None)  # one TaskRows, or None at the cap
+            except LimitError as err:
+                st.warning(inputs.escape_markdown(err))
             else:
-                state["cmp_task_last"] = {"rows": rows, "summary": api.summary_table(rows)}
-    task_last = state.get("cmp_task_last")
+                if done is None:
+                    st.warning(
+                        f"Stopped at the run-time cap ({gate.settings.max_run_seconds:g} s); "
+                        "choose fewer problems or methods."
+                    )
+                else:
+                    summary = api.summary_table(done.rows)
+                    state[keys.TASK_LAST] = {"rows": done.rows, "summary": summary}
+    task_last = state.get(keys.TASK_LAST)
     if task_last is not None:
         st.dataframe(task_last["summary"], hide_index=True, key="cmp_task_table")
         st.plotly_chart(

@@ -6,8 +6,10 @@ Uploads go through `explorer.gate` (the mode's size cap: 5 MB in demo mode).
 import streamlit as st
 
 from explorer import history
+from explorer import session_keys as keys
 from explorer.gate import TraceError, open_gate
 from explorer.inputs import escape_markdown
+from explorer.views import particle_table
 from powersmc_core.plotting import live as charts
 
 state = st.session_state
@@ -28,37 +30,37 @@ upload = st.file_uploader(
 )
 if upload is not None:
     token = (upload.name, upload.size, getattr(upload, "file_id", None))
-    if state.get("runs_last_upload") != token:  # reruns keep the file: import it once
+    if state.get(keys.RUNS_LAST_UPLOAD) != token:  # reruns keep the file: import it once
         try:
             entry = gate.upload(upload, upload.name)
         except TraceError as err:
             st.error(f"Could not read {escape_markdown(upload.name)}: {escape_markdown(err)}")
         else:
             history.remember(state, entry)
-            state["runs_last_upload"] = token
-            state["runs_select"] = entry.run_id
+            state[keys.RUNS_LAST_UPLOAD] = token
+            state[keys.RUNS_SELECT] = entry.run_id
             st.success(
                 f"Loaded {escape_markdown(upload.name)}: {len(entry.records)} steps, "
                 f"N = {entry.records[0].n_particles}."
             )
 
 # ---- runs saved on the server by earlier visits (reload, restart, crash) ----------------
-if state.get("owner") and not state.get("runs_restored"):
-    state["runs_restored"] = True  # once per session: later runs are remembered live
+if state.get(keys.OWNER) and not state.get(keys.RUNS_RESTORED):
+    state[keys.RUNS_RESTORED] = True  # once per session: later runs are remembered live
     for entry, problem in gate.stored_runs(skip={e.run_id for e in history.history(state)}):
         if problem is not None:  # removed meanwhile, or damaged on disk
             st.warning(escape_markdown(problem))
         else:
             history.remember(state, entry)
 
-if state.get("owner"):
+if state.get(keys.OWNER):
     with st.expander("Keep this run history (after a reload or a restart)"):
         st.caption(
             "Your runs are saved under a private key. Bookmark this link to find them again; "
             "opening it asks you to confirm. Anyone holding it can read these runs: do not "
             "share it (use Share this run on the Live SMC page instead)."
         )
-        st.code(f"?owner={state['owner']}", language=None)
+        st.code(f"?owner={state[keys.OWNER]}", language=None)
 
 runs = history.history(state)
 if not runs:
@@ -69,9 +71,11 @@ st.dataframe(history.summary_frame(runs), hide_index=True, key="runs_table")
 
 # ---- one run -----------------------------------------------------------------------------
 by_id = {e.run_id: e for e in runs}
-if state.get("runs_select") not in by_id:
-    state["runs_select"] = runs[0].run_id
-run_id = st.selectbox("Run", list(by_id), format_func=lambda r: by_id[r].label, key="runs_select")
+if state.get(keys.RUNS_SELECT) not in by_id:
+    state[keys.RUNS_SELECT] = runs[0].run_id
+run_id = st.selectbox(
+    "Run", list(by_id), format_func=lambda r: by_id[r].label, key=keys.RUNS_SELECT
+)
 entry = by_id[run_id]
 
 c1, c2 = st.columns(2)
@@ -109,16 +113,4 @@ st.plotly_chart(figures["renyi"], key="runs_renyi")
 left, right = st.columns(2)
 left.plotly_chart(figures["genealogy"], key="runs_genealogy")
 with right:
-    table = charts.particle_table(shown[-1], top_k=50)
-    frame = table.frame
-    st.markdown(f"**Particles at step {step}**, sorted by weight")
-    st.caption(
-        f"Leader, particle {frame['particle'][0]}: {escape_markdown(repr(frame['text'][0]))}"
-    )
-    st.dataframe(
-        charts.style_particle_table(frame),
-        hide_index=True,
-        column_config=charts.PARTICLE_COLUMNS,
-    )
-    if table.n_more:
-        st.caption(table.more_caption)
+    particle_table(shown[-1], step=step)

@@ -6,8 +6,9 @@ The exact picture needs no sampler; the Monte-Carlo checks run through `explorer
 
 import streamlit as st
 
-from explorer import models
-from explorer.gate import InputError, LimitError, open_gate
+from explorer import models, page_kit
+from explorer import session_keys as keys
+from explorer.gate import InputError, open_gate
 from explorer.inputs import MAX_STOP_FIELD_CHARS, escape_markdown
 from explorer.theory_lab import THEORY_MODELS, default_stop, stop_targets
 from powersmc_core import theory
@@ -23,7 +24,7 @@ st.caption(
     "The exact picture is drawn at once; Run adds the Monte-Carlo checks (seeded, repeatable)."
 )
 
-sidebar_model = state.get("model_name")
+sidebar_model = state.get(keys.MODEL_NAME)
 choices = list(THEORY_MODELS)
 c1, c2, c3, c4, c5, c6 = st.columns(6)
 name = c1.selectbox(
@@ -44,38 +45,30 @@ try:
 except InputError as err:
     st.error(f"Invalid settings: {escape_markdown(err)}")
     st.stop()
-for note in admitted.notes:
-    st.warning(escape_markdown(note))
+page_kit.show_notes(admitted.notes)
 comparison = theory.power_vs_temperature(model, settings.alpha)
 
 
 key = (name, settings)
-results = state.get("theory_last", {}).get(key)
+results = state.get(keys.THEORY_LAST, {}).get(key)
 if st.button("Run Monte-Carlo checks", type="primary", key="theory_run"):
-    results, timed_out = {}, False
-    queue_box = st.empty()
-    try:
-        with (
-            st.status("Running the checks…", expanded=True) as box,
-            gate.running(admitted, lambda *w: queue_box.info(gate.queue_message(*w))) as run,
-        ):
-            bar = st.progress(0.0)
-            for k, (part, value) in enumerate(run.events()):
-                results[part] = value
-                st.write(f"done: {part.replace('_', ' ')}")
-                bar.progress((k + 1) / 4)
-            box.update(label="Monte-Carlo checks done", state="complete", expanded=False)
-        timed_out = run.timed_out
-    except LimitError as err:
-        st.warning(escape_markdown(err))
-    if timed_out:
+    ran = page_kit.run_with_status(
+        gate,
+        admitted,
+        "Running the checks…",
+        4,
+        line=lambda check: f"done: {check.name.replace('_', ' ')}",
+        done=lambda n, capped: "Monte-Carlo checks done",
+    )
+    results = {} if ran is None else {check.name: check.result for check in ran.events}
+    if ran is not None and ran.timed_out:
         st.warning(
             f"Stopped at the run-time cap ({gate.settings.max_run_seconds:g} s); "
             "lower the runs per point or max N."
         )
         results = {}
     if results:
-        state["theory_last"] = {key: results}
+        state[keys.THEORY_LAST] = {key: results}
 
 figure = theory_charts.power_comparison_figure(comparison, top=20)
 if results:

@@ -9,7 +9,11 @@ Three layers, dependencies pointing one way::
     app.py + app_pages/   thin page scripts: widgets -> one service call -> charts
 
 Every sampler run and every upload goes through ``explorer.gate`` (clamps to the caps,
-encodes the prompt, takes a queue slot, enforces the run-time cap, journals the run).
+encodes the prompt, takes a queue slot, enforces the run-time cap, journals the run);
+its runs yield typed events (``explorer.events``). What pages share lives here too:
+``page_kit`` (model, prompt picker, settings from the library's knobs, gated runs),
+``views`` (live charts, particle table, run summary, comparison), ``live_session`` (the
+Live SMC run across reruns) and ``session_keys`` (every session-state key, named once).
 Modules import each other without cycles (a test checks); importing the package
 itself imports nothing, so ``python -m explorer.health`` stays light.
 """

@@ -1,8 +1,9 @@
 """Method comparison: one prompt through every sampler, and a graded task set.
 
 ``compare_runs`` runs plain decoding, low temperature, Power-SMC, MH and best-of-N on
-the same prompt (one ``registry.make_sampler`` each) and yields each result with its
-wall time; ``comparison_frame`` turns them into the Compare table. Pages never call
+the same prompt (one ``registry.make_sampler`` each) and yields a ``MethodDone`` (the
+result with its wall time) per method; ``comparison_frame`` turns them into the Compare
+table. Pages never call
 ``compare_runs``: ``explorer.gate`` does, inside a queue slot, with clamped settings.
 """
 
@@ -15,9 +16,9 @@ from typing import Any
 
 import pandas as pd
 
+from explorer.events import MethodDone
 from explorer.presets import grade
 from powersmc_core.engine.config import SMCConfig
-from powersmc_core.engine.records import SMCResult
 from powersmc_core.engine.stopping import StopRule
 from powersmc_core.models.base import LanguageModel
 from powersmc_core.models.toy import ToyLM
@@ -25,6 +26,7 @@ from powersmc_core.samplers.registry import DESCRIPTIONS, make_sampler
 
 __all__ = [
     "COMPARE_METHODS",
+    "MethodDone",
     "compare_runs",
     "comparison_frame",
     "evaluation_api",
@@ -44,8 +46,8 @@ def compare_runs(
     mh_steps: int = 4,
     stop_factory: Callable[[], StopRule | None] = lambda: None,
     on_step: Callable[[], None] = lambda: None,
-) -> Iterator[tuple[str, SMCResult, float]]:
-    """Run each method on the same prompt, yielding (method, result, wall seconds) in turn.
+) -> Iterator[MethodDone]:
+    """Run each method on the same prompt, yielding its ``MethodDone`` (result, wall s) in turn.
 
     ``on_step`` is called after every record a sampler streams (the gate checks the
     run-time cap there, so a cap holds within one step, not one method).
@@ -61,19 +63,20 @@ def compare_runs(
         run = sampler.stream(prompt)  # the same records and result as sampler.run(prompt)
         for _ in run:
             on_step()
-        yield method, run.result(), time.perf_counter() - start
+        yield MethodDone(method, run.result(), time.perf_counter() - start)
 
 
 def comparison_frame(
-    runs: Sequence[tuple[str, SMCResult, float]],
+    runs: Sequence[MethodDone],
     model: LanguageModel,
     reference: str | None = None,
 ) -> pd.DataFrame:
     """The Compare table: latency (and its ratio to plain decoding), speed, likelihood, answer."""
     toy = isinstance(model, ToyLM)
-    base_latency = next((s for m, _, s in runs if m == "base"), None)
+    base_latency = next((r.seconds for r in runs if r.method == "base"), None)
     rows = []
-    for method, result, seconds in runs:
+    for done in runs:
+        method, result, seconds = done.method, done.result, done.seconds
         completion = result.chosen_completion
         text = result.chosen_text
         if text is None:

@@ -9,8 +9,8 @@ syntax trees and fails if one imports a sampler class, a loader or the limiter):
     for note in admission.notes:                 # what the caps changed, one line each
         st.warning(note)
     with gate.running(admission, on_wait) as run:   # queue slot; on_wait(position, s)
-        for event in run.events():               # ends at the run-time cap
-            ...
+        for done in run.events():                # ends at the run-time cap
+            st.write(done.method, done.seconds)  # typed events (explorer.events)
     run.timed_out                                # True if the cap cut the run short
 
 Admission (``live``, ``compare``, ``task_set``, ``theory``) is pure: it validates the
@@ -42,7 +42,8 @@ from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequenc
 from dataclasses import dataclass, field
 from typing import Any
 
-from explorer import comparison, theory_lab
+from explorer import comparison, session_keys, theory_lab
+from explorer.events import CheckDone, MethodDone, TaskRows
 from explorer.history import MAX_HISTORY, RunEntry, entry_from_stored, entry_from_trace
 from explorer.inputs import InputError, clamp_config, make_stop, prompt_ids
 from explorer.limits import (
@@ -64,10 +65,13 @@ from powersmc_core.models.toy import ToyLM
 
 __all__ = [
     "Admission",
+    "CheckDone",
     "Gate",
     "GatedRun",
     "InputError",
     "LimitError",
+    "MethodDone",
+    "TaskRows",
     "TraceError",
     "open_gate",
     "visitor_for",
@@ -217,7 +221,7 @@ class Gate:
         mh_steps: Any,
         stop_rule: str,
     ) -> Admission:
-        """Every method on one prompt; events are (method, result, seconds)."""
+        """Every method on one prompt; one ``MethodDone`` event per method."""
         config, notes = self.clamp(requested)
         steps = self.cap("MH steps", mh_steps, 0, self.settings.max_mh_steps, notes)
         ids = prompt_ids(model, prompt, self.settings)
@@ -256,7 +260,7 @@ class Gate:
         toy_answer: str | None = None,
         progress: Callable[[int, int], None] | None = None,
     ) -> Admission:
-        """A graded task set through the evaluation harness; one event: the rows."""
+        """A graded task set through the evaluation harness; one event: ``TaskRows``."""
         api = comparison.evaluation_api()
         if api is None:
             raise InputError("the task-set comparison is not available in this installation")
@@ -283,7 +287,8 @@ class Gate:
                     progress(done, total)
                 run.check_deadline()  # the harness reports per run: stop there at the cap
 
-            yield api.run_task_comparison(model, problems, methods, settings, progress=advance)
+            rows = api.run_task_comparison(model, problems, methods, settings, progress=advance)
+            yield TaskRows(rows)
 
         return Admission("task set", model_name, config, tuple(notes), job)
 
@@ -297,7 +302,7 @@ class Gate:
         n_max: Any,
         seed: Any,
     ) -> tuple[Admission, theory_lab.TheorySettings]:
-        """The Theory lab's checks; events are (name, result). Also the settings used."""
+        """The Theory lab's checks; one ``CheckDone`` event each. Also the settings used."""
         requested = {"alpha": alpha, "n_particles": n_particles, "seed": seed}
         config, notes = self.clamp(requested)
         count = self.cap("runs per point", runs, 2, self.settings.max_theory_runs, notes)
@@ -317,7 +322,7 @@ class Gate:
             model_name,
             config,
             tuple(notes),
-            lambda _: theory_lab.run_checks(model, settings),
+            lambda _: (CheckDone(*check) for check in theory_lab.run_checks(model, settings)),
         )
         return admission, settings
 
@@ -404,6 +409,6 @@ def open_gate(state: MutableMapping[str, Any] | None = None) -> Gate:
     """The gate for the current visitor: settings from the environment, the server's
     limiter, the visitor (``limits.visitor_key``: one browser, across its tabs) and the
     run-history owner token from session ``state``."""
-    owner = state.get("owner") if state is not None else None
-    visitor = state.get("visitor") if state is not None else None
+    owner = state.get(session_keys.OWNER) if state is not None else None
+    visitor = state.get(session_keys.VISITOR) if state is not None else None
     return Gate(demo_settings(), owner=owner, visitor=visitor)

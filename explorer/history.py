@@ -19,6 +19,7 @@ from typing import Any
 
 import pandas as pd
 
+from explorer import session_keys
 from explorer.presets import grade
 from powersmc_core.engine.records import SMCResult, StepRecord, _json_restore
 from powersmc_core.io.trace import Trace, dumps_trace
@@ -70,7 +71,7 @@ class RunEntry:
         )
 
 
-HISTORY_KEY = "run_history"
+HISTORY_KEY = session_keys.HISTORY
 
 
 def history(state: MutableMapping[str, Any]) -> list[RunEntry]:

@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
+from explorer import session_keys as keys
 from explorer.inputs import (
     INT_FIELDS,
     InputError,
@@ -226,13 +227,13 @@ def widget_values(link: QueryParams) -> dict[str, Any]:
         key = LIVE_WIDGETS.get(name)
         if key is None:
             if name == "proposal_temperature" and value is not None:
-                values["live_tau_custom"], values["live_tau"] = True, float(value)
+                values[keys.LIVE_TAU_CUSTOM], values[keys.LIVE_TAU] = True, float(value)
             continue
         values[key] = value if name in INT_FIELDS or isinstance(value, str) else float(value)
     if link.model is not None:
-        values["model_choice"] = link.model
+        values[keys.MODEL_CHOICE] = link.model
     if link.prompt is not None:
-        values["live_prompt_mode"], values["live_prompt"] = "Free text", link.prompt
+        values[keys.LIVE_PROMPT_MODE], values[keys.LIVE_PROMPT] = "Free text", link.prompt
     elif link.preset is not None:
-        values["live_prompt_mode"], values["live_preset"] = "Preset problem", link.preset
+        values[keys.LIVE_PROMPT_MODE], values[keys.LIVE_PRESET] = "Preset problem", link.preset
     return values

@@ -297,7 +297,7 @@ def test_comparison_frame_on_the_trap():
     assert frame.loc[frame["key"] == "base", "× plain"].item() == pytest.approx(1.0)
     assert frame["correct"].isin([True, False]).all()
     assert (frame["log p / token"] <= 0).all()
-    mh = next(r for m, r, _ in runs if m == "mh")
+    mh = next(r.result for r in runs if r.method == "mh")
     assert len(mh.extras["acceptance_trace"]) > 0
     with pytest.raises(ValueError, match="unknown methods"):
         list(comparison.compare_runs(model, [], ["nope"], config))
@@ -716,3 +716,16 @@ def test_theory_lab_shows_the_stopped_law_target_beside_pi_alpha_cut():
         field.input(bad).run()
         no_exception(at)
         assert any(message in plain(e.value) for e in at.error), bad
+
+
+def test_live_settings_are_read_from_the_library_knobs():
+    from powersmc_core.engine.config import config_knobs
+
+    at = app(model="toy-random:3,8,0", page="app_pages/live_smc.py")
+    no_exception(at)
+    knobs = config_knobs()
+    assert at.number_input(key="live_max_tokens").help == knobs["max_new_tokens"].help
+    assert at.number_input(key="live_alpha").help == "Target p^α; α > 1 sharpens."
+    assert list(at.selectbox(key="live_resampling").options) == list(knobs["resampling"].choices)
+    assert at.selectbox(key="live_resampling").value == "systematic"
+    assert list(at.selectbox(key="live_schedule").options) == list(knobs["schedule"].choices)

@@ -5,10 +5,13 @@ powersmc_core (library) <- explorer (the app's services) <- app.py + app_pages/ 
 package has an import cycle; here:
 
 * the library imports no app code, and the app's package imports no page (and
-  Streamlit only to read the session id);
+  Streamlit only to read the session id, and in the two page-kit modules that draw
+  what several pages share: ``page_kit`` and ``views``);
 * a page cannot start a sampler except through ``explorer.gate``: no page imports a
   sampler class, the sampler factory, a model loader, the limiter, the store or the
-  live-run controller, nor calls anything by those names.
+  live-run controller, nor calls anything by those names;
+* pages stay thin: no page indexes session state with a string literal (the keys are
+  named once, in ``explorer.session_keys``) and none is longer than ``PAGE_LINE_BUDGET``.
 """
 
 from __future__ import annotations
@@ -97,9 +100,12 @@ def test_the_app_package_never_imports_pages_and_streamlit_only_for_the_session_
         if module.split(".")[0] in ("streamlit", "app_pages", "app")
     }
     # limits.current_session_id reads Streamlit's script context (lazily, inside the call);
-    # serve.py is the server launcher (Streamlit's CLI, minus the metrics route).
+    # serve.py is the server launcher (Streamlit's CLI, minus the metrics route); page_kit
+    # and views are the widgets several pages share (model, prompt, settings, charts).
     assert found == {
         "limits.py: streamlit.runtime.scriptrunner",
+        "views.py: streamlit",
+        "page_kit.py: streamlit",
         "serve.py: streamlit.web",
         "serve.py: streamlit.web.server.starlette",
     }, found
@@ -142,3 +148,71 @@ def test_page_scan_catches_a_direct_sampler():
     assert "imports limits from explorer" in found
     assert "imports explorer.store" in found
     assert any(f.startswith("calls global_limiter") for f in found)
+
+
+# ---- thin pages ------------------------------------------------------------------------
+PAGE_LINE_BUDGET = 150  # Live SMC was 311 lines and Compare 198 before the page kit
+STATE_NAMES = {"state", "session_state"}  # st.session_state, or a page's alias of it
+STATE_METHODS = {"get", "pop", "setdefault", "__getitem__", "__setitem__", "__delitem__"}
+
+
+def _is_state(node: ast.AST) -> bool:
+    return (isinstance(node, ast.Name) and node.id in STATE_NAMES) or (
+        isinstance(node, ast.Attribute) and node.attr in STATE_NAMES
+    )
+
+
+def _is_text(node: ast.AST) -> bool:
+    return isinstance(node, (ast.Constant, ast.JoinedStr)) and (
+        isinstance(node, ast.JoinedStr) or isinstance(node.value, str)
+    )
+
+
+def raw_state_keys(source: str) -> list[str]:
+    """Lines where session state is indexed, read, popped or tested with a string literal."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Subscript) and _is_state(node.value) and _is_text(node.slice):
+            found.append(f"line {node.lineno}: state[{ast.unparse(node.slice)}]")
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in STATE_METHODS
+            and _is_state(node.func.value)
+            and node.args
+            and _is_text(node.args[0])
+        ):
+            found.append(f"line {node.lineno}: state.{node.func.attr}({ast.unparse(node.args[0])})")
+        elif (
+            isinstance(node, ast.Compare)
+            and _is_text(node.left)
+            and any(_is_state(c) for c in node.comparators)
+        ):
+            found.append(f"line {node.lineno}: {ast.unparse(node)}")
+    return found
+
+
+@pytest.mark.parametrize("path", PAGES, ids=lambda p: p.name)
+def test_pages_name_session_keys_through_session_keys(path):
+    assert not raw_state_keys(path.read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize("path", PAGES, ids=lambda p: p.name)
+def test_pages_stay_within_the_line_budget(path):
+    lines = len(path.read_text(encoding="utf-8").splitlines())
+    assert lines <= PAGE_LINE_BUDGET, f"{path.name}: {lines} lines; move logic to explorer/"
+
+
+def test_state_key_scan_catches_raw_keys():
+    source = (
+        "import streamlit as st\n"
+        "state = st.session_state\n"
+        'st.session_state["live_last"] = 1\n'
+        'x = state.get("model_name")\n'
+        'if "owner" not in state: pass\n'
+        'del state["live_active"]\n'
+        "y = state[keys.OWNER]\n"
+    )
+    found = raw_state_keys(source)
+    assert len(found) == 4, found
+    assert not any("keys.OWNER" in f for f in found)

@@ -1,0 +1,321 @@
+"""The pages' shared pieces: load the model, pick a prompt, the settings form, gated runs.
+
+A page is a flat script: inputs -> guard -> call -> render. What several pages would
+otherwise copy lives here (and it is the one ``explorer`` module besides ``views``
+that draws Streamlit widgets):
+
+* ``load_model_or_stop``: the sidebar's model, loaded once per server, or one error
+  message and ``st.stop()``;
+* ``pick_prompt``: a toy prefix, a preset problem or free text, with its known answer;
+* ``knob_input`` / ``live_settings``: widgets for ``SMCConfig`` fields, kind and help
+  read from the library's knobs (``config_knobs``); the caps are applied by the gate,
+  which says what it changed (``show_notes``);
+* ``admit``, ``on_wait`` and ``run_with_status``: ask the gate for an admission (an
+  ``Invalid settings`` error otherwise), report the queue while a run waits for its
+  slot, and run it in a status box with one line and a progress tick per event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import streamlit as st
+
+from explorer import inputs, models, presets, query
+from explorer import session_keys as keys
+from explorer.gate import Admission, Gate, InputError, LimitError
+from powersmc_core.engine.config import config_knobs
+from powersmc_core.models.base import LanguageModel
+
+__all__ = [
+    "Prompt",
+    "Ran",
+    "admit",
+    "knob_input",
+    "live_settings",
+    "load_model_or_stop",
+    "on_wait",
+    "pick_prompt",
+    "run_with_status",
+    "show_notes",
+]
+
+
+def load_model_or_stop(note: str = "") -> tuple[LanguageModel, str]:
+    """The sidebar's model and its name, with the backend caption; on failure one error
+    message and ``st.stop()``. ``note`` follows the spinner's "Loading model ..." text."""
+    state = st.session_state
+    name = state.get(keys.MODEL_NAME, models.DEFAULT_MODEL)
+    try:
+        with st.spinner(f"Loading model {name!r}{note}…"):
+            model = models.load_cached(name, state.get(keys.MODEL_BACKEND))
+    except (models.ModelLoadError, ValueError) as err:
+        st.error(models.load_failure(name, err))
+        st.stop()
+    st.caption(inputs.escape_markdown(models.backend_caption(model)))
+    return model, name
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """What to decode from: text or toy token ids, a label for history, a known answer."""
+
+    prompt: str | Sequence[int]
+    label: str
+    reference: str | None = None
+
+
+def pick_prompt(
+    model: LanguageModel,
+    prefix: str,
+    *,
+    toy_label: str,
+    toy_note: str,
+    default_text: str,
+    modes: bool,
+) -> Prompt:
+    """A toy prefix (its exact answer shown), or a preset problem or free text.
+
+    Widget keys are ``{prefix}_toy_prefix``, ``{prefix}_preset`` and ``{prefix}_prompt``;
+    ``modes`` picks between presets and free text with a radio (``{prefix}_prompt_mode``),
+    else "Free text" is the last entry of the preset list.
+    """
+    if models.is_toy(model):
+        prefix_ids = st.selectbox(
+            toy_label,
+            presets.toy_prefix_options(model),
+            format_func=lambda p: presets.prefix_label(model, p),
+            key=f"{prefix}_toy_prefix",
+        )
+        reference = presets.toy_reference(model, prefix_ids)
+        st.caption(f"{toy_note}: **{reference}**")
+        return Prompt(prefix_ids, presets.prefix_label(model, prefix_ids), reference)
+    names = [p.name for p in presets.TEXT_PRESETS]
+    if modes:
+        mode = st.radio(
+            "Prompt",
+            ["Preset problem", "Free text"],
+            horizontal=True,
+            key=f"{prefix}_prompt_mode",
+        )
+        choice = (
+            st.selectbox("Preset", names, key=f"{prefix}_preset") if mode != "Free text" else mode
+        )
+    else:
+        choice = st.selectbox("Prompt", [*names, "Free text"], key=f"{prefix}_preset")
+    if choice == "Free text":
+        text = st.text_area("Prompt", default_text, key=f"{prefix}_prompt")
+        return Prompt(text, text if isinstance(text, str) else str(text))
+    preset = presets.TEXT_PRESETS[names.index(choice)]
+    st.caption(f"{preset.prompt}  — known answer: **{preset.answer}**")
+    return Prompt(preset.prompt, preset.prompt, preset.answer)
+
+
+# ---- settings from the library's knobs ---------------------------------------------------
+def knob_input(
+    where: Any,
+    name: str,
+    label: str,
+    key: str,
+    value: Any = None,
+    step: Any = None,
+    help: str | None = None,
+    **options: Any,
+) -> Any:
+    """A widget for the ``SMCConfig`` field ``name``: a selectbox for a choice (the knob's
+    choices), a slider for a number bounded on both sides, else a number input. The help
+    text is the knob's unless ``help`` is given; the gate clamps to the caps afterwards."""
+    knob = config_knobs()[name]
+    help = help if help is not None else knob.help
+    if knob.kind == "choice":
+        choices = list(knob.choices)
+        index = choices.index(value) if value in choices else 0
+        return where.selectbox(label, choices, index=index, key=key, help=help, **options)
+    if knob.low is not None and knob.high is not None and knob.kind == "float":
+        low = options.pop("low", knob.low)
+        return where.slider(
+            label, float(low), float(knob.high), value, step=step, key=key, help=help, **options
+        )
+    return where.number_input(label, value=value, step=step, key=key, help=help, **options)
+
+
+@dataclass(frozen=True)
+class LiveSettings:
+    """The Live SMC form: the requested config fields (before the gate's caps), the stop rule."""
+
+    requested: dict[str, Any]
+    stop_rule: str
+    stop_strings: str
+
+
+def live_settings(toy: bool, max_particles: int) -> LiveSettings:
+    """The Live SMC sampler settings (in an expander), every field keyed as a link sets it."""
+    key = query.LIVE_WIDGETS  # SMCConfig field -> widget key (links fill these)
+    with st.expander("Sampler settings", expanded=True):
+        c = st.columns(4)
+        values = {
+            "alpha": knob_input(
+                c[0], "alpha", "α (power)", key["alpha"], 4.0, 0.5, "Target p^α; α > 1 sharpens."
+            ),
+            "n_particles": knob_input(
+                c[1],
+                "n_particles",
+                "N (particles)",
+                key["n_particles"],
+                8 if toy else 4,
+                1,
+                f"1 to {max_particles}",
+            ),
+            "max_new_tokens": knob_input(
+                c[2], "max_new_tokens", "max new tokens", key["max_new_tokens"], 8 if toy else 24, 8
+            ),
+            "seed": knob_input(c[3], "seed", "seed", key["seed"], 0, 1),
+        }
+        c = st.columns(4)
+        schedule = values["schedule"] = knob_input(
+            c[0], "schedule", "bridging schedule", key["schedule"], "constant"
+        )
+        values["ramp_tokens"] = knob_input(
+            c[1],
+            "ramp_tokens",
+            "ramp tokens (linear)",
+            key["ramp_tokens"],
+            16,
+            1,
+            disabled=schedule != "linear",
+        )
+        values["alpha_start"] = knob_input(
+            c[2],
+            "alpha_start",
+            "α start (bridging)",
+            key["alpha_start"],
+            1.0,
+            0.5,
+            disabled=schedule == "constant",
+        )
+        values["target_ess"] = knob_input(
+            c[3],
+            "target_ess",
+            "target ESS/N (adaptive)",
+            key["target_ess"],
+            0.5,
+            low=0.05,
+            disabled=schedule != "adaptive",
+        )
+        c = st.columns(4)
+        values["ess_threshold"] = knob_input(
+            c[0],
+            "ess_threshold",
+            "ESS threshold κ",
+            key["ess_threshold"],
+            0.5,
+            0.05,
+            "Resample when ESS < κ·N",
+        )
+        values["resampling"] = knob_input(
+            c[1], "resampling", "resampling", key["resampling"], "systematic"
+        )
+        values["block_size"] = knob_input(
+            c[2],
+            "block_size",
+            "block size",
+            key["block_size"],
+            1,
+            1,
+            "Resampling is considered every block_size tokens",
+        )
+        values["proposal_temperature"] = None
+        custom = c[3].checkbox(
+            "custom proposal τ",
+            key=keys.LIVE_TAU_CUSTOM,
+            help="Default τ_t = 1/α_t (minimum-variance proposal)",
+        )
+        if custom:
+            values["proposal_temperature"] = knob_input(
+                c[3], "proposal_temperature", "proposal temperature τ", keys.LIVE_TAU, 0.5, 0.05
+            )
+            st.warning(
+                "The proposal temperature differs from the default 1/α_t: weights stay correct, "
+                "but the incremental-weight variance is no longer minimal, so expect lower ESS."
+            )
+        c1, c2 = st.columns([1, 3])
+        stop_rule = c1.selectbox(
+            "stop rule", inputs.STOP_RULES, index=1 if not toy else 0, key="live_stop_rule"
+        )
+        stop_strings = c2.text_input(
+            "stop strings (comma-separated)",
+            "\\n\\n",
+            max_chars=inputs.MAX_STOP_FIELD_CHARS,
+            key="live_stop_strings",
+            disabled=stop_rule != "stop strings",
+        )
+    return LiveSettings(values, stop_rule, stop_strings)
+
+
+# ---- through the gate --------------------------------------------------------------------
+def show_notes(notes: Sequence[str]) -> None:
+    """One warning per change the caps made (escaped: a note may quote visitor text)."""
+    for note in notes:
+        st.warning(inputs.escape_markdown(note))
+
+
+def admit(
+    request: Callable[..., Admission], *args: Any, what: str = "settings", **kwargs: Any
+) -> Admission | None:
+    """``request(*args, **kwargs)`` (a ``Gate`` method) and show what the caps changed; on
+    ``InputError`` show "Invalid {what}: ..." and return None."""
+    try:
+        admitted = request(*args, **kwargs)
+    except InputError as err:
+        st.error(f"Invalid {what}: {inputs.escape_markdown(err)}")
+        return None
+    show_notes(admitted.notes)
+    return admitted
+
+
+def on_wait(gate: Gate, box: Any) -> Callable[[int, float], None]:
+    """``Gate.running``'s queue callback: the visitor's place in the queue, in ``box``."""
+    return lambda position, waited: box.info(gate.queue_message(position, waited))
+
+
+@dataclass(frozen=True)
+class Ran:
+    """What ``run_with_status`` collected: the run's events, and whether the cap cut it."""
+
+    events: list[Any]
+    timed_out: bool
+
+
+def run_with_status(
+    gate: Gate,
+    admitted: Admission,
+    label: str,
+    total: int,
+    line: Callable[[Any], str],
+    done: Callable[[int, bool], str],
+    queue_box: Any = None,
+) -> Ran | None:
+    """Run ``admitted`` inside the gate's queue slot, in an expanded status box titled
+    ``label``: ``line(event)`` and a progress tick (of ``total``) per event, then the box
+    collapses under ``done(n_events, timed_out)``. The queue position shows in ``queue_box``
+    (a new placeholder by default). A visitor already running or a full queue: one
+    warning, and None."""
+    queue_box = st.empty() if queue_box is None else queue_box
+    events: list[Any] = []
+    try:
+        with (
+            st.status(label, expanded=True) as box,
+            gate.running(admitted, on_wait(gate, queue_box)) as run,
+        ):
+            progress = st.progress(0.0)
+            for event in run.events():
+                events.append(event)
+                st.write(line(event))
+                progress.progress(len(events) / total)
+            box.update(label=done(len(events), run.timed_out), state="complete", expanded=False)
+    except LimitError as err:
+        st.warning(inputs.escape_markdown(err))
+        return None
+    return Ran(events, run.timed_out)
