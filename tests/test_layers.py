@@ -5,8 +5,9 @@
   function) and at run time (a fresh interpreter imports every library module and
   ``streamlit`` must not be in ``sys.modules``).
 - No import cycle within ``powersmc_core``, nor within the app package ``explorer/``:
-  a graph of module-level imports (function-level imports run later and are not part
-  of loading; ``if TYPE_CHECKING:`` blocks never run), with relative imports resolved
+  a graph of every import anywhere in a module, function-level ones too (a loop
+  through a lazy import is still a loop in the design; ``if TYPE_CHECKING:`` blocks
+  never run and are skipped), with relative and absolute imports resolved
   and ``from pkg import submodule`` counted as an import of the submodule. A cycle is
   printed when found.
 """
@@ -46,22 +47,22 @@ def _is_type_checking(node: ast.If) -> bool:
     )
 
 
-def _module_level(body: list[ast.stmt]) -> Iterator[ast.Import | ast.ImportFrom]:
-    """Imports that run when the module is imported: top level, in if/try/with blocks."""
-    for node in body:
+def _all_imports(tree: ast.AST) -> Iterator[ast.Import | ast.ImportFrom]:
+    """Every import anywhere in a module (function bodies too), except ``if TYPE_CHECKING:``.
+
+    A function-level import still ties two modules together: it runs on first call and
+    a loop through it is a loop in the design, so it counts like a top-level one.
+    """
+    stack: list[ast.AST] = [tree]
+    while stack:
+        node = stack.pop()
         if isinstance(node, (ast.Import, ast.ImportFrom)):
             yield node
-        elif isinstance(node, ast.If):
-            if not _is_type_checking(node):
-                yield from _module_level(node.body)
-            yield from _module_level(node.orelse)
-        elif isinstance(node, ast.Try):
-            for block in (node.body, node.orelse, node.finalbody):
-                yield from _module_level(block)
-            for handler in node.handlers:
-                yield from _module_level(handler.body)
-        elif isinstance(node, ast.With):
-            yield from _module_level(node.body)
+            continue
+        if isinstance(node, ast.If) and _is_type_checking(node):
+            stack.extend(node.orelse)
+            continue
+        stack.extend(ast.iter_child_nodes(node))
 
 
 def _resolve(module: str, is_package: bool, node: ast.ImportFrom) -> str:
@@ -75,13 +76,13 @@ def _resolve(module: str, is_package: bool, node: ast.ImportFrom) -> str:
 
 
 def import_graph(package: str) -> dict[str, set[str]]:
-    """Module -> the package's modules it imports at module level."""
+    """Module -> the package's modules it imports anywhere (function-level too)."""
     modules = _modules(package)
     graph: dict[str, set[str]] = {name: set() for name in modules}
     for name, path in modules.items():
         is_package = path.name == "__init__.py"
         tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-        for node in _module_level(tree.body):
+        for node in _all_imports(tree):
             if isinstance(node, ast.Import):
                 targets = [alias.name for alias in node.names]
             else:
@@ -128,7 +129,7 @@ def test_graph_resolves_relative_and_submodule_imports(tmp_path, monkeypatch):
     (pkg / "sub" / "__init__.py").write_text("")
     (pkg / "sub" / "b.py").write_text(
         "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .. import a\n"
-        "def f():\n    from ..a import x\nfrom ... import nothing\n"
+        "from ... import nothing\n"
     )
     monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
     graph = import_graph("pkg")
@@ -139,6 +140,10 @@ def test_graph_resolves_relative_and_submodule_imports(tmp_path, monkeypatch):
         "pkg.sub.b": set(),
     }
     (pkg / "sub" / "b.py").write_text("from ..a import x\n")
+    assert find_cycle(import_graph("pkg")) == ["pkg.a", "pkg.sub.b", "pkg.a"]
+    # A cycle closed by a function-level import is found too.
+    (pkg / "sub" / "b.py").write_text("def f():\n    if True:\n        import pkg.a\n")
+    assert import_graph("pkg")["pkg.sub.b"] == {"pkg.a"}
     assert find_cycle(import_graph("pkg")) == ["pkg.a", "pkg.sub.b", "pkg.a"]
 
 

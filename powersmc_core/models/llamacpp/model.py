@@ -48,12 +48,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from powersmc_core.models.backends import default_threads
 from powersmc_core.models.errors import ModelLoadError
 from powersmc_core.models.hf.model import HFModel
 from powersmc_core.models.hf.setup import collect_eos_token_ids
 from powersmc_core.models.instances import shared
 from powersmc_core.models.llamacpp.context import Context, weights
+from powersmc_core.models.llamacpp.runtime import default_threads
 from powersmc_core.models.loading import (
     EMBEDDED_SLUG,
     embedded_gguf_path,
