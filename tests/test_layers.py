@@ -202,3 +202,16 @@ def test_no_import_cycles(package):
     assert len(graph) > 1
     cycle = find_cycle(graph)
     assert cycle is None, f"import cycle in {package}: " + " -> ".join(cycle or [])
+
+
+def test_llamacpp_backend_borrows_nothing_from_the_torch_backend():
+    """models/llamacpp/* imports no models/hf/* module: shared text handling is in text_io."""
+    graph = import_graph(LIBRARY)
+    torch_side = f"{LIBRARY}.models.hf"
+    offenders = {
+        name: sorted(t for t in targets if t == torch_side or t.startswith(torch_side + "."))
+        for name, targets in graph.items()
+        if name.startswith(f"{LIBRARY}.models.llamacpp")
+    }
+    assert any(name.endswith("llamacpp.model") for name in offenders)
+    assert not {k: v for k, v in offenders.items() if v}, offenders

@@ -72,6 +72,7 @@ from powersmc_core.models.hf.static import (
     reorder_pool,
     to_static,
 )
+from powersmc_core.models.text_io import TokenizerText
 
 __all__ = [
     "GENERATION_MARGIN",
@@ -105,7 +106,7 @@ class HFState:
 
 
 # ---- backend ---------------------------------------------------------------------------
-class HFModel:
+class HFModel(TokenizerText):
     """LanguageModel protocol over any ``AutoModelForCausalLM`` and its tokenizer."""
 
     def __init__(
@@ -158,40 +159,6 @@ class HFModel:
             # dynamic=False: baseline (1 row) and SMC (N rows) each get a graph specialised
             # to their shape, rather than one shape-generic graph after the second size.
             self._step = torch.compile(self._one_token_logits, mode=mode, dynamic=False)
-
-    # ---- text ----------------------------------------------------------------------
-    @property
-    def max_prompt_tokens(self) -> int | None:
-        """Default prompt limit: max_position_embeddings minus a margin for generation."""
-        max_positions = getattr(self.config, "max_position_embeddings", None)
-        if not max_positions:
-            return None
-        return max_positions - min(GENERATION_MARGIN, max_positions // 2)
-
-    def encode_prompt(
-        self, text: str, chat: bool = True, max_prompt_tokens: int | None = None
-    ) -> list[int]:
-        """Prompt ids: the chat template with a generation prompt when there is one and chat=True."""
-        if not text or not text.strip():
-            raise ValueError("prompt is empty")
-        if chat and getattr(self.tokenizer, "chat_template", None):
-            rendered = self.tokenizer.apply_chat_template(
-                [{"role": "user", "content": text}], add_generation_prompt=True, tokenize=False
-            )
-            # The template writes its own special tokens (BOS, role markers) as text.
-            ids = list(self.tokenizer(rendered, add_special_tokens=False)["input_ids"])
-        else:
-            ids = list(self.tokenizer(text)["input_ids"])
-        limit = self.max_prompt_tokens if max_prompt_tokens is None else max_prompt_tokens
-        if limit is not None and len(ids) > limit:
-            raise ValueError(
-                f"prompt has {len(ids)} tokens, more than the limit of {limit} for {self.name}; "
-                "shorten the prompt"
-            )
-        return ids
-
-    def decode_batch(self, sequences: Sequence[Sequence[int]]) -> list[str]:
-        return self.tokenizer.batch_decode([list(s) for s in sequences], skip_special_tokens=True)
 
     # ---- forward -------------------------------------------------------------------
     def _logits(self, input_ids: torch.Tensor, cache: Cache | None) -> torch.Tensor:

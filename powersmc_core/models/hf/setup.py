@@ -1,4 +1,4 @@
-"""Transformers backend set-up: device and dtype choice, the cache keyword, EOS ids.
+"""Transformers backend set-up: device and dtype choice, the cache keyword.
 
 Small helpers ``HFModel`` and the loader share. Importing this module imports torch
 but not transformers.
@@ -12,6 +12,9 @@ from typing import Any
 
 import torch
 
+# Shared with the llama.cpp backend; re-exported here for the torch side.
+from powersmc_core.models.text_io import GENERATION_MARGIN, collect_eos_token_ids
+
 __all__ = [
     "CACHE_KEYWORDS",
     "GENERATION_MARGIN",
@@ -22,9 +25,6 @@ __all__ = [
     "pick_dtype",
 ]
 
-# Prompt tokens are limited to max_position_embeddings minus this many positions,
-# so that a maximal prompt still leaves room for a completion.
-GENERATION_MARGIN = 256
 # A static cache without an explicit max_cache_len holds the prompt plus this many
 # tokens (rounded up to a multiple of it) and doubles when full.
 STATIC_HEADROOM = 256
@@ -83,20 +83,3 @@ def cache_keyword(forward: Callable[..., Any]) -> str:
         f"model forward {getattr(forward, '__qualname__', forward)!r} takes none of "
         f"{CACHE_KEYWORDS}; this backend needs a causal LM that accepts a KV cache"
     )
-
-
-def collect_eos_token_ids(tokenizer: Any, generation_config: Any = None) -> tuple[int, ...]:
-    """All end-of-sequence ids: tokenizer.eos_token_id first, then generation_config's (int or list)."""
-    ids: list[int] = []
-    candidates: list[Any] = [getattr(tokenizer, "eos_token_id", None)]
-    extra = getattr(generation_config, "eos_token_id", None) if generation_config else None
-    candidates.extend(extra if isinstance(extra, (list, tuple)) else [extra])
-    for candidate in candidates:
-        if candidate is not None and int(candidate) not in ids:
-            ids.append(int(candidate))
-    if not ids:
-        raise ValueError(
-            "neither the tokenizer nor the generation config defines an eos_token_id; "
-            "set tokenizer.eos_token_id before wrapping the model"
-        )
-    return tuple(ids)
