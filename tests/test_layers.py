@@ -215,3 +215,51 @@ def test_llamacpp_backend_borrows_nothing_from_the_torch_backend():
     }
     assert any(name.endswith("llamacpp.model") for name in offenders)
     assert not {k: v for k, v in offenders.items() if v}, offenders
+
+
+# ---- no private names across modules -----------------------------------------------------
+def private_imports(package: str) -> list[str]:
+    """``module:line imports name from other`` for every ``_private`` name imported from
+    another module of ``powersmc_core`` or ``explorer`` (``__dunder__`` names are fine; a
+    public name imported under a private alias is fine)."""
+    offenders = []
+    for name, path in _modules(package).items():
+        is_package = path.name == "__init__.py"
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        for node in _all_imports(tree):
+            if not isinstance(node, ast.ImportFrom):
+                continue
+            source = _resolve(name, is_package, node)
+            if source.split(".")[0] not in (LIBRARY, APP) or source == name:
+                continue
+            offenders += [
+                f"{name}:{node.lineno} imports {alias.name} from {source}"
+                for alias in node.names
+                if alias.name.startswith("_") and not alias.name.startswith("__")
+            ]
+    return offenders
+
+
+def test_private_import_checker_finds_one(tmp_path, monkeypatch):
+    pkg = tmp_path / "powersmc_core"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("def _helper():\n    pass\n")
+    (pkg / "b.py").write_text(
+        "from powersmc_core.a import _helper as helper\nfrom os import _exit\n"
+        "def f():\n    from .a import _helper\n"
+    )
+    (pkg / "c.py").write_text("from powersmc_core.a import __doc__\nfrom . import a as _a\n")
+    monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
+    assert sorted(private_imports("powersmc_core")) == [
+        "powersmc_core.b:1 imports _helper from powersmc_core.a",
+        "powersmc_core.b:4 imports _helper from powersmc_core.a",
+    ]
+
+
+@pytest.mark.parametrize("package", [LIBRARY, APP])
+def test_no_module_imports_a_private_name_from_another(package):
+    if not (ROOT / package / "__init__.py").is_file():
+        pytest.skip(f"{package}/ does not exist in this checkout")
+    offenders = private_imports(package)
+    assert not offenders, "private names imported across modules:\n" + "\n".join(offenders)

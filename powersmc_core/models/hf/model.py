@@ -66,8 +66,8 @@ from powersmc_core.models.hf.setup import (
     pick_dtype,
 )
 from powersmc_core.models.hf.static import (
-    _cache_rows,
-    _is_identity,
+    cache_rows,
+    is_identity,
     reorder_layers,
     reorder_pool,
     to_static,
@@ -232,7 +232,7 @@ class HFModel(TokenizerText):
             source, feed = unique // self.vocab_size, unique % self.vocab_size
         else:
             source, feed, inverse = rows[slots], tokens[slots], None
-        if not _is_identity(source, _cache_rows(state.cache)):
+        if not is_identity(source, cache_rows(state.cache)):
             state.cache.batch_select_indices(source)  # drop finished rows / copy shared ones
         logp = self._log_softmax(self._step(feed[:, None], state.cache))  # (U or A, V)
         if inverse is not None:
@@ -260,7 +260,7 @@ class HFModel(TokenizerText):
             return HFState(state.cache, rows, state.length)
         live = rows >= 0
         source = rows[live]
-        if not _is_identity(source, _cache_rows(state.cache)):
+        if not is_identity(source, cache_rows(state.cache)):
             state.cache.reorder_cache(source)  # index_select on every layer's keys and values
         new_rows = torch.full_like(rows, -1)
         new_rows[live] = torch.arange(source.numel(), device=self.device)
@@ -322,7 +322,7 @@ class HFModel(TokenizerText):
         reads are free) checks; an accelerator copies without waiting.
         """
         if ancestors.device.type == "cpu":
-            if not _is_identity(ancestors, ancestors.numel()):
+            if not is_identity(ancestors, ancestors.numel()):
                 reorder_layers(state.cache, ancestors, state.length)
         elif state.pool is not None:
             reorder_pool(state.pool, ancestors, state.length)

@@ -16,7 +16,7 @@ import torch
 from transformers import StaticCache
 from transformers.cache_utils import Cache, StaticLayer
 
-__all__ = ["reorder_layers", "reorder_pool", "to_static"]
+__all__ = ["cache_rows", "is_identity", "reorder_layers", "reorder_pool", "to_static"]
 
 
 def to_static(
@@ -91,11 +91,11 @@ def _allocate_pool(source: Cache, n: int, max_len: int) -> torch.Tensor | None:
     return torch.zeros(size, dtype=dtype, device=device)
 
 
-def _cache_rows(cache: Cache) -> int:
+def cache_rows(cache: Cache) -> int:
     """Rows (batch size) currently held by a dynamic cache."""
     return int(cache.layers[0].keys.shape[0])
 
 
-def _is_identity(index: torch.Tensor, size: int) -> bool:
+def is_identity(index: torch.Tensor, size: int) -> bool:
     """index == arange(size): the gather would be a no-op copy."""
     return index.numel() == size and bool((index == torch.arange(size, device=index.device)).all())
