@@ -29,6 +29,7 @@ import contextlib
 from dataclasses import dataclass
 
 from powersmc_core.models.base import LanguageModel
+from powersmc_core.models.device import runs_on_cpu
 from powersmc_core.models.errors import ModelLoadError
 from powersmc_core.models.llamacpp.runtime import (
     FAST_INSTALL_HINT,
@@ -87,7 +88,7 @@ def choose_backend(
     if backend == "torch":
         return BackendChoice("torch", "torch backend requested")
     gguf = is_gguf_model(model_name)
-    cpu = _runs_on_cpu(device)
+    cpu = runs_on_cpu(device)
     available, detail = llamacpp_available()
     if backend == "llamacpp":
         if not gguf:
@@ -167,14 +168,3 @@ def backend_of(model: LanguageModel) -> tuple[str, str]:
         str(getattr(model, "backend", "torch")),
         str(getattr(model, "backend_reason", "torch backend")),
     )
-
-
-def _runs_on_cpu(device: str | None) -> bool:
-    """Would a model land on the CPU? None follows torch's default (CUDA > MPS > CPU)."""
-    if device is not None:
-        return str(device).split(":")[0] == "cpu"
-    try:
-        import torch
-    except ImportError:
-        return True
-    return not (torch.cuda.is_available() or torch.backends.mps.is_available())
