@@ -25,7 +25,7 @@ Three cache strategies share one state type (``HFState``: cache + slot→row map
   ``compile=True`` the one-token forward is wrapped in ``torch.compile`` (mode
   "reduce-overhead" on CUDA). Finished rows are kept and fed EOS (fixed shapes).
 
-Measured (``scripts/measure_hf_backend.py``: SmolLM2-135M, float32, 1 CPU thread, ~53
+Measured (``docs/measurements/measure_hf_backend.py``: SmolLM2-135M, float32, 1 CPU thread, ~53
 cached tokens; CPU-time medians, ratios to a plain step of 168 ms at N=8, 242 ms at N=16):
 a step is mostly a fixed cost (reading the weights) plus ~9 ms per row, so
 
