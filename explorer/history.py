@@ -21,7 +21,8 @@ import pandas as pd
 
 from explorer import session_keys
 from explorer.presets import grade
-from powersmc_core.engine.records import SMCResult, StepRecord, _json_restore
+from powersmc_core.engine.records import SMCResult, StepRecord
+from powersmc_core.io.codec import from_json_safe as _json_restore
 from powersmc_core.io.trace import Trace, dumps_trace
 
 __all__ = [

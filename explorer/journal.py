@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 
 from explorer.uploads import read_trace_safely
-from powersmc_core.engine.records import SMCResult, StepRecord, _json_safe
+from powersmc_core.engine.records import SMCResult, StepRecord
+from powersmc_core.io.codec import to_json_safe as _json_safe
 from powersmc_core.io.trace import TraceError
 
 try:  # POSIX: the lock dies with the process. Elsewhere: the journal's age (see try_lock).

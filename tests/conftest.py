@@ -46,7 +46,9 @@ def llamacpp_missing(monkeypatch):
     """llama.cpp reported as not installed, wherever the library and the app ask."""
     from explorer import models
     from powersmc_core.models import backends
+    from powersmc_core.models.llamacpp import runtime
 
     missing = "llama-cpp-python is not installed: run `make fast` (test double)"
     monkeypatch.setattr(backends, "llamacpp_available", lambda: (False, missing))
+    monkeypatch.setattr(runtime, "llamacpp_available", lambda: (False, missing))
     monkeypatch.setattr(models, "llamacpp_available", lambda: (False, missing))

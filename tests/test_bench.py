@@ -375,7 +375,7 @@ def test_bench_bad_input_is_one_error_line(capsys, tmp_path, argv, needle):
 
 @pytest.mark.slow
 def test_gpu_checks_script_runs_end_to_end_on_cpu(tmp_path):
-    """scripts/gpu_checks.sh is what a scarce GPU lease runs: keep it working, here on a CPU."""
+    """deploy/gpu_checks.sh is what a scarce GPU lease runs: keep it working, here on a CPU."""
     env = dict(
         os.environ,
         OUT=str(tmp_path),
@@ -388,7 +388,7 @@ def test_gpu_checks_script_runs_end_to_end_on_cpu(tmp_path):
         REPEATS="1",
     )
     done = subprocess.run(
-        ["bash", str(ROOT / "scripts" / "gpu_checks.sh")],
+        ["bash", str(ROOT / "deploy" / "gpu_checks.sh")],
         env=env,
         capture_output=True,
         text=True,
@@ -407,7 +407,7 @@ def test_gpu_checks_script_runs_end_to_end_on_cpu(tmp_path):
 
 def test_count_step_ops_fences_off_the_forward():
     done = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "count_step_ops.py"), "--steps", "4"],
+        [sys.executable, str(ROOT / "docs" / "measurements" / "count_step_ops.py"), "--steps", "4"],
         env=dict(os.environ, PYTHONPATH=str(ROOT)),  # as on the GPU machine: not installed
         capture_output=True,
         text=True,

@@ -5,7 +5,7 @@
 inside PyTorch's C++ (``torch.multinomial`` checks its input with ``.item()``, which
 is why the sampler draws tokens with ``sample_rows``). CPU machines skip this file;
 the CPU test ``test_stream_every.py::test_a_batched_step_reads_nothing_back_to_the_host``
-covers the Python side everywhere. Run by ``scripts/gpu_checks.sh`` on a GPU machine.
+covers the Python side everywhere. Run by ``deploy/gpu_checks.sh`` on a GPU machine.
 """
 
 from __future__ import annotations

@@ -5,8 +5,9 @@
   function) and at run time (a fresh interpreter imports every library module and
   ``streamlit`` must not be in ``sys.modules``).
 - No import cycle within ``powersmc_core``, nor within the app package ``explorer/``:
-  a graph of module-level imports (function-level imports run later and are not part
-  of loading; ``if TYPE_CHECKING:`` blocks never run), with relative imports resolved
+  a graph of every import anywhere in a module, function-level ones too (a loop
+  through a lazy import is still a loop in the design; ``if TYPE_CHECKING:`` blocks
+  never run and are skipped), with relative and absolute imports resolved
   and ``from pkg import submodule`` counted as an import of the submodule. A cycle is
   printed when found.
 """
@@ -46,22 +47,22 @@ def _is_type_checking(node: ast.If) -> bool:
     )
 
 
-def _module_level(body: list[ast.stmt]) -> Iterator[ast.Import | ast.ImportFrom]:
-    """Imports that run when the module is imported: top level, in if/try/with blocks."""
-    for node in body:
+def _all_imports(tree: ast.AST) -> Iterator[ast.Import | ast.ImportFrom]:
+    """Every import anywhere in a module (function bodies too), except ``if TYPE_CHECKING:``.
+
+    A function-level import still ties two modules together: it runs on first call and
+    a loop through it is a loop in the design, so it counts like a top-level one.
+    """
+    stack: list[ast.AST] = [tree]
+    while stack:
+        node = stack.pop()
         if isinstance(node, (ast.Import, ast.ImportFrom)):
             yield node
-        elif isinstance(node, ast.If):
-            if not _is_type_checking(node):
-                yield from _module_level(node.body)
-            yield from _module_level(node.orelse)
-        elif isinstance(node, ast.Try):
-            for block in (node.body, node.orelse, node.finalbody):
-                yield from _module_level(block)
-            for handler in node.handlers:
-                yield from _module_level(handler.body)
-        elif isinstance(node, ast.With):
-            yield from _module_level(node.body)
+            continue
+        if isinstance(node, ast.If) and _is_type_checking(node):
+            stack.extend(node.orelse)
+            continue
+        stack.extend(ast.iter_child_nodes(node))
 
 
 def _resolve(module: str, is_package: bool, node: ast.ImportFrom) -> str:
@@ -75,13 +76,13 @@ def _resolve(module: str, is_package: bool, node: ast.ImportFrom) -> str:
 
 
 def import_graph(package: str) -> dict[str, set[str]]:
-    """Module -> the package's modules it imports at module level."""
+    """Module -> the package's modules it imports anywhere (function-level too)."""
     modules = _modules(package)
     graph: dict[str, set[str]] = {name: set() for name in modules}
     for name, path in modules.items():
         is_package = path.name == "__init__.py"
         tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-        for node in _module_level(tree.body):
+        for node in _all_imports(tree):
             if isinstance(node, ast.Import):
                 targets = [alias.name for alias in node.names]
             else:
@@ -128,7 +129,7 @@ def test_graph_resolves_relative_and_submodule_imports(tmp_path, monkeypatch):
     (pkg / "sub" / "__init__.py").write_text("")
     (pkg / "sub" / "b.py").write_text(
         "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .. import a\n"
-        "def f():\n    from ..a import x\nfrom ... import nothing\n"
+        "from ... import nothing\n"
     )
     monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
     graph = import_graph("pkg")
@@ -139,6 +140,10 @@ def test_graph_resolves_relative_and_submodule_imports(tmp_path, monkeypatch):
         "pkg.sub.b": set(),
     }
     (pkg / "sub" / "b.py").write_text("from ..a import x\n")
+    assert find_cycle(import_graph("pkg")) == ["pkg.a", "pkg.sub.b", "pkg.a"]
+    # A cycle closed by a function-level import is found too.
+    (pkg / "sub" / "b.py").write_text("def f():\n    if True:\n        import pkg.a\n")
+    assert import_graph("pkg")["pkg.sub.b"] == {"pkg.a"}
     assert find_cycle(import_graph("pkg")) == ["pkg.a", "pkg.sub.b", "pkg.a"]
 
 
@@ -197,3 +202,64 @@ def test_no_import_cycles(package):
     assert len(graph) > 1
     cycle = find_cycle(graph)
     assert cycle is None, f"import cycle in {package}: " + " -> ".join(cycle or [])
+
+
+def test_llamacpp_backend_borrows_nothing_from_the_torch_backend():
+    """models/llamacpp/* imports no models/hf/* module: shared text handling is in text_io."""
+    graph = import_graph(LIBRARY)
+    torch_side = f"{LIBRARY}.models.hf"
+    offenders = {
+        name: sorted(t for t in targets if t == torch_side or t.startswith(torch_side + "."))
+        for name, targets in graph.items()
+        if name.startswith(f"{LIBRARY}.models.llamacpp")
+    }
+    assert any(name.endswith("llamacpp.model") for name in offenders)
+    assert not {k: v for k, v in offenders.items() if v}, offenders
+
+
+# ---- no private names across modules -----------------------------------------------------
+def private_imports(package: str) -> list[str]:
+    """``module:line imports name from other`` for every ``_private`` name imported from
+    another module of ``powersmc_core`` or ``explorer`` (``__dunder__`` names are fine; a
+    public name imported under a private alias is fine)."""
+    offenders = []
+    for name, path in _modules(package).items():
+        is_package = path.name == "__init__.py"
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        for node in _all_imports(tree):
+            if not isinstance(node, ast.ImportFrom):
+                continue
+            source = _resolve(name, is_package, node)
+            if source.split(".")[0] not in (LIBRARY, APP) or source == name:
+                continue
+            offenders += [
+                f"{name}:{node.lineno} imports {alias.name} from {source}"
+                for alias in node.names
+                if alias.name.startswith("_") and not alias.name.startswith("__")
+            ]
+    return offenders
+
+
+def test_private_import_checker_finds_one(tmp_path, monkeypatch):
+    pkg = tmp_path / "powersmc_core"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("def _helper():\n    pass\n")
+    (pkg / "b.py").write_text(
+        "from powersmc_core.a import _helper as helper\nfrom os import _exit\n"
+        "def f():\n    from .a import _helper\n"
+    )
+    (pkg / "c.py").write_text("from powersmc_core.a import __doc__\nfrom . import a as _a\n")
+    monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
+    assert sorted(private_imports("powersmc_core")) == [
+        "powersmc_core.b:1 imports _helper from powersmc_core.a",
+        "powersmc_core.b:4 imports _helper from powersmc_core.a",
+    ]
+
+
+@pytest.mark.parametrize("package", [LIBRARY, APP])
+def test_no_module_imports_a_private_name_from_another(package):
+    if not (ROOT / package / "__init__.py").is_file():
+        pytest.skip(f"{package}/ does not exist in this checkout")
+    offenders = private_imports(package)
+    assert not offenders, "private names imported across modules:\n" + "\n".join(offenders)

@@ -41,6 +41,7 @@ from powersmc_core.models.backends import (
     resolve_backend,
 )
 from powersmc_core.models.errors import ModelLoadError
+from powersmc_core.models.llamacpp import runtime
 
 AVAILABLE, WHY = llamacpp_available()
 needs_llamacpp = pytest.mark.skipif(not AVAILABLE, reason=WHY)
@@ -269,8 +270,8 @@ def test_broken_llamacpp_build_is_explained(monkeypatch):
             raise OSError("libllama.so: cannot open shared object file")
         return real(name, *args, **kwargs)
 
-    monkeypatch.setattr(backends.importlib.util, "find_spec", lambda name: object())
-    monkeypatch.setattr(backends.importlib, "import_module", broken)
+    monkeypatch.setattr(runtime.importlib.util, "find_spec", lambda name: object())
+    monkeypatch.setattr(runtime.importlib, "import_module", broken)
     ok, why = llamacpp_available()
     assert not ok and "fails to import" in why and "libllama.so" in why
 

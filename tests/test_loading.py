@@ -179,12 +179,12 @@ def test_corrupt_cache_is_detected_and_rebuilt(embedded, monkeypatch):
     partial = folder / "partial.tmp"
     partial.write_bytes(half)
     os.replace(partial, weights)
-    assert G._cache_problem(folder, embedded_gguf_path()).startswith("corrupt")
+    assert G.cache_problem(folder, embedded_gguf_path()).startswith("corrupt")
     clear_model_cache()
     model = load_model(DEFAULT_MODEL, device="cpu")
     info = model.load_info
     assert info.source == "converted" and info.cache.reason.startswith("corrupt")
-    assert G._cache_problem(folder, embedded_gguf_path()) is None
+    assert G.cache_problem(folder, embedded_gguf_path()) is None
     ids = embedded["gguf_tokenizer"].encode(PREFIX_TEXTS[0])
     torch.testing.assert_close(
         model.next_token_logprobs(ids),
@@ -209,7 +209,7 @@ def fake_cache(tmp_path):
     (folder / "config.json").write_text("{}")
     marker = {
         "format": L.CACHE_FORMAT,
-        "source": G._source_fingerprint(gguf),
+        "source": G.source_fingerprint(gguf),
         "transformers": transformers.__version__,
         "files": {"model.safetensors": 100, "config.json": 2},
     }
@@ -219,7 +219,7 @@ def fake_cache(tmp_path):
 
 def test_valid_fake_cache_passes(fake_cache):
     gguf, folder, _ = fake_cache
-    assert G._cache_problem(folder, gguf) is None
+    assert G.cache_problem(folder, gguf) is None
     info = L.prepare_gguf_cache(gguf, "slug", root=folder.parent)
     assert (info.source, info.reason) == ("cache", "valid")
 
@@ -253,7 +253,7 @@ def test_cache_problems_are_named(fake_cache, damage, expected):
         os.utime(gguf, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
     elif damage == "no_folder":
         folder = folder.parent / "elsewhere"
-    assert G._cache_problem(folder, gguf).startswith(expected)
+    assert G.cache_problem(folder, gguf).startswith(expected)
 
 
 def test_cache_that_fails_to_load_is_rebuilt_once(fake_cache, monkeypatch):
@@ -288,7 +288,7 @@ def test_replace_dir_swaps_atomically_and_removes_the_old_folder(tmp_path):
     (dest / "old.txt").write_text("old")
     new.mkdir()
     (new / "new.txt").write_text("new")
-    G._replace_dir(new, dest)
+    G.replace_dir(new, dest)
     assert [p.name for p in dest.iterdir()] == ["new.txt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dest"]
 
@@ -308,7 +308,7 @@ def test_replace_dir_deletes_when_overlayfs_refuses_the_rename(tmp_path, monkeyp
         return real(src, dst)
 
     monkeypatch.setattr(G.os, "replace", overlay_replace)
-    G._replace_dir(new, dest)
+    G.replace_dir(new, dest)
     assert [p.name for p in dest.iterdir()] == ["new.txt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dest"]
 
@@ -319,9 +319,9 @@ def test_cache_survives_a_copy_that_drops_sub_second_mtime(fake_cache):
     stat = gguf.stat()
     whole = (stat.st_mtime_ns // 10**9) * 10**9
     os.utime(gguf, ns=(stat.st_atime_ns, whole + 123_456_789))
-    assert G._cache_problem(folder, gguf) is None
+    assert G.cache_problem(folder, gguf) is None
     os.utime(gguf, ns=(stat.st_atime_ns, whole))
-    assert G._cache_problem(folder, gguf) is None
+    assert G.cache_problem(folder, gguf) is None
 
 
 # ---- names and errors --------------------------------------------------------------------
@@ -351,7 +351,7 @@ def test_gguf_tokenizer_eos_follows_the_file(
     from transformers import GenerationConfig
 
     tokenizer, config = _word_tokenizer(tokenizer_eos), GenerationConfig(eos_token_id=file_eos)
-    notes = G._fix_tokenizer_and_eos(tokenizer, config)
+    notes = G.fix_tokenizer_and_eos(tokenizer, config)
     assert tokenizer.eos_token_id == want_tokenizer_eos
     assert config.eos_token_id == want_eos_ids
     assert any("EOS" in note for note in notes) == (tokenizer_eos != "<|im_end|>")

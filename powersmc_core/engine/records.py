@@ -9,9 +9,10 @@ record can be shared between threads and serialised without copying tensors.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
+
+from powersmc_core.io.codec import from_json_safe, to_json_safe
 
 __all__ = ["PER_PARTICLE_FIELDS", "SMCResult", "StepRecord"]
 
@@ -58,7 +59,7 @@ class StepRecord:
         return len(self.tokens)
 
     def to_json(self) -> str:
-        return json.dumps(_json_safe(asdict(self)), allow_nan=False)
+        return json.dumps(to_json_safe(asdict(self)), allow_nan=False)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> StepRecord:
@@ -69,7 +70,7 @@ class StepRecord:
         if missing:
             raise ValueError(f"step record is missing fields {missing}")
         values = {
-            n: data[n] if n == "texts" else _json_restore(data[n]) for n in names if n in data
+            n: data[n] if n == "texts" else from_json_safe(data[n]) for n in names if n in data
         }
         for n in PER_PARTICLE_FIELDS:
             if not isinstance(values[n], list | tuple):
@@ -118,7 +119,7 @@ class SMCResult:
         return min(self.ess_trace) if self.ess_trace else float(len(self.weights))
 
     def to_dict(self) -> dict[str, Any]:
-        return _json_safe(asdict(self))
+        return to_json_safe(asdict(self))
 
 
 def _is_int(x: Any) -> bool:
@@ -153,22 +154,3 @@ def _check_types(values: dict[str, Any]) -> None:
     for name, ok in checks.items():
         if not all(ok(x) for x in values[name]):
             raise ValueError(f"step record field {name!r} has a value of the wrong type")
-
-
-def _json_safe(value: Any) -> Any:
-    """JSON has no NaN/inf: encode them as strings that ``_json_restore`` reads back."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    return value
-
-
-def _json_restore(value: Any) -> Any:
-    if isinstance(value, str) and value in ("nan", "inf", "-inf"):
-        return float(value)
-    if isinstance(value, list):
-        return [_json_restore(v) for v in value]
-    return value

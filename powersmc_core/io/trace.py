@@ -25,7 +25,8 @@ from typing import IO, Any
 
 import numpy as np
 
-from powersmc_core.engine.records import SMCResult, StepRecord, _json_safe
+from powersmc_core.engine.records import SMCResult, StepRecord
+from powersmc_core.io.codec import to_json_safe
 
 __all__ = [
     "FORMAT",
@@ -134,7 +135,7 @@ def write_trace(
 
 
 def _write(handle: IO[str], records, config, meta, result) -> None:
-    handle.write(json.dumps(_json_safe(_header(config, meta)), allow_nan=False) + "\n")
+    handle.write(json.dumps(to_json_safe(_header(config, meta)), allow_nan=False) + "\n")
     for record in records:
         handle.write('{"kind": "step", ' + record.to_json()[1:] + "\n")
     if result is not None:

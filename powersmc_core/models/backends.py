@@ -26,18 +26,25 @@ min(4, usable CPUs)); only llama.cpp reads it (torch keeps its own setting).
 from __future__ import annotations
 
 import contextlib
-import importlib
-import importlib.util
-import os
 from dataclasses import dataclass
 
 from powersmc_core.models.base import LanguageModel
+from powersmc_core.models.device import runs_on_cpu
 from powersmc_core.models.errors import ModelLoadError
+from powersmc_core.models.llamacpp.runtime import (
+    FAST_INSTALL_HINT,
+    MAX_DEFAULT_THREADS,
+    THREADS_ENV,
+    default_threads,
+    llamacpp_available,
+)
 from powersmc_core.models.names import parse_model_name
 
 __all__ = [
     "BACKENDS",
     "FAST_INSTALL_HINT",
+    "MAX_DEFAULT_THREADS",
+    "THREADS_ENV",
     "BackendChoice",
     "backend_of",
     "choose_backend",
@@ -50,14 +57,6 @@ __all__ = [
 ]
 
 BACKENDS = ("torch", "llamacpp", "auto")
-FAST_INSTALL_HINT = (
-    "run `make fast` (or `pip install -r requirements-llamacpp.txt`; it compiles llama.cpp "
-    "once, a few minutes)"
-)
-THREADS_ENV = ("POWERSMC_THREADS", "OMP_NUM_THREADS")
-# A 135M-parameter model stops gaining from threads beyond ~4 (memory-bound), and
-# concurrent app sessions each run their own context: leave cores for them.
-MAX_DEFAULT_THREADS = 4
 
 
 @dataclass(frozen=True)
@@ -66,20 +65,6 @@ class BackendChoice:
 
     name: str
     reason: str
-
-
-def llamacpp_available() -> tuple[bool, str]:
-    """(True, version line) when ``llama_cpp`` imports, else (False, what went wrong and the fix)."""
-    if importlib.util.find_spec("llama_cpp") is None:
-        return False, f"llama-cpp-python is not installed: {FAST_INSTALL_HINT}"
-    try:
-        module = importlib.import_module("llama_cpp")
-    except Exception as err:  # a broken build raises OSError/ImportError/anything at import
-        return False, (
-            f"llama-cpp-python is installed but fails to import ({type(err).__name__}: {err}); "
-            f"reinstall it: {FAST_INSTALL_HINT}"
-        )
-    return True, f"llama-cpp-python {getattr(module, '__version__', '?')}"
 
 
 def is_gguf_model(model_name: str) -> bool:
@@ -103,7 +88,7 @@ def choose_backend(
     if backend == "torch":
         return BackendChoice("torch", "torch backend requested")
     gguf = is_gguf_model(model_name)
-    cpu = _runs_on_cpu(device)
+    cpu = runs_on_cpu(device)
     available, detail = llamacpp_available()
     if backend == "llamacpp":
         if not gguf:
@@ -130,25 +115,6 @@ def choose_backend(
 def resolve_backend(model_name: str, backend: str = "auto", device: str | None = None) -> str:
     """``choose_backend(...).name``: "torch" or "llamacpp"."""
     return choose_backend(model_name, backend, device).name
-
-
-def default_threads() -> int:
-    """``$POWERSMC_THREADS``, else ``$OMP_NUM_THREADS``, else min(4, usable CPUs)."""
-    for variable in THREADS_ENV:
-        value = os.environ.get(variable, "").strip()
-        if value:
-            try:
-                threads = int(value)
-            except ValueError:
-                raise ValueError(f"{variable}={value!r} is not a whole number of threads") from None
-            if threads < 1:
-                raise ValueError(f"{variable}={value!r}: the thread count must be >= 1")
-            return threads
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS / Windows have no affinity mask
-        usable = os.cpu_count() or 1
-    return max(1, min(MAX_DEFAULT_THREADS, usable))
 
 
 def load_model_with_backend(
@@ -202,14 +168,3 @@ def backend_of(model: LanguageModel) -> tuple[str, str]:
         str(getattr(model, "backend", "torch")),
         str(getattr(model, "backend_reason", "torch backend")),
     )
-
-
-def _runs_on_cpu(device: str | None) -> bool:
-    """Would a model land on the CPU? None follows torch's default (CUDA > MPS > CPU)."""
-    if device is not None:
-        return str(device).split(":")[0] == "cpu"
-    try:
-        import torch
-    except ImportError:
-        return True
-    return not (torch.cuda.is_available() or torch.backends.mps.is_available())

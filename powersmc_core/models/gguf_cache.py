@@ -36,11 +36,15 @@ __all__ = [
     "CACHE_ENV",
     "EMBEDDED_SLUG",
     "MARKER",
+    "cache_problem",
     "cache_root",
     "embedded_gguf_path",
+    "fix_tokenizer_and_eos",
     "gguf_cache_slug",
     "load_gguf",
     "prepare_gguf_cache",
+    "replace_dir",
+    "source_fingerprint",
 ]
 
 EMBEDDED_SLUG = "smollm2-135m-instruct"
@@ -105,21 +109,22 @@ def prepare_gguf_cache(
     gguf_path = Path(gguf_path) if gguf_path is not None else embedded_gguf_path()
     folder = (root if root is not None else cache_root()) / slug
     start = time.perf_counter()
-    problem = "rebuild requested" if rebuild else _cache_problem(folder, gguf_path)
+    problem = "rebuild requested" if rebuild else cache_problem(folder, gguf_path)
     if problem is None:
         return CacheInfo(folder, "cache", "valid", time.perf_counter() - start)
     _convert_gguf(gguf_path, folder, replace_valid=rebuild)
     return CacheInfo(folder, "converted", problem, time.perf_counter() - start)
 
 
-def _source_fingerprint(gguf_path: Path) -> dict[str, Any]:
+def source_fingerprint(gguf_path: Path) -> dict[str, Any]:
+    """What identifies a GGUF file in a cache's marker (name, size, whole-second mtime)."""
     # Whole seconds: image layers, archives and `cp` without -p keep no sub-second mtime, and
     # a nanosecond key made every such copy look changed (a reconversion on each first load).
     stat = gguf_path.stat()
     return {"file": gguf_path.name, "size": stat.st_size, "mtime_s": int(stat.st_mtime)}
 
 
-def _cache_problem(folder: Path, gguf_path: Path) -> str | None:
+def cache_problem(folder: Path, gguf_path: Path) -> str | None:
     """None if ``folder`` is a complete cache of ``gguf_path`` for this transformers, else why."""
     import transformers
 
@@ -133,7 +138,7 @@ def _cache_problem(folder: Path, gguf_path: Path) -> str | None:
         return f"corrupt: unreadable marker ({err})"
     if not isinstance(marker, dict) or marker.get("format") != CACHE_FORMAT:
         return "stale: cache format changed"
-    if marker.get("source") != _source_fingerprint(gguf_path):
+    if marker.get("source") != source_fingerprint(gguf_path):
         return "stale: the GGUF file changed"
     if marker.get("transformers") != transformers.__version__:
         return f"stale: written by transformers {marker.get('transformers')}"
@@ -173,7 +178,7 @@ def _convert_gguf(gguf_path: Path, folder: Path, *, replace_valid: bool = False)
                 f"could not read GGUF file {gguf_path} ({type(err).__name__}: {err}); "
                 "check the file and that transformers supports its architecture"
             ) from err
-    notes = _fix_tokenizer_and_eos(tokenizer, gguf_model.generation_config)
+    notes = fix_tokenizer_and_eos(tokenizer, gguf_model.generation_config)
     model = _dequantised_copy(gguf_model)
     del gguf_model
 
@@ -188,7 +193,7 @@ def _convert_gguf(gguf_path: Path, folder: Path, *, replace_valid: bool = False)
         }
         marker = {
             "format": CACHE_FORMAT,
-            "source": _source_fingerprint(gguf_path),
+            "source": source_fingerprint(gguf_path),
             "transformers": transformers.__version__,
             "torch": torch.__version__,
             "eos_token_ids": _eos_ids(model.generation_config, tokenizer),
@@ -199,13 +204,13 @@ def _convert_gguf(gguf_path: Path, folder: Path, *, replace_valid: bool = False)
         (tmp / MARKER).write_text(json.dumps(marker, indent=1))
         # Another process may have finished the same conversion meanwhile: keep theirs
         # (it may be loading from it) unless it is still invalid.
-        if replace_valid or _cache_problem(folder, gguf_path) is not None:
-            _replace_dir(tmp, folder)
+        if replace_valid or cache_problem(folder, gguf_path) is not None:
+            replace_dir(tmp, folder)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _replace_dir(new: Path, dest: Path) -> None:
+def replace_dir(new: Path, dest: Path) -> None:
     """Rename ``new`` to ``dest``; an old ``dest`` is moved aside first, then deleted."""
     old = None
     if dest.exists():
@@ -248,7 +253,7 @@ def _dequantised_copy(gguf_model: Any) -> Any:
     return model.eval()
 
 
-def _fix_tokenizer_and_eos(tokenizer: Any, generation_config: Any) -> list[str]:
+def fix_tokenizer_and_eos(tokenizer: Any, generation_config: Any) -> list[str]:
     """Guarantee a chat template and that generation_config's EOS ids include the tokenizer's."""
     notes = []
     if not getattr(tokenizer, "chat_template", None):
@@ -333,7 +338,7 @@ def load_gguf(
                 f"rebuilt the cache in {info.folder} but it still fails to load "
                 f"({type(again).__name__}: {again}); check disk space and permissions"
             ) from again
-    notes = _fix_tokenizer_and_eos(tokenizer, hf_model.generation_config)
+    notes = fix_tokenizer_and_eos(tokenizer, hf_model.generation_config)
     model = wrap(to_device(hf_model, device, name), tokenizer, name, copy_on_write)
     seconds = time.perf_counter() - start
     attach(model, LoadInfo(name, kind, info.source, seconds, str(info.folder), tuple(notes), info))

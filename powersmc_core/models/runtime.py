@@ -40,7 +40,7 @@ def resolve_device_dtype(
     require("transformers")
     import torch
 
-    from powersmc_core.models.hf.setup import pick_device, pick_dtype
+    from powersmc_core.models.device import pick_device, pick_dtype
 
     try:
         torch_device = device if isinstance(device, torch.device) else pick_device(device)

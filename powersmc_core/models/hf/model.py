@@ -25,7 +25,7 @@ Three cache strategies share one state type (``HFState``: cache + slot→row map
   ``compile=True`` the one-token forward is wrapped in ``torch.compile`` (mode
   "reduce-overhead" on CUDA). Finished rows are kept and fed EOS (fixed shapes).
 
-Measured (``scripts/measure_hf_backend.py``: SmolLM2-135M, float32, 1 CPU thread, ~53
+Measured (``docs/measurements/measure_hf_backend.py``: SmolLM2-135M, float32, 1 CPU thread, ~53
 cached tokens; CPU-time medians, ratios to a plain step of 168 ms at N=8, 242 ms at N=16):
 a step is mostly a fixed cost (reading the weights) plus ~9 ms per row, so
 
@@ -66,12 +66,13 @@ from powersmc_core.models.hf.setup import (
     pick_dtype,
 )
 from powersmc_core.models.hf.static import (
-    _cache_rows,
-    _is_identity,
+    cache_rows,
+    is_identity,
     reorder_layers,
     reorder_pool,
     to_static,
 )
+from powersmc_core.models.text_io import TokenizerText
 
 __all__ = [
     "GENERATION_MARGIN",
@@ -105,7 +106,7 @@ class HFState:
 
 
 # ---- backend ---------------------------------------------------------------------------
-class HFModel:
+class HFModel(TokenizerText):
     """LanguageModel protocol over any ``AutoModelForCausalLM`` and its tokenizer."""
 
     def __init__(
@@ -158,40 +159,6 @@ class HFModel:
             # dynamic=False: baseline (1 row) and SMC (N rows) each get a graph specialised
             # to their shape, rather than one shape-generic graph after the second size.
             self._step = torch.compile(self._one_token_logits, mode=mode, dynamic=False)
-
-    # ---- text ----------------------------------------------------------------------
-    @property
-    def max_prompt_tokens(self) -> int | None:
-        """Default prompt limit: max_position_embeddings minus a margin for generation."""
-        max_positions = getattr(self.config, "max_position_embeddings", None)
-        if not max_positions:
-            return None
-        return max_positions - min(GENERATION_MARGIN, max_positions // 2)
-
-    def encode_prompt(
-        self, text: str, chat: bool = True, max_prompt_tokens: int | None = None
-    ) -> list[int]:
-        """Prompt ids: the chat template with a generation prompt when there is one and chat=True."""
-        if not text or not text.strip():
-            raise ValueError("prompt is empty")
-        if chat and getattr(self.tokenizer, "chat_template", None):
-            rendered = self.tokenizer.apply_chat_template(
-                [{"role": "user", "content": text}], add_generation_prompt=True, tokenize=False
-            )
-            # The template writes its own special tokens (BOS, role markers) as text.
-            ids = list(self.tokenizer(rendered, add_special_tokens=False)["input_ids"])
-        else:
-            ids = list(self.tokenizer(text)["input_ids"])
-        limit = self.max_prompt_tokens if max_prompt_tokens is None else max_prompt_tokens
-        if limit is not None and len(ids) > limit:
-            raise ValueError(
-                f"prompt has {len(ids)} tokens, more than the limit of {limit} for {self.name}; "
-                "shorten the prompt"
-            )
-        return ids
-
-    def decode_batch(self, sequences: Sequence[Sequence[int]]) -> list[str]:
-        return self.tokenizer.batch_decode([list(s) for s in sequences], skip_special_tokens=True)
 
     # ---- forward -------------------------------------------------------------------
     def _logits(self, input_ids: torch.Tensor, cache: Cache | None) -> torch.Tensor:
@@ -265,7 +232,7 @@ class HFModel:
             source, feed = unique // self.vocab_size, unique % self.vocab_size
         else:
             source, feed, inverse = rows[slots], tokens[slots], None
-        if not _is_identity(source, _cache_rows(state.cache)):
+        if not is_identity(source, cache_rows(state.cache)):
             state.cache.batch_select_indices(source)  # drop finished rows / copy shared ones
         logp = self._log_softmax(self._step(feed[:, None], state.cache))  # (U or A, V)
         if inverse is not None:
@@ -293,7 +260,7 @@ class HFModel:
             return HFState(state.cache, rows, state.length)
         live = rows >= 0
         source = rows[live]
-        if not _is_identity(source, _cache_rows(state.cache)):
+        if not is_identity(source, cache_rows(state.cache)):
             state.cache.reorder_cache(source)  # index_select on every layer's keys and values
         new_rows = torch.full_like(rows, -1)
         new_rows[live] = torch.arange(source.numel(), device=self.device)
@@ -355,7 +322,7 @@ class HFModel:
         reads are free) checks; an accelerator copies without waiting.
         """
         if ancestors.device.type == "cpu":
-            if not _is_identity(ancestors, ancestors.numel()):
+            if not is_identity(ancestors, ancestors.numel()):
                 reorder_layers(state.cache, ancestors, state.length)
         elif state.pool is not None:
             reorder_pool(state.pool, ancestors, state.length)

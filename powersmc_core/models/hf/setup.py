@@ -1,7 +1,7 @@
-"""Transformers backend set-up: device and dtype choice, the cache keyword, EOS ids.
+"""Transformers backend set-up: the cache keyword, and the device/dtype policy re-exported.
 
-Small helpers ``HFModel`` and the loader share. Importing this module imports torch
-but not transformers.
+Small helpers ``HFModel`` and the loader share. Importing this module imports neither torch
+nor transformers.
 """
 
 from __future__ import annotations
@@ -10,7 +10,11 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-import torch
+# The device/dtype policy is models/device.py; re-exported for the torch side.
+from powersmc_core.models.device import pick_device, pick_dtype
+
+# Shared with the llama.cpp backend; re-exported here for the torch side.
+from powersmc_core.models.text_io import GENERATION_MARGIN, collect_eos_token_ids
 
 __all__ = [
     "CACHE_KEYWORDS",
@@ -22,9 +26,6 @@ __all__ = [
     "pick_dtype",
 ]
 
-# Prompt tokens are limited to max_position_embeddings minus this many positions,
-# so that a maximal prompt still leaves room for a completion.
-GENERATION_MARGIN = 256
 # A static cache without an explicit max_cache_len holds the prompt plus this many
 # tokens (rounded up to a multiple of it) and doubles when full.
 STATIC_HEADROOM = 256
@@ -32,45 +33,6 @@ STATIC_HEADROOM = 256
 # Transformers 5.24 renamed the forward keyword past_key_values -> cache (old name
 # deprecated); 5.17 only knows past_key_values. Checked in this order.
 CACHE_KEYWORDS = ("cache", "past_key_values")
-
-_DTYPES = {
-    "float32": torch.float32,
-    "fp32": torch.float32,
-    "bfloat16": torch.bfloat16,
-    "bf16": torch.bfloat16,
-    "float16": torch.float16,
-    "fp16": torch.float16,
-}
-
-
-def pick_device(requested: str | None = None) -> torch.device:
-    """The requested device, else CUDA, then Apple MPS, then CPU."""
-    if requested is not None:
-        device = torch.device(requested)
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"device {requested!r} requested but CUDA is not available")
-        if device.type == "mps" and not torch.backends.mps.is_available():
-            raise ValueError(f"device {requested!r} requested but Apple MPS is not available")
-        return device
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
-def pick_dtype(device: torch.device | str, requested: str | None = None) -> torch.dtype:
-    """The requested dtype, else bfloat16 on CUDA and float32 on CPU/MPS.
-
-    CPU matmuls in bf16 are slow and MPS bf16 support is partial, so those get float32.
-    """
-    if requested is not None and requested != "auto":
-        try:
-            return _DTYPES[requested.lower()]
-        except KeyError:
-            valid = ", ".join(sorted(_DTYPES))
-            raise ValueError(f"unknown dtype {requested!r}; valid: auto, {valid}") from None
-    return torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
 
 
 def cache_keyword(forward: Callable[..., Any]) -> str:
@@ -83,20 +45,3 @@ def cache_keyword(forward: Callable[..., Any]) -> str:
         f"model forward {getattr(forward, '__qualname__', forward)!r} takes none of "
         f"{CACHE_KEYWORDS}; this backend needs a causal LM that accepts a KV cache"
     )
-
-
-def collect_eos_token_ids(tokenizer: Any, generation_config: Any = None) -> tuple[int, ...]:
-    """All end-of-sequence ids: tokenizer.eos_token_id first, then generation_config's (int or list)."""
-    ids: list[int] = []
-    candidates: list[Any] = [getattr(tokenizer, "eos_token_id", None)]
-    extra = getattr(generation_config, "eos_token_id", None) if generation_config else None
-    candidates.extend(extra if isinstance(extra, (list, tuple)) else [extra])
-    for candidate in candidates:
-        if candidate is not None and int(candidate) not in ids:
-            ids.append(int(candidate))
-    if not ids:
-        raise ValueError(
-            "neither the tokenizer nor the generation config defines an eos_token_id; "
-            "set tokenizer.eos_token_id before wrapping the model"
-        )
-    return tuple(ids)

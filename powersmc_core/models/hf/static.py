@@ -16,7 +16,7 @@ import torch
 from transformers import StaticCache
 from transformers.cache_utils import Cache, StaticLayer
 
-__all__ = ["reorder_layers", "reorder_pool", "to_static"]
+__all__ = ["cache_rows", "is_identity", "reorder_layers", "reorder_pool", "to_static"]
 
 
 def to_static(
@@ -57,7 +57,7 @@ def reorder_pool(pool: torch.Tensor, ancestors: torch.Tensor, length: int) -> No
 
     What accelerators use: per-layer copies cost 4 launches per layer (112 for
     qwen2-1.5b) of host time, which a replayed CUDA graph leaves little to hide behind
-    (to be measured there with ``scripts/measure_static_reorder.py``).
+    (to be measured there with ``docs/measurements/measure_static_reorder.py``).
     """
     prefix = pool[:, :, :, :, :length]  # (layers, 2, n, H, L, D) view
     prefix.copy_(prefix.index_select(2, ancestors))
@@ -66,7 +66,7 @@ def reorder_pool(pool: torch.Tensor, ancestors: torch.Tensor, length: int) -> No
 def reorder_layers(cache: Cache, ancestors: torch.Tensor, length: int) -> None:
     """``reorder_pool`` layer by layer: 4 kernels per layer, what the CPU uses.
 
-    On the CPU it is the faster of the two (``scripts/measure_static_reorder.py``:
+    On the CPU it is the faster of the two (``docs/measurements/measure_static_reorder.py``:
     117 vs 272 ms at SmolLM2, N=32, 300 cached tokens): index_select is fast on dim 0.
     """
     for layer in cache.layers:
@@ -91,11 +91,11 @@ def _allocate_pool(source: Cache, n: int, max_len: int) -> torch.Tensor | None:
     return torch.zeros(size, dtype=dtype, device=device)
 
 
-def _cache_rows(cache: Cache) -> int:
+def cache_rows(cache: Cache) -> int:
     """Rows (batch size) currently held by a dynamic cache."""
     return int(cache.layers[0].keys.shape[0])
 
 
-def _is_identity(index: torch.Tensor, size: int) -> bool:
+def is_identity(index: torch.Tensor, size: int) -> bool:
     """index == arange(size): the gather would be a no-op copy."""
     return index.numel() == size and bool((index == torch.arange(size, device=index.device)).all())

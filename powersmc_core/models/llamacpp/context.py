@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from powersmc_core.models.backends import llamacpp_available
 from powersmc_core.models.errors import ModelLoadError
+from powersmc_core.models.llamacpp import runtime
 
 __all__ = ["CELL_PAD", "FILL_BATCH", "Context", "Weights", "library", "weights"]
 
@@ -35,7 +35,7 @@ CELL_PAD = 256
 # ---- the library and the shared weights -------------------------------------------------
 def library() -> Any:
     """The ``llama_cpp`` module (ctypes bindings), backend initialised, logging quiet."""
-    ok, detail = llamacpp_available()
+    ok, detail = runtime.llamacpp_available()  # looked up here so a test can patch it
     if not ok:
         raise ModelLoadError(detail)
     import llama_cpp

@@ -48,19 +48,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from powersmc_core.models.backends import default_threads
 from powersmc_core.models.errors import ModelLoadError
-from powersmc_core.models.hf.model import HFModel
-from powersmc_core.models.hf.setup import collect_eos_token_ids
-from powersmc_core.models.instances import shared
-from powersmc_core.models.llamacpp.context import Context, weights
-from powersmc_core.models.loading import (
+from powersmc_core.models.gguf_cache import (
     EMBEDDED_SLUG,
     embedded_gguf_path,
     gguf_cache_slug,
-    parse_model_name,
     prepare_gguf_cache,
 )
+from powersmc_core.models.instances import shared
+from powersmc_core.models.llamacpp.context import Context, weights
+from powersmc_core.models.llamacpp.runtime import default_threads
+from powersmc_core.models.names import parse_model_name
+from powersmc_core.models.text_io import TokenizerText, collect_eos_token_ids
 
 __all__ = ["DEFAULT_NEW_TOKENS", "LlamaCppModel", "LlamaState", "load_llamacpp_model"]
 
@@ -86,14 +85,14 @@ class LlamaState:
 
 
 # ---- backend ----------------------------------------------------------------------------
-class LlamaCppModel:
-    """LanguageModel protocol over a GGUF file run by llama.cpp (CPU)."""
+class LlamaCppModel(TokenizerText):
+    """LanguageModel protocol over a GGUF file run by llama.cpp (CPU).
+
+    Text handling (``TokenizerText``) is the one the torch backend uses, over the same
+    tokenizer: identical ids and texts.
+    """
 
     backend = "llamacpp"
-    # Text handling is the torch backend's, over the same tokenizer: identical ids and texts.
-    encode_prompt = HFModel.encode_prompt
-    decode_batch = HFModel.decode_batch
-    max_prompt_tokens = HFModel.max_prompt_tokens
 
     def __init__(
         self,

@@ -9,8 +9,8 @@ run here side by side on the same cache, interleaved round by round, and the med
 and their ratio are printed, with the bytes moved (read + write of the gather and of
 the copy back) and the implied bandwidth.
 
-    python scripts/measure_static_reorder.py --particles 8 --length 128
-    python scripts/measure_static_reorder.py --model random:qwen2-1.5b --device cuda \\
+    python docs/measurements/measure_static_reorder.py --particles 8 --length 128
+    python docs/measurements/measure_static_reorder.py --model random:qwen2-1.5b --device cuda \\
         --dtype bfloat16 --particles 32 --length 300
 
 Times are wall clock; on CUDA (and MPS) every timed call is bracketed by synchronisations, so a

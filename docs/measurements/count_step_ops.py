@@ -11,7 +11,7 @@ subtracts the time spent in the forward: the host's wall time per step outside t
 an upper bound on what issuing those ops costs (on this CPU it also includes running them,
 on rows of 512 logits).
 
-    python scripts/count_step_ops.py --particles 8 --stream-every 16 --steps 32
+    python docs/measurements/count_step_ops.py --particles 8 --stream-every 16 --steps 32
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@
 # Results go to $OUT (default gpu-out/). PY picks the interpreter (default python3: the
 # device machine has its own CUDA torch; the CPU .venv does not travel, and the package is
 # not installed there, hence PYTHONPATH). A smoke test of this script on a CPU:
-#   DEVICE=cpu DTYPE=float32 ARCH=tiny NEW_TOKENS=8 REPEATS=1 PY=.venv/bin/python scripts/gpu_checks.sh
+#   DEVICE=cpu DTYPE=float32 ARCH=tiny NEW_TOKENS=8 REPEATS=1 PY=.venv/bin/python deploy/gpu_checks.sh
 # Each step runs even when an earlier one failed (device time is scarce: one call must bring
 # back everything); the exit status says whether all passed.
 set -uo pipefail
@@ -29,7 +29,7 @@ failed=0
     | tee -a "$OUT/gpu.txt" || failed=1
 "$PY" -m pytest -q -p no:cacheprovider tests/test_cuda_fast_path.py 2>&1 | tee "$OUT/cuda-tests.txt" \
     || failed=1
-"$PY" scripts/measure_static_reorder.py --model "random:$ARCH" --device "$DEVICE" \
+"$PY" docs/measurements/measure_static_reorder.py --model "random:$ARCH" --device "$DEVICE" \
     --dtype "$DTYPE" --particles "${PARTICLES:-32}" --length 300 --json "$OUT/reorder-gpu.json" \
     2>&1 | tee "$OUT/reorder-gpu.txt" || failed=1
 "$PY" -m powersmc_core bench --random-init "$ARCH" --device "$DEVICE" --dtype "$DTYPE" \

@@ -21,7 +21,7 @@ Bounded: ``--deadline`` seconds overall (default 900); every wait has a timeout;
 the server is stopped at the end whatever happens. Prints a JSON report and a
 markdown table (for docs/deploy.md).
 
-    python scripts/load_test.py --users 4 --runs 3 --models toy-random:3,8,0 smollm2
+    python deploy/load_test.py --users 4 --runs 3 --models toy-random:3,8,0 smollm2
 """
 
 from __future__ import annotations

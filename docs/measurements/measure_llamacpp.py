@@ -9,7 +9,7 @@ starts one fresh process per backend that loads the model as a server would, run
 short SMC, and reports its peak RSS (``VmHWM``, Linux); the torch cache folder is
 prepared beforehand so no conversion inflates it.
 
-    python scripts/measure_llamacpp.py --n 8 --new-tokens 64 --threads 1 2 --rounds 5 --rss
+    python docs/measurements/measure_llamacpp.py --n 8 --new-tokens 64 --threads 1 2 --rounds 5 --rss
 
 The issue's targets (quiet machine): speedup >= 1.7 at 1 thread, >= 2.5 at 2 threads,
 llama.cpp smc/limit <= 1.10, RSS torch / llama.cpp >= 3.
