@@ -271,7 +271,7 @@ class Gate:
             raise InputError("choose at least one method")
         settings = api.EvalSettings(
             alpha=config.alpha,
-            particles=config.n_particles,
+            n_particles=config.n_particles,
             max_new_tokens=config.max_new_tokens,
             mh_steps=steps,
             seed=config.seed,

@@ -180,7 +180,7 @@ def test_a_new_method_runs_through_the_evaluation(tempered2, tmp_path, capsys):
 def test_a_new_method_runs_through_compare(tempered2):
     config = SMCConfig(n_particles=2, max_new_tokens=3)
     runs = list(comparison.compare_runs(ToyLM.trap(), [], ["base", NAME], config))
-    assert [m for m, _, _ in runs] == ["base", NAME]
+    assert [r.method for r in runs] == ["base", NAME]
     frame_ = comparison.comparison_frame(runs, ToyLM.trap())
     assert list(frame_["method"]) == [METHODS["base"].description, tempered2.description]
 

@@ -17,7 +17,7 @@ The summary's headline keys::
 
 with per-step milliseconds ``limit_ms`` and ``smc_ms`` by backend (1000·median s / T).
 Threads: ``--threads`` sets torch's and llama.cpp's alike (default: torch's own, and
-``default_threads()`` for llama.cpp). ``scripts/measure_llamacpp.py`` calls this for
+``default_threads()`` for llama.cpp). ``docs/measurements/measure_llamacpp.py`` calls this for
 several thread counts and adds a server-like RSS measurement.
 """
 

@@ -17,8 +17,9 @@ from typing import Protocol
 
 import torch
 
-from powersmc_core.engine.staging import Draw, weight_dtype
+from powersmc_core.engine.staging import Draw
 from powersmc_core.engine.tempering import draw_rows
+from powersmc_core.models.device import weight_dtype
 
 __all__ = ["ArgmaxProposal", "Proposal", "TemperedProposal"]
 

@@ -58,7 +58,6 @@ from powersmc_core.engine.staging import (
     nan_error,
     read_back,
     to_record,
-    weight_dtype,
     weights_error,
 )
 from powersmc_core.engine.state import ParticleState
@@ -67,6 +66,7 @@ from powersmc_core.engine.stopping import StopRule
 from powersmc_core.engine.targets import PowerTarget, Target
 from powersmc_core.engine.text import ParticleTexts
 from powersmc_core.models.base import LanguageModel
+from powersmc_core.models.device import weight_dtype
 
 __all__ = ["PowerSMC", "SMCRun"]
 

@@ -23,7 +23,6 @@ __all__ = [
     "nan_error",
     "read_back",
     "to_record",
-    "weight_dtype",
     "weights_error",
     "write_history",
 ]
@@ -39,11 +38,6 @@ class Draw:
     lq_token: torch.Tensor
     log_mass: torch.Tensor
     ok: torch.Tensor
-
-
-def weight_dtype(device: torch.device) -> torch.dtype:
-    """float64 for weight arithmetic wherever the device has it (Apple MPS does not)."""
-    return torch.float32 if device.type == "mps" else torch.float64
 
 
 @dataclass(frozen=True)

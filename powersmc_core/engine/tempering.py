@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from powersmc_core.engine.staging import weight_dtype
+from powersmc_core.models.device import weight_dtype
 
 __all__ = ["draw_rows", "log_power_mass", "renyi_entropy", "sample_rows", "tempered_logprobs"]
 
