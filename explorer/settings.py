@@ -22,6 +22,14 @@ POWERSMC_QUEUE_TIMEOUT_SECONDS         120        longest wait in the queue
 POWERSMC_DATA_DIR                      ./data     persisted runs live in <dir>/runs
 POWERSMC_STORE_MAX_MB                  200        bound on the persisted runs' total size
 POWERSMC_PERSIST                       1          0: do not persist runs
+POWERSMC_STORE_OWNER_MAX_MB            20 (demo)  bound on one owner's persisted runs
+POWERSMC_RUNS_PER_ADDRESS              1 (demo)   runs decoding at once per client address
+POWERSMC_QUEUE_PER_ADDRESS             1 (demo)   queue places per client address
+POWERSMC_SESSIONS_PER_ADDRESS          8 (demo)   open sessions (websockets) per address
+POWERSMC_NEW_SESSIONS_PER_MINUTE       30 (demo)  new sessions per address per minute
+POWERSMC_SESSION_MAX_MB                48 (demo)  uploads + parsed runs + figures per session
+POWERSMC_TRUSTED_PROXIES               (none)     proxy addresses whose X-Forwarded-For counts
+POWERSMC_SECRET                        (random)   key signing visitor cookies (not a cap)
 =====================================  =========  ===========================================
 
 The MH steps per block, the Theory lab's runs per point and the task-set size have
@@ -89,7 +97,20 @@ class DemoSettings:
     queue_timeout_seconds: float = 600.0
     data_dir: Path = field(default_factory=lambda: Path("data"))
     store_max_bytes: int = 200 * 1024 * 1024
+    store_owner_max_bytes: int = 200 * 1024 * 1024
     persist: bool = True
+    # Per client address (``explorer.identity.client_address``), so that cookies a script
+    # rotates or omits cannot multiply a visitor; a shared network can raise them.
+    runs_per_address: int = 64
+    queue_per_address: int = 64
+    sessions_per_address: int = 1024
+    new_sessions_per_minute: int = 100_000
+    trusted_proxies: tuple[str, ...] = ()
+    # What one browser session may hold in memory: raw uploads, parsed runs, cached figures.
+    session_max_bytes: int = 512 * 1024 * 1024
+    # Streamlit's own byte caps (the launcher passes them: ``explorer.serve``), in MB.
+    max_widget_state_mb: int = 25
+    max_message_mb: int = 200
 
     @property
     def trust_remote_code(self) -> bool:
@@ -164,6 +185,14 @@ DEMO_CAPS: dict[str, Any] = {
     "max_concurrent_runs": 2,
     "max_queue": 16,
     "queue_timeout_seconds": 120.0,
+    "store_owner_max_bytes": 20 * 1024 * 1024,
+    "runs_per_address": 1,
+    "queue_per_address": 1,
+    "sessions_per_address": 8,
+    "new_sessions_per_minute": 30,
+    "session_max_bytes": 48 * 1024 * 1024,
+    "max_widget_state_mb": 1,
+    "max_message_mb": 16,
 }
 
 
@@ -194,6 +223,21 @@ def _env_number(
     if not (math.isfinite(value) and low <= value <= high):
         raise SettingsError(f"{name}={raw!r}: must be in [{low:g}, {high:g}]")
     return value
+
+
+def _parse_networks(name: str, raw: str) -> tuple[str, ...]:
+    """Comma-separated addresses or CIDR networks, validated (``10.0.0.0/8, ::1``)."""
+    import ipaddress
+
+    networks = []
+    for part in (p.strip() for p in raw.split(",")):
+        if not part:
+            continue
+        try:
+            networks.append(str(ipaddress.ip_network(part, strict=False)))
+        except ValueError:
+            raise SettingsError(f"{name}: {part!r} is not an address or network") from None
+    return tuple(networks)
 
 
 def demo_settings(environ: Mapping[str, str] | None = None) -> DemoSettings:
@@ -234,7 +278,29 @@ def demo_settings(environ: Mapping[str, str] | None = None) -> DemoSettings:
             * 2**20
         ),
         persist=_env_bool(env, "POWERSMC_PERSIST", base.persist),
+        store_owner_max_bytes=int(
+            number(
+                "POWERSMC_STORE_OWNER_MAX_MB", base.store_owner_max_bytes / 2**20, 0.01, 1e6, False
+            )
+            * 2**20
+        ),
+        runs_per_address=number("POWERSMC_RUNS_PER_ADDRESS", base.runs_per_address, 1, 1024),
+        queue_per_address=number("POWERSMC_QUEUE_PER_ADDRESS", base.queue_per_address, 0, 10_000),
+        sessions_per_address=number(
+            "POWERSMC_SESSIONS_PER_ADDRESS", base.sessions_per_address, 1, 100_000
+        ),
+        new_sessions_per_minute=number(
+            "POWERSMC_NEW_SESSIONS_PER_MINUTE", base.new_sessions_per_minute, 1, 1_000_000
+        ),
+        session_max_bytes=int(
+            number("POWERSMC_SESSION_MAX_MB", base.session_max_bytes / 2**20, 1, 1e6, False) * 2**20
+        ),
     )
+    proxies = env.get("POWERSMC_TRUSTED_PROXIES", "").strip()
+    if proxies:
+        settings = replace(
+            settings, trusted_proxies=_parse_networks("POWERSMC_TRUSTED_PROXIES", proxies)
+        )
     if "POWERSMC_DEMO_MAX_PROMPT_TOKENS" in env:
         settings = replace(
             settings,
