@@ -52,10 +52,10 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 __all__ = [
     "Client",
     "HttpReply",
+    "LogReader",
     "Refused",
     "forged_xsrf",
     "http_request",
-    "LogReader",
     "server_rss",
 ]
 
