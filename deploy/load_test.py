@@ -1,9 +1,10 @@
 """Load test: K simulated users on the Live SMC page of a real, headless Streamlit server.
 
-Starts ``streamlit run app.py`` on a free loopback port (127.0.0.1 only) in demo mode
-with a throw-away data folder, then drives K Chromium pages at once (Playwright,
-Debian's /usr/bin/chromium). Each user picks the model in the sidebar, presses Run
-and waits for "Finished". Measured per run, from the click:
+Starts the demo launcher (``python -m explorer.serve``, as the public image does) on a
+free loopback port (127.0.0.1 only) in demo mode with a throw-away data folder, then
+drives K Chromium pages at once (Playwright, Debian's /usr/bin/chromium). Each user
+picks the model in the sidebar, presses Run and waits for "Finished". Measured per run,
+from the click:
 
 * time to first chart (a Plotly chart with data appears for this run),
 * time to completion ("Finished in" shown),
@@ -16,6 +17,14 @@ share ``--memory-runs`` consecutive runs on the toy model in long-lived pages wh
 the server's RSS is sampled after every run; growth is reported as the least-squares
 slope over the second half (after warm-up) and as the difference between the mean RSS
 of the last ten runs and of runs 11-20 (must stay flat: no leak of caches or figures).
+
+Simulated users come from distinct addresses: every browser context of user k sends
+``X-Forwarded-For: 198.51.100.<k+1>`` (Playwright's ``extra_http_headers``: Chromium sends
+them with the page, the health probe and the websocket upgrade alike) and the server
+trusts 127.0.0.1 as its proxy (``POWERSMC_TRUSTED_PROXIES``), so the demo's per-address
+caps (1 run, 1 queue place, 8 sessions per address) do not refuse K users behind one
+loopback. The report counts the distinct ``address=`` hashes of the journal's
+``run started:`` lines (``journal``): K + 1 (the warm-up user) shows the header got through.
 
 Bounded: ``--deadline`` seconds overall (default 900); every wait has a timeout;
 the server is stopped at the end whatever happens. Prints a JSON report and a
@@ -31,6 +40,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -78,8 +88,37 @@ def slope(xs: list[float], ys: list[float]) -> float:
     return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx if sxx else 0.0
 
 
+PROXY = "127.0.0.1"  # the server trusts X-Forwarded-For from here (the load test's browser)
+WARM_UP_USER = 199  # the warm-up visits' address: 198.51.100.200
+
+
+def user_address(k: int) -> str:
+    """The client address user ``k`` claims (TEST-NET-2, never routed)."""
+    return f"198.51.100.{k + 1}"
+
+
+async def new_context(browser, k: int):
+    """A fresh browser context (a new visitor) for user ``k``, behind the trusted proxy."""
+    return await browser.new_context(
+        viewport={"width": 1400, "height": 1000},
+        extra_http_headers={"X-Forwarded-For": user_address(k)},
+    )
+
+
+def journal_counts(log_path: Path) -> dict[str, int]:
+    """Runs started and ended in the server's journal, and the distinct client addresses."""
+    text = log_path.read_text(errors="replace") if log_path.exists() else ""
+    started = re.findall(r"run started:.*?address=([^,\s]+)", text)
+    return {
+        "runs_started": len(started),
+        "runs_ended": len(re.findall(r"run ended:", text)),
+        "distinct_addresses": len(set(started)),
+    }
+
+
 class Server:
-    """``streamlit run app.py`` on 127.0.0.1:<free port>, demo mode, temp data folder."""
+    """The demo launcher (``python -m explorer.serve``) on 127.0.0.1:<free port>, demo mode,
+    temp data folder, 127.0.0.1 trusted as the proxy whose X-Forwarded-For counts."""
 
     def __init__(self, env_extra: dict[str, str], log_path: Path, app_dir: Path = ROOT) -> None:
         self.port = free_port()
@@ -90,16 +129,16 @@ class Server:
             "POWERSMC_DEMO": "1",
             "POWERSMC_DATA_DIR": self.data,
             "HF_HUB_OFFLINE": "1",
+            "POWERSMC_TRUSTED_PROXIES": PROXY,
             **env_extra,
         }
+        self.log_path = log_path
         self.log = log_path.open("w")
         self.proc = subprocess.Popen(
             [
                 sys.executable,
                 "-m",
-                "streamlit",
-                "run",
-                "app.py",
+                "explorer.serve",  # the demo's byte caps and log setup, no metrics route
                 "--server.headless=true",
                 "--server.address=127.0.0.1",
                 f"--server.port={self.port}",
@@ -226,13 +265,15 @@ async def one_run(page, stats: Stats, run_timeout_ms: int) -> None:
     stats.completion.append(completion)
 
 
-async def latency_phase(browser, url: str, model: str, users: int, runs: int, args) -> Stats:
+async def latency_phase(
+    browser, url: str, model: str, users: int, runs: int, args, first_user: int = 0
+) -> Stats:
     stats = Stats()
     timeout_ms = int(args.run_timeout * 1000)
 
     async def user(k: int) -> None:
         for _ in range(runs):
-            context = await browser.new_context(viewport={"width": 1400, "height": 1000})
+            context = await new_context(browser, k)
             page = await context.new_page()
             try:
                 await page.goto(f"{url}/live_smc", timeout=timeout_ms)
@@ -243,7 +284,7 @@ async def latency_phase(browser, url: str, model: str, users: int, runs: int, ar
             finally:
                 await context.close()
 
-    await asyncio.gather(*(user(k) for k in range(users)))
+    await asyncio.gather(*(user(first_user + k) for k in range(users)))
     return stats
 
 
@@ -253,8 +294,8 @@ async def memory_phase(browser, server: Server, model: str, users: int, total: i
     samples: list[tuple[int, float]] = []
     counter = {"done": 0}
     pages = []
-    for _ in range(users):
-        context = await browser.new_context(viewport={"width": 1400, "height": 1000})
+    for k in range(users):
+        context = await new_context(browser, k)
         page = await context.new_page()
         await page.goto(f"{server.url}/live_smc", timeout=timeout_ms)
         await pick_model(page, model, timeout_ms)
@@ -312,6 +353,7 @@ async def main_async(args) -> dict:
         # The server inherits POWERSMC_BACKEND (torch, llamacpp or auto, the app's default).
         "backend": os.environ.get("POWERSMC_BACKEND", "auto"),
         "load_average_at_start": os.getloadavg(),
+        "client_addresses": f"X-Forwarded-For {user_address(0)}.. via trusted proxy {PROXY}",
         "phases": {},
     }
     try:
@@ -323,7 +365,9 @@ async def main_async(args) -> dict:
             try:
                 for model in args.models:
                     # one warm-up visit loads the model into the server's cache (not timed)
-                    warm = await latency_phase(browser, server.url, model, 1, 1, args)
+                    warm = await latency_phase(
+                        browser, server.url, model, 1, 1, args, first_user=WARM_UP_USER
+                    )
                     started = time.perf_counter()
                     stats = await latency_phase(
                         browser, server.url, model, args.users, args.runs, args
@@ -340,6 +384,7 @@ async def main_async(args) -> dict:
                 await browser.close()
     finally:
         server.stop()
+        report["journal"] = journal_counts(server.log_path)
     report["load_average_at_end"] = os.getloadavg()
     return report
 

@@ -282,7 +282,7 @@ def test_a_2mb_widget_value_is_refused_and_does_not_grow_the_server(demo):
     async def scenario() -> None:
         clients = [demo.client(f"127.0.0.{9 + i % 2}") for i in range(8)]
         for c in clients:
-            assert await attempt(c, "live_smc", "model=toy-trap&prompt=short")
+            assert await attempt(c, "live_smc", "model=smollm2&prompt=short")
         await asyncio.sleep(1)
         before = server_rss(demo.pid)
         codes = []
