@@ -132,18 +132,31 @@ async def http_request(
             parts.port,
             local_addr=(local_addr, 0) if local_addr else None,
         )
+        received = bytearray()
+
+        async def read_reply() -> None:
+            with contextlib.suppress(ConnectionError):  # a refusal may end in a reset
+                while chunk := await reader.read(1 << 16):
+                    received.extend(chunk)
+
+        # Read while sending: a server may answer 413 before reading the body and close
+        # (then the rest of the body is not sent, and the reply is already in hand).
+        replying = asyncio.create_task(read_reply())
         try:
             writer.write(head)
-            # A server may answer 413 before reading the body and close: stop sending then.
             with contextlib.suppress(ConnectionError):
                 for i in range(0, len(body), 1 << 20):
+                    if replying.done() or received:
+                        break
                     writer.write(body[i : i + (1 << 20)])
                     await writer.drain()
-            raw = await reader.read()
+            await replying
         finally:
+            replying.cancel()
             writer.close()
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()
+        raw = bytes(received)
         header_blob, _, payload = raw.partition(b"\r\n\r\n")
         status_line, *header_lines = header_blob.decode("latin-1").split("\r\n")
         status = int(status_line.split()[1]) if status_line else 0

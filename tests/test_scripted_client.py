@@ -212,7 +212,7 @@ def test_mh_task_set_stops_within_one_proposal_of_the_cap(demo):
             await c.press("cmp_task_run")
             await c.wait_for(lambda c: c.finished > before, timeout=CAP_S + 60)
             assert c.find("run-time cap"), c.texts()[-6:]
-        (end,) = demo.log.wait(r"run ended:", 1, timeout=10)
+        (end,) = demo.log.wait(r"run ended:.*task set", 1, timeout=10)
         fields = LogReader.fields(end.split("run ended:", 1)[1])
         assert fields["kind"] == "task set" and fields["outcome"] == "timed out", fields
         # One MH proposal of 48 tokens on SmolLM2 takes well under 5 s on a busy core.
