@@ -44,6 +44,8 @@ format: install
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
+# The public demo against a raw-protocol scripted client (issue 19; ~2-3 min, one demo
+# server): $(PY) -m pytest -m scripted. `make test` runs it with the rest.
 test: install fast browser lint
 	$(PY) -m pytest
 	$(PY) tests/mutation_check.py
