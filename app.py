@@ -21,7 +21,8 @@ from explorer import models, query
 from explorer import session_keys as keys
 from explorer import settings as demo
 from explorer.errors import friendly_errors
-from explorer.gate import visitor_for
+from explorer.gate import who_is_asking
+from explorer.guard import guard_installed
 from explorer.inputs import InputError, check_model_name, escape_markdown
 from explorer.presets import TEXT_PRESETS
 
@@ -48,6 +49,9 @@ except demo.SettingsError as err:  # a bad POWERSMC_* variable: say which, serve
     st.stop()
 if settings.enabled:  # tracebacks name server paths: a public demo shows none
     st.set_option("client.showErrorDetails", "none")
+    if not guard_installed():  # per-address caps and upload bounds live in the launcher
+        st.error("Server misconfigured: start the public demo with `python -m explorer.serve`.")
+        st.stop()
 state = st.session_state
 link = query.parse_query_params(st.query_params, settings, presets=[p.name for p in TEXT_PRESETS])
 if keys.QUERY_CHECKED not in state:  # apply the link and report its problems once per session
@@ -58,7 +62,9 @@ if keys.QUERY_CHECKED not in state:  # apply the link and report its problems on
 owner = state.setdefault(keys.OWNER, query.new_owner_token())  # issued here, never by a link
 if link.owner is not None and link.owner != owner:
     state[keys.OWNER_OFFER] = link.owner  # adopted only if the visitor confirms (sidebar)
-state[keys.VISITOR] = visitor_for(st.context.cookies, owner)
+state[keys.VISITOR], state[keys.ADDRESS] = who_is_asking(
+    st.context.cookies, st.context.headers, settings
+)
 
 
 def _allowed(name: str) -> bool:

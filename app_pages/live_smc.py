@@ -76,6 +76,7 @@ if active is not None:
                 tag = f"{active.live.run_id}_{draws}"
                 charts.draw(update.records, active.config.to_dict(), update.kind == "full", tag)
     except LimitError as err:  # busy visitor, full queue or queue timeout: nothing lost
+        session.discard()  # a refused request never starts later on its own
         status.warning(inputs.escape_markdown(err))
         st.stop()
     entry = session.finish()

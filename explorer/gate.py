@@ -25,11 +25,20 @@ go to the run store (crash-safe), every run gets a start and an end line in the
 ``explorer.gate`` log. ``upload`` reads a trace under the mode's upload cap (5 MB in
 demo mode).
 
-The visitor (``Gate.visitor``) is one browser across its tabs where Streamlit's
-XSRF cookie tells it, else the server-issued run-history token, else the session
-(``limits.visitor_key``, computed by ``app.py``): one run and one queue place each.
-Uploads are read under the mode's ``trace_limits`` (bounded replay work); stop strings
-are bounded in count and length (``inputs.make_stop``).
+Every job calls ``GatedRun.checkpoint`` after each model step (a token step, or one MH
+proposal inside a task set): past the run-time cap the run ends there ("timed out"),
+and when the visitor's browser has gone it ends there too ("disconnected"), so a
+closed tab never keeps decoding and a slot is freed only when its job has stopped.
+
+The visitor (``Gate.visitor``) is one browser across its tabs when its signed cookie
+tells it, else the session (``identity.visitor_key``); its address is the client
+address (``identity.client_address``); both are computed by ``app.py`` through
+``who_is_asking``. One run and one queue place per visitor, and the per-address caps
+of ``limits.RunLimiter`` whatever the cookies. The journal lines carry hashes of both,
+the caps, the duration and the outcome (finished, timed out, disconnected, stopped,
+error); a refused request gets a "run refused" line. Uploads are read under the mode's
+``trace_limits`` (bounded replay work); stop strings are bounded in count and length
+(``inputs.make_stop``).
 """
 
 from __future__ import annotations
@@ -45,6 +54,7 @@ from typing import Any
 from explorer import comparison, session_keys, theory_lab
 from explorer.events import CheckDone, MethodDone, TaskRows
 from explorer.history import MAX_HISTORY, RunEntry, entry_from_stored, entry_from_trace
+from explorer.identity import client_address, short_hash, visitor_key
 from explorer.inputs import InputError, clamp_config, make_stop, prompt_ids
 from explorer.limits import (
     LimitError,
@@ -52,7 +62,8 @@ from explorer.limits import (
     RunSlot,
     current_session_id,
     global_limiter,
-    visitor_key,
+    session_connected,
+    session_peer,
 )
 from explorer.live import LiveRun, Update
 from explorer.settings import DemoSettings, demo_settings
@@ -74,7 +85,7 @@ __all__ = [
     "TaskRows",
     "TraceError",
     "open_gate",
-    "visitor_for",
+    "who_is_asking",
 ]
 
 log = logging.getLogger(__name__)
@@ -106,22 +117,38 @@ class Admission:
 
 
 class GatedRun:
-    """A run inside its queue slot: ``events()`` until the end or the run-time cap."""
+    """A run inside its queue slot: ``events()`` until the end, the cap or a disconnect."""
 
-    def __init__(self, admission: Admission, slot: RunSlot, journal: Any = None) -> None:
+    def __init__(
+        self,
+        admission: Admission,
+        slot: RunSlot,
+        journal: Any = None,
+        connected: Callable[[], bool] = lambda: True,
+    ) -> None:
         self.admission = admission
         self.slot = slot
         self.journal = journal
+        self.connected = connected
         self.timed_out = False
+        self.disconnected = False
 
     @property
     def waited_s(self) -> float:
         return self.slot.waited_s
 
-    def check_deadline(self) -> None:
-        """Raise ``_RunTimeCap`` past the cap (for jobs that report through callbacks)."""
+    @property
+    def outcome(self) -> str:
+        if self.disconnected:
+            return "disconnected"
+        return "timed out" if self.timed_out else "finished"
+
+    def checkpoint(self) -> None:
+        """End the run here when past the cap or when the visitor has gone (after a step)."""
         if self.slot.expired:
             raise _RunTimeCap
+        if not self.connected():
+            raise _Disconnected
 
     def events(self) -> Iterator[Any]:
         try:
@@ -131,13 +158,19 @@ class GatedRun:
                 yield event
         except _RunTimeCap:
             self.slot.timed_out = True
+        except _Disconnected:
+            self.disconnected = True
         self.timed_out = self.slot.timed_out
-        if self.timed_out and self.journal is not None:
-            self.journal.final_status = "timed out"
+        if self.journal is not None and self.outcome != "finished":
+            self.journal.final_status = "timed out" if self.timed_out else "stopped"
 
 
 class _RunTimeCap(Exception):
     """The run-time cap passed inside a job that cannot stop between events."""
+
+
+class _Disconnected(Exception):
+    """The visitor's browser went away while its job was running."""
 
 
 class Gate:
@@ -150,12 +183,15 @@ class Gate:
         store: RunStore | None = None,
         visitor: str | None = None,
         owner: str | None = None,
+        address: str | None = None,
     ) -> None:
         self.settings = settings
         self.limiter = limiter if limiter is not None else global_limiter(settings)
         self.store = store
-        self.visitor = visitor or current_session_id()
+        self.session = current_session_id()
+        self.visitor = visitor or self.session
         self.owner = owner
+        self.address = address or "unknown"
 
     # ---- admission (pure: validates, clamps, encodes; starts nothing) ---------------------
     def clamp(self, requested: Mapping[str, Any]) -> tuple[SMCConfig, list[str]]:
@@ -207,7 +243,7 @@ class Gate:
             model_name,
             config,
             tuple(notes),
-            lambda gated: run.updates(on_step=gated.check_deadline),
+            lambda gated: run.updates(on_step=gated.checkpoint),
             live=run,
         )
 
@@ -241,7 +277,7 @@ class Gate:
                 config,
                 steps,
                 lambda: make_stop(stop_rule),
-                on_step=run.check_deadline,  # the cap holds within one step of a method
+                on_step=run.checkpoint,  # the cap holds within one step of a method
             )
 
         return Admission("compare", model_name, config, tuple(notes), job)
@@ -277,7 +313,8 @@ class Gate:
             seed=config.seed,
         )
         if isinstance(model, ToyLM):
-            problems = api.toy_problems(count, answer=toy_answer, prompt_ids=toy_prompt)
+            defaults = {"answer": toy_answer} if toy_answer is not None else {}
+            problems = api.toy_problems(count, prompt_ids=tuple(toy_prompt or ()), **defaults)
         else:
             problems = api.load_task(task, n=count, seed=config.seed, difficulty=difficulty)
 
@@ -285,9 +322,11 @@ class Gate:
             def advance(done: int, total: int, _row: object) -> None:
                 if progress is not None:
                     progress(done, total)
-                run.check_deadline()  # the harness reports per run: stop there at the cap
 
-            rows = api.run_task_comparison(model, problems, methods, settings, progress=advance)
+            # checkpoint after every token step and MH proposal: the cap holds within one.
+            rows = api.run_task_comparison(
+                model, problems, methods, settings, progress=advance, on_step=run.checkpoint
+            )
             yield TaskRows(rows)
 
         return Admission("task set", model_name, config, tuple(notes), job)
@@ -336,39 +375,64 @@ class Gate:
     def running(
         self, admission: Admission, on_wait: Callable[[int, float], None] | None = None
     ) -> Iterator[GatedRun]:
-        """Hold a queue slot while the block iterates ``run.events()``.
+        """Hold a queue slot while the block iterates ``run.events()``; journal the run.
 
         A live run resumed after a rerun keeps its age, so reruns cannot extend the cap.
         """
         age = time.time() - admission.created
-        start = time.perf_counter()
-        status = "stopped"  # unless the block ends normally: Stop, a rerun, an error
-        with self.limiter.slot(self.visitor, on_wait, run_age_s=age) as slot:
+        who = (
+            f"visitor={short_hash(self.visitor)} address={short_hash(self.address)} "
+            f"kind={admission.kind}"
+        )
+        slot_cm = self.limiter.slot(self.visitor, on_wait, run_age_s=age, address=self.address)
+        try:
+            slot = slot_cm.__enter__()
+        except LimitError as err:
+            log.info("run refused: %s reason=%s", who, type(err).__name__)
+            raise
+        try:
+            number = slot.ticket.number if slot.ticket is not None else -1
+            config = admission.config
             log.info(
-                "run started: %s on %s, N=%d, %d tokens, waited %.1f s",
-                admission.kind,
+                "run started: id=%d %s model=%s N=%d tokens=%d cap=%gs waited=%.1fs",
+                number,
+                who,
                 admission.model_name,
-                admission.config.n_particles,
-                admission.config.max_new_tokens,
+                config.n_particles,
+                config.max_new_tokens,
+                self.settings.max_run_seconds,
                 slot.waited_s,
             )
+            start = time.perf_counter()
+            outcome = "stopped"  # unless the block ends normally: Stop, a rerun
+            connected = self._connected
             try:
                 if admission.live is not None:
                     with tracked(admission.live, self.owner, self._store()) as journal:
-                        run = GatedRun(admission, slot, journal)
+                        run = GatedRun(admission, slot, journal, connected)
                         yield run
                 else:
-                    run = GatedRun(admission, slot)
+                    run = GatedRun(admission, slot, connected=connected)
                     yield run
-                status = "timed out" if run.timed_out else "finished"
+                outcome = run.outcome
+            except Exception:
+                outcome = "error"
+                raise
             finally:
+                if outcome == "stopped" and not connected():
+                    outcome = "disconnected"
                 log.info(
-                    "run ended: %s on %s, %s after %.1f s",
-                    admission.kind,
-                    admission.model_name,
-                    status,
+                    "run ended: id=%d %s outcome=%s duration=%.1fs",
+                    number,
+                    who,
+                    outcome,
                     time.perf_counter() - start,
                 )
+        finally:
+            slot_cm.__exit__(None, None, None)
+
+    def _connected(self) -> bool:
+        return session_connected(self.session)
 
     def _store(self) -> RunStore | None:
         return self.store if self.store is not None else run_store(self.settings)
@@ -400,15 +464,23 @@ class Gate:
             yield entry_from_stored(stored.trace(), info.run_id, info.status, info.created), None
 
 
-def visitor_for(cookies: Mapping[str, str], owner: str | None) -> str:
-    """This script run's visitor key (``limits.visitor_key``); ``app.py`` keeps it in state."""
-    return visitor_key(cookies, owner, current_session_id())
+def who_is_asking(
+    cookies: Mapping[str, str] | None, headers: Mapping[str, str] | None, settings: DemoSettings
+) -> tuple[str, str]:
+    """(visitor key, client address) of this script run; ``app.py`` keeps both in state."""
+    session = current_session_id()
+    address = client_address(session_peer(session), headers, settings.trusted_proxies)
+    return visitor_key(cookies, session), address
 
 
 def open_gate(state: MutableMapping[str, Any] | None = None) -> Gate:
     """The gate for the current visitor: settings from the environment, the server's
-    limiter, the visitor (``limits.visitor_key``: one browser, across its tabs) and the
-    run-history owner token from session ``state``."""
-    owner = state.get(session_keys.OWNER) if state is not None else None
-    visitor = state.get(session_keys.VISITOR) if state is not None else None
-    return Gate(demo_settings(), owner=owner, visitor=visitor)
+    limiter, the visitor and address (``who_is_asking``) and the run-history owner token
+    from session ``state``."""
+    state = {} if state is None else state
+    return Gate(
+        demo_settings(),
+        owner=state.get(session_keys.OWNER),
+        visitor=state.get(session_keys.VISITOR),
+        address=state.get(session_keys.ADDRESS),
+    )

@@ -1,44 +1,46 @@
-"""Server-wide run limits: a FIFO queue of run slots, one run per browser session, timeouts.
+"""Server-wide run limits: a FIFO queue of run slots, per visitor and per address.
 
 All Streamlit sessions share one process, so a module-level ``RunLimiter`` sees every
-run. ``limiter.slot(session_id, on_wait)`` is a context manager:
+run. ``limiter.slot(visitor, on_wait, address=...)`` is a context manager:
 
 * at most ``max_concurrent`` slots are held at once; later callers wait in FIFO order
   and ``on_wait(position, waited_s)`` is called about every ``poll_s`` while they do
   (position 1 = next in line), so the page can show "you are #2 in the queue";
-* a session that already holds or awaits a slot gets ``SessionBusy`` at once (rapid
-  repeated clicks, two Run buttons, a second thread);
+* a visitor that already holds or awaits a slot gets ``SessionBusy`` at once (rapid
+  repeated clicks, two Run buttons, a second tab);
+* one client *address* holds at most ``runs_per_address`` slots and
+  ``queue_per_address`` queue places, whatever cookies its sessions send
+  (``AddressBusy``); a waiter whose address is at its run cap lets the next one pass;
 * more than ``max_queue`` waiters → ``QueueFull`` at once; waiting longer than
   ``queue_timeout_s`` → ``QueueTimeout``;
 * a held slot carries a deadline (``max_run_s`` after the run started): iterate through
   ``slot.bounded(updates)`` and the loop ends at the deadline with ``slot.timed_out``;
-* a slot held ``grace_s`` past its deadline is reclaimed, so a thread that died without
-  releasing cannot block the queue forever.
-
-A *visitor* is one browser where it can be told (``visitor_key``: a hash of Streamlit's
-per-browser XSRF cookie, which every tab of a browser sends), else the server-issued
-run-history token, else the session: two tabs of one browser share one run and one
-queue place ("a run is already in progress"), so one visitor cannot hold every slot.
+  jobs check ``slot.expired`` between model steps (``explorer.gate``);
+* a slot is freed only when its job has really stopped: by its own release, or when the
+  thread that took it is dead (it died without releasing). A job past its deadline that
+  is still alive keeps its slot, so never more than ``max_concurrent`` jobs run at once.
 
 The waiting loop runs in the caller's thread, so an exception raised by ``on_wait``
 (Streamlit's stop/rerun exceptions) leaves the queue cleanly. Every error here is a
-``LimitError`` whose message is fit to show as it is.
+``LimitError`` whose message is fit to show as it is. Visitor keys and addresses come
+from ``explorer.identity``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import itertools
+import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 from explorer.settings import demo_settings
 
 __all__ = [
+    "AddressBusy",
     "LimitError",
     "QueueFull",
     "QueueTimeout",
@@ -48,10 +50,12 @@ __all__ = [
     "current_session_id",
     "global_limiter",
     "reset_global_limiter",
-    "visitor_key",
+    "session_connected",
+    "session_peer",
 ]
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 class LimitError(RuntimeError):
@@ -70,13 +74,20 @@ class QueueTimeout(LimitError):
     pass
 
 
+class AddressBusy(LimitError):
+    pass
+
+
 @dataclass
 class _Ticket:
     number: int
     session: str
+    address: str
     enqueued: float
+    thread: threading.Thread = field(default_factory=threading.current_thread)
     started: float | None = None
     deadline: float | None = None
+    overdue_logged: bool = False
 
 
 class RunSlot:
@@ -89,9 +100,11 @@ class RunSlot:
         on_wait: Callable[[int, float], None] | None,
         poll_s: float,
         run_age_s: float,
+        address: str,
     ) -> None:
         self.limiter = limiter
         self.session_id = session_id
+        self.address = address
         self.on_wait = on_wait
         self.poll_s = poll_s
         self.run_age_s = run_age_s
@@ -101,7 +114,7 @@ class RunSlot:
 
     def __enter__(self) -> RunSlot:
         self.ticket = self.limiter._acquire(
-            self.session_id, self.on_wait, self.poll_s, self.run_age_s
+            self.session_id, self.address, self.on_wait, self.poll_s, self.run_age_s
         )
         self.waited_s = (self.ticket.started or 0.0) - self.ticket.enqueued
         return self
@@ -137,7 +150,8 @@ class RunSlot:
 
 
 class RunLimiter:
-    """FIFO admission of runs: ``max_concurrent`` at a time, bounded queue, per-session lock."""
+    """FIFO admission of runs: ``max_concurrent`` at a time, bounded queue, one slot per
+    visitor, ``runs_per_address`` slots and ``queue_per_address`` places per address."""
 
     def __init__(
         self,
@@ -147,6 +161,8 @@ class RunLimiter:
         max_run_s: float = 60.0,
         grace_s: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
+        runs_per_address: int | None = None,
+        queue_per_address: int | None = None,
     ) -> None:
         if max_concurrent < 1:
             raise ValueError(f"max_concurrent must be >= 1, got {max_concurrent}")
@@ -154,6 +170,10 @@ class RunLimiter:
             raise ValueError(f"max_queue must be >= 0, got {max_queue}")
         self.max_concurrent = max_concurrent
         self.max_queue = max_queue
+        self.runs_per_address = max_concurrent if runs_per_address is None else runs_per_address
+        self.queue_per_address = max_queue if queue_per_address is None else queue_per_address
+        if self.runs_per_address < 1 or self.queue_per_address < 0:
+            raise ValueError("runs_per_address must be >= 1 and queue_per_address >= 0")
         self.queue_timeout_s = queue_timeout_s
         self.max_run_s = max_run_s
         self.grace_s = grace_s
@@ -163,7 +183,7 @@ class RunLimiter:
         self._active: dict[int, _Ticket] = {}
         self._sessions: dict[str, int] = {}
         self._numbers = itertools.count()
-        self.reclaimed = 0  # slots taken back from holders past deadline + grace
+        self.reclaimed = 0  # slots taken back from threads that died holding them
 
     def slot(
         self,
@@ -171,19 +191,23 @@ class RunLimiter:
         on_wait: Callable[[int, float], None] | None = None,
         poll_s: float = 0.5,
         run_age_s: float = 0.0,
+        address: str = "unknown",
     ) -> RunSlot:
-        """A slot for ``session_id``; the run-time cap counts from ``run_age_s`` ago.
+        """A slot for visitor ``session_id`` at client ``address``; the run-time cap counts
+        from ``run_age_s`` ago.
 
         A run that resumes across Streamlit reruns passes its age (e.g. ``time.time() -
         live.created``) so that reruns cannot extend the cap.
         """
-        return RunSlot(self, session_id, on_wait, poll_s, max(0.0, float(run_age_s)))
+        return RunSlot(self, session_id, on_wait, poll_s, max(0.0, float(run_age_s)), address)
 
     def stats(self) -> dict[str, int]:
+        """Slots held, places waiting, and held slots whose thread is still alive."""
         with self._cond:
             self._reap()
             return {
                 "active": len(self._active),
+                "alive": sum(t.thread.is_alive() for t in self._active.values()),
                 "waiting": len(self._waiting),
                 "max_concurrent": self.max_concurrent,
                 "max_queue": self.max_queue,
@@ -194,6 +218,7 @@ class RunLimiter:
     def _acquire(
         self,
         session: str,
+        address: str,
         on_wait: Callable[[int, float], None] | None,
         poll_s: float,
         run_age_s: float,
@@ -205,20 +230,28 @@ class RunLimiter:
                     "a run is already in progress (or queued) for you, in this tab or another "
                     "tab of this browser; wait for it to finish or press Stop there"
                 )
-            if not self._can_start_now() and len(self._waiting) >= self.max_queue:
+            must_wait = not self._can_start_now(address)
+            if must_wait and len(self._waiting) >= self.max_queue:
                 raise QueueFull(
                     f"the server is busy: {len(self._active)} runs decoding and "
                     f"{len(self._waiting)} waiting. Try again in a minute."
                 )
-            ticket = _Ticket(next(self._numbers), session, self.clock())
+            if must_wait and self._count(self._waiting, address) >= self.queue_per_address:
+                running = self._count(self._active.values(), address)
+                raise AddressBusy(
+                    f"your network address already has {running} run(s) decoding and "
+                    f"{self._count(self._waiting, address)} waiting, the most allowed per "
+                    "network address; wait for one of them to finish"
+                )
+            ticket = _Ticket(next(self._numbers), session, address, self.clock())
             self._sessions[session] = ticket.number
             self._waiting.append(ticket)
         try:
             while True:
                 with self._cond:
                     self._reap()
-                    if self._waiting[0] is ticket and len(self._active) < self.max_concurrent:
-                        self._waiting.popleft()
+                    if self._next_eligible() is ticket:
+                        self._waiting.remove(ticket)
                         now = self.clock()
                         ticket.started = now
                         ticket.deadline = now - run_age_s + self.max_run_s
@@ -245,8 +278,25 @@ class RunLimiter:
                 self._cond.notify_all()
             raise
 
-    def _can_start_now(self) -> bool:
-        return not self._waiting and len(self._active) < self.max_concurrent
+    @staticmethod
+    def _count(tickets: Iterable[_Ticket], address: str) -> int:
+        return sum(t.address == address for t in tickets)
+
+    def _address_has_room(self, address: str) -> bool:
+        return self._count(self._active.values(), address) < self.runs_per_address
+
+    def _next_eligible(self) -> _Ticket | None:
+        """The first waiter whose address may run one more, if a slot is free."""
+        if len(self._active) >= self.max_concurrent:
+            return None
+        return next((t for t in self._waiting if self._address_has_room(t.address)), None)
+
+    def _can_start_now(self, address: str) -> bool:
+        return (
+            not self._waiting
+            and len(self._active) < self.max_concurrent
+            and self._address_has_room(address)
+        )
 
     def _release(self, ticket: _Ticket) -> None:
         with self._cond:
@@ -259,13 +309,25 @@ class RunLimiter:
             del self._sessions[ticket.session]
 
     def _reap(self) -> None:
+        """Free slots whose thread died holding them; a live job keeps its slot, even late."""
         now = self.clock()
         for number, ticket in list(self._active.items()):
-            if ticket.deadline is not None and now > ticket.deadline + self.grace_s:
+            if not ticket.thread.is_alive():
                 del self._active[number]
                 self._forget(ticket)
                 self.reclaimed += 1
                 self._cond.notify_all()
+            elif (
+                ticket.deadline is not None
+                and now > ticket.deadline + self.grace_s
+                and not ticket.overdue_logged
+            ):
+                ticket.overdue_logged = True
+                log.warning(
+                    "run %d is %.0f s past its run-time cap and still holds its slot",
+                    number,
+                    now - ticket.deadline,
+                )
 
 
 # ---- process-wide instance -------------------------------------------------------------------
@@ -284,6 +346,8 @@ def global_limiter(settings: object | None = None) -> RunLimiter:
                 max_queue=s.max_queue,  # type: ignore[attr-defined]
                 queue_timeout_s=s.queue_timeout_seconds,  # type: ignore[attr-defined]
                 max_run_s=s.max_run_seconds,  # type: ignore[attr-defined]
+                runs_per_address=s.runs_per_address,  # type: ignore[attr-defined]
+                queue_per_address=s.queue_per_address,  # type: ignore[attr-defined]
             )
         return _GLOBAL
 
@@ -305,26 +369,28 @@ def current_session_id() -> str:
     return ctx.session_id if ctx is not None else "no-session"
 
 
-XSRF_COOKIE = "_streamlit_xsrf"  # set by Streamlit's server once per browser (XSRF protection)
+def session_connected(session_id: str) -> bool:
+    """False once the browser of ``session_id`` has gone (closed tab, dropped socket).
 
-
-def visitor_key(cookies: Mapping[str, str], owner: str | None, session: str) -> str:
-    """Who runs: the browser (its XSRF cookie's token), else the owner token, else the session.
-
-    Tornado writes the cookie as ``2|mask|masked token|time``; the mask can change when it is
-    re-sent, so the key hashes the unmasked token. Only a hash is kept (the cookie is a secret).
+    Outside a Streamlit server (AppTest, scripts) every session counts as connected.
     """
-    raw = cookies.get(XSRF_COOKIE) if cookies else None
-    if raw:
-        parts = raw.split("|")
-        token = raw
-        if len(parts) == 4 and parts[0] == "2":
-            try:
-                mask, masked = bytes.fromhex(parts[1]), bytes.fromhex(parts[2])
-                token = bytes(a ^ b for a, b in zip(masked, mask * len(masked), strict=False)).hex()
-            except ValueError:
-                token = raw
-        return "browser:" + hashlib.sha256(token.encode()).hexdigest()[:24]
-    if owner:
-        return "owner:" + hashlib.sha256(owner.encode()).hexdigest()[:24]
-    return "session:" + session
+    try:
+        from streamlit.runtime import Runtime
+    except ImportError:  # pragma: no cover - Streamlit is a dependency
+        return True
+    if not Runtime.exists():
+        return True
+    return Runtime.instance().is_active_session(session_id) is not False
+
+
+def session_peer(session_id: str) -> str | None:
+    """The socket peer address of ``session_id``'s websocket (None outside a server)."""
+    try:
+        from streamlit.runtime import Runtime
+    except ImportError:  # pragma: no cover - Streamlit is a dependency
+        return None
+    if not Runtime.exists():
+        return None
+    client = Runtime.instance().get_client(session_id)
+    peer = getattr(getattr(client, "client_context", None), "remote_ip", None)
+    return peer if isinstance(peer, str) else None  # AppTest's runtime is a mock

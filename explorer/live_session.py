@@ -9,6 +9,7 @@ Runs page), and keep it as the last run::
     session = LiveSession(st.session_state)
     entry = session.stop()          # Stop: None when nothing ran
     session.start(admitted)         # Run: a run in flight is superseded (kept in history)
+    session.discard()               # the server refused it: never started later
     entry = session.finish()        # the run ended (or hit the run-time cap)
 """
 
@@ -59,6 +60,11 @@ class LiveSession:
         if entry.records:  # a Stop before the first token leaves nothing to keep
             self._keep(entry)
         return entry
+
+    def discard(self) -> None:
+        """Forget a run the server refused (busy, queue full): it must never start later on
+        its own, at the next rerun, with the age of the refused click."""
+        self.state.pop(keys.LIVE_ACTIVE, None)
 
     def finish(self) -> RunEntry:
         """The run in flight ended (complete or at the run-time cap): keep it as the last run."""

@@ -13,7 +13,8 @@ MODEL_NAME = "model_name"  # the sidebar's model, read by every page
 MODEL_BACKEND = "model_backend"  # "auto" | "torch" | "llamacpp"
 OWNER = "owner"  # the run-history token (issued by app.py, never by a link)
 OWNER_OFFER = "owner_offer"  # a token from a link, adopted only on confirmation
-VISITOR = "visitor"  # limits.visitor_key: one browser across its tabs
+VISITOR = "visitor"  # identity.visitor_key: one browser across its tabs (signed cookie)
+ADDRESS = "client_address"  # identity.client_address: what per-address caps count
 QUERY_CHECKED = "query_checked"  # the link was applied once this session
 HISTORY = "run_history"  # explorer.history: the session's run entries, newest first
 

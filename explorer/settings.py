@@ -147,6 +147,12 @@ class DemoSettings:
         """The upload cap in MiB, as the pages and messages write it (5 MB in demo mode)."""
         return self.max_upload_bytes / 2**20
 
+    @property
+    def max_held_upload_bytes(self) -> int:
+        """Uploaded bytes one session may hold (Streamlit keeps files until it ends): two
+        files at the cap, one being replaced by the next, within the session's budget."""
+        return min(2 * self.max_upload_bytes, self.session_max_bytes)
+
     def describe(self) -> str:
         """One line for the page: what the demo allows."""
         if not self.enabled:

@@ -105,6 +105,7 @@ def test_a_waiting_visitor_is_told_the_queue_position_and_leaves_cleanly(trap):
     assert shown and shown[0].startswith("Waiting for a free slot: you are #1 in the queue")
     assert g.limiter.stats() | {"reclaimed": 0} == {
         "active": 0,
+        "alive": 0,
         "waiting": 0,
         "max_concurrent": 1,
         "max_queue": 1,
@@ -142,3 +143,69 @@ def test_uploads_use_the_mode_cap():
         gate().upload(big, "big.jsonl")
     with pytest.raises(TraceError, match="trace is empty"):
         gate(FULL).upload(big, "big.jsonl")  # under the full app's 20 MB: parsed, and refused
+
+
+def test_a_task_set_with_mh_stops_within_one_proposal_of_the_cap(trap, monkeypatch):
+    # The cap is checked after every MH proposal, not between graded runs: with the cap
+    # already past, the job stops at its first checkpoint, before any graded row exists.
+    from explorer.gate import GatedRun
+
+    checks = []
+    original = GatedRun.checkpoint
+
+    def counted(self: GatedRun) -> None:
+        checks.append(self.slot.time_left())
+        original(self)
+
+    monkeypatch.setattr(GatedRun, "checkpoint", counted)
+    g = gate(max_run_s=0.0)
+    admitted = g.task_set(
+        trap, "toy-trap", {"alpha": 4.0, "max_new_tokens": 4}, ["mh"], 8, 3, "toy", 1
+    )
+    with g.running(admitted) as run:
+        events = list(run.events())
+    assert events == [] and run.timed_out and run.outcome == "timed out"
+    assert len(checks) == 1  # the first proposal's record, then stop
+
+    monkeypatch.setattr(GatedRun, "checkpoint", original)
+    g = gate()
+    with g.running(g.task_set(trap, "toy-trap", {}, ["mh"], 2, 1, "toy", 1)) as run:
+        (rows,) = list(run.events())
+    assert len(rows.rows) == 1 and run.outcome == "finished"
+
+
+def test_every_run_writes_a_start_and_an_end_line_and_a_refusal_is_logged(trap, caplog):
+    caplog.set_level("INFO", logger="explorer.gate")
+    g = gate(visitor="visitor:abc")
+    g.address = "203.0.113.5"
+    admitted = g.live(trap, "toy-trap", {"n_particles": 4, "max_new_tokens": 3}, [], "", "EOS only")
+    with g.running(admitted) as run:
+        list(run.events())
+        other = Gate(DEMO, limiter=g.limiter, visitor="visitor:abc")
+        with pytest.raises(LimitError), other.running(admitted):
+            pass
+    lines = [r.getMessage() for r in caplog.records]
+    started = next(line for line in lines if line.startswith("run started:"))
+    ended = next(line for line in lines if line.startswith("run ended:"))
+    refused = next(line for line in lines if line.startswith("run refused:"))
+    for line in (started, ended, refused):
+        assert "visitor=" in line and "address=" in line and "kind=live" in line
+        assert "visitor:abc" not in line and "203.0.113.5" not in line  # hashes only
+    assert "N=4 tokens=3 cap=60s" in started
+    assert "outcome=finished duration=" in ended and "reason=SessionBusy" in refused
+
+
+def test_a_run_whose_browser_went_away_stops_at_its_next_step(trap, monkeypatch, caplog):
+    caplog.set_level("INFO", logger="explorer.gate")
+    steps = []
+    monkeypatch.setattr("explorer.gate.session_connected", lambda session: False)
+    g = gate()
+    model = load_model("toy-random:4,8,1")  # 8 steps unless stopped
+    requested = {"n_particles": 4, "max_new_tokens": 8}
+    admitted = g.live(model, "toy-random:4,8,1", requested, [], "", "EOS only")
+    with g.running(admitted) as run:
+        for event in run.events():
+            steps.append(event)
+    assert len(steps) <= 1 and run.disconnected and run.outcome == "disconnected"
+    assert any("outcome=disconnected" in r.getMessage() for r in caplog.records)
+    assert g.limiter.stats()["active"] == 0

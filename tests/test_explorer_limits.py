@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from explorer.limits import (
+    AddressBusy,
     QueueFull,
     QueueTimeout,
     RunLimiter,
@@ -175,16 +176,62 @@ def test_run_time_cap_and_bounded_iteration():
         assert len(list(slot.bounded(steps()))) == 2
 
 
-def test_slot_past_deadline_and_grace_is_reclaimed():
+def test_a_live_job_past_its_cap_keeps_its_slot_and_a_dead_holder_frees_it():
     clock = FakeClock()
     limiter = RunLimiter(max_concurrent=1, max_queue=5, max_run_s=5.0, grace_s=5.0, clock=clock)
-    dead = limiter.slot("dead").__enter__()  # a holder that never exits
-    assert limiter.stats()["active"] == 1
-    clock.now = 11.0
+    entered, finish = threading.Event(), threading.Event()
+    held = []
+
+    def holder() -> None:  # takes a slot and never releases it, then dies when told
+        held.append(limiter.slot("dead").__enter__())
+        entered.set()
+        finish.wait(10)
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    assert entered.wait(10)
+    clock.now = 100.0  # far past deadline + grace, but the job's thread is alive
+    assert limiter.stats() | {"max_queue": 0} == {
+        "active": 1,
+        "alive": 1,
+        "waiting": 0,
+        "max_concurrent": 1,
+        "max_queue": 0,
+        "reclaimed": 0,
+    }
+    finish.set()
+    thread.join(10)
+    assert limiter.stats()["active"] == 0 and limiter.stats()["reclaimed"] == 1
     with limiter.slot("next"):
-        assert limiter.stats()["reclaimed"] == 1
-    dead.__exit__(None, None, None)  # a late release changes nothing
+        assert limiter.stats()["active"] == 1
+    held[0].__exit__(None, None, None)  # a late release changes nothing
     assert limiter.stats()["active"] == 0
+
+
+def test_one_address_holds_one_run_and_one_queue_place_whatever_its_visitors():
+    limiter = RunLimiter(max_concurrent=2, max_queue=16, runs_per_address=1, queue_per_address=1)
+    first = limiter.slot("visitor-1", address="10.0.0.1").__enter__()
+    waiter_started = threading.Event()
+    outcome: list[str] = []
+
+    def second_visitor_same_address() -> None:
+        with limiter.slot(
+            "visitor-2", lambda *_: waiter_started.set(), poll_s=0.01, address="10.0.0.1"
+        ):
+            outcome.append("ran")
+
+    thread = threading.Thread(target=second_visitor_same_address)
+    thread.start()
+    assert waiter_started.wait(10)  # queued although a global slot is free
+    assert limiter.stats()["active"] == 1 and limiter.stats()["waiting"] == 1
+    for visitor in ("visitor-3", "session:forged-1", "session:forged-2"):
+        with pytest.raises(AddressBusy, match="per network address"):
+            limiter.slot(visitor, address="10.0.0.1").__enter__()
+    with limiter.slot("visitor-9", address="10.0.0.2"):  # another address passes the waiter
+        assert limiter.stats()["active"] == 2
+    first.__exit__(None, None, None)
+    thread.join(10)
+    assert outcome == ["ran"] and limiter.stats()["active"] == 0
 
 
 def test_invalid_limits():

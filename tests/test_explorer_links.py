@@ -18,7 +18,8 @@ from streamlit.testing.v1 import AppTest
 from explorer import query
 from explorer.errors import visitor_message
 from explorer.gate import Gate, LimitError
-from explorer.limits import RunLimiter, visitor_key
+from explorer.identity import VISITOR_COOKIE, issue_visitor_cookie, visitor_key
+from explorer.limits import RunLimiter
 from explorer.settings import demo_settings
 from powersmc_core import SMCConfig
 from powersmc_core.models.loading import load_model
@@ -150,25 +151,29 @@ def _toy_entry():
 
 
 # ---- per-visitor limits ----------------------------------------------------------------
-def cookie(token: bytes, mask: bytes) -> str:
-    masked = bytes(a ^ b for a, b in zip(token, mask, strict=True))
-    return f"2|{mask.hex()}|{masked.hex()}|1700000000"
+def test_tabs_of_one_browser_are_one_visitor_and_a_forged_cookie_is_only_a_session():
+    signed = issue_visitor_cookie()
+    token, signature = signed.split(".")
+    one = visitor_key({VISITOR_COOKIE: signed}, "s1")
+    assert one == visitor_key({VISITOR_COOKIE: signed}, "s2") != visitor_key({}, "s1")
+    assert one.startswith("visitor:") and token not in one  # only a hash is kept
+    forged = [f"{token}.{signature[:-1]}x", f"{token}x.{signature}", token, "", "a.b.c"]
+    for value in [*forged, f"{secrets_token()}.{signature}"]:
+        assert visitor_key({VISITOR_COOKIE: value}, "s1") == "session:s1"
+    # Streamlit's XSRF cookie is minted by the client at will: never an identity.
+    assert visitor_key({"_streamlit_xsrf": "2|00|11|1700000000"}, "s1") == "session:s1"
 
 
-def test_tabs_of_one_browser_are_one_visitor_whatever_the_mask():
-    token = bytes(range(16))
-    one = visitor_key({"_streamlit_xsrf": cookie(token, b"\x01" * 16)}, "ownerA" * 4, "s1")
-    two = visitor_key({"_streamlit_xsrf": cookie(token, b"\x7f" * 16)}, "ownerB" * 4, "s2")
-    other = visitor_key({"_streamlit_xsrf": cookie(b"\x09" * 16, b"\x01" * 16)}, None, "s1")
-    assert one == two != other
-    assert visitor_key({}, "ownerA" * 4, "s1") == visitor_key({}, "ownerA" * 4, "s9")
-    assert visitor_key({}, None, "s1") != visitor_key({}, None, "s2")
+def secrets_token() -> str:
+    import secrets
+
+    return secrets.token_urlsafe(18)
 
 
 def test_a_second_tab_of_the_same_visitor_is_told_a_run_is_in_progress():
     limiter = RunLimiter(max_concurrent=2, max_queue=4)
     model = load_model("toy-trap")
-    same = visitor_key({"_streamlit_xsrf": cookie(b"\x05" * 16, b"\x02" * 16)}, None, "tab1")
+    same = visitor_key({VISITOR_COOKIE: issue_visitor_cookie()}, "tab1")
     tab1, tab2 = (Gate(DEMO, limiter=limiter, visitor=same) for _ in range(2))
     other = Gate(DEMO, limiter=limiter, visitor="session:someone-else")
     requested = {"alpha": 2.0, "n_particles": 4, "max_new_tokens": 2}

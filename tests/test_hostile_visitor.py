@@ -51,8 +51,11 @@ def server(tmp_path_factory) -> Iterator[tuple[str, psutil.Process]]:
         "POWERSMC_DEMO": "1",
         "POWERSMC_DATA_DIR": str(tmp_path_factory.mktemp("data")),
         "POWERSMC_DEMO_MODELS": "toy-trap,toy-random",
+        # One browser opens many pages here; the per-address session caps have their own test.
+        "POWERSMC_NEW_SESSIONS_PER_MINUTE": "10000",
+        "POWERSMC_SESSIONS_PER_ADDRESS": "1000",
     }
-    command = [sys.executable, "-m", "streamlit", "run", "app.py"]
+    command = [sys.executable, "-m", "explorer.serve"]
     with (
         (OUTPUT / "hostile-server.log").open("w") as log,
         streamlit_server(command, log, env) as (url, proc),

@@ -11,7 +11,7 @@ for toy models use ``load_task("toy", n=...)`` (answer "B x", the trap model's p
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import pandas as pd
 
@@ -44,8 +44,19 @@ def run_task_comparison(
     methods: Sequence[str] | str,
     settings: EvalSettings | Sequence[EvalSettings],
     progress: ProgressCallback | None = None,
+    on_step: Callable[[], None] | None = None,
 ) -> pd.DataFrame:
-    """One graded row per (problem, method, config), in memory (no file, no progress bar)."""
+    """One graded row per (problem, method, config), in memory (no file, no progress bar).
+
+    ``on_step`` is called after every sampler record (a token step or one MH proposal).
+    """
     return run_eval(
-        problems, methods, settings, model=model, out=None, progress=False, callback=progress
+        problems,
+        methods,
+        settings,
+        model=model,
+        out=None,
+        progress=False,
+        callback=progress,
+        on_step=on_step,
     )

@@ -29,7 +29,7 @@ import hashlib
 import json
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import InitVar, asdict, dataclass, fields
 from typing import Any
 
@@ -188,8 +188,13 @@ def run_one(
     method: str,
     settings: EvalSettings,
     model_label: str | None = None,
+    on_step: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
-    """Run ``method`` on ``problem`` and grade it: one result row (see ``runner.COLUMNS``)."""
+    """Run ``method`` on ``problem`` and grade it: one result row (see ``runner.COLUMNS``).
+
+    ``on_step`` is called after every record the sampler streams (a token step, or one
+    MH proposal): a caller that must stop a run mid-way (a run-time cap) raises there.
+    """
     label = model_label or model.name
     seed = run_seed(settings, problem.id)
     ids = prompt_ids_for(model, problem)
@@ -203,7 +208,13 @@ def run_one(
         mh_block_size=settings.mh_block_size,
     )
     start = time.perf_counter()
-    result = sampler.run(ids)
+    if on_step is None:
+        result = sampler.run(ids)
+    else:
+        run = sampler.stream(ids)  # the same records and result as sampler.run(ids)
+        for _ in run:
+            on_step()
+        result = run.result()
     latency = time.perf_counter() - start
     completion_ids = result.chosen_completion
     texts = model.decode_batch([list(c) for c in result.completions])

@@ -239,12 +239,15 @@ def run_eval(
     progress: bool = True,
     callback: ProgressCallback | None = None,
     chunk_size: int = 8,
+    on_step: Callable[[], None] | None = None,
 ) -> pd.DataFrame:
     """Run every missing job, store rows as they complete; return all rows of this plan.
 
     executor: "local" (in this process, or a process pool when workers > 1) or "ray".
     A pool or Ray needs ``model_spec`` (a ``load_model`` name) so each worker loads its own
-    model once; in-process runs may pass a ``model`` object instead.
+    model once; in-process runs may pass a ``model`` object instead. ``on_step`` (in-process
+    only) is called after every sampler record: raising there stops the sweep within one
+    token step or MH proposal.
     """
     if model is None and model_spec is None:
         raise ValueError("pass a model object or a model_spec name")
@@ -265,6 +268,7 @@ def run_eval(
             workers=workers,
             ray_address=ray_address,
             gpus_per_task=gpus_per_task,
+            on_step=on_step,
         ):
             store.add(row)
             done += 1

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from typing import Any
 
@@ -52,9 +52,11 @@ def _load(spec: str, options: dict[str, Any]) -> LanguageModel:
     return load_model_with_backend(spec, backend, **options)
 
 
-def _row(model: LanguageModel, job: Job, label: str) -> dict[str, Any]:
+def _row(
+    model: LanguageModel, job: Job, label: str, on_step: Callable[[], None] | None = None
+) -> dict[str, Any]:
     """One result row, with the backend that ran it (``torch`` for a model without one)."""
-    row = run_one(model, job.problem, job.method, job.settings, label)
+    row = run_one(model, job.problem, job.method, job.settings, label, on_step)
     row["backend"] = backend_of(model)[0]
     return row
 
@@ -81,14 +83,20 @@ def execute(
     workers: int = 1,
     ray_address: str | None = None,
     gpus_per_task: float | None = None,
+    on_step: Callable[[], None] | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """Rows of ``jobs`` in completion order (in job order when sequential)."""
+    """Rows of ``jobs`` in completion order (in job order when sequential).
+
+    ``on_step`` (in-process runs only) is called after every sampler record of every job.
+    """
     if executor not in ("local", "ray"):
         raise ValueError(f"executor must be 'local' or 'ray', got {executor!r}")
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
     if not jobs:
         return
+    if on_step is not None and (executor != "local" or workers > 1):
+        raise ValueError("on_step needs in-process execution (executor='local', workers=1)")
     options = dict(model_options or {})
     if executor == "ray":
         yield from _execute_ray(jobs, model_spec, options, model_label, ray_address, gpus_per_task)
@@ -98,7 +106,7 @@ def execute(
         spec = _need_spec(model_spec, "local") if model is None else ""
         local = model if model is not None else _load(spec, options)
         for job in jobs:
-            yield _row(local, job, model_label)
+            yield _row(local, job, model_label, on_step)
 
 
 def _need_spec(spec: str | None, where: str) -> str:
