@@ -37,7 +37,7 @@ from test_explorer_bounds import records, trace_bytes  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 OUTPUT = ROOT / "test-output"
-CAP_S = 6.0  # POWERSMC_DEMO_MAX_RUN_SECONDS of the test server
+CAP_S = 10.0  # POWERSMC_DEMO_MAX_RUN_SECONDS of the test server (steps are slow on busy cores)
 MAX_CONCURRENT = 2  # the demo's server-wide slots
 SESSIONS_PER_ADDRESS = 8
 SESSION_MAX_MB = 48
@@ -45,8 +45,9 @@ UPLOAD_MB = 5
 MB = 2**20
 VISITOR_COOKIE = "powersmc_visitor"
 OUTCOMES = {"finished", "timed out", "stopped", "disconnected", "error", "refused"}
-# A free-text prompt that keeps SmolLM2 decoding past the cap (no stop rule but EOS).
-LONG_RUN = "model=smollm2&n=32&tokens=96&prompt=Write+a+very+long+story+about+a+dragon+and+a+knight"
+# A free-text prompt that keeps SmolLM2 decoding for a while (no stop rule but EOS); N = 4
+# keeps each step short, so that a closed socket is seen long before the cap.
+LONG_RUN = "model=smollm2&n=4&tokens=96&prompt=Write+a+very+long+story+about+a+dragon+and+a+knight"
 MH_LABEL = "Metropolis–Hastings power sampling (Karan & Du)"  # the Compare multiselect's label
 
 
@@ -103,12 +104,16 @@ async def attempt(client: Client, page: str, query: str = "") -> bool:
 
 
 def run_state(c: Client) -> str | None:
-    """What a page shows after Run: decoding, queued, refused (per address), else None."""
+    """What a page shows after Run: ``decoding`` (a progress line, or the run already ended:
+    finished or stopped at the cap, so it held a slot), ``queued``, ``refused`` (per
+    address), else None while the page has not said yet."""
     if c.find("per network address"):
         return "refused"
     if c.find("Waiting for a free slot"):
         return "queued"
-    if any(re.match(r"step \d+/", t) for t in c.texts()):
+    if any(re.match(r"step \d+/", t) for t in c.texts()) or c.find("Finished:"):
+        return "decoding"
+    if c.find("Stopped at the demo's run-time cap"):
         return "decoding"
     if c.alerts("error", "warning"):
         return "other: " + c.alerts("error", "warning")[0][:200]
@@ -197,8 +202,9 @@ def test_one_address_holds_one_run_and_one_queue_place_whatever_its_cookies(demo
 
 
 def test_mh_task_set_stops_within_one_proposal_of_the_cap(demo):
-    """A Compare task set with MH only (10 problems, 48 tokens: minutes of work) stops
-    within one MH proposal of the run-time cap (it ran 89 s under a 6 s cap before)."""
+    """A Compare task set with MH only (10 problems, 32 tokens: minutes of work) stops
+    within one MH proposal of the run-time cap (one problem of 96 tokens ran 89 s under a
+    6 s cap before: the cap was checked between graded runs only)."""
 
     async def scenario() -> None:
         demo.log.mark()
@@ -207,7 +213,7 @@ def test_mh_task_set_stops_within_one_proposal_of_the_cap(demo):
             c.set("cmp_methods", [MH_LABEL])
             c.set("cmp_task_n", 10)
             c.set("cmp_mh_steps", 8)
-            c.set("cmp_max_tokens", 48)
+            c.set("cmp_max_tokens", 32)
             before = c.finished
             await c.press("cmp_task_run")
             await c.wait_for(lambda c: c.finished > before, timeout=CAP_S + 60)
@@ -215,8 +221,8 @@ def test_mh_task_set_stops_within_one_proposal_of_the_cap(demo):
         (end,) = demo.log.wait(r"run ended:.*task set", 1, timeout=10)
         fields = LogReader.fields(end.split("run ended:", 1)[1])
         assert fields["kind"] == "task set" and fields["outcome"] == "timed out", fields
-        # One MH proposal of 48 tokens on SmolLM2 takes well under 5 s on a busy core.
-        assert seconds(fields["duration"]) < CAP_S + 5, fields
+        # One MH proposal (at most 32 tokens of SmolLM2) takes well under 6 s on a busy core.
+        assert seconds(fields["duration"]) < CAP_S + 6, fields
 
     asyncio.run(scenario())
 
