@@ -40,6 +40,7 @@ OUTPUT = ROOT / "test-output"
 CAP_S = 10.0  # POWERSMC_DEMO_MAX_RUN_SECONDS of the test server (steps are slow on busy cores)
 MAX_CONCURRENT = 2  # the demo's server-wide slots
 SESSIONS_PER_ADDRESS = 8
+NEW_SESSIONS_PER_MINUTE = 30
 SESSION_MAX_MB = 48
 UPLOAD_MB = 5
 MB = 2**20
@@ -197,6 +198,41 @@ def test_one_address_holds_one_run_and_one_queue_place_whatever_its_cookies(demo
         events = journal(demo.log.since(r"run (started|ended):"))
         assert most_alive(events, by="address") <= 1, events
         assert len({f.get("address") for _, f in events}) == 2, "two addresses, two hashes"
+
+    asyncio.run(scenario())
+
+
+def test_sessions_per_address_and_per_minute_hold_whatever_x_forwarded_for_says(demo):
+    """A script claiming a new X-Forwarded-For on every socket (the server trusts no proxy
+    here) is one address: at most 8 sessions open at once, at most 30 opened per minute;
+    the upgrades beyond are refused with HTTP 403 before any session exists."""
+
+    async def scenario() -> None:
+        demo.log.mark()
+
+        def spoofing(i: int) -> Client:
+            headers = {"X-Forwarded-For": f"203.0.113.{i}"}
+            return demo.client("127.0.0.17", get_page=False, headers=headers)
+
+        clients = [spoofing(i) for i in range(10)]
+        results = await asyncio.gather(*(c.connect() for c in clients), return_exceptions=True)
+        refused = [r for r in results if isinstance(r, Refused)]
+        assert len(refused) == 10 - SESSIONS_PER_ADDRESS, results
+        assert all(r.status == 403 for r in refused), results
+        await close_all(clients)
+        opened, status = SESSIONS_PER_ADDRESS, None
+        for i in range(10, 45):  # one at a time: only the per-minute cap can refuse
+            c = spoofing(i)
+            try:
+                await c.connect()
+            except Refused as err:
+                status = err.status
+                break
+            opened += 1
+            await c.close()
+            await asyncio.sleep(0.05)
+        assert status == 403 and opened <= NEW_SESSIONS_PER_MINUTE, (opened, status)
+        assert demo.log.since("sessions opened in the last minute"), "the refusal is logged"
 
     asyncio.run(scenario())
 
