@@ -256,6 +256,7 @@ def test_mh_task_set_stops_within_one_proposal_of_the_cap(demo):
             assert c.find("run-time cap"), c.texts()[-6:]
         (end,) = demo.log.wait(r"run ended:.*task set", 1, timeout=10)
         fields = LogReader.fields(end.split("run ended:", 1)[1])
+        print(f"MH task set: {fields['outcome']} after {fields['duration']} (cap {CAP_S:g} s)")
         assert fields["kind"] == "task set" and fields["outcome"] == "timed out", fields
         # One MH proposal (at most 32 tokens of SmolLM2) takes well under 6 s on a busy core.
         assert seconds(fields["duration"]) < CAP_S + 6, fields
@@ -339,6 +340,7 @@ def test_a_2mb_widget_value_is_refused_and_does_not_grow_the_server(demo):
         await close_all(clients)
         await asyncio.sleep(1)
         grown = server_rss(demo.pid) - before
+        print(f"RSS after 8 refused 2 MB prompts: {grown / MB:+.1f} MB")
         assert codes == [1009] * len(clients), codes
         assert grown < len(clients) * 2 * MB / 2, f"RSS grew {grown / MB:.1f} MB"
 
