@@ -1,6 +1,7 @@
 """Load test: K simulated users on the Live SMC page of a real, headless Streamlit server.
 
-Starts ``streamlit run app.py`` on a free loopback port (127.0.0.1 only) in demo mode
+Starts the public server (``python -m explorer.serve``: ``streamlit run app.py`` behind
+``explorer.guard``) on a free loopback port (127.0.0.1 only) in demo mode
 with a throw-away data folder, then drives K Chromium pages at once (Playwright,
 Debian's /usr/bin/chromium). Each user picks the model in the sidebar, presses Run
 and waits for "Finished". Measured per run, from the click:
@@ -79,7 +80,12 @@ def slope(xs: list[float], ys: list[float]) -> float:
 
 
 class Server:
-    """``streamlit run app.py`` on 127.0.0.1:<free port>, demo mode, temp data folder."""
+    """``python -m explorer.serve`` on 127.0.0.1:<free port>, demo mode, temp data folder.
+
+    Every simulated user comes from its own address: the server trusts loopback as a
+    proxy and each browser context sends its own ``X-Forwarded-For`` (``user_headers``),
+    so the per-address caps (one run, one queue place) apply per user as in production.
+    """
 
     def __init__(self, env_extra: dict[str, str], log_path: Path, app_dir: Path = ROOT) -> None:
         self.port = free_port()
@@ -90,6 +96,7 @@ class Server:
             "POWERSMC_DEMO": "1",
             "POWERSMC_DATA_DIR": self.data,
             "HF_HUB_OFFLINE": "1",
+            "POWERSMC_TRUSTED_PROXIES": "127.0.0.1",
             **env_extra,
         }
         self.log = log_path.open("w")
@@ -97,9 +104,7 @@ class Server:
             [
                 sys.executable,
                 "-m",
-                "streamlit",
-                "run",
-                "app.py",
+                "explorer.serve",
                 "--server.headless=true",
                 "--server.address=127.0.0.1",
                 f"--server.port={self.port}",
@@ -226,13 +231,20 @@ async def one_run(page, stats: Stats, run_timeout_ms: int) -> None:
     stats.completion.append(completion)
 
 
+def user_headers(k: int) -> dict[str, str]:
+    """User ``k``'s own client address (TEST-NET-2), forwarded by the trusted loopback."""
+    return {"X-Forwarded-For": f"198.51.100.{k + 1}"}
+
+
 async def latency_phase(browser, url: str, model: str, users: int, runs: int, args) -> Stats:
     stats = Stats()
     timeout_ms = int(args.run_timeout * 1000)
 
     async def user(k: int) -> None:
         for _ in range(runs):
-            context = await browser.new_context(viewport={"width": 1400, "height": 1000})
+            context = await browser.new_context(
+                viewport={"width": 1400, "height": 1000}, extra_http_headers=user_headers(k)
+            )
             page = await context.new_page()
             try:
                 await page.goto(f"{url}/live_smc", timeout=timeout_ms)
@@ -253,8 +265,10 @@ async def memory_phase(browser, server: Server, model: str, users: int, total: i
     samples: list[tuple[int, float]] = []
     counter = {"done": 0}
     pages = []
-    for _ in range(users):
-        context = await browser.new_context(viewport={"width": 1400, "height": 1000})
+    for k in range(users):
+        context = await browser.new_context(
+            viewport={"width": 1400, "height": 1000}, extra_http_headers=user_headers(k)
+        )
         page = await context.new_page()
         await page.goto(f"{server.url}/live_smc", timeout=timeout_ms)
         await pick_model(page, model, timeout_ms)
