@@ -114,7 +114,7 @@ def test_saving_again_replaces_the_earlier_save(tmp_path):
     save(store, "run1", status="stopped")
     save(store, "run1", status="timed out")
     [info] = store.list(ALICE)
-    assert info.status == "timed out" and len(list(store.final_dir.iterdir())) == 1
+    assert info.status == "timed out" and len(list(store.final_dir.rglob("*.jsonl"))) == 1
 
 
 def test_total_size_is_bounded_oldest_removed_first(tmp_path):
@@ -239,10 +239,11 @@ def test_interrupted_before_any_step_is_still_listed(tmp_path):
     journal._handle = None
     journal.closed = True
     store._journals.clear()
-    assert RunStore(tmp_path).recovered == ["early1"]
-    [info] = store.list(ALICE)
+    restarted = RunStore(tmp_path)  # each store keeps its own index: list the new one's
+    assert restarted.recovered == ["early1"]
+    [info] = restarted.list(ALICE)
     assert info.status == "interrupted" and info.n_steps == 0
-    assert store.load("early1", ALICE).records == []
+    assert restarted.load("early1", ALICE).records == []
 
 
 def test_garbage_journal_becomes_an_unowned_interrupted_stub(tmp_path):
