@@ -2,8 +2,12 @@
 
 Layout under ``root`` (``$POWERSMC_DATA_DIR/runs``)::
 
-    final/<created_ms>-<run_id>.jsonl    one trace per run (header, steps, result)
-    running/<run_id>.jsonl               journal of a run in progress
+    final/<owner_hash>/<created_ms>-<run_id>.jsonl   one trace per run (header, steps, result)
+    final/unowned/<created_ms>-<run_id>.jsonl        runs without an owner (never listed)
+    running/<run_id>.jsonl                           journal of a run in progress
+
+Traces of the older flat layout (``final/<created_ms>-<run_id>.jsonl``) are moved into
+their owner's folder when the store opens.
 
 Life of a run (``RunStore.begin`` → ``RunJournal``):
 
@@ -20,20 +24,34 @@ Life of a run (``RunStore.begin`` → ``RunJournal``):
 On start-up (``RunStore(...)`` runs ``recover()``), every journal whose lock can be
 taken belongs to a dead process: it becomes a final trace with status
 ``"interrupted"`` holding every record that was flushed (a torn last line is
-dropped). A run is therefore never silently lost.
+dropped). A run is therefore never silently lost, unless the store is full (below).
+
+**Index.** Opening the store scans ``final/`` once and keeps, in memory, each owner's
+runs (run id → file, size, cached header line) and byte totals. ``save``, ``list``,
+``load``, ``delete`` and ``recover`` then use and update the index: none of them scans
+the folder, and ``list`` reads no file, so their cost does not grow with the number of
+stored runs. The index belongs to one ``RunStore``: one server process per data folder
+(files changed behind its back are seen at the next start).
+
+**Bounds.** A trace larger than ``max_run_bytes`` (at most the owner quota) is stored
+compacted (texts kept every k-th step and at the end) rather than refused, if
+compaction fits. Each owner holds at most ``owner_max_bytes``
+(``POWERSMC_STORE_OWNER_MAX_MB``) and all owners together at most ``max_bytes``
+(``POWERSMC_STORE_MAX_MB``). A save evicts the saving owner's *own* oldest runs until
+both bounds hold; **another owner's run is never evicted**. When even evicting all of
+the owner's older runs would not bring the total within ``max_bytes``, the save is
+refused with ``StoreFull`` (nothing is deleted, a warning is logged); ``tracked`` then
+keeps the run in the visitor's session only and hands the message on in
+``journal.save_error``.
 
 The journal itself is ``explorer.journal``; one trace file's writing, header and
-compaction are ``explorer.run_files``. ``RunStore`` stays one class (write, bound, list,
-load, recover: about 250 lines) because one lock guards all of them.
-
-The total size of ``final/`` is bounded by ``max_bytes``: after each save the oldest
-traces are deleted first. A trace larger than ``max_run_bytes`` is stored compacted
-(texts kept every k-th step and at the end) rather than refused, if compaction fits.
+compaction are ``explorer.run_files``. ``RunStore`` stays one class (index, write,
+bound, list, load, recover) because one lock guards all of them.
 
 Runs belong to an *owner*: a random token the server issues per session (``app.py``;
 a ``?owner=…`` link is adopted only when the visitor confirms it), so a reload or a
 server restart finds them again through that key while other visitors never see
-them. Only a hash of the token is stored.
+them. Only a hash of the token is stored; two owners' runs never share a file name.
 """
 
 from __future__ import annotations
@@ -193,7 +211,11 @@ class RunStore:
         run_id = match.group(2)
         header, size = read_header(path)
         if header is None:  # unreadable: kept in the budget as an unowned stub, never listed
-            header, size = {"run_id": run_id}, path.stat().st_size
+            try:
+                size = path.stat().st_size
+            except OSError:
+                return
+            header = {"run_id": run_id}
         owner = _owner_key(header.get("owner"))
         earlier = self._owners.get(owner, _OwnerRuns()).runs.get(run_id)
         if earlier is not None:
@@ -347,9 +369,12 @@ class RunStore:
             journal = self._journals.get(run_id)
         try:
             info = self._save_final(run_id, records, config_dict, meta, result, status)
-        finally:
-            if journal is not None:
+        except StoreFull:
+            if journal is not None:  # nothing will be stored: not an 'interrupted' run later
                 journal.close(remove=True)
+            raise
+        if journal is not None:
+            journal.close(remove=True)
         return info
 
     def _save_final(
@@ -381,7 +406,7 @@ class RunStore:
                     self._total,
                     self.max_bytes,
                     (owner or _UNOWNED)[:8],
-                    self.owner_bytes_of(owner),
+                    self._owner_bytes(owner),
                 )
                 raise StoreFull()
             path = self._ensure_dir(owner) / name
@@ -418,10 +443,9 @@ class RunStore:
 
     def owner_bytes(self, owner: str | None) -> int:
         """The size of this owner token's stored traces, from the index."""
-        return self.owner_bytes_of(owner_hash(owner))
+        return self._owner_bytes(owner_hash(owner))
 
-    def owner_bytes_of(self, owner: str | None) -> int:
-        """The size of the stored traces of an owner *hash* (None: the unowned ones)."""
+    def _owner_bytes(self, owner: str | None) -> int:
         with self._lock:
             runs = self._owners.get(owner)
             return runs.bytes if runs is not None else 0
