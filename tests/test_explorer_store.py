@@ -559,10 +559,13 @@ def test_old_flat_layout_is_found_and_moved_into_owner_folders(tmp_path):
     for folder in list(store.final_dir.iterdir()):
         if folder.is_dir():
             folder.rmdir()
-    # A crash between a second save and removing the first: both saves on disk.
-    later = save(RunStore(tmp_path / "other"), "twice", ALICE, created=1002.0)
+    # A crash between a second save and removing the first: both saves on disk, the
+    # earlier one (indexed first) in the owner's folder, the later one flat.
+    flat_twice = next(store.final_dir.glob("*-twice.jsonl"))
     (store.final_dir / owner_hash(ALICE)).mkdir()
-    later.path.rename(store.final_dir / owner_hash(ALICE) / later.path.name)
+    flat_twice.rename(store.final_dir / owner_hash(ALICE) / flat_twice.name)
+    later = save(RunStore(tmp_path / "other"), "twice", ALICE, created=1002.0)
+    later.path.rename(flat_twice)
     (store.final_dir / "notes.txt").write_text("not a trace")
 
     opened = RunStore(tmp_path)
