@@ -112,7 +112,7 @@ def test_demo_mode_persists_finished_runs(tmp_path):
     at = live()
     at.button(key="live_run").click().run()
     no_exception(at)
-    stored = list((tmp_path / "runs" / "final").glob("*.jsonl"))
+    stored = list((tmp_path / "runs" / "final").rglob("*.jsonl"))  # final/<owner>/...
     assert len(stored) == 1
 
 
