@@ -5,7 +5,8 @@ Every function here either returns a usable value (plus notes to show) or raises
 control character or an arbitrary model path through:
 
 - ``check_model_name``: the demo's allowlist (never a hub id or a path in demo mode);
-- ``sanitize_prompt`` / ``encode_prompt``: NFC text without control characters,
+- ``sanitize_prompt`` / ``encode_prompt``: NFC text without control characters or
+  invisible ones (``strip_invisible``: zero-width, bidi marks, tags; a note says how many),
   tokenised under the demo's token cap; ``prompt_ids`` is the one entry for both a
   toy model's token prefix and an LLM's text;
 - ``clamp_config``: an ``SMCConfig`` within the caps, one note per value changed
@@ -45,12 +46,15 @@ __all__ = [
     "check_model_name",
     "check_prompt_tokens",
     "clamp_config",
+    "clean_stop_strings",
     "encode_prompt",
     "escape_markdown",
     "make_stop",
     "prompt_ids",
+    "removed_note",
     "sanitize_prompt",
     "shown",
+    "strip_invisible",
 ]
 
 
@@ -98,8 +102,40 @@ def check_model_name(name: Any, settings: DemoSettings) -> str:
 _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ufeff\ud800-\udfff]")
 
 
+def _is_invisible(char: str) -> bool:
+    code = ord(char)
+    return (
+        unicodedata.category(char) == "Cf"  # ZWSP, joiners, LRM/RLM, ALM, soft hyphen, BOM...
+        or char in "\u2028\u2029"  # line/paragraph separators: a line break the eye misses
+        or 0xE0000 <= code <= 0xE007F  # tag characters (ASCII smuggled invisibly)
+    )
+
+
+def strip_invisible(text: str) -> tuple[str, int]:
+    """(``text`` without invisible formatting and bidi control characters, how many removed).
+
+    Such characters (Unicode category Cf, U+2028/U+2029, tags U+E0000–E007F) make the text
+    a visitor sees differ from what the model reads, or smuggle text past a reviewer; tabs
+    and newlines are not among them and are kept.
+    """
+    if text.isascii():
+        return text, 0
+    kept = [c for c in text if not _is_invisible(c)]
+    return "".join(kept), len(text) - len(kept)
+
+
+def removed_note(removed: int, what: str) -> str:
+    """The visitor's note that ``removed`` control or invisible characters left ``what``."""
+    return (
+        f"removed {removed} control or invisible character(s) from {what} (control codes, "
+        "zero-width characters and joiners, direction marks, tags); the model gets the "
+        "visible text"
+    )
+
+
 def sanitize_prompt(text: Any, max_chars: int) -> tuple[str, list[str]]:
-    """(clean text, notes): NFC, CRLF -> LF, control characters removed, length checked.
+    """(clean text, notes): NFC, CRLF -> LF, control and invisible characters removed
+    (one note per kind, with the count), length checked.
 
     Raises ``InputError`` for a non-string, an empty prompt or one over ``max_chars``
     characters (the token limit is checked after tokenising, see ``check_prompt_tokens``).
@@ -113,8 +149,9 @@ def sanitize_prompt(text: Any, max_chars: int) -> tuple[str, list[str]]:
         )
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     cleaned, removed = _CONTROL.subn("", text)
-    if removed:
-        notes.append(f"removed {removed} control character(s) from the prompt")
+    cleaned, invisible = strip_invisible(cleaned)
+    if removed + invisible:
+        notes.append(removed_note(removed + invisible, "the prompt"))
     cleaned = unicodedata.normalize("NFC", cleaned).strip()
     if not cleaned:
         raise InputError("the prompt is empty: type a prompt or pick a preset problem")
@@ -153,7 +190,7 @@ def escape_markdown(text: str, max_chars: int = 500) -> str:
     Markdown in such text could render links or remote images (which would leak every
     viewer's address to the image host), so markdown syntax characters are escaped.
     """
-    text = _CONTROL.sub("", str(text))
+    text, _ = strip_invisible(_CONTROL.sub("", str(text)))
     if len(text) > max_chars:
         text = text[: max_chars - 1] + "…"
     return re.sub(r"([\\`*_{}\[\]()#+\-.!|<>~$:])", r"\\\1", text)
@@ -321,6 +358,7 @@ def make_stop(rule: str, stop_strings: str = "") -> StopRule | None:
                 f"stop strings: {len(stop_strings):,} characters; the limit is "
                 f"{MAX_STOP_FIELD_CHARS}"
             )
+        stop_strings, _ = clean_stop_strings(stop_strings)
         raw = [s for s in stop_strings.split(",") if s.strip()]
         if len(raw) > MAX_STOP_STRINGS:
             raise InputError(f"stop strings: {len(raw)} given; the limit is {MAX_STOP_STRINGS}")
@@ -335,6 +373,15 @@ def make_stop(rule: str, stop_strings: str = "") -> StopRule | None:
             raise InputError("stop strings: give at least one, comma-separated (\\n allowed)")
         return make_stop_rule(stop_strings=strings)
     return None
+
+
+def clean_stop_strings(text: str) -> tuple[str, list[str]]:
+    """(stop-string field without control or invisible characters, notes saying how many
+    were removed); a stop string the visitor cannot see could never be told apart."""
+    cleaned, removed = _CONTROL.subn("", text.replace("\r\n", "\n"))
+    cleaned, invisible = strip_invisible(cleaned)
+    total = removed + invisible
+    return cleaned, [removed_note(total, "the stop strings")] if total else []
 
 
 MAX_STOP_STRINGS = 16
