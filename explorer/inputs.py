@@ -9,7 +9,8 @@ control character or an arbitrary model path through:
   invisible ones (``strip_invisible``: zero-width, bidi marks, tags; a note says how many),
   tokenised under the demo's token cap; ``prompt_ids`` is the one entry for both a
   toy model's token prefix and an LLM's text;
-- ``clamp_config``: an ``SMCConfig`` within the caps, one note per value changed
+- ``field_bounds`` / ``clamp_config``: the one table of numeric ranges (widgets and links
+  read it), and an ``SMCConfig`` within it, one note per value changed
   (which fields are ints, floats or names is read from ``SMCConfig``'s field metadata);
 - ``make_stop``: a fresh stop rule from the page's choice and its stop strings;
 - ``escape_markdown``: visitor or file text made inert inside ``st.markdown``.
@@ -34,6 +35,7 @@ from powersmc_core.models.toy import ToyLM
 
 __all__ = [
     "FIELD_KINDS",
+    "FIELD_LABELS",
     "FLOAT_FIELDS",
     "INT_FIELDS",
     "MAX_STOP_FIELD_CHARS",
@@ -49,6 +51,7 @@ __all__ = [
     "clean_stop_strings",
     "encode_prompt",
     "escape_markdown",
+    "field_bounds",
     "make_stop",
     "prompt_ids",
     "removed_note",
@@ -205,12 +208,50 @@ FLOAT_FIELDS = tuple(n for n, k in FIELD_KINDS.items() if k == "float")
 INT_FIELDS = tuple(n for n, k in FIELD_KINDS.items() if k == "int")
 
 
+FIELD_LABELS = {
+    "n_particles": "N",
+    "max_new_tokens": "max new tokens",
+    "alpha": "α",
+    "alpha_start": "α start",
+    "ess_threshold": "κ",
+    "target_ess": "target ESS/N",
+    "ramp_tokens": "ramp tokens",
+    "block_size": "block size",
+    "seed": "seed",
+    "proposal_temperature": "proposal τ",
+}
+
+
+def field_bounds(settings: DemoSettings) -> dict[str, tuple[Any, Any]]:
+    """The ONE table of ranges for the numeric ``SMCConfig`` fields under ``settings``.
+
+    ``clamp_config`` (hence the gate and every link) clamps to it, and a bounded widget
+    (``page_kit.knob_input``'s sliders) is drawn with exactly this range, so no clamped
+    value can be outside a widget's range (which Streamlit answers with an exception).
+    Int fields have int bounds, float fields float bounds (a widget keeps one type).
+    """
+    tokens = max(1, settings.max_new_tokens)
+    return {
+        "n_particles": (1, settings.max_particles),
+        "max_new_tokens": (1, tokens),
+        "alpha": (float(settings.alpha_min), float(settings.alpha_max)),
+        "alpha_start": (float(settings.alpha_min), float(settings.alpha_max)),
+        "ess_threshold": (0.0, 1.0),
+        # Below 5% of N the adaptive schedule would hold α_t at almost nothing per step.
+        "target_ess": (0.05, 1.0),
+        "ramp_tokens": (1, tokens),
+        "block_size": (1, tokens),
+        "seed": (0, 2**31 - 1),
+        "proposal_temperature": (0.01, 100.0),
+    }
+
+
 def clamp_config(
     config: SMCConfig | Mapping[str, Any], settings: DemoSettings
 ) -> tuple[SMCConfig, list[str]]:
     """An ``SMCConfig`` within the settings' caps, plus one message per value changed.
 
-    Numbers out of range are clamped (N, max new tokens, alpha, alpha_start); values
+    Numbers out of range are clamped to ``field_bounds(settings)``; values
     that are not finite numbers fall back to the defaults; unknown fields are ignored.
     Raises ``InputError`` only for a schedule or resampling name that does not exist.
     """
@@ -246,25 +287,18 @@ def clamp_config(
     if unknown:
         notes.append(f"ignored unknown settings {unknown}")
 
-    def clamp(name: str, low: float, high: float, label: str) -> None:
+    for name, (low, high) in field_bounds(settings).items():
         value = values[name]
+        if value is None:  # proposal τ unset: τ_t = 1/α_t
+            continue
         bounded = min(max(value, low), high)
         if bounded != value:
             if name in data:  # a default over the cap is capped without a word
-                notes.append(f"{label} {value:g} is outside [{low:g}, {high:g}]; using {bounded:g}")
+                notes.append(
+                    f"{FIELD_LABELS[name]} {value:g} is outside [{low:g}, {high:g}]; "
+                    f"using {bounded:g}"
+                )
             values[name] = bounded
-
-    clamp("n_particles", 1, settings.max_particles, "N")
-    clamp("max_new_tokens", 1, settings.max_new_tokens, "max new tokens")
-    clamp("alpha", settings.alpha_min, settings.alpha_max, "α")
-    clamp("alpha_start", settings.alpha_min, settings.alpha_max, "α start")
-    clamp("ess_threshold", 0.0, 1.0, "κ")
-    clamp("target_ess", 0.01, 1.0, "target ESS/N")
-    clamp("ramp_tokens", 1, max(1, settings.max_new_tokens), "ramp tokens")
-    clamp("block_size", 1, max(1, settings.max_new_tokens), "block size")
-    clamp("seed", 0, 2**31 - 1, "seed")
-    if values["proposal_temperature"] is not None:
-        clamp("proposal_temperature", 0.01, 100.0, "proposal τ")
     for name, knob in _KNOBS.items():
         if knob.choices and values[name] not in knob.choices:
             raise InputError(
