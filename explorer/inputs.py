@@ -25,7 +25,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import fields
 from typing import Any
 
-from explorer.settings import DemoSettings
+from explorer.settings import (
+    MAX_MODEL_NAME_CHARS,
+    MAX_STOP_STRING_CHARS,
+    MAX_STOP_STRINGS,
+    DemoSettings,
+)
 from powersmc_core.engine.config import SMCConfig, config_knobs
 from powersmc_core.engine.stopping import StopRule, make_stop_rule
 from powersmc_core.models import prompts
@@ -76,7 +81,7 @@ def check_model_name(name: Any, settings: DemoSettings) -> str:
     """
     if not isinstance(name, str) or not name.strip():
         raise InputError("no model name given: pick a model in the sidebar")
-    if len(name) > 200:
+    if len(name) > MAX_MODEL_NAME_CHARS:
         raise InputError("model name is too long")
     cleaned = name.strip()
     if _CONTROL.search(cleaned):
@@ -418,9 +423,7 @@ def clean_stop_strings(text: str) -> tuple[str, list[str]]:
     return cleaned, [removed_note(total, "the stop strings")] if total else []
 
 
-MAX_STOP_STRINGS = 16
-MAX_STOP_STRING_CHARS = 64
-MAX_STOP_FIELD_CHARS = MAX_STOP_STRINGS * (MAX_STOP_STRING_CHARS + 1)
+MAX_STOP_FIELD_CHARS = DemoSettings().max_stop_chars
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\"}
 
 

@@ -262,7 +262,7 @@ def live_settings(toy: bool, max_particles: int) -> LiveSettings:
         stop_strings = c2.text_input(
             "stop strings (comma-separated)",
             "\\n\\n",
-            max_chars=inputs.MAX_STOP_FIELD_CHARS,
+            max_chars=_settings().max_stop_chars,
             key="live_stop_strings",
             disabled=stop_rule != "stop strings",
         )
