@@ -364,3 +364,19 @@ def test_every_text_widget_has_max_chars():
         if not any(k.arg == "max_chars" for k in call.keywords)
     ]
     assert not missing, missing
+
+
+def test_evaluation_results_csv_is_inert_and_reads_back_exactly(tmp_path):
+    # Completions and answers in a results file are model text; the runner reads the file
+    # back to resume, so the quote it adds must come off again.
+    from powersmc_core.evaluation.runner import ResultStore
+
+    path = tmp_path / "results.csv"
+    texts = {"completion": HYPERLINK, "answer": "-3", "reference": "'=x", "model": "@m"}
+    store = ResultStore(path, chunk_size=1)
+    store.add({"problem_id": "p1", "method": "smc", "config_hash": "h", **texts})
+    (row,) = list(csv.DictReader(io.StringIO(path.read_text(encoding="utf-8"))))
+    assert row["completion"] == "'" + HYPERLINK and row["model"] == "'@m"
+    assert row["answer"] == "-3" and row["reference"] == "''=x"
+    back = ResultStore(path).table().iloc[0]
+    assert {k: back[k] for k in texts} == texts
