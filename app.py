@@ -9,7 +9,8 @@ goes through `explorer.gate`, and every page runs inside `explorer.errors.friend
 (one escaped line instead of a traceback).
 
 Links: `?model=…&n=…&alpha=…&tokens=…&prompt=…` fill the Live SMC widgets once per
-session (clamped to the caps; a toast per change, escaped). The run-history token is
+session (clamped to the widgets' ranges; a toast per change, escaped; a model the picker
+does not offer is named in a toast and the default used). The run-history token is
 issued here by the server and kept in session state only: a token arriving in a link
 (`?owner=…`) is removed from the address bar and adopted only when the visitor presses
 "Use this run history".

@@ -1,7 +1,8 @@
 """Shareable links: ``?model=…&n=…&alpha=…`` parsed, sanitised and clamped; never raises.
 
 ``parse_query_params(st.query_params, settings)`` returns a ``QueryParams`` with the
-accepted values (each finite, in range, clamped to the caps by ``inputs.clamp_config``)
+accepted values (each finite, clamped by ``inputs.clamp_config`` to ``inputs.field_bounds``,
+the one table of ranges the Live widgets are drawn with)
 and one message per value dropped or changed. The accepted keys are ``SMCConfig``'s own
 field names plus the short aliases in ``QUERY_ALIASES``. ``share_query`` writes such
 a link for a run's settings and never includes the visitor's ``owner`` token;
