@@ -380,3 +380,18 @@ def test_evaluation_results_csv_is_inert_and_reads_back_exactly(tmp_path):
     assert row["answer"] == "-3" and row["reference"] == "''=x"
     back = ResultStore(path).table().iloc[0]
     assert {k: back[k] for k in texts} == texts
+
+
+def test_a_typed_prompt_with_invisible_characters_gets_a_note_and_a_bounded_area(
+    demo_env, monkeypatch
+):
+    # The free-text prompt is offered for text models; the toy stands in for one here.
+    monkeypatch.setattr(models, "is_toy", lambda _model: False)
+    at, _ = visit({"model": "toy-trap"})
+    at.radio(key="live_prompt_mode").set_value("Free text").run()
+    area = at.text_area(key="live_prompt")
+    assert area.max_chars == DEMO.max_prompt_chars
+    area.input("two\u200b plus\u2066 two").run()
+    assert not at.exception
+    notes = [w.value for w in at.warning]
+    assert any("removed 2 control or invisible" in re.sub(r"\\(.)", r"\1", n) for n in notes)
