@@ -52,6 +52,9 @@ __all__ = [
     "DEMO_ENV",
     "DEMO_TRACE_LIMITS",
     "FULL_TRACE_LIMITS",
+    "MAX_MODEL_NAME_CHARS",
+    "MAX_STOP_STRINGS",
+    "MAX_STOP_STRING_CHARS",
     "SAFE_MODEL_NAMES",
     "DemoSettings",
     "SettingsError",
@@ -66,6 +69,13 @@ _FALSE = {"0", "false", "no", "off", ""}
 # Model names that can never load code or read files: the embedded model and the toys
 # (toy-random:V,L,seed is bounded by ToyLM itself: V <= 8, L <= 8).
 SAFE_MODEL_NAMES = ("smollm2", "toy-trap", "toy-random")
+
+
+# Bounds of the stop-strings field (the stop check runs every step for every particle, so
+# its cost must not be the visitor's choice) and of a typed or linked model name.
+MAX_STOP_STRINGS = 16
+MAX_STOP_STRING_CHARS = 64
+MAX_MODEL_NAME_CHARS = 200
 
 
 class SettingsError(ValueError):
@@ -127,6 +137,17 @@ class DemoSettings:
         """Characters accepted before tokenising at all (a token is rarely > 16 characters)."""
         tokens = self.max_prompt_tokens if self.max_prompt_tokens is not None else 8192
         return max(2000, 16 * tokens)
+
+    @property
+    def max_stop_chars(self) -> int:
+        """Characters of a stop-strings field: ``MAX_STOP_STRINGS`` strings of at most
+        ``MAX_STOP_STRING_CHARS`` each, a comma between (``inputs.make_stop``'s bounds)."""
+        return MAX_STOP_STRINGS * (MAX_STOP_STRING_CHARS + 1)
+
+    @property
+    def max_model_name_chars(self) -> int:
+        """Characters of a model name (hub id or folder) a visitor may type or link."""
+        return MAX_MODEL_NAME_CHARS
 
     @property
     def trace_limits(self) -> TraceLimits:
