@@ -413,7 +413,9 @@ class Gate:
             connected = self._connected
             try:
                 if admission.live is not None:
-                    with tracked(admission.live, self.owner, self._store()) as journal:
+                    with tracked(
+                        admission.live, self.owner, self._store(), self.address
+                    ) as journal:
                         run = GatedRun(admission, slot, journal, connected)
                         yield run
                 else:

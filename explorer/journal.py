@@ -48,6 +48,7 @@ class JournalHost(Protocol):
         meta: dict[str, Any],
         result: SMCResult | None,
         status: str,
+        address: str | None = None,
     ) -> Any: ...
 
     def _forget_journal(self, journal: RunJournal) -> None: ...
@@ -67,6 +68,7 @@ class RunJournal:
         self.store = store
         self.run_id = run_id
         self.header = header
+        self.address: str | None = None  # the client address the store charges (not saved)
         self.flush_s = flush_s
         self.flush_steps = flush_steps
         self.path = store.running_dir / f"{run_id}.jsonl"
@@ -132,7 +134,13 @@ class RunJournal:
         meta.update(extra or {})
         try:
             info = self.store._save_final(
-                self.run_id, records, self.header.get("config", {}), meta, result, status
+                self.run_id,
+                records,
+                self.header.get("config", {}),
+                meta,
+                result,
+                status,
+                self.address,
             )
         except StoreFull as err:
             self.save_error = str(err)

@@ -23,6 +23,7 @@ POWERSMC_DATA_DIR                      ./data     persisted runs live in <dir>/r
 POWERSMC_STORE_MAX_MB                  200        bound on the persisted runs' total size
 POWERSMC_PERSIST                       1          0: do not persist runs
 POWERSMC_STORE_OWNER_MAX_MB            20 (demo)  bound on one owner's persisted runs
+POWERSMC_STORE_ADDRESS_MAX_MB          40 (demo)  bytes of runs saved per address per day
 POWERSMC_RUNS_PER_ADDRESS              1 (demo)   runs decoding at once per client address
 POWERSMC_QUEUE_PER_ADDRESS             1 (demo)   queue places per client address
 POWERSMC_SESSIONS_PER_ADDRESS          8 (demo)   open sessions (websockets) per address
@@ -108,6 +109,7 @@ class DemoSettings:
     data_dir: Path = field(default_factory=lambda: Path("data"))
     store_max_bytes: int = 200 * 1024 * 1024
     store_owner_max_bytes: int = 200 * 1024 * 1024
+    store_address_max_bytes_per_day: int | None = None  # None: only the store's budget
     persist: bool = True
     # Per client address (``explorer.identity.client_address``), so that cookies a script
     # rotates or omits cannot multiply a visitor; a shared network can raise them.
@@ -213,6 +215,7 @@ DEMO_CAPS: dict[str, Any] = {
     "max_queue": 16,
     "queue_timeout_seconds": 120.0,
     "store_owner_max_bytes": 20 * 1024 * 1024,
+    "store_address_max_bytes_per_day": 40 * 1024 * 1024,
     "runs_per_address": 1,
     "queue_per_address": 1,
     "sessions_per_address": 8,
@@ -250,6 +253,13 @@ def _env_number(
     if not (math.isfinite(value) and low <= value <= high):
         raise SettingsError(f"{name}={raw!r}: must be in [{low:g}, {high:g}]")
     return value
+
+
+def _env_megabytes(env: Mapping[str, str], name: str, default: int | None) -> int | None:
+    """A size in MB from ``name`` as bytes; unset keeps ``default`` (None: no bound)."""
+    if env.get(name) is None or not env[name].strip():
+        return default
+    return int(_env_number(env, name, 0, 0.01, 1e6, False) * 2**20)
 
 
 def _parse_networks(name: str, raw: str) -> tuple[str, ...]:
@@ -310,6 +320,9 @@ def demo_settings(environ: Mapping[str, str] | None = None) -> DemoSettings:
                 "POWERSMC_STORE_OWNER_MAX_MB", base.store_owner_max_bytes / 2**20, 0.01, 1e6, False
             )
             * 2**20
+        ),
+        store_address_max_bytes_per_day=_env_megabytes(
+            env, "POWERSMC_STORE_ADDRESS_MAX_MB", base.store_address_max_bytes_per_day
         ),
         runs_per_address=number("POWERSMC_RUNS_PER_ADDRESS", base.runs_per_address, 1, 1024),
         queue_per_address=number("POWERSMC_QUEUE_PER_ADDRESS", base.queue_per_address, 0, 10_000),

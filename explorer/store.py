@@ -65,7 +65,8 @@ import os
 import re
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections import defaultdict, deque
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -158,6 +159,8 @@ class RunStore:
         flush_steps: int = 32,
         recover: bool = True,
         owner_max_bytes: int | None = None,
+        address_max_bytes_per_day: int | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.root = Path(root)
         self.final_dir = self.root / "final"
@@ -173,6 +176,11 @@ class RunStore:
         )
         self.flush_s = flush_s
         self.flush_steps = flush_steps
+        # Owners are per session, so a script can have many: bytes saved per client
+        # address in the last day are bounded too (in memory; a restart forgets them).
+        self.address_max_bytes_per_day = address_max_bytes_per_day
+        self.clock = clock
+        self._by_address: dict[str, deque[tuple[float, int]]] = defaultdict(deque)
         self._lock = threading.RLock()
         self._journals: dict[str, RunJournal] = {}
         self._owners: dict[str | None, _OwnerRuns] = {}
@@ -312,8 +320,10 @@ class RunStore:
         model: str,
         prompt: str,
         extra: dict[str, Any] | None = None,
+        address: str | None = None,
     ) -> RunJournal:
-        """Mark a run as running (journal header on disk) and return its journal."""
+        """Mark a run as running (journal header on disk) and return its journal; its final
+        save counts against ``address``'s daily bytes (the address is not written)."""
         check_run_id(run_id)
         config_dict = config.to_dict() if hasattr(config, "to_dict") else dict(config or {})
         header = {
@@ -335,6 +345,7 @@ class RunStore:
             if old is not None:
                 old.close()
             journal = RunJournal(self, run_id, header, self.flush_s, self.flush_steps)
+            journal.address = address
             self._journals[run_id] = journal
             return journal
 
@@ -351,6 +362,7 @@ class RunStore:
         result: SMCResult | None = None,
         extra: dict[str, Any] | None = None,
         created: float | None = None,
+        address: str | None = None,
     ) -> StoredRunInfo | None:
         """Save a run's final trace (replacing an earlier save of the same run) and close
         its journal if one is open. Returns None when even a compacted trace is too big;
@@ -368,7 +380,7 @@ class RunStore:
         with self._lock:
             journal = self._journals.get(run_id)
         try:
-            info = self._save_final(run_id, records, config_dict, meta, result, status)
+            info = self._save_final(run_id, records, config_dict, meta, result, status, address)
         except StoreFull:
             if journal is not None:  # nothing will be stored: not an 'interrupted' run later
                 journal.close(remove=True)
@@ -385,6 +397,7 @@ class RunStore:
         meta: dict[str, Any],
         result: SMCResult | None,
         status: str,
+        address: str | None = None,
     ) -> StoredRunInfo | None:
         owner = _owner_key(meta.get("owner"))
         meta = {**meta, "owner": owner, "status": status, "saved": time.time()}
@@ -398,6 +411,20 @@ class RunStore:
         created_ms = int(float(meta.get("created") or time.time()) * 1000)
         name = f"{created_ms:015d}-{run_id}.jsonl"
         with self._lock:
+            saved_today = self._address_bytes(address)
+            if (
+                address is not None
+                and self.address_max_bytes_per_day is not None
+                and saved_today + size > self.address_max_bytes_per_day
+            ):
+                log.warning(
+                    "run %s not persisted: its address saved %d bytes today", run_id, saved_today
+                )
+                raise StoreFull(
+                    f"Your network address has saved {saved_today / 2**20:.1f} MB of runs in "
+                    "the last day, the most this server keeps per address; this run is kept "
+                    "in this browser session only."
+                )
             victims = self._plan_eviction(owner, run_id, size)
             if victims is None:
                 log.warning(
@@ -416,7 +443,21 @@ class RunStore:
                 _unlink(earlier.path)
             self._evict(owner, victims)
             self._add(owner, run_id, path, json.loads(text.split("\n", 1)[0]), size)
+            if address is not None:
+                self._by_address[address].append((self.clock(), size))
             return self._owners[owner].runs[run_id].info
+
+    def _address_bytes(self, address: str | None) -> int:
+        """Bytes saved for ``address`` in the last 24 h (0 for None)."""
+        if address is None or address not in self._by_address:
+            return 0
+        saves = self._by_address[address]
+        while saves and self.clock() - saves[0][0] > 86_400:
+            saves.popleft()
+        if not saves:
+            del self._by_address[address]
+            return 0
+        return sum(size for _, size in saves)
 
     def _fit(
         self,
@@ -592,6 +633,7 @@ def run_store(settings: Any = None) -> RunStore | None:
                 Path(s.data_dir) / "runs",
                 max_bytes=s.store_max_bytes,
                 owner_max_bytes=s.store_owner_max_bytes,
+                address_max_bytes_per_day=s.store_address_max_bytes_per_day,
             )
         return _STORE
 
@@ -625,7 +667,7 @@ class RunSource(Protocol):
 
 @contextlib.contextmanager
 def tracked(
-    run: RunSource, owner: str | None, store: RunStore | None = None
+    run: RunSource, owner: str | None, store: RunStore | None = None, address: str | None = None
 ) -> Iterator[RunJournal | None]:
     """Journal a run while the block iterates it; on exit save it as finished or
     stopped (an exception — Stop, a rerun, a closed tab — counts as stopped).
@@ -645,6 +687,7 @@ def tracked(
         model=run.model_name,
         prompt=run.prompt_label,
         extra={"reference": run.reference, "toy": run.toy},
+        address=address,
     )
     journal.sync(run.records, force=True)
     try:

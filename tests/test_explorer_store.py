@@ -574,3 +574,21 @@ def test_old_flat_layout_is_found_and_moved_into_owner_folders(tmp_path):
     assert opened.load("old1", ALICE).info.path.parent.name == owner_hash(ALICE)
     assert sorted(p.name for p in opened.final_dir.iterdir() if p.is_file()) == ["notes.txt"]
     assert_index_matches_files(opened, ALICE, BOB)
+
+
+def test_one_address_saves_a_bounded_number_of_bytes_a_day_whatever_its_owners(tmp_path):
+    # Owners are per session, so a script rotating sessions has many: the address is
+    # bounded too, and another address still saves.
+    one = save(RunStore(tmp_path / "probe"), "probe").bytes
+    clock = [0.0]
+    store = RunStore(
+        tmp_path / "s", address_max_bytes_per_day=int(3.5 * one), clock=lambda: clock[0]
+    )
+    for i in range(3):
+        save(store, f"run{i}", f"owner-{i}-0123456789", address="203.0.113.5")
+    with pytest.raises(StoreFull, match="network address"):
+        save(store, "run3", "owner-3-0123456789", address="203.0.113.5")
+    assert ids(store, "owner-3-0123456789") == []
+    save(store, "other", "owner-9-0123456789", address="198.51.100.7")
+    clock[0] = 86_401.0  # a day later the address may save again
+    save(store, "run4", "owner-4-0123456789", address="203.0.113.5")
