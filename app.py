@@ -9,7 +9,8 @@ goes through `explorer.gate`, and every page runs inside `explorer.errors.friend
 (one escaped line instead of a traceback).
 
 Links: `?model=…&n=…&alpha=…&tokens=…&prompt=…` fill the Live SMC widgets once per
-session (clamped to the caps; a toast per change, escaped). The run-history token is
+session (clamped to the widgets' ranges; a toast per change, escaped; a model the picker
+does not offer is named in a toast and the default used). The run-history token is
 issued here by the server and kept in session state only: a token arriving in a link
 (`?owner=…`) is removed from the address bar and adopted only when the visitor presses
 "Use this run history".
@@ -79,6 +80,11 @@ CUSTOM = "custom: hub id or local folder"
 choices = {n: d for n, d in models.model_choices().items() if _allowed(n)}
 custom = settings.custom_models and models.custom_models_allowed()
 options = list(choices) + ([CUSTOM] if custom else [])
+# A link's model that the picker does not offer (toy-random:8,8,77, a hub id): said once,
+# then the picker's default. The picker is a fixed list on purpose: the Theory lab
+# enumerates a toy exactly, and toy-random:8,8 has about a million sequences.
+if state.get(keys.MODEL_CHOICE, options[0]) not in options:
+    st.toast(escape_markdown(query.model_not_offered(state.pop(keys.MODEL_CHOICE), options)))
 with st.sidebar:
     st.subheader("Model")
     picked = st.selectbox(
@@ -92,6 +98,7 @@ with st.sidebar:
     if picked == CUSTOM:
         name = st.text_input(
             "Hub id or local folder",
+            max_chars=settings.max_model_name_chars,
             key="model_custom",
             placeholder="HuggingFaceTB/SmolLM2-360M-Instruct or /path/to/folder",
         ).strip()

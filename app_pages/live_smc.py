@@ -90,6 +90,8 @@ if active is not None:
             f"Finished: {len(entry.records)} steps in {entry.compute_s:.2f} s of sampling "
             f"({entry.result.elapsed:.2f} s with live charts); run {entry.run_id} saved to Runs."
         )
+    if run is not None and run.save_error:
+        st.warning(inputs.escape_markdown(run.save_error))
     run_summary(entry)
 elif (entry := session.last) is not None and entry.records:
     if entry.model != model_name:  # drawn with another model: token ids cannot be named

@@ -138,6 +138,11 @@ class GatedRun:
         return self.slot.waited_s
 
     @property
+    def save_error(self) -> str | None:
+        """Why the run store kept nothing of this run (``StoreFull``), once it has ended."""
+        return getattr(self.journal, "save_error", None)
+
+    @property
     def outcome(self) -> str:
         if self.disconnected:
             return "disconnected"
@@ -408,7 +413,9 @@ class Gate:
             connected = self._connected
             try:
                 if admission.live is not None:
-                    with tracked(admission.live, self.owner, self._store()) as journal:
+                    with tracked(
+                        admission.live, self.owner, self._store(), self.address
+                    ) as journal:
                         run = GatedRun(admission, slot, journal, connected)
                         yield run
                 else:

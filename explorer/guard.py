@@ -35,10 +35,10 @@ from explorer.identity import (
     short_hash,
     verified_visitor,
 )
-from explorer.limits import current_session_id, session_peer
+from explorer.limits import current_session_id, held_upload_bytes, session_peer
 from explorer.settings import DemoSettings, demo_settings
 
-__all__ = ["DemoGuard", "guard_installed", "held_upload_bytes", "mark_installed"]
+__all__ = ["DemoGuard", "guard_installed", "mark_installed"]
 
 log = logging.getLogger(__name__)
 
@@ -65,20 +65,6 @@ def guard_installed() -> bool:
     if _INSTALLED:
         return True
     return session_peer(current_session_id()) is None
-
-
-def held_upload_bytes(session_id: str) -> int:
-    """Bytes of the uploaded files Streamlit holds for ``session_id`` (0 outside a server)."""
-    try:
-        from streamlit.runtime import Runtime
-    except ImportError:  # pragma: no cover
-        return 0
-    if not Runtime.exists():
-        return 0
-    manager = Runtime.instance().uploaded_file_mgr
-    storage = getattr(manager, "file_storage", {})
-    files = storage.get(session_id, {}) if hasattr(storage, "get") else {}
-    return sum(len(getattr(rec, "data", b"")) for rec in list(files.values()))
 
 
 class DemoGuard:

@@ -22,6 +22,7 @@ import pandas as pd
 from explorer import session_keys
 from explorer.presets import grade
 from powersmc_core.engine.records import SMCResult, StepRecord
+from powersmc_core.io.cells import csv_text
 from powersmc_core.io.codec import from_json_safe as _json_restore
 from powersmc_core.io.trace import Trace, dumps_trace
 
@@ -173,7 +174,9 @@ def summary_frame(entries: Sequence[RunEntry]) -> pd.DataFrame:
 
 
 def entry_summary_csv(entry: RunEntry) -> str:
-    return summary_frame([entry]).to_csv(index=False)
+    """The run's summary row as CSV; text cells a spreadsheet would run as a formula (a
+    prompt or completion starting with ``=``, ``+``, ``-``, ``@``) are prefixed with ``'``."""
+    return csv_text(summary_frame([entry]))
 
 
 def entry_trace_text(entry: RunEntry) -> str:

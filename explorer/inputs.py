@@ -5,10 +5,12 @@ Every function here either returns a usable value (plus notes to show) or raises
 control character or an arbitrary model path through:
 
 - ``check_model_name``: the demo's allowlist (never a hub id or a path in demo mode);
-- ``sanitize_prompt`` / ``encode_prompt``: NFC text without control characters,
+- ``sanitize_prompt`` / ``encode_prompt``: NFC text without control characters or
+  invisible ones (``strip_invisible``: zero-width, bidi marks, tags; a note says how many),
   tokenised under the demo's token cap; ``prompt_ids`` is the one entry for both a
   toy model's token prefix and an LLM's text;
-- ``clamp_config``: an ``SMCConfig`` within the caps, one note per value changed
+- ``field_bounds`` / ``clamp_config``: the one table of numeric ranges (widgets and links
+  read it), and an ``SMCConfig`` within it, one note per value changed
   (which fields are ints, floats or names is read from ``SMCConfig``'s field metadata);
 - ``make_stop``: a fresh stop rule from the page's choice and its stop strings;
 - ``escape_markdown``: visitor or file text made inert inside ``st.markdown``.
@@ -23,7 +25,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import fields
 from typing import Any
 
-from explorer.settings import DemoSettings
+from explorer.settings import (
+    MAX_MODEL_NAME_CHARS,
+    MAX_STOP_STRING_CHARS,
+    MAX_STOP_STRINGS,
+    DemoSettings,
+)
 from powersmc_core.engine.config import SMCConfig, config_knobs
 from powersmc_core.engine.stopping import StopRule, make_stop_rule
 from powersmc_core.models import prompts
@@ -33,6 +40,7 @@ from powersmc_core.models.toy import ToyLM
 
 __all__ = [
     "FIELD_KINDS",
+    "FIELD_LABELS",
     "FLOAT_FIELDS",
     "INT_FIELDS",
     "MAX_STOP_FIELD_CHARS",
@@ -45,12 +53,16 @@ __all__ = [
     "check_model_name",
     "check_prompt_tokens",
     "clamp_config",
+    "clean_stop_strings",
     "encode_prompt",
     "escape_markdown",
+    "field_bounds",
     "make_stop",
     "prompt_ids",
+    "removed_note",
     "sanitize_prompt",
     "shown",
+    "strip_invisible",
 ]
 
 
@@ -69,7 +81,7 @@ def check_model_name(name: Any, settings: DemoSettings) -> str:
     """
     if not isinstance(name, str) or not name.strip():
         raise InputError("no model name given: pick a model in the sidebar")
-    if len(name) > 200:
+    if len(name) > MAX_MODEL_NAME_CHARS:
         raise InputError("model name is too long")
     cleaned = name.strip()
     if _CONTROL.search(cleaned):
@@ -98,8 +110,40 @@ def check_model_name(name: Any, settings: DemoSettings) -> str:
 _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ufeff\ud800-\udfff]")
 
 
+def _is_invisible(char: str) -> bool:
+    code = ord(char)
+    return (
+        unicodedata.category(char) == "Cf"  # ZWSP, joiners, LRM/RLM, ALM, soft hyphen, BOM...
+        or char in "\u2028\u2029"  # line/paragraph separators: a line break the eye misses
+        or 0xE0000 <= code <= 0xE007F  # tag characters (ASCII smuggled invisibly)
+    )
+
+
+def strip_invisible(text: str) -> tuple[str, int]:
+    """(``text`` without invisible formatting and bidi control characters, how many removed).
+
+    Such characters (Unicode category Cf, U+2028/U+2029, tags U+E0000–E007F) make the text
+    a visitor sees differ from what the model reads, or smuggle text past a reviewer; tabs
+    and newlines are not among them and are kept.
+    """
+    if text.isascii():
+        return text, 0
+    kept = [c for c in text if not _is_invisible(c)]
+    return "".join(kept), len(text) - len(kept)
+
+
+def removed_note(removed: int, what: str) -> str:
+    """The visitor's note that ``removed`` control or invisible characters left ``what``."""
+    return (
+        f"removed {removed} control or invisible character(s) from {what} (control codes, "
+        "zero-width characters and joiners, direction marks, tags); the model gets the "
+        "visible text"
+    )
+
+
 def sanitize_prompt(text: Any, max_chars: int) -> tuple[str, list[str]]:
-    """(clean text, notes): NFC, CRLF -> LF, control characters removed, length checked.
+    """(clean text, notes): NFC, CRLF -> LF, control and invisible characters removed
+    (one note per kind, with the count), length checked.
 
     Raises ``InputError`` for a non-string, an empty prompt or one over ``max_chars``
     characters (the token limit is checked after tokenising, see ``check_prompt_tokens``).
@@ -113,8 +157,9 @@ def sanitize_prompt(text: Any, max_chars: int) -> tuple[str, list[str]]:
         )
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     cleaned, removed = _CONTROL.subn("", text)
-    if removed:
-        notes.append(f"removed {removed} control character(s) from the prompt")
+    cleaned, invisible = strip_invisible(cleaned)
+    if removed + invisible:
+        notes.append(removed_note(removed + invisible, "the prompt"))
     cleaned = unicodedata.normalize("NFC", cleaned).strip()
     if not cleaned:
         raise InputError("the prompt is empty: type a prompt or pick a preset problem")
@@ -153,7 +198,7 @@ def escape_markdown(text: str, max_chars: int = 500) -> str:
     Markdown in such text could render links or remote images (which would leak every
     viewer's address to the image host), so markdown syntax characters are escaped.
     """
-    text = _CONTROL.sub("", str(text))
+    text, _ = strip_invisible(_CONTROL.sub("", str(text)))
     if len(text) > max_chars:
         text = text[: max_chars - 1] + "…"
     return re.sub(r"([\\`*_{}\[\]()#+\-.!|<>~$:])", r"\\\1", text)
@@ -168,12 +213,50 @@ FLOAT_FIELDS = tuple(n for n, k in FIELD_KINDS.items() if k == "float")
 INT_FIELDS = tuple(n for n, k in FIELD_KINDS.items() if k == "int")
 
 
+FIELD_LABELS = {
+    "n_particles": "N",
+    "max_new_tokens": "max new tokens",
+    "alpha": "α",
+    "alpha_start": "α start",
+    "ess_threshold": "κ",
+    "target_ess": "target ESS/N",
+    "ramp_tokens": "ramp tokens",
+    "block_size": "block size",
+    "seed": "seed",
+    "proposal_temperature": "proposal τ",
+}
+
+
+def field_bounds(settings: DemoSettings) -> dict[str, tuple[Any, Any]]:
+    """The ONE table of ranges for the numeric ``SMCConfig`` fields under ``settings``.
+
+    ``clamp_config`` (hence the gate and every link) clamps to it, and a bounded widget
+    (``page_kit.knob_input``'s sliders) is drawn with exactly this range, so no clamped
+    value can be outside a widget's range (which Streamlit answers with an exception).
+    Int fields have int bounds, float fields float bounds (a widget keeps one type).
+    """
+    tokens = max(1, settings.max_new_tokens)
+    return {
+        "n_particles": (1, settings.max_particles),
+        "max_new_tokens": (1, tokens),
+        "alpha": (float(settings.alpha_min), float(settings.alpha_max)),
+        "alpha_start": (float(settings.alpha_min), float(settings.alpha_max)),
+        "ess_threshold": (0.0, 1.0),
+        # Below 5% of N the adaptive schedule would hold α_t at almost nothing per step.
+        "target_ess": (0.05, 1.0),
+        "ramp_tokens": (1, tokens),
+        "block_size": (1, tokens),
+        "seed": (0, 2**31 - 1),
+        "proposal_temperature": (0.01, 100.0),
+    }
+
+
 def clamp_config(
     config: SMCConfig | Mapping[str, Any], settings: DemoSettings
 ) -> tuple[SMCConfig, list[str]]:
     """An ``SMCConfig`` within the settings' caps, plus one message per value changed.
 
-    Numbers out of range are clamped (N, max new tokens, alpha, alpha_start); values
+    Numbers out of range are clamped to ``field_bounds(settings)``; values
     that are not finite numbers fall back to the defaults; unknown fields are ignored.
     Raises ``InputError`` only for a schedule or resampling name that does not exist.
     """
@@ -209,25 +292,18 @@ def clamp_config(
     if unknown:
         notes.append(f"ignored unknown settings {unknown}")
 
-    def clamp(name: str, low: float, high: float, label: str) -> None:
+    for name, (low, high) in field_bounds(settings).items():
         value = values[name]
+        if value is None:  # proposal τ unset: τ_t = 1/α_t
+            continue
         bounded = min(max(value, low), high)
         if bounded != value:
             if name in data:  # a default over the cap is capped without a word
-                notes.append(f"{label} {value:g} is outside [{low:g}, {high:g}]; using {bounded:g}")
+                notes.append(
+                    f"{FIELD_LABELS[name]} {value:g} is outside [{low:g}, {high:g}]; "
+                    f"using {bounded:g}"
+                )
             values[name] = bounded
-
-    clamp("n_particles", 1, settings.max_particles, "N")
-    clamp("max_new_tokens", 1, settings.max_new_tokens, "max new tokens")
-    clamp("alpha", settings.alpha_min, settings.alpha_max, "α")
-    clamp("alpha_start", settings.alpha_min, settings.alpha_max, "α start")
-    clamp("ess_threshold", 0.0, 1.0, "κ")
-    clamp("target_ess", 0.01, 1.0, "target ESS/N")
-    clamp("ramp_tokens", 1, max(1, settings.max_new_tokens), "ramp tokens")
-    clamp("block_size", 1, max(1, settings.max_new_tokens), "block size")
-    clamp("seed", 0, 2**31 - 1, "seed")
-    if values["proposal_temperature"] is not None:
-        clamp("proposal_temperature", 0.01, 100.0, "proposal τ")
     for name, knob in _KNOBS.items():
         if knob.choices and values[name] not in knob.choices:
             raise InputError(
@@ -321,6 +397,7 @@ def make_stop(rule: str, stop_strings: str = "") -> StopRule | None:
                 f"stop strings: {len(stop_strings):,} characters; the limit is "
                 f"{MAX_STOP_FIELD_CHARS}"
             )
+        stop_strings, _ = clean_stop_strings(stop_strings)
         raw = [s for s in stop_strings.split(",") if s.strip()]
         if len(raw) > MAX_STOP_STRINGS:
             raise InputError(f"stop strings: {len(raw)} given; the limit is {MAX_STOP_STRINGS}")
@@ -337,9 +414,16 @@ def make_stop(rule: str, stop_strings: str = "") -> StopRule | None:
     return None
 
 
-MAX_STOP_STRINGS = 16
-MAX_STOP_STRING_CHARS = 64
-MAX_STOP_FIELD_CHARS = MAX_STOP_STRINGS * (MAX_STOP_STRING_CHARS + 1)
+def clean_stop_strings(text: str) -> tuple[str, list[str]]:
+    """(stop-string field without control or invisible characters, notes saying how many
+    were removed); a stop string the visitor cannot see could never be told apart."""
+    cleaned, removed = _CONTROL.subn("", text.replace("\r\n", "\n"))
+    cleaned, invisible = strip_invisible(cleaned)
+    total = removed + invisible
+    return cleaned, [removed_note(total, "the stop strings")] if total else []
+
+
+MAX_STOP_FIELD_CHARS = DemoSettings().max_stop_chars
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\"}
 
 

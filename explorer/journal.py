@@ -21,6 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import IO, Any, Protocol
 
+from explorer.run_files import StoreFull
 from explorer.uploads import read_trace_safely
 from powersmc_core.engine.records import SMCResult, StepRecord
 from powersmc_core.io.codec import to_json_safe as _json_safe
@@ -47,6 +48,7 @@ class JournalHost(Protocol):
         meta: dict[str, Any],
         result: SMCResult | None,
         status: str,
+        address: str | None = None,
     ) -> Any: ...
 
     def _forget_journal(self, journal: RunJournal) -> None: ...
@@ -66,6 +68,7 @@ class RunJournal:
         self.store = store
         self.run_id = run_id
         self.header = header
+        self.address: str | None = None  # the client address the store charges (not saved)
         self.flush_s = flush_s
         self.flush_steps = flush_steps
         self.path = store.running_dir / f"{run_id}.jsonl"
@@ -74,6 +77,7 @@ class RunJournal:
         self._last_flush = time.monotonic()
         self.closed = False
         self.final_status: str | None = None  # e.g. "timed out"; set before the run ends
+        self.save_error: str | None = None  # why finish() stored nothing (StoreFull's message)
         self._handle: IO[str] | None = self.path.open("a", encoding="utf-8")
         lock(self._handle)
         self._handle.truncate(0)
@@ -121,13 +125,27 @@ class RunJournal:
         result: SMCResult | None = None,
         extra: dict[str, Any] | None = None,
     ) -> Any:
-        """Write the final trace (all records, full texts) and drop the journal."""
+        """Write the final trace (all records, full texts) and drop the journal.
+
+        ``StoreFull`` (no room for the run) also drops the journal, sets ``save_error`` and
+        propagates: the run then lives in its session only, not as a later 'interrupted'."""
         meta = {k: v for k, v in self.header.items() if k not in ("kind", "format", "version")}
         meta.pop("config", None)
         meta.update(extra or {})
-        info = self.store._save_final(
-            self.run_id, records, self.header.get("config", {}), meta, result, status
-        )
+        try:
+            info = self.store._save_final(
+                self.run_id,
+                records,
+                self.header.get("config", {}),
+                meta,
+                result,
+                status,
+                self.address,
+            )
+        except StoreFull as err:
+            self.save_error = str(err)
+            self.close(remove=True)
+            raise
         self.close(remove=True)
         return info
 

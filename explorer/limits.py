@@ -49,6 +49,7 @@ __all__ = [
     "SessionBusy",
     "current_session_id",
     "global_limiter",
+    "held_upload_bytes",
     "reset_global_limiter",
     "session_connected",
     "session_peer",
@@ -394,3 +395,17 @@ def session_peer(session_id: str) -> str | None:
     client = Runtime.instance().get_client(session_id)
     peer = getattr(getattr(client, "client_context", None), "remote_ip", None)
     return peer if isinstance(peer, str) else None  # AppTest's runtime is a mock
+
+
+def held_upload_bytes(session_id: str) -> int:
+    """Bytes of the uploaded files Streamlit holds for ``session_id`` (0 outside a server)."""
+    try:
+        from streamlit.runtime import Runtime
+    except ImportError:  # pragma: no cover
+        return 0
+    if not Runtime.exists():
+        return 0
+    manager = Runtime.instance().uploaded_file_mgr
+    storage = getattr(manager, "file_storage", {})
+    files = storage.get(session_id, {}) if hasattr(storage, "get") else {}
+    return sum(len(getattr(rec, "data", b"")) for rec in list(files.values()))

@@ -17,6 +17,7 @@ that draws Streamlit widgets):
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,7 @@ import streamlit as st
 from explorer import inputs, models, presets, query
 from explorer import session_keys as keys
 from explorer.gate import Admission, Gate, InputError, LimitError
+from explorer.settings import DemoSettings, demo_settings
 from powersmc_core.engine.config import config_knobs
 from powersmc_core.models.base import LanguageModel
 
@@ -106,7 +108,11 @@ def pick_prompt(
     else:
         choice = st.selectbox("Prompt", [*names, "Free text"], key=f"{prefix}_preset")
     if choice == "Free text":
-        text = st.text_area("Prompt", default_text, key=f"{prefix}_prompt")
+        limit = _settings().max_prompt_chars
+        text = st.text_area("Prompt", default_text, max_chars=limit, key=f"{prefix}_prompt")
+        # Say now what the gate will strip (invisible characters); errors wait for Run.
+        with contextlib.suppress(InputError):
+            show_notes(inputs.sanitize_prompt(text, limit)[1])
         return Prompt(text, text if isinstance(text, str) else str(text))
     preset = presets.TEXT_PRESETS[names.index(choice)]
     st.caption(f"{preset.prompt}  — known answer: **{preset.answer}**")
@@ -125,8 +131,13 @@ def knob_input(
     **options: Any,
 ) -> Any:
     """A widget for the ``SMCConfig`` field ``name``: a selectbox for a choice (the knob's
-    choices), a slider for a number bounded on both sides, else a number input. The help
-    text is the knob's unless ``help`` is given; the gate clamps to the caps afterwards."""
+    choices), a slider for a fraction (a float the library bounds on both sides) with its
+    range from ``inputs.field_bounds`` (the table links are clamped to), else a number
+    input. The help text is the knob's unless ``help`` is given.
+
+    Number inputs have no min/max on purpose: the gate clamps a typed value to the same
+    table and says what it changed, where a bounded input would reject it without a word.
+    """
     knob = config_knobs()[name]
     help = help if help is not None else knob.help
     if knob.kind == "choice":
@@ -134,11 +145,16 @@ def knob_input(
         index = choices.index(value) if value in choices else 0
         return where.selectbox(label, choices, index=index, key=key, help=help, **options)
     if knob.low is not None and knob.high is not None and knob.kind == "float":
-        low = options.pop("low", knob.low)
+        low, high = inputs.field_bounds(_settings())[name]
         return where.slider(
-            label, float(low), float(knob.high), value, step=step, key=key, help=help, **options
+            label, float(low), float(high), value, step=step, key=key, help=help, **options
         )
     return where.number_input(label, value=value, step=step, key=key, help=help, **options)
+
+
+def _settings() -> DemoSettings:
+    """This server's settings (the gate's), read from the environment as ``open_gate`` does."""
+    return demo_settings()
 
 
 @dataclass(frozen=True)
@@ -201,7 +217,6 @@ def live_settings(toy: bool, max_particles: int) -> LiveSettings:
             "target ESS/N (adaptive)",
             key["target_ess"],
             0.5,
-            low=0.05,
             disabled=schedule != "adaptive",
         )
         c = st.columns(4)
@@ -247,10 +262,12 @@ def live_settings(toy: bool, max_particles: int) -> LiveSettings:
         stop_strings = c2.text_input(
             "stop strings (comma-separated)",
             "\\n\\n",
-            max_chars=inputs.MAX_STOP_FIELD_CHARS,
+            max_chars=_settings().max_stop_chars,
             key="live_stop_strings",
             disabled=stop_rule != "stop strings",
         )
+        if stop_rule == "stop strings":
+            show_notes(inputs.clean_stop_strings(stop_strings)[1])
     return LiveSettings(values, stop_rule, stop_strings)
 
 

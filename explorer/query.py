@@ -1,10 +1,12 @@
 """Shareable links: ``?model=…&n=…&alpha=…`` parsed, sanitised and clamped; never raises.
 
 ``parse_query_params(st.query_params, settings)`` returns a ``QueryParams`` with the
-accepted values (each finite, in range, clamped to the caps by ``inputs.clamp_config``)
+accepted values (each finite, clamped by ``inputs.clamp_config`` to ``inputs.field_bounds``,
+the one table of ranges the Live widgets are drawn with)
 and one message per value dropped or changed. The accepted keys are ``SMCConfig``'s own
 field names plus the short aliases in ``QUERY_ALIASES``. ``share_query`` writes such
 a link for a run's settings and never includes the visitor's ``owner`` token;
+``model_not_offered`` says when a linked model is not among the picker's options;
 ``widget_values`` turns an accepted link into the Live SMC widgets' session-state values
 (``app.py`` applies them once per session, before any widget is drawn).
 """
@@ -38,6 +40,7 @@ __all__ = [
     "QUERY_FIELDS",
     "QueryParams",
     "entry_share_link",
+    "model_not_offered",
     "new_owner_token",
     "parse_query_params",
     "share_link",
@@ -214,6 +217,16 @@ LIVE_WIDGETS = {
     "resampling": "live_resampling",
     "block_size": "live_block",
 }
+
+
+def model_not_offered(name: Any, options: Sequence[str]) -> str:
+    """The visitor's message for a link's model that the sidebar picker does not offer
+    (quoted with ``shown``; escape it for markdown). The picker keeps its default."""
+    offered = ", ".join(o for o in options if not o.startswith("custom"))
+    return (
+        f"link parameter model={shown(name)} is not offered in the model picker; "
+        f"using the default model instead (offered: {offered})"
+    )
 
 
 def widget_values(link: QueryParams) -> dict[str, Any]:

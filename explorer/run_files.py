@@ -5,7 +5,8 @@ rename, fsync of the folder), so a reader never sees half of it. The run list re
 only each file's header line (``read_header``, bounded by ``HEADER_MAX_BYTES``) into a
 ``StoredRunInfo``. ``thin_texts`` compacts a run by keeping per-particle texts only
 every k-th step and at the end. Run ids become file names, so ``check_run_id`` allows
-letters and digits only.
+letters and digits only. ``StoreFull`` is what a save raises when the store has no
+room for it under its rule (``explorer.store``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from powersmc_core.engine.records import StepRecord
 
 __all__ = [
     "HEADER_MAX_BYTES",
+    "STORE_FULL_MESSAGE",
+    "StoreFull",
     "StoredRunInfo",
     "atomic_write",
     "check_run_id",
@@ -35,6 +38,17 @@ __all__ = [
 
 _RUN_ID = re.compile(r"^[A-Za-z0-9]{4,40}$")
 HEADER_MAX_BYTES = 256 * 1024
+STORE_FULL_MESSAGE = (
+    "The server's run store is full; this run is kept in this browser session only."
+)
+
+
+class StoreFull(RuntimeError):
+    """A save refused: the store's total budget has no room for it, even after evicting
+    the owner's own older runs. The message is fit to show a visitor as it is."""
+
+    def __init__(self, message: str = STORE_FULL_MESSAGE) -> None:
+        super().__init__(message)
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,8 @@ option for:
 * ``explorer.guard.DemoGuard`` in front of Streamlit's routes: per-address caps on
   sessions, bounded uploads, the signed visitor cookie;
 * in demo mode, Streamlit's own byte caps set to the demo's (``demo_server_options``:
-  ``maxUploadSize``, ``maxMessageSize``, ``maxWidgetStateSize``), after the caller's
-  options so that the demo's caps always win;
+  ``maxUploadSize``, ``maxMessageSize``, ``maxWidgetStateSize``), its agent API kept off
+  and closed sessions kept 60 s, after the caller's options so that the demo's caps win;
 * logging for the run journal (``explorer.*`` at INFO on stderr: "run started",
   "run ended", refusals), which nothing else configures.
 """
@@ -74,6 +74,11 @@ def demo_server_options(settings: DemoSettings) -> list[str]:
         f"--server.maxUploadSize={max(1, math.ceil(settings.max_upload_mb))}",
         f"--server.maxMessageSize={settings.max_message_mb}",
         f"--server.maxWidgetStateSize={settings.max_widget_state_mb}",
+        # A session per HTTP request, past the guard's websocket bounds: never in public.
+        "--server.enableAgentApi=false",
+        # A closed tab's session (state, uploads) is kept this long for a reconnect; with
+        # the guard's new-session rate this bounds the closed sessions one address leaves.
+        "--server.disconnectedSessionTTL=60",
     ]
 
 

@@ -23,6 +23,7 @@ POWERSMC_DATA_DIR                      ./data     persisted runs live in <dir>/r
 POWERSMC_STORE_MAX_MB                  200        bound on the persisted runs' total size
 POWERSMC_PERSIST                       1          0: do not persist runs
 POWERSMC_STORE_OWNER_MAX_MB            20 (demo)  bound on one owner's persisted runs
+POWERSMC_STORE_ADDRESS_MAX_MB          40 (demo)  bytes of runs saved per address per day
 POWERSMC_RUNS_PER_ADDRESS              1 (demo)   runs decoding at once per client address
 POWERSMC_QUEUE_PER_ADDRESS             1 (demo)   queue places per client address
 POWERSMC_SESSIONS_PER_ADDRESS          8 (demo)   open sessions (websockets) per address
@@ -52,6 +53,9 @@ __all__ = [
     "DEMO_ENV",
     "DEMO_TRACE_LIMITS",
     "FULL_TRACE_LIMITS",
+    "MAX_MODEL_NAME_CHARS",
+    "MAX_STOP_STRINGS",
+    "MAX_STOP_STRING_CHARS",
     "SAFE_MODEL_NAMES",
     "DemoSettings",
     "SettingsError",
@@ -66,6 +70,13 @@ _FALSE = {"0", "false", "no", "off", ""}
 # Model names that can never load code or read files: the embedded model and the toys
 # (toy-random:V,L,seed is bounded by ToyLM itself: V <= 8, L <= 8).
 SAFE_MODEL_NAMES = ("smollm2", "toy-trap", "toy-random")
+
+
+# Bounds of the stop-strings field (the stop check runs every step for every particle, so
+# its cost must not be the visitor's choice) and of a typed or linked model name.
+MAX_STOP_STRINGS = 16
+MAX_STOP_STRING_CHARS = 64
+MAX_MODEL_NAME_CHARS = 200
 
 
 class SettingsError(ValueError):
@@ -98,6 +109,7 @@ class DemoSettings:
     data_dir: Path = field(default_factory=lambda: Path("data"))
     store_max_bytes: int = 200 * 1024 * 1024
     store_owner_max_bytes: int = 200 * 1024 * 1024
+    store_address_max_bytes_per_day: int | None = None  # None: only the store's budget
     persist: bool = True
     # Per client address (``explorer.identity.client_address``), so that cookies a script
     # rotates or omits cannot multiply a visitor; a shared network can raise them.
@@ -127,6 +139,17 @@ class DemoSettings:
         """Characters accepted before tokenising at all (a token is rarely > 16 characters)."""
         tokens = self.max_prompt_tokens if self.max_prompt_tokens is not None else 8192
         return max(2000, 16 * tokens)
+
+    @property
+    def max_stop_chars(self) -> int:
+        """Characters of a stop-strings field: ``MAX_STOP_STRINGS`` strings of at most
+        ``MAX_STOP_STRING_CHARS`` each, a comma between (``inputs.make_stop``'s bounds)."""
+        return MAX_STOP_STRINGS * (MAX_STOP_STRING_CHARS + 1)
+
+    @property
+    def max_model_name_chars(self) -> int:
+        """Characters of a model name (hub id or folder) a visitor may type or link."""
+        return MAX_MODEL_NAME_CHARS
 
     @property
     def trace_limits(self) -> TraceLimits:
@@ -192,6 +215,7 @@ DEMO_CAPS: dict[str, Any] = {
     "max_queue": 16,
     "queue_timeout_seconds": 120.0,
     "store_owner_max_bytes": 20 * 1024 * 1024,
+    "store_address_max_bytes_per_day": 40 * 1024 * 1024,
     "runs_per_address": 1,
     "queue_per_address": 1,
     "sessions_per_address": 8,
@@ -229,6 +253,13 @@ def _env_number(
     if not (math.isfinite(value) and low <= value <= high):
         raise SettingsError(f"{name}={raw!r}: must be in [{low:g}, {high:g}]")
     return value
+
+
+def _env_megabytes(env: Mapping[str, str], name: str, default: int | None) -> int | None:
+    """A size in MB from ``name`` as bytes; unset keeps ``default`` (None: no bound)."""
+    if env.get(name) is None or not env[name].strip():
+        return default
+    return int(_env_number(env, name, 0, 0.01, 1e6, False) * 2**20)
 
 
 def _parse_networks(name: str, raw: str) -> tuple[str, ...]:
@@ -289,6 +320,9 @@ def demo_settings(environ: Mapping[str, str] | None = None) -> DemoSettings:
                 "POWERSMC_STORE_OWNER_MAX_MB", base.store_owner_max_bytes / 2**20, 0.01, 1e6, False
             )
             * 2**20
+        ),
+        store_address_max_bytes_per_day=_env_megabytes(
+            env, "POWERSMC_STORE_ADDRESS_MAX_MB", base.store_address_max_bytes_per_day
         ),
         runs_per_address=number("POWERSMC_RUNS_PER_ADDRESS", base.runs_per_address, 1, 1024),
         queue_per_address=number("POWERSMC_QUEUE_PER_ADDRESS", base.queue_per_address, 0, 10_000),

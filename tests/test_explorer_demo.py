@@ -112,7 +112,7 @@ def test_demo_mode_persists_finished_runs(tmp_path):
     at = live()
     at.button(key="live_run").click().run()
     no_exception(at)
-    stored = list((tmp_path / "runs" / "final").glob("*.jsonl"))
+    stored = list((tmp_path / "runs" / "final").rglob("*.jsonl"))  # final/<owner>/...
     assert len(stored) == 1
 
 
@@ -229,3 +229,25 @@ def test_a_6_mb_upload_is_refused_naming_the_5_mb_cap():
     errors = [plain(e.value) for e in at.error]
     assert any("big.jsonl is 6.0 MB; the upload limit is 5 MB" in e for e in errors), errors
     assert not at.session_state["run_history"] if "run_history" in at.session_state else True
+
+
+def test_a_refused_run_never_starts_later_on_its_own(monkeypatch):
+    # Finding 8: a Run refused as busy stayed pending in session state and started at
+    # the next rerun (a seed change), already near its cap. Refused means dropped.
+    monkeypatch.setenv("POWERSMC_MAX_QUEUE", "0")
+    at = live()
+    limiter = global_limiter()
+    held = [limiter.slot(f"other-{k}", address=f"198.51.100.{k}") for k in range(2)]
+    for slot in held:
+        slot.__enter__()
+    try:
+        at.button(key="live_run").click().run()
+        no_exception(at)
+        assert any("busy" in plain(w.value) for w in at.warning), [w.value for w in at.warning]
+    finally:
+        for slot in held:
+            slot.__exit__(None, None, None)
+    at.number_input(key="live_seed").set_value(7).run()  # a rerun with a free server
+    no_exception(at)
+    assert "live_active" not in at.session_state
+    assert "run_history" not in at.session_state or not at.session_state["run_history"]

@@ -186,5 +186,7 @@ def test_the_launcher_passes_the_demo_byte_caps_to_streamlit():
         "--server.maxUploadSize=5",
         "--server.maxMessageSize=16",
         "--server.maxWidgetStateSize=1",
+        "--server.enableAgentApi=false",
+        "--server.disconnectedSessionTTL=60",
     ]
     assert demo_server_options(demo_settings({})) == []

@@ -150,8 +150,15 @@ def test_lone_surrogates_cannot_reach_the_tokenizer():
 
 
 def test_unicode_is_normalised_not_stripped():
-    text, notes = sanitize_prompt("e\u0301t\u00e9 🌞 👩\u200d💻", 100)
-    assert text == "\u00e9t\u00e9 🌞 👩\u200d💻" and not notes
+    text, notes = sanitize_prompt("e\u0301t\u00e9 🌞 👩💻", 100)
+    assert text == "\u00e9t\u00e9 🌞 👩💻" and not notes
+
+
+def test_a_zero_width_joiner_is_removed_even_inside_an_emoji():
+    # Issue 19: joiners are invisible, so they go; an emoji sequence falls apart into its
+    # visible parts, and the note says so.
+    text, notes = sanitize_prompt("👩\u200d💻", 100)
+    assert text == "👩💻" and "1 control or invisible" in notes[0]
 
 
 @pytest.mark.parametrize("bad", ["", "   \n\t", "\x00\x01", None, b"bytes", 42])

@@ -99,11 +99,13 @@ def test_the_app_package_never_imports_pages_and_streamlit_only_for_the_session_
         for module, _ in imports(path)
         if module.split(".")[0] in ("streamlit", "app_pages", "app")
     }
-    # limits.current_session_id reads Streamlit's script context (lazily, inside the call);
+    # limits reads Streamlit's script context and runtime (lazily, inside the calls): the
+    # session id, whether its browser is still connected, its peer address, its uploads;
     # serve.py is the server launcher (Streamlit's CLI, minus the metrics route); page_kit
     # and views are the widgets several pages share (model, prompt, settings, charts).
     assert found == {
         "limits.py: streamlit.runtime.scriptrunner",
+        "limits.py: streamlit.runtime",
         "views.py: streamlit",
         "page_kit.py: streamlit",
         "serve.py: streamlit.web",

@@ -23,6 +23,7 @@ from powersmc_core.evaluation.jobs import Job, plan_jobs
 from powersmc_core.evaluation.problem_run import EvalSettings
 from powersmc_core.evaluation.sweep import execute
 from powersmc_core.evaluation.tasks import Problem
+from powersmc_core.io.cells import restore_frame, safe_frame
 from powersmc_core.models.backends import backend_of, resolve_backend
 from powersmc_core.models.base import LanguageModel
 
@@ -163,7 +164,9 @@ class ResultStore:
             else:
                 strings = {c: str for c, kind in COLUMNS.items() if kind.startswith("str")}
                 empty = {c: [""] for c, kind in COLUMNS.items() if kind.endswith("?")}
-                raw = pd.read_csv(self.path, dtype=strings, keep_default_na=False, na_values=empty)
+                raw = restore_frame(
+                    pd.read_csv(self.path, dtype=strings, keep_default_na=False, na_values=empty)
+                )
         except Exception as err:
             raise ValueError(
                 f"cannot read existing results {self.path} ({err}); move it away or pick "
@@ -193,7 +196,9 @@ class ResultStore:
         if self.is_parquet:
             self._stored.to_parquet(tmp, index=False)
         else:
-            self._stored.to_csv(tmp, index=False)
+            # Completions and answers are model text: no cell may run as a spreadsheet
+            # formula (undone by restore_frame when the file is read back to resume).
+            safe_frame(self._stored).to_csv(tmp, index=False)
         os.replace(tmp, self.path)
 
     def table(self) -> pd.DataFrame:

@@ -22,7 +22,7 @@ import plotly.graph_objects as go
 
 from powersmc_core.answers.extract import NO_ANSWER, AnswerPosterior
 from powersmc_core.answers.grading import normalise
-from powersmc_core.plotting.common import layout, snippet
+from powersmc_core.plotting.common import layout, plain, snippet
 from powersmc_core.plotting.style import METHOD_COLORS
 
 __all__ = ["answer_bars", "answer_posterior_figure"]
@@ -110,7 +110,10 @@ def answer_posterior_figure(
             marker_color=colors,
             text=[f"{p:.2f}" for p in bars["probability"]],
             textposition="outside",
-            customdata=np.stack([bars["answer"], bars["count"]], axis=1),
+            customdata=np.stack(
+                [np.array([plain(a) for a in bars["answer"]], dtype=object), bars["count"]],
+                axis=1,
+            ),
             hovertemplate="%{customdata[0]}<br>P̂ = %{y:.4f}<br>%{customdata[1]} particles"
             "<extra></extra>",
             name="P̂(answer)",

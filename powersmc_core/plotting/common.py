@@ -2,6 +2,10 @@
 
 ``stack`` turns records into (T, N) arrays in one numpy call per field; ``labels``
 calls the token-label function once per distinct token, not once per cell.
+``plain`` makes model or visitor text (particle texts, tokens, answers, prompts) show
+as written: Plotly renders ``<a href>``, ``<b>`` and the like inside hover labels, tick
+labels and legends, so such text is entity-escaped and goes in ``customdata``/``text``,
+never into a ``hovertemplate`` (where ``%{...}`` would be substituted too).
 ``min_span`` widens an axis or colour range to a minimum span, so float noise
 (1e-7 nats between uniform weights) is never stretched over a whole axis or colour
 bar as if it were structure.
@@ -25,6 +29,7 @@ __all__ = [
     "labels",
     "layout",
     "min_span",
+    "plain",
     "snippet",
     "stack",
     "step_ticks",
@@ -41,8 +46,21 @@ def _default_label(token: int) -> str:
     return str(token)
 
 
+def plain(text: object) -> str:
+    """``text`` entity-escaped for Plotly: ``<a href>``, ``<b>``, ``&`` and ``%{x}`` are shown
+    as written, never rendered or substituted (Plotly decodes the entities when drawing)."""
+    return (
+        str(text)
+        .replace("&", "&amp;")
+        .replace("<", "&lt;")
+        .replace(">", "&gt;")
+        .replace("%", "&#37;")
+    )
+
+
 def labels(records: Sequence[StepRecord], token_label: TokenLabel | None) -> np.ndarray:
-    """(T, N) strings: the token each slot appended at each step ('·' once finished).
+    """(T, N) strings: the token each slot appended at each step ('·' once finished),
+    escaped by ``plain`` (safe in hover text and labels).
 
     The label function runs once per distinct token id; cells are filled by indexing.
     """
@@ -51,8 +69,10 @@ def labels(records: Sequence[StepRecord], token_label: TokenLabel | None) -> np.
         return np.empty((0, 0), dtype=object)
     tokens = np.array([r.tokens for r in records], dtype=np.int64).reshape(len(records), -1)
     distinct, inverse = np.unique(tokens, return_inverse=True)
+    # Token strings come from the model's vocabulary: escaped like any text shown in a chart.
     names = np.array(
-        ["· (finished)" if tok < 0 else repr(label(int(tok))) for tok in distinct], dtype=object
+        ["· (finished)" if tok < 0 else plain(repr(label(int(tok)))) for tok in distinct],
+        dtype=object,
     )
     return names[inverse].reshape(tokens.shape)
 
@@ -116,6 +136,7 @@ def empty(title: str, x_title: str, y_title: str) -> go.Figure:
 
 
 def snippet(text: str, width: int = 60) -> str:
-    """The last ``width`` characters of a particle's text, newlines shown as ⏎."""
-    text = text.replace("\n", " ⏎ ")
-    return text if len(text) <= width else "…" + text[-width:]
+    """The last ``width`` characters of a particle's text, newlines shown as ⏎, escaped by
+    ``plain`` (cut first, so that no entity is cut in half)."""
+    text = str(text).replace("\n", " ⏎ ")
+    return plain(text if len(text) <= width else "…" + text[-width:])

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from powersmc_core.plotting.common import layout
+from powersmc_core.plotting.common import layout, plain
 from powersmc_core.plotting.style import METHOD_COLORS
 
 __all__ = ["add_estimate_bars", "loglik_per_token_figure", "mh_acceptance_figure"]
@@ -18,7 +18,7 @@ def loglik_per_token_figure(frame: pd.DataFrame) -> go.Figure:
     """Bars of sequence log-likelihood per token, one per method (``comparison_frame`` rows)."""
     fig = go.Figure()
     fig.add_bar(
-        x=frame["method"],
+        x=[plain(m) for m in frame["method"]],
         y=frame["log p / token"],
         marker={"color": [METHOD_COLORS.get(k, "#7f7f7f") for k in frame["key"]]},
         customdata=np.stack([frame["log p"], frame["tokens"]], axis=1),
@@ -39,9 +39,10 @@ def mh_acceptance_figure(traces: dict[str, Sequence[float]]) -> go.Figure:
             x=list(range(1, len(trace) + 1)),
             y=list(trace),
             mode="lines+markers",
-            name=name,
+            name=plain(name),
             line={"color": METHOD_COLORS["mh"]},
-            hovertemplate=name + "<br>MH step %{x}<br>acceptance %{y:.2f}<extra></extra>",
+            # The name by reference, not pasted in: a template substitutes any %{...} in it.
+            hovertemplate="%{fullData.name}<br>MH step %{x}<br>acceptance %{y:.2f}<extra></extra>",
         )
     if not traces:
         fig.add_annotation(
@@ -74,8 +75,8 @@ def add_estimate_bars(
         x=[labels[i] for i in keep],
         y=[float(values[i]) for i in keep],
         error_y=error,
-        name=name,
+        name=plain(name),
         marker_color=METHOD_COLORS["smc"],
-        hovertemplate="%{x}<br>%{y:.4f}<extra>" + name + "</extra>",
+        hovertemplate="%{x}<br>%{y:.4f}<extra>%{fullData.name}</extra>",
     )
     return fig

@@ -71,7 +71,7 @@ def power_comparison_figure(result: PowerComparison, top: int | None = 20) -> go
             y=frame[column],
             name=name,
             marker_color=color,
-            hovertemplate="%{x}<br>%{y:.4f}<extra>" + name + "</extra>",
+            hovertemplate="%{x}<br>%{y:.4f}<extra>%{fullData.name}</extra>",
         )
     title = (
         f"alpha = {result.alpha:g}: TV(pi_alpha, token T) = {result.tv_power_vs_temperature:.3f}, "
@@ -98,7 +98,7 @@ def tv_curves_figure(curves: pd.DataFrame | Mapping[str, pd.DataFrame]) -> go.Fi
                 mode="lines+markers",
                 name=full,
                 line={"color": color, "dash": dashes[k % len(dashes)]},
-                hovertemplate="alpha=%{x:.2f}<br>TV=%{y:.4f}<extra>" + full + "</extra>",
+                hovertemplate="alpha=%{x:.2f}<br>TV=%{y:.4f}<extra>%{fullData.name}</extra>",
             )
     fig.update_xaxes(type="log")
     return _layout(
@@ -136,7 +136,7 @@ def weight_variance_figure(
                 name=label,
                 legendgroup=label,
                 showlegend=col == 1 and n <= 12,
-                hovertemplate="tau=%{x:.4f}<br>%{y:.3g}<extra>" + label + "</extra>",
+                hovertemplate="tau=%{x:.4f}<br>%{y:.3g}<extra>%{fullData.name}</extra>",
                 row=1,
                 col=col,
             )
@@ -175,7 +175,7 @@ def tau_star_figure(results: Mapping[str, WeightVariance]) -> go.Figure:
             mode="markers",
             name=f"{label} (alpha={result.alpha:g})",
             marker={"color": particle_color(k)},
-            hovertemplate="row %{x}<br>|alpha tau* - 1| = %{y:.2e}<extra>" + label + "</extra>",
+            hovertemplate="row %{x}<br>|alpha tau* - 1| = %{y:.2e}<extra>%{fullData.name}</extra>",
         )
     fig.update_yaxes(type="log", exponentformat="power")
     return _layout(
@@ -259,7 +259,7 @@ def tv_vs_n_figure(frame: pd.DataFrame) -> go.Figure:
             mode="lines+markers",
             name=label,
             line={"color": color},
-            hovertemplate="N=%{x}<br>mean TV=%{y:.4f}<extra>" + label + "</extra>",
+            hovertemplate="N=%{x}<br>mean TV=%{y:.4f}<extra>%{fullData.name}</extra>",
         )
         if anchor is None:
             anchor = (float(df["n_particles"].iloc[0]), float(df["mean_tv"].iloc[0]))
