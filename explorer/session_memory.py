@@ -34,11 +34,12 @@ __all__ = [
     "pop_notices",
 ]
 
-# A parsed cell (one particle at one step): four floats (32 bytes each as Python objects
-# in a tuple), token, ancestor and root ints (8 bytes while small, 36 above 256) and a
-# bool. tracemalloc measures 190-205 bytes at N = 32 and N = 1,024 (tests pin 0.75-1.3x).
-_CELL_BYTES = 200
-_RECORD_BYTES = 1100  # a record's own object, its ten tuples' headers and its scalars
+# A parsed cell (one particle at one step) holds four floats (a 24-byte object and an
+# 8-byte slot each), token, ancestor and root slots and a bool slot: 160 bytes, plus a
+# 28-byte object per int outside CPython's small-int cache (token ids, indices > 256).
+_CELL_BYTES = 160
+_INT_BYTES = 28
+_RECORD_BYTES = 900  # a record's own object and dict, its tuples' headers, its scalars
 
 
 class SessionFull(TraceError):
@@ -64,7 +65,8 @@ def mb(n: int) -> str:
 
 
 def entry_bytes(entry: Any) -> int:
-    """The memory a run's parsed records hold: cells, records and texts (as ``sys.getsizeof``).
+    """The memory a run's parsed records hold (within 10% of tracemalloc's count): cells,
+    ints outside the small-int cache, records and texts (as ``sys.getsizeof``).
 
     Measured once per entry and remembered on it (``entry.held``), so reruns do not walk
     100,000 texts again.
@@ -74,9 +76,14 @@ def entry_bytes(entry: Any) -> int:
     if memo is not None and memo[0] == len(records):
         return memo[1]
     cells = sum(r.n_particles for r in records)
+    ints = sum(
+        sum(1 for x in values if not -5 <= x <= 256)
+        for r in records
+        for values in (r.tokens, r.ancestors, r.roots)
+    )
     # Each text is its own str object once parsed: its header counts, not only its chars.
     texts = sum(8 + sys.getsizeof(t) for r in records if r.texts for t in r.texts)
-    size = cells * _CELL_BYTES + len(records) * _RECORD_BYTES + texts
+    size = cells * _CELL_BYTES + ints * _INT_BYTES + len(records) * _RECORD_BYTES + texts
     if hasattr(entry, "held"):
         entry.held = (len(records), size)
     return size

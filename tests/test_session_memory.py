@@ -28,7 +28,9 @@ RUNS = "app_pages/runs.py"
 FULL = DemoSettings()
 
 
-def records(n: int, steps: int, text: str | None = None, seed: int = 0) -> list[StepRecord]:
+def records(
+    n: int, steps: int, text: str | None = None, seed: int = 0, vocab: int = 5
+) -> list[StepRecord]:
     """A valid synthetic run (normalised weights); ``text``: every particle's text."""
     rng = np.random.default_rng(seed)
     out = []
@@ -39,7 +41,7 @@ def records(n: int, steps: int, text: str | None = None, seed: int = 0) -> list[
         out.append(
             StepRecord(
                 step=t, alpha=2.0, tau=0.5, catch_up=0.0,
-                tokens=tuple(int(x) for x in rng.integers(0, 5, n)),
+                tokens=tuple(int(x) for x in rng.integers(0, vocab, n)),
                 log_weights=tuple(log_w.tolist()), log_increment=tuple(rng.random(n).tolist()),
                 renyi=tuple(rng.random(n).tolist()), log_p=tuple((-t * rng.random(n)).tolist()),
                 finished=(t == steps,) * n, ess=n / 2, resampled=t % 2 == 0, ancestors=idx,
@@ -51,10 +53,10 @@ def records(n: int, steps: int, text: str | None = None, seed: int = 0) -> list[
     return out
 
 
-def trace(n: int, steps: int, seed: int = 0, text: str | None = None) -> bytes:
+def trace(n: int, steps: int, seed: int = 0, text: str | None = None, vocab: int = 5) -> bytes:
     """A trace file without a run id (each upload of it would get a fresh one)."""
     config = {"alpha": 2.0, "n_particles": n, "max_new_tokens": steps}
-    recs = records(n, steps, text, seed)
+    recs = records(n, steps, text, seed, vocab)
     return dumps_trace(recs, config, meta={"model": "toy-trap", "prompt": f"p{seed}"}).encode()
 
 
@@ -89,9 +91,12 @@ def test_held_counts_raw_uploads_parsed_runs_and_cached_figures_each_once():
     assert session_memory.held({}).total == 0
 
 
-@pytest.mark.parametrize(("n", "steps", "text"), [(32, 96, None), (256, 40, "a decoded text")])
-def test_entry_bytes_measures_what_a_parsed_trace_really_holds(n, steps, text):
-    data = trace(n, steps, text=text)
+@pytest.mark.parametrize(
+    ("n", "steps", "text", "vocab"),
+    [(32, 96, None, 5), (32, 96, None, 49_152), (256, 40, "a decoded text", 5), (128, 40, "x", 5)],
+)
+def test_entry_bytes_measures_what_a_parsed_trace_really_holds(n, steps, text, vocab):
+    data = trace(n, steps, text=text, vocab=vocab)
     gc.collect()
     tracemalloc.start()
     try:
@@ -100,7 +105,7 @@ def test_entry_bytes_measures_what_a_parsed_trace_really_holds(n, steps, text):
         really, _ = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert 0.75 < history.entry_bytes(entry) / really < 1.3
+    assert 0.9 < history.entry_bytes(entry) / really < 1.1
 
 
 def test_figure_bytes_is_a_fair_estimate_of_a_figure():
