@@ -72,7 +72,7 @@ class FigureCache:
     def __init__(self, max_items: int = MAX_ITEMS) -> None:
         self.max_items = max_items
         self.builds = 0
-        self._items: OrderedDict[Hashable, tuple[Any, int]] = OrderedDict()
+        self._items: OrderedDict[Hashable, tuple[Any, int, Any]] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._items)
@@ -82,18 +82,21 @@ class FigureCache:
 
     @property
     def nbytes(self) -> int:
-        return sum(size for _, size in self._items.values())
+        return sum(size for _, size, _ in self._items.values())
 
     def get(
         self,
         key: Hashable,
         build: Callable[[], Any],
         room: Callable[[int], bool] | None = None,
+        pin: Any = None,
     ) -> Any:
         """The figures under ``key``, built by ``build()`` only when not cached.
 
         ``room(nbytes)`` says whether the new set may be kept (it may evict from this
-        cache to make room); without it, only the item cap bounds the cache.
+        cache to make room); without it, only the item cap bounds the cache. ``pin`` is
+        held with the set: a key naming an object by ``id()`` stays unique while cached
+        (a freed object's id may be reused; a pinned one is not freed).
         """
         if key in self._items:
             self._items.move_to_end(key)
@@ -102,7 +105,7 @@ class FigureCache:
         self.builds += len(figures) if isinstance(figures, Mapping) else 1
         size = _set_bytes(figures)
         if room is None or room(size):
-            self._items[key] = (figures, size)
+            self._items[key] = (figures, size, pin)
             while len(self._items) > self.max_items:
                 self._items.popitem(last=False)
         return figures
@@ -111,7 +114,7 @@ class FigureCache:
         """Drop the least recently used set; the bytes freed (0 when empty)."""
         if not self._items:
             return 0
-        _, (_, size) = self._items.popitem(last=False)
+        _, (_, size, _) = self._items.popitem(last=False)
         return size
 
     def drop(self, match: Callable[[Hashable], bool]) -> None:

@@ -72,6 +72,18 @@ def test_the_live_pages_finished_run_is_drawn_once():
     assert sum(str(c.key).endswith("_static") for c in at.get("plotly_chart")) == SET
 
 
+def test_a_theory_lab_rerun_builds_no_figure():
+    at = page("app_pages/theory_lab.py")
+    at.button(key="theory_run").click().run()
+    assert not at.exception and len(at.get("plotly_chart")) == 5
+    drawn = builds(at)
+    at.run()
+    at.run()
+    assert builds(at) == drawn and len(at.get("plotly_chart")) == 5
+    at.number_input(key="theory_alpha").set_value(2.0).run()  # new settings: drawn afresh
+    assert builds(at) > drawn and not at.exception
+
+
 def test_a_cache_entry_names_its_run_and_step():
     gate, state = Gate(DemoSettings()), {}
     data = trace(8, 6)
