@@ -33,22 +33,29 @@ upload = st.file_uploader(
 )
 if upload is not None:
     token = (upload.name, upload.size, getattr(upload, "file_id", None))
-    if state.get(keys.RUNS_LAST_UPLOAD) != token:  # reruns keep the file: import it once
+    last = state.get(keys.RUNS_LAST_UPLOAD)
+    if last is not None and last[0] == token:  # reruns keep the file: read it once
+        if last[1]:
+            st.error(last[1])  # a refused file stays refused without being parsed again
+    else:
+        problem = None
         try:
             imported = replay.import_upload(gate, state, upload, upload.name)
         except session_memory.SessionFull as err:
-            st.error(escape_markdown(err))
+            problem = escape_markdown(err)
         except TraceError as err:
-            st.error(f"Could not read {escape_markdown(upload.name)}: {escape_markdown(err)}")
+            problem = f"Could not read {escape_markdown(upload.name)}: {escape_markdown(err)}"
         else:
             entry = imported.entry
-            state[keys.RUNS_LAST_UPLOAD] = token
             state[keys.RUNS_SELECT] = entry.run_id
             st.success(
                 f"Loaded {escape_markdown(upload.name)}: {len(entry.records)} steps, "
                 f"N = {entry.records[0].n_particles}."
                 + ("" if imported.fresh else " (the same file was already loaded: one copy kept)")
             )
+        state[keys.RUNS_LAST_UPLOAD] = (token, problem)
+        if problem:
+            st.error(problem)
 
 # ---- runs saved on the server by earlier visits (reload, restart, crash) ----------------
 if state.get(keys.OWNER) and not state.get(keys.RUNS_RESTORED):

@@ -33,9 +33,16 @@ class Imported:
     fresh: bool
 
 
-def _raw(data: Any) -> bytes | None:
+def _raw(data: Any, cap: int) -> bytes | None:
+    """The upload's bytes, or None when it is not a file or is over the upload cap (then
+    ``gate.upload`` refuses it with its own message, without it being read here)."""
+    size = getattr(data, "size", None)
+    if isinstance(size, int) and size > cap:  # Streamlit's UploadedFile: size known unread
+        return None
     value = data.getvalue() if hasattr(data, "getvalue") else data
-    return bytes(value) if isinstance(value, bytes | bytearray | memoryview) else None
+    if not isinstance(value, bytes | bytearray | memoryview) or len(value) > cap:
+        return None
+    return bytes(value)
 
 
 def import_upload(gate: Gate, state: MutableMapping[str, Any], data: Any, name: str) -> Imported:
@@ -45,7 +52,7 @@ def import_upload(gate: Gate, state: MutableMapping[str, Any], data: Any, name: 
     file and ``SessionFull`` for one that alone exceeds the session's memory budget.
     """
     budget = gate.settings.session_max_bytes
-    raw = _raw(data)
+    raw = _raw(data, gate.settings.max_upload_bytes)
     digest = hashlib.sha256(raw).hexdigest() if raw is not None else None
     for entry in history.history(state):
         if digest is not None and entry.digest == digest:
