@@ -24,6 +24,7 @@ import pandas as pd
 from explorer import session_keys, session_memory
 from explorer.presets import grade
 from explorer.session_memory import entry_bytes
+from explorer.settings import demo_settings
 from powersmc_core.engine.records import SMCResult, StepRecord
 from powersmc_core.io.codec import from_json_safe as _json_restore
 from powersmc_core.io.trace import Trace, dumps_trace
@@ -99,8 +100,6 @@ def remember(
     settings' ``session_max_bytes``) by dropping cached figures, then the oldest runs
     (never this one). Returns the runs dropped for memory (each announced once)."""
     if budget is None:
-        from explorer.settings import demo_settings
-
         budget = demo_settings().session_max_bytes
 
     def same(e: RunEntry) -> bool:
