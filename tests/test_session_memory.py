@@ -138,6 +138,19 @@ def test_make_room_evicts_cached_figures_first_then_the_oldest_run_and_says_so()
     assert history.history(state) == [new]
 
 
+def test_figures_make_room_among_figures_only_and_otherwise_go_uncached():
+    entry = Gate(FULL).upload(trace(16, 20), "a.jsonl")
+    cache = FigureCache()
+    state: dict = {keys.HISTORY: [entry], keys.FIGURE_CACHE: cache}
+    cache.get("old", lambda: charts.live_figures(entry.records))
+    size = cache.nbytes
+    runs = history.entry_bytes(entry)
+    room = session_memory.figure_room(state, budget=runs + size)
+    assert room(size) and len(cache) == 0  # the older set made room for the new one
+    assert not session_memory.figure_room(state, budget=runs + size - 1)(size)
+    assert history.history(state) == [entry]  # figures never push a run out
+
+
 # ---- the upload path (explorer.replay.import_upload) ------------------------------------
 def test_the_same_file_uploaded_six_times_is_held_once():
     gate, state = Gate(FULL), {}
