@@ -64,7 +64,7 @@ if state.get(keys.OWNER) and not state.get(keys.RUNS_RESTORED):
         if problem is not None:  # removed meanwhile, or damaged on disk
             st.warning(escape_markdown(problem))
         else:
-            history.remember(state, entry)
+            history.remember(state, entry, gate.settings.session_max_bytes)
 
 if state.get(keys.OWNER):
     with st.expander("Keep this run history (after a reload or a restart)"):
