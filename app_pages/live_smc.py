@@ -96,7 +96,7 @@ if active is not None:
 elif (entry := session.last) is not None and entry.records:
     if entry.model != model_name:  # drawn with another model: token ids cannot be named
         charts.label = None
-    charts.draw(entry.records, entry.config, True, f"{entry.run_id}_static")
+    charts.draw_run(entry, st.session_state, gate.settings.session_max_bytes)
     run_summary(entry)
 elif session.last is None and not stop_clicked:
     status.info("Choose settings and press Run: charts update live while the particles decode.")

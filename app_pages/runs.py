@@ -1,16 +1,19 @@
 """Runs: the session's history, downloads, uploads, and a step-by-step replay of any run.
 
-Uploads go through `explorer.gate` (the mode's size cap: 5 MB in demo mode).
+Uploads go through `explorer.gate` (the mode's size cap: 5 MB in demo mode) and
+`explorer.replay` (one copy per file, within the session's memory budget); the replay's
+figures come from the session's figure cache, built once per (run, step).
 """
+
+from functools import partial
 
 import streamlit as st
 
-from explorer import history
+from explorer import history, replay, session_memory
 from explorer import session_keys as keys
 from explorer.gate import TraceError, open_gate
 from explorer.inputs import escape_markdown
 from explorer.views import particle_table
-from powersmc_core.plotting import live as charts
 
 state = st.session_state
 gate = open_gate(state)
@@ -30,19 +33,29 @@ upload = st.file_uploader(
 )
 if upload is not None:
     token = (upload.name, upload.size, getattr(upload, "file_id", None))
-    if state.get(keys.RUNS_LAST_UPLOAD) != token:  # reruns keep the file: import it once
+    last = state.get(keys.RUNS_LAST_UPLOAD)
+    if last is not None and last[0] == token:  # reruns keep the file: read it once
+        if last[1]:
+            st.error(last[1])  # a refused file stays refused without being parsed again
+    else:
+        problem = None
         try:
-            entry = gate.upload(upload, upload.name)
+            imported = replay.import_upload(gate, state, upload, upload.name)
+        except session_memory.SessionFull as err:
+            problem = escape_markdown(err)
         except TraceError as err:
-            st.error(f"Could not read {escape_markdown(upload.name)}: {escape_markdown(err)}")
+            problem = f"Could not read {escape_markdown(upload.name)}: {escape_markdown(err)}"
         else:
-            history.remember(state, entry)
-            state[keys.RUNS_LAST_UPLOAD] = token
+            entry = imported.entry
             state[keys.RUNS_SELECT] = entry.run_id
             st.success(
                 f"Loaded {escape_markdown(upload.name)}: {len(entry.records)} steps, "
                 f"N = {entry.records[0].n_particles}."
+                + ("" if imported.fresh else " (the same file was already loaded: one copy kept)")
             )
+        state[keys.RUNS_LAST_UPLOAD] = (token, problem)
+        if problem:
+            st.error(problem)
 
 # ---- runs saved on the server by earlier visits (reload, restart, crash) ----------------
 if state.get(keys.OWNER) and not state.get(keys.RUNS_RESTORED):
@@ -51,7 +64,7 @@ if state.get(keys.OWNER) and not state.get(keys.RUNS_RESTORED):
         if problem is not None:  # removed meanwhile, or damaged on disk
             st.warning(escape_markdown(problem))
         else:
-            history.remember(state, entry)
+            history.remember(state, entry, gate.settings.session_max_bytes)
 
 if state.get(keys.OWNER):
     with st.expander("Keep this run history (after a reload or a restart)"):
@@ -62,6 +75,8 @@ if state.get(keys.OWNER):
         )
         st.code(f"?owner={state[keys.OWNER]}", language=None)
 
+for notice in session_memory.pop_notices(state):  # told once, on the next visit here
+    st.warning(escape_markdown(notice))
 runs = history.history(state)
 if not runs:
     st.info("No runs yet: press Run on the Live SMC page, or upload a trace above.")
@@ -79,9 +94,10 @@ run_id = st.selectbox(
 entry = by_id[run_id]
 
 c1, c2 = st.columns(2)
+# Callables: the files are written on click, not on every rerun (1.7 s for 100,000 cells).
 c1.download_button(
     "Download trace (.jsonl)",
-    history.entry_trace_text(entry),
+    partial(history.entry_trace_text, entry),
     file_name=f"powersmc-{entry.run_id}.jsonl",
     mime="application/jsonl",
     key="runs_download_trace",
@@ -89,7 +105,7 @@ c1.download_button(
 )
 c2.download_button(
     "Download summary (.csv)",
-    history.entry_summary_csv(entry),
+    partial(history.entry_summary_csv, entry),
     file_name=f"powersmc-{entry.run_id}-summary.csv",
     mime="text/csv",
     key="runs_download_csv",
@@ -103,9 +119,7 @@ step = st.slider(
 )
 step = min(step, n_steps)
 shown = records[:step]
-kappa = entry.config.get("ess_threshold")
-alpha = entry.config.get("alpha")
-figures = charts.live_figures(shown, kappa, alpha, heavy=True)
+figures = replay.replay_figures(state, entry, step, gate.settings.session_max_bytes)
 left, right = st.columns(2)
 for i, name in enumerate(("ess", "schedule", "weights", "heatmap")):
     (left if i % 2 == 0 else right).plotly_chart(figures[name], key=f"runs_{name}")

@@ -6,13 +6,12 @@ The exact picture needs no sampler; the Monte-Carlo checks run through `explorer
 
 import streamlit as st
 
-from explorer import models, page_kit
+from explorer import figure_cache, models, page_kit, session_memory
 from explorer import session_keys as keys
 from explorer.gate import InputError, open_gate
 from explorer.inputs import MAX_STOP_FIELD_CHARS, escape_markdown
-from explorer.theory_lab import THEORY_MODELS, default_stop, stop_targets
+from explorer.theory_lab import THEORY_MODELS, comparison_figure, default_stop, stop_targets
 from powersmc_core import theory
-from powersmc_core.plotting import live as charts
 from powersmc_core.plotting import theory as theory_charts
 from powersmc_core.plotting.stopped import stopped_law_figure
 
@@ -70,18 +69,15 @@ if st.button("Run Monte-Carlo checks", type="primary", key="theory_run"):
     if results:
         state[keys.THEORY_LAST] = {key: results}
 
-figure = theory_charts.power_comparison_figure(comparison, top=20)
-if results:
-    est = results["estimate"]
-    charts.add_estimate_bars(
-        figure,
-        comparison.labels,
-        est.estimate,
-        est.estimate_stderr,
-        name=f"Power-SMC estimate (N={settings.n_particles}, {settings.runs} runs)",
-    )
-    figure.update_layout(title=figure.layout.title.text + f"; TV(SMC, π_α) = {est.tv:.3f}")
-st.plotly_chart(figure, key="theory_bars")
+# Figures from the session cache: built once per (model, settings, results drawn); the
+# results are pinned with their figures, so id(results) cannot name another run's.
+cache = figure_cache.session_cache(state)
+room = session_memory.figure_room(state, gate.settings.session_max_bytes)
+drawn = (name, settings, id(results) if results else None)
+bars = cache.get(
+    ("theory_bars", *drawn), lambda: comparison_figure(comparison, settings, results), room, results
+)
+st.plotly_chart(bars, key="theory_bars")
 st.caption(
     f"Bars over the {min(20, len(comparison.labels))} most likely sequences under π_α "
     f"(of {len(comparison.labels)}). Token-level temperature 1/α is the exact law of sampling "
@@ -100,7 +96,10 @@ try:
 except InputError as err:
     st.error(f"Invalid stop strings: {escape_markdown(err)}")
 else:
-    st.plotly_chart(stopped_law_figure(targets), key="theory_stopped")
+    stopped = cache.get(
+        ("theory_stop", name, settings.alpha, stop_text), lambda: stopped_law_figure(targets), room
+    )
+    st.plotly_chart(stopped, key="theory_stopped")
     st.caption(
         "A particle stopped by the rule is final with weight p(prefix)^α, so Power-SMC and MH "
         "target the α-power of the stopped law P_stop (red), not π_α over completions without "
@@ -110,12 +109,20 @@ else:
     st.dataframe(targets.frame(), hide_index=True, key="theory_stopped_table")
 
 if results:
-    left, right = st.columns(2)
-    left.plotly_chart(theory_charts.tv_vs_n_figure(results["tv_vs_n"]), key="theory_tv")
-    right.plotly_chart(theory_charts.ess_traces_figure(results["ess_traces"]), key="theory_ess")
-    st.plotly_chart(
-        theory_charts.weight_variance_figure(results["weight_variance"]), key="theory_wvar"
+    checks = cache.get(
+        ("theory_checks", *drawn),
+        lambda: {
+            "tv": theory_charts.tv_vs_n_figure(results["tv_vs_n"]),
+            "ess": theory_charts.ess_traces_figure(results["ess_traces"]),
+            "wvar": theory_charts.weight_variance_figure(results["weight_variance"]),
+        },
+        room,
+        results,
     )
+    left, right = st.columns(2)
+    left.plotly_chart(checks["tv"], key="theory_tv")
+    right.plotly_chart(checks["ess"], key="theory_ess")
+    st.plotly_chart(checks["wvar"], key="theory_wvar")
     st.caption(
         "Left to right: mean TV of one run's weighted particle set to π_α against N (log-log, "
         "dotted: slope −1/2); ESS/N per token with and without bridging; the variance of the "

@@ -1,12 +1,14 @@
 """Run history: finished, stopped, stored and uploaded runs, their summaries and files.
 
 A ``RunEntry`` is what the Runs page lists: records, result, status and where it came
-from. The session keeps the newest ``MAX_HISTORY`` entries within ``HISTORY_BUDGET_BYTES``
-of parsed records (``history`` / ``remember``; ``entry_bytes`` estimates an entry's
-memory: about 200 bytes per particle per step plus its texts, i.e. about twice the
-trace file's size), so uploads cannot grow a session without bound; an entry
-downloads as a trace (JSON lines) and a summary (CSV) and is rebuilt from any trace
-(``entry_from_trace``), be it an upload or a run the store kept.
+from. The session keeps the newest ``MAX_HISTORY`` entries (``history`` / ``remember``),
+one copy per run id and per uploaded file's content, within the session's one memory
+budget (``DemoSettings.session_max_bytes``, shared with the raw uploads and cached
+figures: ``explorer.session_memory``; ``entry_bytes`` measures an entry: about 200
+bytes per particle per step plus its texts, about twice the trace file's size), so
+uploads cannot grow a session without bound; an entry downloads as a trace (JSON
+lines) and a summary (CSV) and is rebuilt from any trace (``entry_from_trace``), be it
+an upload or a run the store kept.
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ from typing import Any
 
 import pandas as pd
 
-from explorer import session_keys
+from explorer import session_keys, session_memory
 from explorer.presets import grade
+from explorer.session_memory import entry_bytes
+from explorer.settings import demo_settings
 from powersmc_core.engine.records import SMCResult, StepRecord
 from powersmc_core.io.cells import csv_text
 from powersmc_core.io.codec import from_json_safe as _json_restore
@@ -42,8 +46,6 @@ __all__ = [
 ]
 
 MAX_HISTORY = 20
-HISTORY_BUDGET_BYTES = 64 * 2**20  # parsed records one session may keep (newest first)
-_CELL_BYTES = 200  # a parsed record's memory per particle, texts aside (measured ~170-210)
 
 
 @dataclass
@@ -62,6 +64,14 @@ class RunEntry:
     created: float = field(default_factory=time.time)
     source: str = "live"
     compute_s: float | None = None  # sampling time without redraws (live runs only)
+    digest: str | None = None  # SHA-256 of the uploaded file (uploads only): one copy each
+    # (len(records), bytes) measured by ``entry_bytes``, so reruns need not walk the texts.
+    held: tuple[int, int] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def cache_key(self) -> tuple[str, float]:
+        """Names this entry in figure-cache keys: a later upload reusing the run id differs."""
+        return (self.run_id, self.created)
 
     @property
     def label(self) -> str:
@@ -83,27 +93,22 @@ def history(state: MutableMapping[str, Any]) -> list[RunEntry]:
     return state[HISTORY_KEY]
 
 
-def entry_bytes(entry: RunEntry) -> int:
-    """Estimated memory of an entry's records: cells × ~200 bytes plus the text characters."""
-    cells = sum(r.n_particles for r in entry.records)
-    text = sum(len(t) for r in entry.records if r.texts for t in r.texts)
-    return cells * _CELL_BYTES + text
-
-
 def remember(
-    state: MutableMapping[str, Any], entry: RunEntry, budget: int = HISTORY_BUDGET_BYTES
-) -> None:
-    """Add a run (replacing one with the same id); keep the newest ``MAX_HISTORY`` entries
-    whose records fit in ``budget`` bytes together (the new entry is always kept)."""
-    runs = [entry, *(e for e in history(state) if e.run_id != entry.run_id)]
-    kept, used = [], 0
-    for e in runs[:MAX_HISTORY]:
-        size = entry_bytes(e)
-        if kept and used + size > budget:
-            continue
-        kept.append(e)
-        used += size
-    state[HISTORY_KEY] = kept
+    state: MutableMapping[str, Any], entry: RunEntry, budget: int | None = None
+) -> list[RunEntry]:
+    """Add a run, newest first, replacing one with the same id or the same uploaded file;
+    keep ``MAX_HISTORY`` runs, and the session within ``budget`` bytes (default: the
+    settings' ``session_max_bytes``) by dropping cached figures, then the oldest runs
+    (never this one). Returns the runs dropped for memory (each announced once)."""
+    if budget is None:
+        budget = demo_settings().session_max_bytes
+
+    def same(e: RunEntry) -> bool:
+        return e.run_id == entry.run_id or (entry.digest is not None and e.digest == entry.digest)
+
+    runs = [entry, *(e for e in history(state) if not same(e))]
+    state[HISTORY_KEY] = runs[:MAX_HISTORY]
+    return session_memory.make_room(state, budget, keep=entry)
 
 
 def run_summary(entry: RunEntry) -> dict[str, Any]:

@@ -25,7 +25,9 @@ COMPARE_LAST = "cmp_last"  # {"frame", "runs", "model"} of the last comparison
 TASK_LAST = "cmp_task_last"  # {"rows", "summary"} of the last task set
 THEORY_LAST = "theory_last"  # {(model, settings): results} of the last checks
 RUNS_RESTORED = "runs_restored"  # stored runs of the owner were loaded this session
-RUNS_LAST_UPLOAD = "runs_last_upload"  # (name, size, file id) of the upload imported
+RUNS_LAST_UPLOAD = "runs_last_upload"  # ((name, size, file id), error or None): last read
+RUNS_DROPPED = "runs_dropped"  # explorer.session_memory: runs dropped for memory, untold
+FIGURE_CACHE = "figure_cache"  # explorer.figure_cache: built figures by (view, run, step)
 
 # ---- widget keys set from outside their page (links) ------------------------------------
 MODEL_CHOICE = "model_choice"

@@ -20,16 +20,20 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import plotly.graph_objects as go
 
 from explorer.inputs import make_stop
 from powersmc_core import theory
 from powersmc_core.engine.config import SMCConfig
 from powersmc_core.models.toy import ToyLM
+from powersmc_core.plotting import live as live_charts
+from powersmc_core.plotting import theory as theory_charts
 from powersmc_core.theory.exact import enumerate_sequences
 
 __all__ = [
     "THEORY_MODELS",
     "TheorySettings",
+    "comparison_figure",
     "default_stop",
     "run_checks",
     "stop_targets",
@@ -109,3 +113,22 @@ def stop_targets(model: ToyLM, alpha: float, stop_strings: str) -> theory.Stoppe
     stop = make_stop("stop strings", stop_strings)  # the input policy's caps on count and length
     assert stop is not None  # make_stop raises on an empty field
     return theory.stopped_law_targets(model, alpha, stop)
+
+
+def comparison_figure(
+    comparison: Any, settings: TheorySettings, results: dict[str, Any] | None
+) -> go.Figure:
+    """Exact pi_alpha against token-level temperature (top 20), with the SMC estimate and
+    its TV to pi_alpha when the checks ran (``results``)."""
+    figure = theory_charts.power_comparison_figure(comparison, top=20)
+    if results:
+        est = results["estimate"]
+        live_charts.add_estimate_bars(
+            figure,
+            comparison.labels,
+            est.estimate,
+            est.estimate_stderr,
+            name=f"Power-SMC estimate (N={settings.n_particles}, {settings.runs} runs)",
+        )
+        figure.update_layout(title=figure.layout.title.text + f"; TV(SMC, π_α) = {est.tv:.3f}")
+    return figure

@@ -8,13 +8,13 @@ completion, metrics and answer; ``comparison_results`` is the Compare table and 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from typing import Any
 
 import pandas as pd
 import streamlit as st
 
-from explorer import answer_view, history, inputs, query
+from explorer import answer_view, figure_cache, history, inputs, query, session_memory
 from explorer.events import MethodDone
 from explorer.history import RunEntry
 from powersmc_core.engine.records import StepRecord
@@ -67,6 +67,22 @@ class LiveCharts:
         figures = charts.live_figures(
             records, config["ess_threshold"], config["alpha"], self.label, heavy=heavy
         )
+        self._show(figures, records, tag)
+
+    def draw_run(self, entry: RunEntry, state: MutableMapping[str, Any], budget: int) -> None:
+        """A finished run's charts, built once per (run, steps, labelling) and then served
+        from the session's figure cache (a rerun of the page builds none)."""
+        cfg = entry.config
+        figures = figure_cache.session_cache(state).get(
+            ("live", entry.cache_key, len(entry.records), self.label is not None),
+            lambda: charts.live_figures(
+                entry.records, cfg["ess_threshold"], cfg["alpha"], self.label, heavy=True
+            ),
+            room=session_memory.figure_room(state, budget),
+        )
+        self._show(figures, entry.records, f"{entry.run_id}_static")
+
+    def _show(self, figures: Mapping[str, Any], records: Sequence[StepRecord], tag: str) -> None:
         for name, fig in figures.items():
             self.slots[name].plotly_chart(fig, key=f"live_{name}_{tag}")
         with self.table.container():
