@@ -10,9 +10,17 @@ from explorer import figure_cache, models, page_kit, session_memory
 from explorer import session_keys as keys
 from explorer.gate import InputError, open_gate
 from explorer.inputs import MAX_STOP_FIELD_CHARS, escape_markdown
-from explorer.theory_lab import THEORY_MODELS, comparison_figure, default_stop, stop_targets
+from explorer.theory_lab import (
+    CUSTOM_MODEL,
+    MAX_THEORY_SIZE,
+    THEORY_MODELS,
+    check_figures,
+    check_theory_model,
+    comparison_figure,
+    default_stop,
+    stop_targets,
+)
 from powersmc_core import theory
-from powersmc_core.plotting import theory as theory_charts
 from powersmc_core.plotting.stopped import stopped_law_figure
 
 state = st.session_state
@@ -24,7 +32,7 @@ st.caption(
 )
 
 sidebar_model = state.get(keys.MODEL_NAME)
-choices = list(THEORY_MODELS)
+choices = [*THEORY_MODELS, CUSTOM_MODEL]
 c1, c2, c3, c4, c5, c6 = st.columns(6)
 name = c1.selectbox(
     "toy model",
@@ -32,14 +40,24 @@ name = c1.selectbox(
     index=choices.index(sidebar_model) if sidebar_model in choices else 0,
     key="theory_model",
 )
+if name == CUSTOM_MODEL:
+    name = c1.text_input(
+        "toy-random:V,L,seed",
+        "toy-random:4,4,3",
+        max_chars=40,
+        key="theory_custom",
+        help=f"V tokens (EOS included) ≤ 8, sequences of at most L ≤ 8 tokens, V**L ≤ "
+        f"{MAX_THEORY_SIZE}: every sequence is enumerated",
+    )
 alpha = c2.number_input("α (power)", value=4.0, step=0.5, key="theory_alpha")
 n_particles = c3.number_input("N (estimate)", value=16, step=1, key="theory_n")
 runs = c4.number_input("runs per point", value=20, step=5, key="theory_runs")
 n_max = c5.number_input("max N (TV sweep)", value=64, step=16, key="theory_n_max")
 seed = c6.number_input("seed", value=0, step=1, key="theory_seed")
 
-model = models.load_cached(name)
 try:
+    name = check_theory_model(name, gate.settings)  # before loading: bounds the enumeration
+    model = models.load_cached(name)
     admitted, settings = gate.theory(model, name, alpha, n_particles, runs, n_max, seed)
 except InputError as err:
     st.error(f"Invalid settings: {escape_markdown(err)}")
@@ -109,23 +127,15 @@ else:
     st.dataframe(targets.frame(), hide_index=True, key="theory_stopped_table")
 
 if results:
-    checks = cache.get(
-        ("theory_checks", *drawn),
-        lambda: {
-            "tv": theory_charts.tv_vs_n_figure(results["tv_vs_n"]),
-            "ess": theory_charts.ess_traces_figure(results["ess_traces"]),
-            "wvar": theory_charts.weight_variance_figure(results["weight_variance"]),
-        },
-        room,
-        results,
-    )
+    checks = cache.get(("theory_checks", *drawn), lambda: check_figures(results), room, results)
     left, right = st.columns(2)
     left.plotly_chart(checks["tv"], key="theory_tv")
     right.plotly_chart(checks["ess"], key="theory_ess")
     st.plotly_chart(checks["wvar"], key="theory_wvar")
     st.caption(
-        "Left to right: mean TV of one run's weighted particle set to π_α against N (log-log, "
-        "dotted: slope −1/2); ESS/N per token with and without bridging; the variance of the "
+        "Left to right: mean TV of one run's weighted particle set to π_α against N for every "
+        "bridging schedule (log-log, ± 2 s.e. over the runs, dotted: slope −1/2); ESS/N per "
+        "token with and without bridging (the ramp spans the toy's length); the variance of the "
         "incremental weight p^α/q_τ over proposal temperatures τ for next-token distributions of "
         "the model, minimal at τ = 1/α (flat where p is uniform on its support)."
     )

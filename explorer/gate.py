@@ -346,7 +346,10 @@ class Gate:
         n_max: Any,
         seed: Any,
     ) -> tuple[Admission, theory_lab.TheorySettings]:
-        """The Theory lab's checks; one ``CheckDone`` event each. Also the settings used."""
+        """The Theory lab's checks; one ``CheckDone`` event each. Also the settings used.
+
+        ``model_name`` must pass ``theory_lab.check_theory_model`` (an enumerable toy)."""
+        model_name = theory_lab.check_theory_model(model_name, self.settings)
         requested = {"alpha": alpha, "n_particles": n_particles, "seed": seed}
         config, notes = self.clamp(requested)
         count = self.cap("runs per point", runs, 2, self.settings.max_theory_runs, notes)

@@ -37,6 +37,14 @@ __all__ = [
 ]
 
 SCHEDULE_COLORS = {"constant": "#d62728", "linear": "#ff7f0e", "adaptive": "#8c564b"}
+# (dash, marker) per schedule: linear and adaptive often coincide on a toy (the adaptive
+# schedule's CESS rarely brakes below its ramp), so colour alone would hide one under the other.
+SCHEDULE_STYLES = {
+    "constant": ("solid", "circle"),
+    "linear": ("dash", "square"),
+    "adaptive": ("dot", "diamond"),
+}
+_TV_FLOOR = 1e-4  # a mean TV of exactly 0 (a degenerate toy) is drawn here on the log axis
 _TINY = 1e-30  # floor for log axes: a variance of exactly 0 (tau = 1/alpha) is drawn here
 
 
@@ -111,8 +119,12 @@ def weight_variance_figure(
     labels: list[str] | None = None,
     max_rows: int = 40,
     y_range_log10: tuple[float, float] = (-20.0, 6.0),
+    legend_title: str = "next-token distribution",
 ) -> go.Figure:
     """Var_q[w]/E[w]^2 and Var_q[log w] against tau (log axes), one line per distribution.
+
+    ``labels`` name the rows (e.g. "p(· | a b)": the prefix each row conditions on), under
+    ``legend_title``; without them the rows read "row 0", "row 1", ...
 
     Both are exactly 0 at tau = 1/alpha: the lines drop off the bottom of the view there. The
     view is clipped to ``y_range_log10`` (far from 1/alpha the variance reaches 1e100 and more).
@@ -160,6 +172,7 @@ def weight_variance_figure(
         "",
         "",
         height=460,
+        legend_title_text=legend_title,
     )
 
 
@@ -236,54 +249,87 @@ def renyi_variance_figure(frame: pd.DataFrame) -> go.Figure:
     )
 
 
+def _log_ticks(low: float, high: float) -> list[float]:
+    """1-2-5 ticks covering [low, high] (at least the two around it): labelled log axes
+    without Plotly's unlabelled minor digits ("9 8 7 … 2") between decades."""
+    low, high = max(low, _TV_FLOOR), max(high, _TV_FLOOR)
+    ticks = [m * 10.0**e for e in range(-6, 2) for m in (1, 2, 5)]
+    inside = [t for t in ticks if low <= t <= high]
+    below = [t for t in ticks if t < low][-1:]
+    above = [t for t in ticks if t > high][:1]
+    return below + inside + above
+
+
 def tv_vs_n_figure(frame: pd.DataFrame) -> go.Figure:
     """Mean TV(weighted estimate, pi_alpha) ± 2 s.e. against N on log-log axes, with slope -1/2.
 
-    Rows are grouped by ``schedule`` (and ``method``/``model`` columns when present).
+    One line per group of ``schedule`` (and ``method``/``model`` columns when present); the
+    label names only the columns that vary, so one method over three schedules reads
+    "constant", "linear", "adaptive". Lines differ in colour, dash and marker and are dodged
+    slightly in N, so schedules with equal values stay visible; ticks sit at the N values run.
     """
     keys = [c for c in ("model", "method", "schedule") if c in frame.columns]
+    varying = [c for c in keys if frame[c].nunique() > 1] or keys[-1:]
     fig = go.Figure()
-    groups = frame.groupby(keys, sort=False) if keys else [((), frame)]
+    groups = list(frame.groupby(keys, sort=False)) if keys else [((), frame)]
     anchor = None
     for k, (key, df) in enumerate(groups):
         key = key if isinstance(key, tuple) else (key,)
-        label = " · ".join(str(v) for v in key) or "Power-SMC"
-        schedule = df["schedule"].iloc[0] if "schedule" in df else None
+        named = dict(zip(keys, key, strict=True))
+        label = " · ".join(str(named[c]) for c in varying) or "Power-SMC"
+        schedule = named.get("schedule")
         color = SCHEDULE_COLORS.get(schedule, particle_color(k))
-        if "method" in df and df["method"].iloc[0] != "smc":
-            color = METHOD_COLORS.get(df["method"].iloc[0], color)
+        if named.get("method", "smc") != "smc":
+            color = METHOD_COLORS.get(named["method"], color)
+        dash, symbol = SCHEDULE_STYLES.get(schedule, ("solid", "circle"))
+        n = df["n_particles"].to_numpy(dtype=float)
+        dodge = 1.0 + 0.04 * (k - (len(groups) - 1) / 2)  # multiplicative: the x axis is log
         fig.add_scatter(
-            x=df["n_particles"],
-            y=df["mean_tv"],
+            x=n * dodge,
+            y=np.maximum(df["mean_tv"].to_numpy(dtype=float), _TV_FLOOR),
+            customdata=np.stack([n, df["mean_tv"], 2 * df["stderr"]], 1),
             error_y={"type": "data", "array": 2 * df["stderr"], "visible": True},
             mode="lines+markers",
             name=label,
-            line={"color": color},
-            hovertemplate="N=%{x}<br>mean TV=%{y:.4f}<extra>%{fullData.name}</extra>",
+            line={"color": color, "dash": dash},
+            marker={"symbol": symbol, "size": 8},
+            hovertemplate=(
+                "N=%{customdata[0]:.0f}<br>mean TV=%{customdata[1]:.4f} ± %{customdata[2]:.4f}"
+                "<extra>%{fullData.name}</extra>"
+            ),
         )
         if anchor is None:
-            anchor = (float(df["n_particles"].iloc[0]), float(df["mean_tv"].iloc[0]))
+            anchor = (float(n[0]), max(float(df["mean_tv"].iloc[0]), _TV_FLOOR))
+    n_values = np.asarray(sorted(frame["n_particles"].unique()), dtype=float)
     if anchor is not None:
-        n = np.asarray(sorted(frame["n_particles"].unique()), dtype=float)
         fig.add_scatter(
-            x=n,
-            y=anchor[1] * (n / anchor[0]) ** -0.5,
+            x=n_values,
+            y=anchor[1] * (n_values / anchor[0]) ** -0.5,
             mode="lines",
             name="slope −1/2",
             line={"color": "#999999", "dash": "dot"},
+            hoverinfo="skip",
         )
-    fig.update_xaxes(type="log")
-    fig.update_yaxes(type="log", exponentformat="power")
+    high = frame["mean_tv"] + 2 * frame["stderr"].fillna(0.0)
+    low = frame["mean_tv"] - 2 * frame["stderr"].fillna(0.0)
+    y_ticks = _log_ticks(float(low[low > 0].min()) if (low > 0).any() else 0.0, high.max())
+    fig.update_xaxes(type="log", tickvals=list(n_values), ticktext=[f"{v:g}" for v in n_values])
+    fig.update_yaxes(type="log", tickvals=y_ticks, ticktext=[f"{t:g}" for t in y_ticks])
     return _layout(
-        fig, "SMC estimate converges to the exact pi_alpha", "particles N", "mean TV ± 2 s.e."
+        fig,
+        "SMC estimate converges to the exact pi_alpha, per schedule",
+        "particles N (log scale)",
+        "mean TV to exact pi_alpha ± 2 s.e. (log scale)",
     )
 
 
 def ess_traces_figure(frame: pd.DataFrame) -> go.Figure:
-    """Mean ESS/N (± 2 s.e. over runs) per step, one line per schedule; diamonds mark how often
-    that step resampled (right axis)."""
+    """Mean ESS/N (± 2 s.e. over runs) per step, one line per schedule; open markers show how
+    often that step resampled (right axis). Schedules differ in colour, dash and marker and
+    are dodged by a tenth of a step, so a schedule equal to another stays visible."""
     fig = make_subplots(specs=[[{"secondary_y": True}]])
-    for schedule, df in frame.groupby("schedule", sort=False):
+    schedules = list(dict.fromkeys(frame["schedule"]))
+    for k, (schedule, df) in enumerate(frame.groupby("schedule", sort=False)):
         stats = df.groupby("step").agg(
             mean=("ess_fraction", "mean"),
             sd=("ess_fraction", "std"),
@@ -291,27 +337,42 @@ def ess_traces_figure(frame: pd.DataFrame) -> go.Figure:
             resampled=("resampled", "mean"),
         )
         se = (stats["sd"].fillna(0.0) / np.sqrt(stats["runs"])).to_numpy()
-        color = SCHEDULE_COLORS.get(schedule, "#333333")
+        color = SCHEDULE_COLORS.get(schedule, particle_color(k))
+        dash, symbol = SCHEDULE_STYLES.get(schedule, ("solid", "circle"))
+        x = stats.index.to_numpy(dtype=float) + 0.1 * (k - (len(schedules) - 1) / 2)
         fig.add_scatter(
-            x=stats.index,
+            x=x,
             y=stats["mean"],
+            customdata=stats.index,
             error_y={"type": "data", "array": 2 * se, "visible": True},
             mode="lines+markers",
             name=f"{schedule}: ESS/N",
-            line={"color": color},
+            line={"color": color, "dash": dash},
+            marker={"symbol": symbol, "size": 8},
+            hovertemplate="t=%{customdata}<br>ESS/N=%{y:.3f}<extra>%{fullData.name}</extra>",
             secondary_y=False,
         )
         fig.add_scatter(
-            x=stats.index,
+            x=x,
             y=stats["resampled"],
+            customdata=stats.index,
             mode="markers",
             name=f"{schedule}: resampling rate",
-            marker={"color": color, "symbol": "diamond-open", "size": 9},
+            marker={"color": color, "symbol": f"{symbol}-open", "size": 10},
+            hovertemplate="t=%{customdata}<br>resampled in %{y:.0%} of runs"
+            "<extra>%{fullData.name}</extra>",
             secondary_y=True,
         )
-    fig.update_yaxes(title_text="ESS / N before resampling", range=[0, 1.05], secondary_y=False)
-    fig.update_yaxes(title_text="fraction of runs resampling", range=[0, 1.05], secondary_y=True)
-    return _layout(fig, "ESS with and without exponent bridging", "token t", "")
+    fig.update_yaxes(range=[0, 1.05], secondary_y=False)
+    fig.update_yaxes(title_text="fraction of runs resampling (open markers)", secondary_y=True)
+    fig.update_yaxes(range=[0, 1.05], secondary_y=True)
+    # The left title goes through _layout: its yaxis_title would otherwise blank it.
+    return _layout(
+        fig,
+        "ESS with and without exponent bridging",
+        "token t",
+        "mean ESS / N before resampling",
+    )
 
 
 def zhat_figure(checks: Mapping[str, ZhatCheck]) -> go.Figure:

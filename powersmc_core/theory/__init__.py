@@ -23,7 +23,12 @@ proposal and the Rényi identity), ``monte_carlo`` (samplers against the exact t
 diagnostics). Every public name is re-exported here: ``from powersmc_core.theory import X``.
 """
 
-from powersmc_core.theory.diagnostics import next_token_rows, renyi_diagnostics, resampling_counts
+from powersmc_core.theory.diagnostics import (
+    next_token_path,
+    next_token_rows,
+    renyi_diagnostics,
+    resampling_counts,
+)
 from powersmc_core.theory.exact_laws import PowerComparison, power_vs_temperature, tv_curves
 from powersmc_core.theory.monte_carlo import (
     SMCEstimate,
@@ -57,6 +62,7 @@ __all__ = [
     "fit_loglog_slope",
     "incremental_weight_variance",
     "mh_vs_smc",
+    "next_token_path",
     "next_token_rows",
     "power_vs_temperature",
     "renyi_diagnostics",

@@ -18,7 +18,7 @@ from powersmc_core.engine.records import StepRecord
 from powersmc_core.engine.run import PowerSMC
 from powersmc_core.models.base import LanguageModel
 
-__all__ = ["next_token_rows", "renyi_diagnostics", "resampling_counts"]
+__all__ = ["next_token_path", "next_token_rows", "renyi_diagnostics", "resampling_counts"]
 
 
 def next_token_rows(
@@ -28,19 +28,34 @@ def next_token_rows(
 
     Real next-token distributions for the optimal-proposal sweep; stops early at EOS.
     """
+    return next_token_path(model, prompt, n_tokens, seed)[0]
+
+
+def next_token_path(
+    model: LanguageModel, prompt: Sequence[int], n_tokens: int, seed: int = 0
+) -> tuple[torch.Tensor, list[tuple[int, ...]]]:
+    """``next_token_rows`` and the prefix (tokens after ``prompt``) each row conditions on.
+
+    Row k is p(. | prompt + prefixes[k]); prefixes[0] = (), prefixes[k] = the k tokens drawn
+    before it, so a chart can name its rows by what they mean.
+    """
     generator = torch.Generator().manual_seed(seed)
     state, logp = model.start(list(prompt), 1)
-    rows = []
+    rows: list[torch.Tensor] = []
+    prefixes: list[tuple[int, ...]] = []
+    drawn: tuple[int, ...] = ()
     one = torch.ones(1, dtype=torch.bool, device=model.device)
     eos = set(model.eos_token_ids)
     for _ in range(n_tokens):
         row = logp[0].to(torch.float64).cpu()
         rows.append(row)
+        prefixes.append(drawn)
         token = int(torch.multinomial(row.exp(), 1, generator=generator))
         if token in eos:
             break
+        drawn = (*drawn, token)
         state, logp = model.advance(state, torch.tensor([token], device=model.device), one)
-    return torch.stack(rows)
+    return torch.stack(rows), prefixes
 
 
 def renyi_diagnostics(records: Sequence[StepRecord]) -> pd.DataFrame:
