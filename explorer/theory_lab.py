@@ -66,6 +66,8 @@ def check_theory_model(name: Any, settings: DemoSettings) -> str:
     Accepts the presets, ``toy-trap`` and ``toy-random:V,L,seed`` (also spelled
     ``toy-random:V,L,seed=S``) with V**L <= ``MAX_THEORY_SIZE``, within the demo allowlist.
     """
+    if isinstance(name, str) and not name.strip():
+        raise InputError("no toy model given: type one, e.g. toy-random:4,4,3")
     if isinstance(name, str):  # "toy-random: 4, 4, seed=3" reads as toy-random:4,4,3
         name = re.sub(r",seed=", ",", re.sub(r"\s+", "", name), flags=re.IGNORECASE)
     canonical = check_model_name(name, settings)

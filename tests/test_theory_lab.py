@@ -138,6 +138,7 @@ def test_a_custom_toy_within_the_cap_is_accepted(spec, canonical):
         ("toy-random:9,2,0", "2 <= V <= 8"),
         ("smollm2", "needs a toy model"),
         ("toy-random:4,4", "bad toy model"),
+        ("  ", "no toy model given: type one"),
     ],
 )
 def test_a_custom_toy_beyond_the_limits_is_refused_with_a_clear_message(spec, message):
