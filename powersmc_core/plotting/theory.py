@@ -4,7 +4,7 @@ The Theory lab page and the notebooks call these same builders on the same resul
 chart in a notebook and in the app are the same chart. Colours follow ``METHOD_COLORS``:
 exact pi_alpha in black, token-level temperature in blue, Power-SMC in red, MH in green.
 
-At ~430 lines this module is over the usual 400: it is twelve short, independent
+At ~500 lines this module is over the usual 400: it is twelve short, independent
 builders sharing one layout helper, and splitting them would only scatter that list.
 """
 
