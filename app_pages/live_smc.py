@@ -57,8 +57,10 @@ if run_clicked:
     if admitted is not None:
         session.start(admitted)  # a run in flight is superseded (kept in Runs)
 
-charts = LiveCharts(models.token_labeler(model))
 active = session.active
+# On a toy model the run's exact target (enumerated once, when cheap) is drawn beside it.
+target = active.live.exact_target() if active is not None and active.live else None
+charts = LiveCharts(models.token_labeler(model), target)
 if active is not None:
     total = active.config.max_new_tokens
     run = None
@@ -80,6 +82,7 @@ if active is not None:
         status.warning(inputs.escape_markdown(err))
         st.stop()
     entry = session.finish()
+    charts.settle(entry.records, entry.config, f"{entry.run_id}_end")  # the cap's last step too
     if run is not None and run.timed_out:
         status.warning(
             f"Stopped at the demo's run-time cap after {len(entry.records)} steps; "

@@ -1,7 +1,9 @@
 """What the pages draw from results: live charts, particle table, run summary, comparison.
 
 ``LiveCharts`` lays out the chart slots once per script run and redraws them as the
-records grow (light redraws skip the heavy charts); ``particle_table`` is the table of
+records grow (light redraws skip the heavy charts; ``settle`` draws the last step in
+full once the run has ended, whatever ended it); on a toy model it also shows the exact
+target beside the particles and their TV per step (``plotting.target``); ``particle_table`` is the table of
 one step's particles (Live SMC and Runs); ``run_summary`` is a finished run's
 completion, metrics and answer; ``comparison_results`` is the Compare table and charts.
 """
@@ -19,6 +21,7 @@ from explorer.events import MethodDone
 from explorer.history import RunEntry
 from powersmc_core.engine.records import StepRecord
 from powersmc_core.plotting import live as charts
+from powersmc_core.theory.live_target import ExactTarget
 
 __all__ = ["LiveCharts", "comparison_results", "particle_table", "run_summary"]
 
@@ -43,10 +46,15 @@ def particle_table(record: StepRecord, step: int | None = None, fit: bool = Fals
 
 
 class LiveCharts:
-    """The Live SMC chart slots (ESS, schedule, weights, heatmap, Rényi, genealogy, table)."""
+    """The Live SMC chart slots (ESS, schedule, weights, heatmap, Rényi, genealogy, table,
+    and with an exact ``target`` the exact-target bars and the TV per step)."""
 
-    def __init__(self, label: Callable[[int], str] | None) -> None:
+    def __init__(
+        self, label: Callable[[int], str] | None, target: ExactTarget | None = None
+    ) -> None:
         self.label = label
+        self.target = target
+        self.drawn: tuple[int, bool] | None = None  # (records, heavy) of the last draw
         row1 = st.columns(2)
         row2 = st.columns(2)
         self.slots = {
@@ -59,6 +67,10 @@ class LiveCharts:
         row4 = st.columns(2)
         self.slots["genealogy"] = row4[0].empty()
         self.table = row4[1].empty()
+        if target is not None:
+            row5 = st.columns([3, 2])
+            self.slots["target"] = row5[0].empty()
+            self.slots["target_tv"] = row5[1].empty()
 
     def draw(
         self, records: Sequence[StepRecord], config: Mapping[str, Any], heavy: bool, tag: str
@@ -67,7 +79,19 @@ class LiveCharts:
         figures = charts.live_figures(
             records, config["ess_threshold"], config["alpha"], self.label, heavy=heavy
         )
+        if heavy and self.target is not None:  # O(T·(N + states)): with the heavy charts
+            figures |= charts.target_figures(self.target, records, self.label)
         self._show(figures, records, tag)
+        self.drawn = (len(records), heavy)
+
+    def settle(self, records: Sequence[StepRecord], config: Mapping[str, Any], tag: str) -> None:
+        """Draw every chart at the run's last step unless the last draw already did.
+
+        The run-time cap ends a run inside a step, after it was decoded and before it was
+        drawn, and a run can end after a light redraw: either way the last step is drawn.
+        """
+        if records and self.drawn != (len(records), True):
+            self.draw(records, config, True, tag)
 
     def draw_run(self, entry: RunEntry, state: MutableMapping[str, Any], budget: int) -> None:
         """A finished run's charts, built once per (run, steps, labelling) and then served
