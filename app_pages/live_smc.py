@@ -82,7 +82,7 @@ if active is not None:
         status.warning(inputs.escape_markdown(err))
         st.stop()
     entry = session.finish()
-    charts.settle(entry.records, entry.config, f"{entry.run_id}_end")  # the cap's last step too
+    charts.settle(entry, st.session_state, gate.settings.session_max_bytes)  # cap: last step too
     if run is not None and run.timed_out:
         status.warning(
             f"Stopped at the demo's run-time cap after {len(entry.records)} steps; "

@@ -67,10 +67,15 @@ class LiveCharts:
         row4 = st.columns(2)
         self.slots["genealogy"] = row4[0].empty()
         self.table = row4[1].empty()
+        self._figures: Mapping[str, Any] | None = None  # the last full draw's figures
         if target is not None:
-            row5 = st.columns([3, 2])
-            self.slots["target"] = row5[0].empty()
-            self.slots["target_tv"] = row5[1].empty()
+            self._target_slots()
+
+    def _target_slots(self) -> None:
+        # Below the table: laid out here, or at the first target figure of a cached run.
+        row5 = st.columns([3, 2])
+        self.slots["target"] = row5[0].empty()
+        self.slots["target_tv"] = row5[1].empty()
 
     def draw(
         self, records: Sequence[StepRecord], config: Mapping[str, Any], heavy: bool, tag: str
@@ -83,22 +88,38 @@ class LiveCharts:
             figures |= charts.target_figures(self.target, records, self.label)
         self._show(figures, records, tag)
         self.drawn = (len(records), heavy)
+        if heavy:
+            self._figures = figures
 
-    def settle(self, records: Sequence[StepRecord], config: Mapping[str, Any], tag: str) -> None:
-        """Draw every chart at the run's last step unless the last draw already did.
+    def settle(self, entry: RunEntry, state: MutableMapping[str, Any], budget: int) -> None:
+        """Draw every chart at the run's last step unless the last draw already did, and
+        keep that set (exact target included) for ``draw_run`` to serve on a rerun.
 
         The run-time cap ends a run inside a step, after it was decoded and before it was
         drawn, and a run can end after a light redraw: either way the last step is drawn.
         """
-        if records and self.drawn != (len(records), True):
-            self.draw(records, config, True, tag)
+        records = entry.records
+        if not records:
+            return
+        if self.drawn != (len(records), True):
+            self.draw(records, entry.config, True, f"{entry.run_id}_end")
+        if self.target is not None and self._figures is not None:
+            # draw_run's key: a rerun shows this run from the cache, its target panel too
+            # (a finished entry holds no prompt ids to enumerate the target again).
+            figures = self._figures
+            figure_cache.session_cache(state).get(
+                self._key(entry), lambda: figures, room=session_memory.figure_room(state, budget)
+            )
+
+    def _key(self, entry: RunEntry) -> tuple[Any, ...]:
+        return ("live", entry.cache_key, len(entry.records), self.label is not None)
 
     def draw_run(self, entry: RunEntry, state: MutableMapping[str, Any], budget: int) -> None:
         """A finished run's charts, built once per (run, steps, labelling) and then served
         from the session's figure cache (a rerun of the page builds none)."""
         cfg = entry.config
         figures = figure_cache.session_cache(state).get(
-            ("live", entry.cache_key, len(entry.records), self.label is not None),
+            self._key(entry),
             lambda: charts.live_figures(
                 entry.records, cfg["ess_threshold"], cfg["alpha"], self.label, heavy=True
             ),
@@ -107,6 +128,8 @@ class LiveCharts:
         self._show(figures, entry.records, f"{entry.run_id}_static")
 
     def _show(self, figures: Mapping[str, Any], records: Sequence[StepRecord], tag: str) -> None:
+        if "target" in figures and "target" not in self.slots:
+            self._target_slots()
         for name, fig in figures.items():
             self.slots[name].plotly_chart(fig, key=f"live_{name}_{tag}")
         with self.table.container():

@@ -148,6 +148,7 @@ class Recorder(views.LiveCharts):
 
     def __init__(self) -> None:
         self.label, self.target, self.drawn, self.draws = None, None, None, []
+        self._figures = None
 
     def _show(self, figures, records, tag) -> None:
         self.draws.append((len(records), "heatmap" in figures))
@@ -182,7 +183,7 @@ def test_the_last_step_is_drawn_after_the_run_time_cap():
     entry = admitted.finish()
     assert run.timed_out and len(entry.records) == 4 and not entry.records[-1].done
     assert drawn.draws[-1][0] < 4  # the events end before the step the cap cut
-    drawn.settle(entry.records, entry.config, "end")
+    drawn.settle(entry, {}, 10**9)
     assert drawn.draws[-1] == (4, True)
-    drawn.settle(entry.records, entry.config, "again")  # nothing left to draw
+    drawn.settle(entry, {}, 10**9)  # nothing left to draw
     assert len(drawn.draws) == 3 and math.isfinite(entry.records[-1].ess)
