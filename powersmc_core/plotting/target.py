@@ -8,8 +8,8 @@
 - ``target_tv``: TV_t = 1/2 sum_s |gamma_t(s) - estimate_t(s)| at every step so far,
   computed over *all* states (not just the bars shown).
 
-A state is labelled by its tokens: "…" marks an unfinished prefix, "⏹" a completion
-ended by EOS or a stop rule, "✂" one cut at max_new_tokens.
+A state is labelled by its tokens: "…" marks an unfinished prefix, "■" a completion
+ended by EOS or a stop rule, "(cut)" one cut at max_new_tokens (glyphs every font has).
 """
 
 from __future__ import annotations
@@ -37,11 +37,11 @@ TARGET_TOP_K = 10  # bars shown besides "other": readable at any vocabulary and 
 def state_label(
     state: tuple[tuple[int, ...], bool], final: bool, token_label: TokenLabel | None
 ) -> str:
-    """The state's tokens, then "⏹" (ended), "✂" (cut by length, final step) or "…"."""
+    """The state's tokens, then "■" (ended), "(cut)" (by length, final step) or "…"."""
     tokens, finished = state
     name = token_label or str
     text = " ".join(name(t) for t in tokens) or "(empty)"
-    return f"{text} {'⏹' if finished else '✂' if final else '…'}"
+    return f"{text} {'■' if finished else '(cut)' if final else '…'}"
 
 
 def target_bars_figure(
@@ -62,7 +62,7 @@ def target_bars_figure(
     fig.add_bar(
         x=names,
         y=exact,
-        name=f"exact {law} (α={c.exponent:.3g})",
+        name=f"exact {law} ({'α' if c.final else 'α_t'}={c.exponent:.3g})",
         marker={"color": METHOD_COLORS["exact"]},
         hovertemplate="%{x}<br>exact %{y:.4f}<extra></extra>",
     )
@@ -76,7 +76,9 @@ def target_bars_figure(
     fig.update_yaxes(range=[0, 1.05])
     where = "complete sequences" if c.final else f"states at step {c.step}"
     title = f"Exact {law} vs particles, {where} (TV {c.tv:.3f})"
-    return layout(fig, title, "sequence (… unfinished, ⏹ ended, ✂ cut)", "probability")
+    return layout(
+        fig, title, "sequence (… unfinished, ■ ended, (cut) at max new tokens)", "probability"
+    )
 
 
 def tv_figure(tvs: Sequence[float], records: Sequence[StepRecord]) -> go.Figure:
