@@ -12,7 +12,7 @@ import streamlit as st
 from explorer import inputs, models, page_kit
 from explorer.gate import LimitError, open_gate
 from explorer.live_session import LiveSession
-from explorer.views import LiveCharts, run_summary
+from explorer.views import NO_EXACT_TARGET, LiveCharts, run_summary
 
 session = LiveSession(st.session_state)
 gate = open_gate(st.session_state)
@@ -61,6 +61,8 @@ active = session.active
 # On a toy model the run's exact target (enumerated once, when cheap) is drawn beside it.
 target = active.live.exact_target() if active is not None and active.live else None
 charts = LiveCharts(models.token_labeler(model), target)
+if active is not None and active.live and active.live.toy and target is None:
+    st.caption(NO_EXACT_TARGET)
 if active is not None:
     total = active.config.max_new_tokens
     run = None

@@ -21,9 +21,9 @@ from explorer.events import MethodDone
 from explorer.history import RunEntry
 from powersmc_core.engine.records import StepRecord
 from powersmc_core.plotting import live as charts
-from powersmc_core.theory.live_target import ExactTarget
+from powersmc_core.theory.live_target import MAX_EXACT_PREFIXES, ExactTarget
 
-__all__ = ["LiveCharts", "comparison_results", "particle_table", "run_summary"]
+__all__ = ["NO_EXACT_TARGET", "LiveCharts", "comparison_results", "particle_table", "run_summary"]
 
 
 def particle_table(record: StepRecord, step: int | None = None, fit: bool = False) -> None:
@@ -43,6 +43,12 @@ def particle_table(record: StepRecord, step: int | None = None, fit: bool = Fals
     )
     if table.n_more:
         st.caption(table.more_caption)
+
+
+NO_EXACT_TARGET = (
+    f"No exact-target panel: this toy has more than {MAX_EXACT_PREFIXES:,} prefixes to "
+    "enumerate (fewer tokens or a shorter toy bring it back)."
+)
 
 
 class LiveCharts:
@@ -73,6 +79,11 @@ class LiveCharts:
 
     def _target_slots(self) -> None:
         # Below the table: laid out here, or at the first target figure of a cached run.
+        st.caption(
+            "Exact target by enumeration: at step t the weighted particles approximate "
+            "γ_t ∝ p(y_1:t)^α_t over the states at t (unfinished prefixes and ended "
+            "sequences), and π_α ∝ p(y)^α over complete sequences once the run has ended."
+        )
         row5 = st.columns([3, 2])
         self.slots["target"] = row5[0].empty()
         self.slots["target_tv"] = row5[1].empty()

@@ -135,6 +135,8 @@ def test_the_panel_is_built_only_when_enumeration_is_cheap():
     big = ToyLM.random(8, 8, seed=0)
     assert prefixes_to_enumerate(big, [], 8) == sum(7**k for k in range(8))  # 960,800
     assert exact_target(big, [], 8) is None  # refused before any model call
+    config = SMCConfig(alpha=4.0, n_particles=2, max_new_tokens=8)
+    assert LiveRun(big, config, [], model_name="big", prompt_label="").exact_target() is None
     # After a 5-token prompt at most 3 tokens remain (the 3rd is EOS): 1 + 7 + 49 prefixes.
     assert prefixes_to_enumerate(big, [0, 1, 2, 3, 4], 8) == 57 <= MAX_EXACT_PREFIXES
     assert exact_target(big, [0, 1, 2, 3, 4], 8) is not None
