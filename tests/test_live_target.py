@@ -17,6 +17,7 @@ import pytest
 
 from explorer import views
 from explorer.gate import Gate
+from explorer.inputs import make_stop
 from explorer.limits import RunLimiter
 from explorer.live import LiveRun, cached_exact_target
 from explorer.settings import demo_settings
@@ -189,3 +190,20 @@ def test_the_last_step_is_drawn_after_the_run_time_cap():
     assert drawn.draws[-1] == (4, True)
     drawn.settle(entry, {}, 10**9)  # nothing left to draw
     assert len(drawn.draws) == 3 and math.isfinite(entry.records[-1].ess)
+
+
+def test_under_a_stop_rule_the_panel_compares_with_the_power_of_the_stopped_law():
+    model = ToyLM.random(3, 6, seed=1)
+    config = SMCConfig(alpha=4.0, n_particles=256, max_new_tokens=8, seed=0)
+    run = LiveRun(
+        model, config, [], model_name="t", prompt_label="", stop=make_stop("stop strings", "a b")
+    )
+    for _ in run.updates():
+        pass
+    assert any(s == "stop" for s in run.exact_target().table.endings)
+    table = enumerate_sequences(model, [], 8, stop=make_stop("stop strings", "a b"))
+    final = total_variation(
+        power_distribution(table, 4.0), result_distribution(table, run.result())
+    )
+    tvs = target_tv(run.exact_target(), run.records)
+    assert tvs[-1] == pytest.approx(final, abs=1e-12) and max(tvs) < 0.2
