@@ -47,6 +47,7 @@ run_clicked = b1.button("Run", type="primary", key="live_run", icon=":material/p
 stop_clicked = b2.button("Stop", key="live_stop", icon=":material/stop:")
 status = st.empty()
 
+held = session.active  # the run Stop ends: its exact target is drawn with the kept part
 if stop_clicked and (stopped := session.stop()) is not None:
     status.info(f"Stopped at step {len(stopped.records)}; the decoded part is kept (see Runs).")
 if run_clicked:
@@ -59,9 +60,10 @@ if run_clicked:
 
 active = session.active
 # On a toy model the run's exact target (enumerated once, when cheap) is drawn beside it.
-target = active.live.exact_target() if active is not None and active.live else None
+shown = active or (held if stop_clicked else None)
+target = shown.live.exact_target() if shown is not None and shown.live else None
 charts = LiveCharts(models.token_labeler(model), target)
-if active is not None and active.live and active.live.toy and target is None:
+if shown is not None and shown.live and shown.live.toy and target is None:
     st.caption(NO_EXACT_TARGET)
 if active is not None:
     total = active.config.max_new_tokens

@@ -127,14 +127,20 @@ class LiveCharts:
 
     def draw_run(self, entry: RunEntry, state: MutableMapping[str, Any], budget: int) -> None:
         """A finished run's charts, built once per (run, steps, labelling) and then served
-        from the session's figure cache (a rerun of the page builds none)."""
+        from the session's figure cache (a rerun of the page builds none); with an exact
+        ``target`` (the run just stopped) its panel is built and cached with them."""
         cfg = entry.config
-        figures = figure_cache.session_cache(state).get(
-            self._key(entry),
-            lambda: charts.live_figures(
+
+        def build() -> dict[str, Any]:
+            figures = charts.live_figures(
                 entry.records, cfg["ess_threshold"], cfg["alpha"], self.label, heavy=True
-            ),
-            room=session_memory.figure_room(state, budget),
+            )
+            if self.target is not None:
+                figures |= charts.target_figures(self.target, entry.records, self.label)
+            return figures
+
+        figures = figure_cache.session_cache(state).get(
+            self._key(entry), build, room=session_memory.figure_room(state, budget)
         )
         self._show(figures, entry.records, f"{entry.run_id}_static")
 

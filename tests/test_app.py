@@ -519,7 +519,10 @@ def test_live_stop_keeps_the_decoded_part():
     assert entry.run_id == half.live.run_id
     assert entry.status == "stopped" and len(entry.records) == 1
     assert "live_active" not in at.session_state
-    assert len(live_charts(at)) == 6  # the kept part is drawn
+    assert len(live_charts(at)) == 8  # the kept part is drawn, with its exact target
+    at.run()  # a rerun serves the stopped run, its target panel too, from the figure cache
+    no_exception(at)
+    assert len(live_charts(at)) == 8
 
 
 def test_live_run_interrupted_by_another_rerun_resumes():
