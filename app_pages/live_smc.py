@@ -12,7 +12,7 @@ import streamlit as st
 from explorer import inputs, models, page_kit
 from explorer.gate import LimitError, open_gate
 from explorer.live_session import LiveSession
-from explorer.views import LiveCharts, run_summary
+from explorer.views import NO_EXACT_TARGET, LiveCharts, run_summary
 
 session = LiveSession(st.session_state)
 gate = open_gate(st.session_state)
@@ -47,6 +47,7 @@ run_clicked = b1.button("Run", type="primary", key="live_run", icon=":material/p
 stop_clicked = b2.button("Stop", key="live_stop", icon=":material/stop:")
 status = st.empty()
 
+held = session.active  # the run Stop ends: its exact target is drawn with the kept part
 if stop_clicked and (stopped := session.stop()) is not None:
     status.info(f"Stopped at step {len(stopped.records)}; the decoded part is kept (see Runs).")
 if run_clicked:
@@ -57,8 +58,13 @@ if run_clicked:
     if admitted is not None:
         session.start(admitted)  # a run in flight is superseded (kept in Runs)
 
-charts = LiveCharts(models.token_labeler(model))
 active = session.active
+# On a toy model the run's exact target (enumerated once, when cheap) is drawn beside it.
+shown = active or (held if stop_clicked else None)
+target = shown.live.exact_target() if shown is not None and shown.live else None
+charts = LiveCharts(models.token_labeler(model), target)
+if shown is not None and shown.live and shown.live.toy and target is None:
+    st.caption(NO_EXACT_TARGET)
 if active is not None:
     total = active.config.max_new_tokens
     run = None
@@ -80,6 +86,7 @@ if active is not None:
         status.warning(inputs.escape_markdown(err))
         st.stop()
     entry = session.finish()
+    charts.settle(entry, st.session_state, gate.settings.session_max_bytes)  # cap: last step too
     if run is not None and run.timed_out:
         status.warning(
             f"Stopped at the demo's run-time cap after {len(entry.records)} steps; "

@@ -6,6 +6,10 @@ every ``full_s`` stretched to ``cost_factor`` × their last cost, and full redra
 more than ``budget`` (15%) of the wall time. The run object owns its records, so a
 Streamlit rerun (the Stop button) never loses a decoded step.
 
+On a ToyLM, ``LiveRun.exact_target()`` is the run's exact target by enumeration (for
+the Live page's exact-target panel), built once per (model, prompt, max_new_tokens)
+in a small process-wide cache, and only when cheap (``MAX_EXACT_PREFIXES``).
+
 Pages never build a ``LiveRun``: ``explorer.gate`` does, after clamping the settings
 and encoding the prompt, and iterates it inside a queue slot.
 """
@@ -13,8 +17,10 @@ and encoding the prompt, and iterates it inside a queue slot.
 from __future__ import annotations
 
 import math
+import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,8 +32,36 @@ from powersmc_core.engine.run import PowerSMC
 from powersmc_core.engine.stopping import StopRule
 from powersmc_core.models.base import LanguageModel
 from powersmc_core.models.toy import ToyLM
+from powersmc_core.theory.live_target import MAX_EXACT_PREFIXES, ExactTarget, exact_target
 
-__all__ = ["LiveRun", "Throttle", "Update"]
+__all__ = ["MAX_EXACT_PREFIXES", "LiveRun", "Throttle", "Update", "cached_exact_target"]
+
+# Exact targets kept server-wide: a ToyLM's enumeration is shared by every session's runs
+# on the same prompt and length (the exponent and schedule only reweight its states).
+EXACT_CACHE_ITEMS = 8
+_exact_cache: OrderedDict[tuple[Any, ...], tuple[ExactTarget | None, Any]] = OrderedDict()
+_exact_lock = threading.Lock()
+
+
+def cached_exact_target(
+    model: LanguageModel, prompt: Sequence[int], max_new_tokens: int
+) -> ExactTarget | None:
+    """``exact_target(model, prompt, max_new_tokens)`` (no stop rule), built once per key.
+
+    The key names the model by ``id`` and holds the model with the entry, so an id is
+    never reused while its entry lives; None (too large, not a toy) is cached too.
+    """
+    key = (id(model), getattr(model, "name", None), tuple(prompt), max_new_tokens)
+    with _exact_lock:
+        if key in _exact_cache:
+            _exact_cache.move_to_end(key)
+            return _exact_cache[key][0]
+    target = exact_target(model, prompt, max_new_tokens)
+    with _exact_lock:
+        _exact_cache[key] = (target, model)
+        while len(_exact_cache) > EXACT_CACHE_ITEMS:
+            _exact_cache.popitem(last=False)
+    return target
 
 
 @dataclass
@@ -116,6 +150,8 @@ class LiveRun:
         self.prompt_label = prompt_label
         self.reference = reference
         self.toy = isinstance(model, ToyLM)
+        self.stop = stop
+        self._exact: tuple[ExactTarget | None] | None = None
         self.throttle = throttle or Throttle()
         self.clock = clock
         self.records: list[StepRecord] = []
@@ -128,6 +164,24 @@ class LiveRun:
     @property
     def done(self) -> bool:
         return bool(self.records) and self.records[-1].done
+
+    def exact_target(self) -> ExactTarget | None:
+        """The run's exact target on a ToyLM (None: not a toy, or too large to enumerate).
+
+        Under a stop rule the target is the power of the stopped law, enumerated with a
+        copy of this run's rule (kept with the run: the rule is not a cache key).
+        """
+        if self._exact is None:
+            if not self.toy:
+                target = None
+            elif self.stop is None:
+                target = cached_exact_target(self.model, self.prompt, self.config.max_new_tokens)
+            else:
+                target = exact_target(
+                    self.model, self.prompt, self.config.max_new_tokens, stop=self.stop
+                )
+            self._exact = (target,)
+        return self._exact[0]
 
     def step(self) -> StepRecord | None:
         """Decode one token for all particles; None once the run is complete."""

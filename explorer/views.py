@@ -1,7 +1,9 @@
 """What the pages draw from results: live charts, particle table, run summary, comparison.
 
 ``LiveCharts`` lays out the chart slots once per script run and redraws them as the
-records grow (light redraws skip the heavy charts); ``particle_table`` is the table of
+records grow (light redraws skip the heavy charts; ``settle`` draws the last step in
+full once the run has ended, whatever ended it); on a toy model it also shows the exact
+target beside the particles and their TV per step (``plotting.target``); ``particle_table`` is the table of
 one step's particles (Live SMC and Runs); ``run_summary`` is a finished run's
 completion, metrics and answer; ``comparison_results`` is the Compare table and charts.
 """
@@ -19,8 +21,9 @@ from explorer.events import MethodDone
 from explorer.history import RunEntry
 from powersmc_core.engine.records import StepRecord
 from powersmc_core.plotting import live as charts
+from powersmc_core.theory.live_target import MAX_EXACT_PREFIXES, ExactTarget
 
-__all__ = ["LiveCharts", "comparison_results", "particle_table", "run_summary"]
+__all__ = ["NO_EXACT_TARGET", "LiveCharts", "comparison_results", "particle_table", "run_summary"]
 
 
 def particle_table(record: StepRecord, step: int | None = None, fit: bool = False) -> None:
@@ -42,11 +45,22 @@ def particle_table(record: StepRecord, step: int | None = None, fit: bool = Fals
         st.caption(table.more_caption)
 
 
-class LiveCharts:
-    """The Live SMC chart slots (ESS, schedule, weights, heatmap, Rényi, genealogy, table)."""
+NO_EXACT_TARGET = (
+    f"No exact-target panel: this toy has more than {MAX_EXACT_PREFIXES:,} prefixes to "
+    "enumerate (fewer tokens or a shorter toy bring it back)."
+)
 
-    def __init__(self, label: Callable[[int], str] | None) -> None:
+
+class LiveCharts:
+    """The Live SMC chart slots (ESS, schedule, weights, heatmap, Rényi, genealogy, table,
+    and with an exact ``target`` the exact-target bars and the TV per step)."""
+
+    def __init__(
+        self, label: Callable[[int], str] | None, target: ExactTarget | None = None
+    ) -> None:
         self.label = label
+        self.target = target
+        self.drawn: tuple[int, bool] | None = None  # (records, heavy) of the last draw
         row1 = st.columns(2)
         row2 = st.columns(2)
         self.slots = {
@@ -59,6 +73,20 @@ class LiveCharts:
         row4 = st.columns(2)
         self.slots["genealogy"] = row4[0].empty()
         self.table = row4[1].empty()
+        self._figures: Mapping[str, Any] | None = None  # the last full draw's figures
+        if target is not None:
+            self._target_slots()
+
+    def _target_slots(self) -> None:
+        # Below the table: laid out here, or at the first target figure of a cached run.
+        st.caption(
+            "Exact target by enumeration: at step t the weighted particles approximate "
+            "γ_t ∝ p(y_1:t)^α_t over the states at t (unfinished prefixes and ended "
+            "sequences), and π_α ∝ p(y)^α over complete sequences once the run has ended."
+        )
+        row5 = st.columns([3, 2])
+        self.slots["target"] = row5[0].empty()
+        self.slots["target_tv"] = row5[1].empty()
 
     def draw(
         self, records: Sequence[StepRecord], config: Mapping[str, Any], heavy: bool, tag: str
@@ -67,22 +95,58 @@ class LiveCharts:
         figures = charts.live_figures(
             records, config["ess_threshold"], config["alpha"], self.label, heavy=heavy
         )
+        if heavy and self.target is not None:  # O(T·(N + states)): with the heavy charts
+            figures |= charts.target_figures(self.target, records, self.label)
         self._show(figures, records, tag)
+        self.drawn = (len(records), heavy)
+        if heavy:
+            self._figures = figures
+
+    def settle(self, entry: RunEntry, state: MutableMapping[str, Any], budget: int) -> None:
+        """Draw every chart at the run's last step unless the last draw already did, and
+        keep that set (exact target included) for ``draw_run`` to serve on a rerun.
+
+        The run-time cap ends a run inside a step, after it was decoded and before it was
+        drawn, and a run can end after a light redraw: either way the last step is drawn.
+        """
+        records = entry.records
+        if not records:
+            return
+        if self.drawn != (len(records), True):
+            self.draw(records, entry.config, True, f"{entry.run_id}_end")
+        if self.target is not None and self._figures is not None:
+            # draw_run's key: a rerun shows this run from the cache, its target panel too
+            # (a finished entry holds no prompt ids to enumerate the target again).
+            figures = self._figures
+            figure_cache.session_cache(state).get(
+                self._key(entry), lambda: figures, room=session_memory.figure_room(state, budget)
+            )
+
+    def _key(self, entry: RunEntry) -> tuple[Any, ...]:
+        return ("live", entry.cache_key, len(entry.records), self.label is not None)
 
     def draw_run(self, entry: RunEntry, state: MutableMapping[str, Any], budget: int) -> None:
         """A finished run's charts, built once per (run, steps, labelling) and then served
-        from the session's figure cache (a rerun of the page builds none)."""
+        from the session's figure cache (a rerun of the page builds none); with an exact
+        ``target`` (the run just stopped) its panel is built and cached with them."""
         cfg = entry.config
-        figures = figure_cache.session_cache(state).get(
-            ("live", entry.cache_key, len(entry.records), self.label is not None),
-            lambda: charts.live_figures(
+
+        def build() -> dict[str, Any]:
+            figures = charts.live_figures(
                 entry.records, cfg["ess_threshold"], cfg["alpha"], self.label, heavy=True
-            ),
-            room=session_memory.figure_room(state, budget),
+            )
+            if self.target is not None:
+                figures |= charts.target_figures(self.target, entry.records, self.label)
+            return figures
+
+        figures = figure_cache.session_cache(state).get(
+            self._key(entry), build, room=session_memory.figure_room(state, budget)
         )
         self._show(figures, entry.records, f"{entry.run_id}_static")
 
     def _show(self, figures: Mapping[str, Any], records: Sequence[StepRecord], tag: str) -> None:
+        if "target" in figures and "target" not in self.slots:
+            self._target_slots()
         for name, fig in figures.items():
             self.slots[name].plotly_chart(fig, key=f"live_{name}_{tag}")
         with self.table.container():

@@ -380,7 +380,8 @@ def plain(text: str) -> str:
 
 
 def live_charts(at: AppTest) -> list:
-    """The six particle-system charts (the answer posterior's bar chart aside)."""
+    """The particle-system charts (the answer posterior's bar chart aside): six, and on a
+    toy model two more, the exact target beside the particles and their TV per step."""
     return [c for c in at.get("plotly_chart") if "answers" not in str(c.key)]
 
 
@@ -441,15 +442,15 @@ def test_live_run_completes_and_shows_result():
     at.button(key="live_run").click().run()
     no_exception(at)
     assert not at.error
-    assert len(live_charts(at)) == 6
+    assert len(live_charts(at)) == 8  # toy-trap: the exact-target panel too
     assert any("Finished" in s.value for s in at.success)
     labels = {m.label for m in at.metric}
     assert {"log p(y|x)", "log Ẑ", "latency (sampling)"} <= labels
     history = at.session_state["run_history"]
     assert len(history) == 1 and history[0].status == "finished"
-    at.run()  # a rerun redraws the last run from session state
+    at.run()  # a rerun redraws the last run from session state (and its target panel)
     no_exception(at)
-    assert len(live_charts(at)) == 6
+    assert len(live_charts(at)) == 8
 
 
 def test_live_run_with_bridging_and_custom_tau_warns():
@@ -518,7 +519,10 @@ def test_live_stop_keeps_the_decoded_part():
     assert entry.run_id == half.live.run_id
     assert entry.status == "stopped" and len(entry.records) == 1
     assert "live_active" not in at.session_state
-    assert len(live_charts(at)) == 6  # the kept part is drawn
+    assert len(live_charts(at)) == 8  # the kept part is drawn, with its exact target
+    at.run()  # a rerun serves the stopped run, its target panel too, from the figure cache
+    no_exception(at)
+    assert len(live_charts(at)) == 8
 
 
 def test_live_run_interrupted_by_another_rerun_resumes():

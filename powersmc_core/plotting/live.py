@@ -15,8 +15,9 @@ Cost: every builder is O(T·N) vectorised numpy work with a bounded number of Pl
 traces whatever N is (the Rényi lines are grouped by colour, the genealogy and the
 particle table are capped). This module holds the per-step charts and ``live_figures``;
 the Rényi panel (``renyi``), the genealogy (``lineage``), the particle table
-(``tables``) and the method comparisons (``compare``) live beside it and are
-re-exported here, the name the app's pages import.
+(``tables``), the exact target beside the particles on enumerable models (``target``)
+and the method comparisons (``compare``) live beside it and are re-exported here, the
+name the app's pages import.
 """
 
 from __future__ import annotations
@@ -51,12 +52,19 @@ from powersmc_core.plotting.tables import (
     particle_table,
     style_particle_table,
 )
+from powersmc_core.plotting.target import (
+    TARGET_TOP_K,
+    target_bars_figure,
+    target_figures,
+    tv_figure,
+)
 
 __all__ = [
     "HEATMAP_FLOOR_NATS",
     "HEATMAP_MIN_HALF_SPAN",
     "MAX_GENEALOGY_NODES",
     "PARTICLE_COLUMNS",
+    "TARGET_TOP_K",
     "ParticleTable",
     "TokenLabel",
     "add_estimate_bars",
@@ -71,6 +79,9 @@ __all__ = [
     "renyi_figure",
     "schedule_figure",
     "style_particle_table",
+    "target_bars_figure",
+    "target_figures",
+    "tv_figure",
     "weights_figure",
 ]
 
