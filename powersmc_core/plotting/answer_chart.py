@@ -50,10 +50,13 @@ LABEL_WIDTH = 40  # characters of an answer shown under its bar (the hover shows
 _BAR = "#9ecae1"  # an answer's bar; the decided answer is drawn in Power-SMC red
 
 
-def answer_bars(posterior: AnswerPosterior, top: int = 8) -> pd.DataFrame:
+def answer_bars(posterior: AnswerPosterior, top: int = 8, by: str = "probability") -> pd.DataFrame:
     """Bars of the chart: columns answer, probability (weighted mass), share (vote share),
     count, kind ('answer', 'other', 'none' or 'unfinished'), at most ``top`` + 3 rows, the
-    no-answer bucket then the unfinished one last; probabilities and shares each sum to 1."""
+    no-answer bucket then the unfinished one last; probabilities and shares each sum to 1.
+    Answers are ranked by ``by`` ("probability" or "share"; ties: the posterior's order)."""
+    if by not in ("probability", "share"):
+        raise ValueError(f"by must be 'probability' or 'share', got {by!r}")
     if isinstance(top, bool) or not isinstance(top, int) or top < 1:
         raise ValueError(f"top must be an integer >= 1 (answers with their own bar), got {top!r}")
     kinds = np.array(posterior.bucket_kinds, dtype=object)
@@ -62,6 +65,8 @@ def answer_bars(posterior: AnswerPosterior, top: int = 8) -> pd.DataFrame:
     share = np.asarray(posterior.shares, dtype=np.float64)
     count = np.asarray(posterior.counts, dtype=np.int64)
     answered = np.flatnonzero(kinds == "answer")  # by descending mass (AnswerPosterior's order)
+    rank = mass if by == "probability" else share
+    answered = answered[np.argsort(-rank[answered], kind="stable")]
     kept, rest = answered[:top], answered[top:]
     frame = pd.DataFrame(
         {
@@ -118,7 +123,7 @@ def answer_posterior_figure(
     if statistic not in STATISTICS:
         raise ValueError(f"statistic must be one of {list(STATISTICS)}, got {statistic!r}")
     column, default_title, axis = STATISTICS[statistic]
-    bars = answer_bars(posterior, top)
+    bars = answer_bars(posterior, top, by=column)
     key = None if decided is None else normalise(decided)
     # Answers get blue bars, the decided one red; "other" and "no answer" are grey.
     colors = [
