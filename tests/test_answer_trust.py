@@ -211,3 +211,15 @@ def test_toy_random_with_a_known_answer_shows_it_and_grades_against_it():
     assert headline.endswith("known answer: a")
     assert len(_answer_charts(at)) == 1
     assert math.isfinite(answer_view(entry).value)
+
+
+def test_a_toy_task_set_without_a_known_answer_is_refused_not_graded_against_another():
+    from explorer.gate import Gate, InputError
+    from explorer.settings import DemoSettings
+
+    model = load_model("toy-random:3,8,0")
+    with pytest.raises(InputError, match="no known answer"):
+        Gate(DemoSettings()).task_set(
+            model, "toy-random:3,8,0", {}, ["base"], 0, 1, "toy", 1, toy_prompt=(),
+            toy_answer=presets.toy_reference(model, ()),
+        )  # fmt: skip
