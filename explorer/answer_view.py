@@ -10,8 +10,9 @@ decides, a one-line headline and the bounded bar chart
 What it guarantees:
 
 - only finished particles (EOS or the stop rule) are read for an answer; the rest form
-  the "(unfinished)" bucket, and a decided particle that did not finish reads
-  "unfinished", never graded (a stopped run's "6 * 7 - 5 =" is no answer 5);
+  the "(unfinished)" bucket; a decided particle that did not finish, or a vote with no
+  finished answer while some particles are unfinished, reads "unfinished", never graded
+  (a stopped run's "6 * 7 - 5 =" is no answer 5);
 - the headline names its statistic: "vote share" (fraction of particles) under the
   majority vote, "weighted mass" P̂ otherwise, and the chart's bars are that statistic;
 - no known answer (free text, a toy prompt whose mode is the empty completion): no view,
@@ -79,6 +80,9 @@ def answer_view(entry: RunEntry, rule: str = "weighted-vote") -> AnswerView | No
     statistic = rule_statistic(rule)
     unfinished = rule == "chosen" and not posterior.is_finished(result.chosen)
     decided = None if unfinished else decide(posterior, rule)
+    # A vote with no finished answer while particles are still unfinished is not a wrong
+    # answer: the run did not get that far (a stopped run of echoes reads "unfinished").
+    unfinished = unfinished or (decided is None and posterior.unfinished > 0)
     values = posterior.shares if statistic == "vote share" else posterior.probabilities
     kinds = posterior.bucket_kinds
     if decided is not None:

@@ -130,6 +130,10 @@ def test_a_stopped_run_of_prompt_echoes_reads_unfinished_with_no_grade():
     assert view.unfinished and view.decided is None and view.correct is None
     assert "unfinished" in view.headline and "✗" not in view.headline
     assert "5" not in view.posterior.particle_answers
+    for rule in ("weighted-vote", "majority-vote"):  # the votes: unfinished too, not "wrong"
+        vote = answer_view(entry, rule)
+        assert vote.unfinished and vote.correct is None and "✗" not in vote.headline
+        assert vote.value == 1.0  # all of the mass (and of the votes) is unfinished
     # Finished, the same echo is still no answer (an operand, not a result): graded wrong.
     done = _result(["6 * 7 - 5 ="] * 4, [0.25] * 4, [True] * 4)
     finished = history.RunEntry("s2", "llm", "p", {}, [], done, "finished", reference="37")
