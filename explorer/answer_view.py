@@ -100,7 +100,9 @@ def answer_view(entry: RunEntry, rule: str = "weighted-vote") -> AnswerView | No
     elif decided is None:
         shown, correct = "(no answer)", False
     else:
-        correct = is_equivalent(decided, reference) if not entry.toy else decided == reference
+        correct = (
+            is_equivalent(decided, reference) if not entry.toy else decided == reference.strip()
+        )
         shown = f"**{escape_markdown(decided, 120)}** " + ("✓" if correct else "✗")
     symbol = "vote share" if statistic == "vote share" else "weighted mass P̂"
     headline = (
