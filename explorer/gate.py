@@ -318,6 +318,12 @@ class Gate:
             seed=config.seed,
         )
         if isinstance(model, ToyLM):
+            if toy_prompt is not None and toy_answer is None:
+                # Its mode is the empty completion: nothing to grade against (issue 20).
+                raise InputError(
+                    "this toy prompt has no known answer (the mode of p is the empty "
+                    "completion): choose another prompt for the task set"
+                )
             defaults = {"answer": toy_answer} if toy_answer is not None else {}
             problems = api.toy_problems(count, prompt_ids=tuple(toy_prompt or ()), **defaults)
         else:

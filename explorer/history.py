@@ -112,11 +112,17 @@ def remember(
 
 
 def run_summary(entry: RunEntry) -> dict[str, Any]:
-    """One row describing a run: chosen completion, log p, log Ẑ, latency, answer."""
+    """One row describing a run: chosen completion, log p, log Ẑ, latency, answer.
+
+    The answer is graded only when the chosen completion finished (``finished``: EOS or
+    the stop rule); an unfinished one has answer and correct None."""
     last = entry.records[-1] if entry.records else None
     result = entry.result
+    finished: bool | None = None  # did the chosen particle end (EOS or stop rule)?
     if result is not None:
         chosen, text = result.chosen, result.chosen_text
+        if 0 <= chosen < len(result.finished):
+            finished = bool(result.finished[chosen])
         log_p, log_z, elapsed = result.log_p[chosen], result.log_z, result.elapsed
         if entry.compute_s is not None:
             elapsed = entry.compute_s
@@ -125,13 +131,16 @@ def run_summary(entry: RunEntry) -> dict[str, Any]:
     elif last is not None:  # an uploaded trace without a result line: the heaviest particle
         chosen = max(range(last.n_particles), key=last.log_weights.__getitem__)
         text = last.texts[chosen] if last.texts else None
+        finished = bool(last.finished[chosen])
         log_p, log_z, elapsed = last.log_p[chosen], last.log_z, last.elapsed
         n_tokens = sum(1 for r in entry.records if r.tokens[chosen] >= 0)
         resamples = sum(r.resampled for r in entry.records)
     else:
         chosen = text = log_p = log_z = elapsed = None
         n_tokens = resamples = 0
-    answer, correct = grade(text, entry.reference, entry.toy)
+    # A completion that did not end (stopped run, max new tokens) is not graded: its
+    # last number may be an operand or an echo of the question, never a final answer.
+    answer, correct = (None, None) if finished is False else grade(text, entry.reference, entry.toy)
     return {
         "run": entry.run_id,
         "status": entry.status,
@@ -153,6 +162,7 @@ def run_summary(entry: RunEntry) -> dict[str, Any]:
         "answer": answer,
         "reference": entry.reference,
         "correct": correct,
+        "finished": finished,
     }
 
 

@@ -92,7 +92,9 @@ def pick_prompt(
             key=f"{prefix}_toy_prefix",
         )
         reference = presets.toy_reference(model, prefix_ids)
-        st.caption(f"{toy_note}: **{reference}**")
+        # The mode may be the empty completion: no answer to show, so none to grade.
+        shown = "none (the mode is the empty completion)" if reference is None else reference
+        st.caption(f"{toy_note}: **{shown}**")
         return Prompt(prefix_ids, presets.prefix_label(model, prefix_ids), reference)
     names = [p.name for p in presets.TEXT_PRESETS]
     if modes:

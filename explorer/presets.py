@@ -70,21 +70,28 @@ TEXT_PRESETS: tuple[Preset, ...] = (
 )
 
 
-def toy_reference(model: ToyLM, prefix: Sequence[int]) -> str:
-    """Exact known answer of a toy prompt: argmax_y p(y|prefix), the mode of every pi_alpha."""
+def toy_reference(model: ToyLM, prefix: Sequence[int]) -> str | None:
+    """Exact known answer of a toy prompt: argmax_y p(y|prefix), the mode of every pi_alpha;
+    None when that mode is the empty completion (EOS first), which grading reads as no
+    answer: then the page shows no known answer and grades nothing."""
     table = enumerate_sequences(model, prefix)
     best = int(table.log_p.argmax())
-    return model.decode_batch([table.sequences[best]])[0]
+    text = model.decode_batch([table.sequences[best]])[0]
+    return text if text.strip() else None
 
 
 def grade(
     text: str | None, reference: str | None, toy: bool = False
 ) -> tuple[str | None, bool | None]:
-    """(extracted answer, correct?) — None, None without a reference."""
+    """(extracted answer, correct?) — None, None without a reference (an empty one too).
+
+    ``text`` must be a finished completion (callers check the particle's finished flag;
+    an unfinished one is not graded). Toy text is compared whole; LLM text by the "auto"
+    extractor and ``is_equivalent`` (math-verify, else the exact grader)."""
     if text is None:
         return None, None
-    answer = text.strip() if toy else extract_answer(text, "auto")
-    if reference is None:
+    answer = (text.strip() or None) if toy else extract_answer(text, "auto")
+    if reference is None or not reference.strip():
         return answer, None
     if toy:
         return answer, answer == reference.strip()

@@ -167,17 +167,22 @@ def run_summary(entry: RunEntry) -> None:
     m[2].metric("latency (sampling)", f"{row['latency [s]']:.2f} s")
     m[3].metric("tokens/s (per particle)", f"{row['tokens/s']:.1f}")
     m[4].metric("resampling events", row["resamples"])
-    if row["correct"] is not None:
-        verdict = "✓ correct" if row["correct"] else f"✗ wrong (expected {entry.reference})"
-        m[5].metric("answer", str(row["answer"]), verdict, delta_color="off", delta_arrow="off")
+    expected = inputs.escape_markdown(str(entry.reference), 120)
+    if entry.reference and row.get("finished") is False:  # a known answer, but no end
+        m[5].metric("answer", "unfinished", "not graded", delta_color="off", delta_arrow="off")
+    elif row["correct"] is not None:
+        verdict = "✓ correct" if row["correct"] else f"✗ wrong (expected {expected})"
+        shown = "(no answer)" if row["answer"] is None else str(row["answer"])
+        m[5].metric("answer", shown, verdict, delta_color="off", delta_arrow="off")
     else:
         m[5].metric("min ESS", f"{row['min ESS']:.1f}")
-    rule = st.selectbox(
-        "answer rule", answer_view.RULES, 1, answer_view.RULE_LABELS.get, key="live_answer_rule"
-    )
-    if (view := answer_view.answer_view(entry, rule)) is not None:
-        st.markdown(view.headline)
-        st.plotly_chart(view.figure, key=f"live_answers_{entry.run_id}")
+    if answer_view.has_answers(entry):  # free text (no known answer): no answer chart
+        rule = st.selectbox(
+            "answer rule", answer_view.RULES, 1, answer_view.RULE_LABELS.get, key="live_answer_rule"
+        )
+        if (view := answer_view.answer_view(entry, rule)) is not None:
+            st.markdown(view.headline)
+            st.plotly_chart(view.figure, key=f"live_answers_{entry.run_id}")
 
 
 COMPARE_COLUMNS = {

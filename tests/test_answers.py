@@ -35,7 +35,13 @@ def test_posterior_sums_weights_of_equivalent_answers_and_keeps_no_answer_bucket
     assert post.probability(None) == pytest.approx(0.3)
     assert post.probability("7") == 0.0
     assert sum(post.probabilities) == pytest.approx(1.0)
-    assert post.rows()[0] == {"answer": "1/2", "probability": post.probabilities[0], "count": 3}
+    assert post.rows()[0] == {
+        "answer": "1/2",
+        "probability": post.probabilities[0],
+        "share": 0.6,  # 3 of 5 particles: the vote share, weights ignored
+        "count": 3,
+        "kind": "answer",
+    }
 
 
 def test_log_weights_need_not_be_normalised_and_may_be_huge():
@@ -65,7 +71,9 @@ def test_votes_ignore_the_no_answer_bucket_unless_nobody_answered():
     assert decide(post, "chosen") is None
     nobody = answer_posterior(["x", "y"], [0.0, 0.0], "last_number")
     assert decide(nobody, "weighted-vote") is None
-    assert nobody.rows() == [{"answer": NO_ANSWER, "probability": 1.0, "count": 2}]
+    assert nobody.rows() == [
+        {"answer": NO_ANSWER, "probability": 1.0, "share": 1.0, "count": 2, "kind": "none"}
+    ]
 
 
 def test_ties_break_on_the_other_statistic_then_first_seen():

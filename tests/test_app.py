@@ -584,7 +584,9 @@ def test_compare_task_mode_grades_a_toy_task_set():
     no_exception(at)
     assert not at.error
     summary = next(d.value for d in at.dataframe if "accuracy" in d.value.columns)
-    assert sorted(summary["method"]) == ["base", "smc"]
+    # Every answer rule is offered: smc has a line per rule, base (one sequence) one line.
+    assert sorted(summary["method"]) == ["base", "smc", "smc", "smc"]
+    assert set(summary["rule"]) == {"chosen", "weighted-vote", "majority-vote"}
     assert (summary["n"] == 3).all()
     assert summary["accuracy"].between(0, 1).all()
     assert at.get("plotly_chart")

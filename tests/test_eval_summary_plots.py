@@ -92,7 +92,8 @@ def test_summary_table_by_hand():
     assert list(summary.index) == ["base", "smc α=2 N=8", "smc α=4 N=8", "bon N=8"]
     base, smc2 = summary.loc["base"], summary.loc["smc α=2 N=8"]
     assert base["n"] == 4 and base["accuracy"] == 0.5
-    assert (base["ci_low"], base["ci_high"]) == pytest.approx(wilson_interval(2, 4))
+    # The table rounds the interval to 4 decimals (CI_DIGITS).
+    assert (base["ci_low"], base["ci_high"]) == pytest.approx(wilson_interval(2, 4), abs=5e-5)
     assert smc2["accuracy"] == 0.75 and smc2["logp_per_token"] == pytest.approx(-1.0)
     # base's mean latency is (1 + 1 + 2 + 0)/4 = 1 s, so ratios are the means themselves.
     assert base["latency_ratio"] == pytest.approx(1.0)
@@ -177,3 +178,16 @@ def test_rule_lines_use_their_own_grades():
     assert lines["majority N=8"] == 1.0 and lines["bon N=8"] == 0.5
     assert "base · weighted-vote" not in lines  # one-sequence methods: one line
     assert list(summary["rule"]).count("chosen") == 4
+    # The default offers every rule (the Compare page's task-set table calls it so).
+    assert summary_table(rows).equals(summary)
+
+
+def test_summary_interval_is_exact_at_zero_and_one_and_rounded():
+    # 0/4 right: the lower bound is exactly 0, not the float residue 5.6e-17; 4/4: exactly 1.
+    assert wilson_interval(0, 3)[0] == 0.0 and wilson_interval(3, 3)[1] == 1.0
+    rows = _rows()
+    rows["correct"] = rows["method"].eq("smc")
+    summary = summary_table(frame(rows)).set_index("config")
+    assert summary.loc["base", "ci_low"] == 0.0 and summary.loc["smc α=4 N=8", "ci_high"] == 1.0
+    for value in [*summary["ci_low"], *summary["ci_high"]]:
+        assert value == round(value, 4)  # four decimals, no 0.00000000000000005

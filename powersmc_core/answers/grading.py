@@ -4,11 +4,14 @@ r"""Answer extraction and grading: exact, dependency-free, and strict about numb
 
 - ``"boxed"``: content of the last complete ``\boxed{...}`` (nested braces allowed);
 - ``"hash"``: what follows the last ``#### `` (GSM8K's convention);
-- ``"last_number"``: the last number in the text (integers, decimals, 1,000-style, a/b);
+- ``"last_number"``: the last number in the text (integers, decimals, 1,000-style, a/b)
+  that is not an operand: "6 * 7 - 5 =" (a question echoed) has none;
 - ``"auto"``: boxed, else ``####``, else the last number;
 - ``"exact"``: the whole stripped text (toy tasks, whose answers are token strings).
 
-``is_equivalent(pred, ref)`` compares ``normalise``d strings: anything that parses as a
+``is_equivalent(pred, ref)`` is true when math-verify (``powersmc_core.answers.verify``,
+where it parses both answers) or ``exact_equivalent`` says so; the latter compares
+``normalise``d strings: anything that parses as a
 number becomes its exact ``fractions.Fraction`` (so \frac{1}{2} = \dfrac12 = 1/2 = 0.5 and
 1,000 = 1000), with currency, percent, degree and unit words stripped; anything else is
 compared as LaTeX with spacing, ``\left``/``\right`` and ``\dfrac``/``\tfrac`` normalised.
@@ -26,9 +29,12 @@ import math
 import re
 from fractions import Fraction
 
+from powersmc_core.answers.verify import math_equivalent
+
 __all__ = [
     "EXTRACTORS",
     "MAX_DIGITS",
+    "exact_equivalent",
     "extract_answer",
     "extract_boxed",
     "extract_hash",
@@ -81,10 +87,19 @@ def extract_hash(text: str) -> str | None:
     return hits[-1].strip() if hits and hits[-1].strip() else None
 
 
+# A number followed by an operator or "=" is an operand ("6 * 7 - 5 =" echoes a question).
+_OPERAND_AFTER = re.compile(r"\s*(?:[-=+*/^×÷<>]|\\(?:times|cdot|div)\b)")
+
+
 def extract_last_number(text: str) -> str | None:
-    """The last number in the text, as written (sign, commas, decimals, a/b kept), or None."""
-    hits = _NUMBER_RE.findall(text.replace("\u2212", "-"))
-    return hits[-1].replace(" ", "") if hits else None
+    """The last number in the text that is not an operand (followed by an operator or
+    '='), as written (sign, commas, decimals, a/b kept), or None. "6 * 7 - 5 =" has none:
+    an echoed question is not an answer; "6 * 7 - 5 = 37" gives 37."""
+    clean = text.replace("\u2212", "-")
+    for match in reversed(list(_NUMBER_RE.finditer(clean))):
+        if not _OPERAND_AFTER.match(clean, match.end()):
+            return match.group(0).replace(" ", "")
+    return None
 
 
 def extract_answer(text: str | None, how: str = "auto") -> str | None:
@@ -181,7 +196,18 @@ def normalise(text: str | None) -> str | None:
     return cleaned or None
 
 
-def is_equivalent(prediction: str | None, reference: str | None) -> bool:
-    """True when both normalise to the same canonical form (a missing answer is never right)."""
+def exact_equivalent(prediction: str | None, reference: str | None) -> bool:
+    """The exact grader: both ``normalise`` to the same canonical form (missing: never right)."""
     a, b = normalise(prediction), normalise(reference)
     return a is not None and b is not None and a == b
+
+
+def is_equivalent(prediction: str | None, reference: str | None) -> bool:
+    """Same answer? True when the exact grader (``exact_equivalent``) or math-verify
+    (``answers.verify``: bounded inputs it parses into SymPy) says so; a missing answer is
+    never right. math-verify adds what exact forms miss (x = 5, \\sqrt{2}/2 against
+    \\frac{\\sqrt2}{2}); it cannot veto the exact grader, because it reads the words of
+    "5 dollars" as a product of symbols, and a word it cannot parse falls back to it."""
+    if prediction is None or reference is None:
+        return False
+    return exact_equivalent(prediction, reference) or bool(math_equivalent(prediction, reference))

@@ -2,12 +2,15 @@
 
 Wilson score interval for k successes in n trials, z = 1.96:
     centre = (p + z²/2n) / (1 + z²/n),   half = z·sqrt(p(1−p)/n + z²/4n²) / (1 + z²/n)
-It stays inside [0, 1] and is sensible at p = 0 or 1, where the normal interval collapses.
+It stays inside [0, 1] and is sensible at p = 0 or 1, where the normal interval collapses;
+there its bound is exactly 0 (k = 0) or 1 (k = n), not a float residue like 5e-17, and
+the table's interval is rounded to ``CI_DIGITS`` decimals.
 The latency ratio divides a row group's mean latency by the mean latency of ``base`` over
 the same problems (NaN when base was not run).
 
 A line is (method, config, answer rule): each run is graded under every decision rule
-(``answers.RULES``), and ``rules`` picks the lines shown; a rule that coincides with
+(``answers.RULES``: the chosen draw, the weighted vote, the majority vote), and ``rules``
+picks the lines shown (``summary_table``'s default: all three); a rule that coincides with
 another for a method (every rule, for one-sequence methods) is shown once, under the rule
 it equals (``methods.effective_rule``).
 
@@ -25,10 +28,12 @@ from collections.abc import Iterator, Sequence
 
 import pandas as pd
 
+from powersmc_core.answers.extract import RULES
 from powersmc_core.evaluation.problem_run import effective_rule
 from powersmc_core.evaluation.runner import RULE_COLUMNS, canonical_columns
 
 __all__ = [
+    "CI_DIGITS",
     "Z95",
     "config_label",
     "format_pairs",
@@ -40,6 +45,7 @@ __all__ = [
 ]
 
 Z95 = 1.959963984540054
+CI_DIGITS = 4  # decimals of ci_low / ci_high in the summary table
 
 
 def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
@@ -52,7 +58,11 @@ def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, floa
     denom = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
+    # At k = 0 (k = n) the bound is exactly 0 (1): centre and half cancel in exact
+    # arithmetic, and in floats they leave a residue such as 5.6e-17.
+    low = 0.0 if successes == 0 else max(0.0, centre - half)
+    high = 1.0 if successes == n else min(1.0, centre + half)
+    return low, high
 
 
 _SHORT = {"alpha": "α", "n_particles": "N", "mh_steps": "K", "max_new_tokens": "T"}
@@ -106,10 +116,13 @@ def _label(method: str, config_json: str, rule: str) -> str:
     return label if rule == "chosen" else f"{label} · {rule}"
 
 
-def summary_table(df: pd.DataFrame, rules: Sequence[str] = ("chosen",)) -> pd.DataFrame:
+def summary_table(df: pd.DataFrame, rules: Sequence[str] = RULES) -> pd.DataFrame:
     """One line per (method, config, rule): n, accuracy, CI, log p/token, latency and ratio.
 
-    Likelihood, tokens and latency are those of the run (shared by its rule lines).
+    ``rules`` defaults to every answer rule (chosen, weighted vote, majority vote); a rule
+    equal to another for a method is shown once. ci_low/ci_high are rounded to
+    ``CI_DIGITS`` decimals. Likelihood, tokens and latency are those of the run (shared by
+    its rule lines).
     """
     columns = [
         "method",
@@ -146,8 +159,8 @@ def summary_table(df: pd.DataFrame, rules: Sequence[str] = ("chosen",)) -> pd.Da
                 "config": _label(method, group["config"].iloc[0], rule),
                 "n": n,
                 "accuracy": k / n,
-                "ci_low": low,
-                "ci_high": high,
+                "ci_low": round(low, CI_DIGITS),
+                "ci_high": round(high, CI_DIGITS),
                 "logp_per_token": float(group["log_p_per_token"].mean()),
                 "tokens": float(group["tokens"].mean()),
                 "latency_s": float(group["latency_s"].mean()),
