@@ -104,3 +104,19 @@ def test_auto_prefers_boxed_then_hash_then_last_number():
 def test_unknown_extractor_is_rejected_with_the_choices():
     with pytest.raises(ValueError, match="boxed"):
         extract_answer("1", "first_number")
+
+
+def test_a_completion_cut_at_max_new_tokens_is_never_graded():
+    # The trap's completions end after two tokens: one token is a truncated "A" that an
+    # exact extractor would read as an answer; unfinished particles give none at all.
+    from powersmc_core.evaluation.problem_run import EvalSettings, run_one
+    from powersmc_core.evaluation.tasks import toy_problems
+    from powersmc_core.models.loading import load_model
+
+    model = load_model("toy-trap")
+    problem = toy_problems(1, prompt_ids=())[0]
+    cut = run_one(model, problem, "smc", EvalSettings(alpha=4, n_particles=8, max_new_tokens=1))
+    assert cut["completion"] in ("A", "B") and cut["answer"] is None and not cut["correct"]
+    assert cut["answer_weighted"] is None and cut["answer_majority"] is None
+    ended = run_one(model, problem, "smc", EvalSettings(alpha=4, n_particles=8, max_new_tokens=4))
+    assert ended["answer"] == "B x" and ended["correct"]

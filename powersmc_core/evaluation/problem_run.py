@@ -220,7 +220,10 @@ def run_one(
     texts = model.decode_batch([list(c) for c in result.completions])
     completion = texts[result.chosen]
     log_w = [math.log(w) if w > 0 else -math.inf for w in result.weights]
-    posterior = answer_posterior(texts, log_w, problem.extractor, chosen=result.chosen)
+    # A completion cut at max_new_tokens is never graded ("unfinished"), only ended ones.
+    posterior = answer_posterior(
+        texts, log_w, problem.extractor, chosen=result.chosen, finished=result.finished
+    )
     answer = decide(posterior, "chosen")
     weighted = decide(posterior, "weighted-vote")
     majority = decide(posterior, "majority-vote")
