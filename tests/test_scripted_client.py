@@ -112,7 +112,7 @@ def run_state(c: Client) -> str | None:
         return "refused"
     if c.find("Waiting for a free slot"):
         return "queued"
-    if any(re.match(r"step \d+/", t) for t in c.texts()) or c.find("Finished:"):
+    if any(re.match(r"step \d+/", t) for t in c.texts()) or finished(c):
         return "decoding"
     if c.find("Stopped at the demo's run-time cap"):
         return "decoding"
@@ -158,6 +158,12 @@ async def close_all(clients: list[Client]) -> None:
 
 
 # ---- the findings ----------------------------------------------------------------------------
+def finished(c: Client) -> bool:
+    """The Live page's own success line; ``find`` is case-insensitive and the answer panel
+    says "unfinished", so match the alert exactly."""
+    return any(a.startswith("Finished:") for a in c.alerts("success"))
+
+
 def test_one_address_holds_one_run_and_one_queue_place_whatever_its_cookies(demo):
     """18 sessions from one address, cookieless or with made-up cookies, press Run: at most
     8 sessions open, at most one run decodes and one waits, the rest are refused naming the
@@ -388,8 +394,8 @@ def test_page_sets_a_signed_visitor_cookie_and_the_journal_names_every_run(demo)
         async with demo.client("127.0.0.16", get_page=False, cookies=dict(cookies)) as c:
             await c.open("live_smc", query="model=toy-trap")
             await c.press("live_run")
-            await c.wait_for(lambda c: c.find("Finished") or c.alerts("error", "warning"), 60)
-            assert c.find("Finished"), c.texts()[-6:]
+            await c.wait_for(lambda c: finished(c) or c.alerts("error", "warning"), 60)
+            assert finished(c), c.texts()[-6:]
 
     async def scenario() -> None:
         reply = await http_request(demo.url + "/", local_addr="127.0.0.16")
