@@ -29,6 +29,7 @@ __all__ = [
     "MethodDone",
     "compare_runs",
     "comparison_frame",
+    "comparison_table",
     "evaluation_api",
 ]
 
@@ -100,6 +101,16 @@ def comparison_frame(
             }
         )
     return pd.DataFrame(rows)
+
+
+def comparison_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """The Compare table as shown: method, answer and verdict first (✓ right, ✗ wrong, — not
+    graded), then the timings and likelihoods, the completion last; no internal key."""
+    verdict = frame["correct"].map(lambda c: "—" if c is None or c != c else ("✓" if c else "✗"))
+    first = ["method", "answer"]
+    rest = [c for c in frame.columns if c not in (*first, "correct", "key", "completion")]
+    table = frame[first].assign(**{"correct": verdict})
+    return pd.concat([table, frame[rest], frame[["completion"]]], axis=1)
 
 
 def evaluation_api() -> Any | None:

@@ -16,7 +16,15 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from explorer import answer_view, figure_cache, history, inputs, query, session_memory
+from explorer import (
+    answer_view,
+    comparison,
+    figure_cache,
+    history,
+    inputs,
+    query,
+    session_memory,
+)
 from explorer.events import MethodDone
 from explorer.history import RunEntry
 from powersmc_core.engine.records import StepRecord
@@ -198,7 +206,10 @@ def comparison_results(frame: pd.DataFrame, runs: Sequence[MethodDone], model_na
     """The Compare table, log-likelihood per token, and MH's acceptance traces."""
     st.subheader(f"Results on {inputs.escape_markdown(model_name)}")
     st.dataframe(
-        frame.drop(columns=["key"]), hide_index=True, column_config=COMPARE_COLUMNS, key="cmp_table"
+        comparison.comparison_table(frame),
+        hide_index=True,
+        column_config=COMPARE_COLUMNS,
+        key="cmp_table",
     )
     left, right = st.columns(2)
     left.plotly_chart(charts.loglik_per_token_figure(frame), key="cmp_loglik")

@@ -735,3 +735,16 @@ def test_live_settings_are_read_from_the_library_knobs():
     assert list(at.selectbox(key="live_resampling").options) == list(knobs["resampling"].choices)
     assert at.selectbox(key="live_resampling").value == "systematic"
     assert list(at.selectbox(key="live_schedule").options) == list(knobs["schedule"].choices)
+
+
+def test_the_compare_table_shows_the_answer_and_its_verdict_first():
+    model = load_model("toy-trap")
+    config = SMCConfig(alpha=4.0, n_particles=8, max_new_tokens=4)
+    runs = list(comparison.compare_runs(model, [], ["base", "smc"], config, mh_steps=0))
+    graded = comparison.comparison_table(comparison.comparison_frame(runs, model, "B x"))
+    assert list(graded.columns[:3]) == ["method", "answer", "correct"]
+    assert list(graded.columns[-1:]) == ["completion"] and "key" not in graded.columns
+    frame = comparison.comparison_frame(runs, model, "B x")
+    assert list(graded["correct"]) == ["✓" if c else "✗" for c in frame["correct"]]
+    ungraded = comparison.comparison_table(frame.assign(correct=[None, None]))
+    assert list(ungraded["correct"]) == ["—", "—"]
