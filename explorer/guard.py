@@ -28,6 +28,9 @@ from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from starlette.datastructures import Headers
+from starlette.requests import cookie_parser
+
 from explorer.identity import (
     VISITOR_COOKIE,
     client_address,
@@ -109,8 +112,8 @@ class DemoGuard:
     def address(self, scope: Scope) -> str:
         client = scope.get("client")
         peer = client[0] if client else None
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", [])}
-        return client_address(peer, headers, self.settings.trusted_proxies)
+        # Starlette's Headers keeps repeated X-Forwarded-For lines (a dict kept the last).
+        return client_address(peer, Headers(scope=scope), self.settings.trusted_proxies)
 
     def _recent(self, times: deque[float]) -> int:
         now = self.clock()
@@ -154,8 +157,7 @@ class DemoGuard:
 
     # ---- uploads ----------------------------------------------------------------------
     def _upload_refusal(self, scope: Scope, path: str) -> tuple[int, str] | None:
-        headers = dict(scope.get("headers", []))
-        raw = headers.get(b"content-length")
+        raw = Headers(scope=scope).get("content-length")
         if raw is None:
             return 411, "an upload must state its Content-Length"
         try:
@@ -218,10 +220,5 @@ class DemoGuard:
 
 
 def _cookie(scope: Scope, name: str) -> str | None:
-    for key, value in scope.get("headers", []):
-        if key == b"cookie":
-            for part in value.decode("latin-1").split(";"):
-                k, _, v = part.strip().partition("=")
-                if k == name:
-                    return v
-    return None
+    """Cookie ``name`` of the request, parsed as Starlette parses it for its routes."""
+    return cookie_parser("; ".join(Headers(scope=scope).getlist("cookie"))).get(name)

@@ -35,7 +35,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from explorer.settings import demo_settings
 
@@ -370,42 +370,35 @@ def current_session_id() -> str:
     return ctx.session_id if ctx is not None else "no-session"
 
 
+def _runtime() -> Any | None:
+    """Streamlit's runtime of this server, or None outside one (scripts; AppTest mocks it)."""
+    try:
+        from streamlit.runtime import Runtime
+    except ImportError:  # pragma: no cover - Streamlit is a dependency
+        return None
+    return Runtime.instance() if Runtime.exists() else None
+
+
 def session_connected(session_id: str) -> bool:
     """False once the browser of ``session_id`` has gone (closed tab, dropped socket).
 
     Outside a Streamlit server (AppTest, scripts) every session counts as connected.
     """
-    try:
-        from streamlit.runtime import Runtime
-    except ImportError:  # pragma: no cover - Streamlit is a dependency
-        return True
-    if not Runtime.exists():
-        return True
-    return Runtime.instance().is_active_session(session_id) is not False
+    runtime = _runtime()
+    return runtime is None or runtime.is_active_session(session_id) is not False
 
 
 def session_peer(session_id: str) -> str | None:
     """The socket peer address of ``session_id``'s websocket (None outside a server)."""
-    try:
-        from streamlit.runtime import Runtime
-    except ImportError:  # pragma: no cover - Streamlit is a dependency
-        return None
-    if not Runtime.exists():
-        return None
-    client = Runtime.instance().get_client(session_id)
+    runtime = _runtime()
+    client = runtime.get_client(session_id) if runtime is not None else None
     peer = getattr(getattr(client, "client_context", None), "remote_ip", None)
     return peer if isinstance(peer, str) else None  # AppTest's runtime is a mock
 
 
 def held_upload_bytes(session_id: str) -> int:
     """Bytes of the uploaded files Streamlit holds for ``session_id`` (0 outside a server)."""
-    try:
-        from streamlit.runtime import Runtime
-    except ImportError:  # pragma: no cover
-        return 0
-    if not Runtime.exists():
-        return 0
-    manager = Runtime.instance().uploaded_file_mgr
-    storage = getattr(manager, "file_storage", {})
+    runtime = _runtime()
+    storage = getattr(getattr(runtime, "uploaded_file_mgr", None), "file_storage", {})
     files = storage.get(session_id, {}) if hasattr(storage, "get") else {}
     return sum(len(getattr(rec, "data", b"")) for rec in list(files.values()))
