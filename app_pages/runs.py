@@ -1,19 +1,21 @@
 """Runs: the session's history, downloads, uploads, and a step-by-step replay of any run.
 
 Uploads go through `explorer.gate` (the mode's size cap: 5 MB in demo mode) and
-`explorer.replay` (one copy per file, within the session's memory budget); the replay's
-figures come from the session's figure cache, built once per (run, step).
+`explorer.replay` (one copy per file, within the session's memory budget); an upload
+is a new entry, beside the run it came from. The replay (`explorer.replay_view`) shows
+each step's metrics and leader text, plays through the steps, and draws its figures
+from the session's figure cache, built once per (run, step).
 """
 
 from functools import partial
 
 import streamlit as st
 
-from explorer import history, replay, session_memory
+from explorer import history, replay, replay_view, session_memory
 from explorer import session_keys as keys
 from explorer.gate import TraceError, open_gate
 from explorer.inputs import escape_markdown
-from explorer.views import particle_table
+from explorer.views import share_box
 
 state = st.session_state
 gate = open_gate(state)
@@ -47,7 +49,7 @@ if upload is not None:
             problem = f"Could not read {escape_markdown(upload.name)}: {escape_markdown(err)}"
         else:
             entry = imported.entry
-            state[keys.RUNS_SELECT] = entry.run_id
+            state[keys.RUNS_SELECT] = entry.key
             st.success(
                 f"Loaded {escape_markdown(upload.name)}: {len(entry.records)} steps, "
                 f"N = {entry.records[0].n_particles}."
@@ -60,7 +62,8 @@ if upload is not None:
 # ---- runs saved on the server by earlier visits (reload, restart, crash) ----------------
 if state.get(keys.OWNER) and not state.get(keys.RUNS_RESTORED):
     state[keys.RUNS_RESTORED] = True  # once per session: later runs are remembered live
-    for entry, problem in gate.stored_runs(skip={e.run_id for e in history.history(state)}):
+    known = {e.run_id for e in history.history(state) if e.digest is None}  # uploads aside
+    for entry, problem in gate.stored_runs(skip=known):
         if problem is not None:  # removed meanwhile, or damaged on disk
             st.warning(escape_markdown(problem))
         else:
@@ -85,15 +88,14 @@ if not runs:
 st.dataframe(history.summary_frame(runs), hide_index=True, key="runs_table")
 
 # ---- one run -----------------------------------------------------------------------------
-by_id = {e.run_id: e for e in runs}
-if state.get(keys.RUNS_SELECT) not in by_id:
-    state[keys.RUNS_SELECT] = runs[0].run_id
-run_id = st.selectbox(
-    "Run", list(by_id), format_func=lambda r: by_id[r].label, key=keys.RUNS_SELECT
-)
-entry = by_id[run_id]
+by_key = {e.key: e for e in runs}
+if state.get(keys.RUNS_SELECT) not in by_key:
+    state[keys.RUNS_SELECT] = runs[0].key
+key = st.selectbox("Run", list(by_key), format_func=lambda k: by_key[k].label, key=keys.RUNS_SELECT)
+entry = by_key[key]
+st.caption(escape_markdown(history.context_line(entry)))
 
-c1, c2 = st.columns(2)
+c1, c2, c3 = st.columns(3)
 # Callables: the files are written on click, not on every rerun (1.7 s for 100,000 cells).
 c1.download_button(
     "Download trace (.jsonl)",
@@ -111,20 +113,7 @@ c2.download_button(
     key="runs_download_csv",
     icon=":material/table:",
 )
+if c3.button("Share this run", key="runs_share", icon=":material/share:"):
+    share_box(entry)
 
-records = entry.records
-n_steps = len(records)
-step = st.slider(
-    "Replay: token index", 1, max(2, n_steps), n_steps, key="runs_step", disabled=n_steps < 2
-)
-step = min(step, n_steps)
-shown = records[:step]
-figures = replay.replay_figures(state, entry, step, gate.settings.session_max_bytes)
-left, right = st.columns(2)
-for i, name in enumerate(("ess", "schedule", "weights", "heatmap")):
-    (left if i % 2 == 0 else right).plotly_chart(figures[name], key=f"runs_{name}")
-st.plotly_chart(figures["renyi"], key="runs_renyi")
-left, right = st.columns(2)
-left.plotly_chart(figures["genealogy"], key="runs_genealogy")
-with right:
-    particle_table(shown[-1], step=step)
+replay_view.replay_section(state, entry, gate.settings.session_max_bytes)

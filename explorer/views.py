@@ -161,12 +161,27 @@ class LiveCharts:
             particle_table(records[-1], fit=True)
 
 
+def share_box(entry: RunEntry) -> None:
+    """The run's share link: a full URL on this server (``POWERSMC_PUBLIC_URL`` or the
+    browser's address), relative only when neither is known; never the owner token."""
+    try:
+        browser_url = st.context.url
+    except (AttributeError, RuntimeError):  # no browser context (a test harness)
+        browser_url = None
+    base = query.page_base(browser_url)
+    if base is None:
+        st.caption("A link to these settings (never your run history): append it to this site.")
+    else:
+        st.caption("A link to these settings, preset, stop rule and backend (never your runs).")
+    st.code(query.entry_share_link(entry, base), language=None)
+
+
 def run_summary(entry: RunEntry) -> None:
     """A run's share link, chosen completion, metrics and answer view."""
     row = history.run_summary(entry)
     if st.button("Share this run", key="live_share", icon=":material/share:"):
-        st.caption("A link to these settings (never your run history): append it to this site.")
-        st.code(query.entry_share_link(entry), language=None)
+        share_box(entry)
+    st.caption(inputs.escape_markdown(history.context_line(entry)))
     st.subheader("Chosen completion" + (" (stopped early)" if entry.status == "stopped" else ""))
     st.code(row["completion"] or "(empty)", language=None, wrap_lines=True)
     m = st.columns(6)
