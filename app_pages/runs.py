@@ -49,7 +49,7 @@ if upload is not None:
             problem = f"Could not read {escape_markdown(upload.name)}: {escape_markdown(err)}"
         else:
             entry = imported.entry
-            state[keys.RUNS_SELECT] = entry.key
+            state[keys.RUNS_SELECT] = entry.run_id
             st.success(
                 f"Loaded {escape_markdown(upload.name)}: {len(entry.records)} steps, "
                 f"N = {entry.records[0].n_particles}."
@@ -62,8 +62,7 @@ if upload is not None:
 # ---- runs saved on the server by earlier visits (reload, restart, crash) ----------------
 if state.get(keys.OWNER) and not state.get(keys.RUNS_RESTORED):
     state[keys.RUNS_RESTORED] = True  # once per session: later runs are remembered live
-    known = {e.run_id for e in history.history(state) if e.digest is None}  # uploads aside
-    for entry, problem in gate.stored_runs(skip=known):
+    for entry, problem in gate.stored_runs(skip={e.run_id for e in history.history(state)}):
         if problem is not None:  # removed meanwhile, or damaged on disk
             st.warning(escape_markdown(problem))
         else:
@@ -88,11 +87,13 @@ if not runs:
 st.dataframe(history.summary_frame(runs), hide_index=True, key="runs_table")
 
 # ---- one run -----------------------------------------------------------------------------
-by_key = {e.key: e for e in runs}
-if state.get(keys.RUNS_SELECT) not in by_key:
-    state[keys.RUNS_SELECT] = runs[0].key
-key = st.selectbox("Run", list(by_key), format_func=lambda k: by_key[k].label, key=keys.RUNS_SELECT)
-entry = by_key[key]
+by_id = {e.run_id: e for e in runs}
+if state.get(keys.RUNS_SELECT) not in by_id:
+    state[keys.RUNS_SELECT] = runs[0].run_id
+run_id = st.selectbox(
+    "Run", list(by_id), format_func=lambda r: by_id[r].label, key=keys.RUNS_SELECT
+)
+entry = by_id[run_id]
 st.caption(escape_markdown(history.context_line(entry)))
 
 c1, c2, c3 = st.columns(3)

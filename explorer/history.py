@@ -13,8 +13,9 @@ an upload or a run the store kept.
 An entry also says how its run was made: stop rule (and stop strings), backend and
 preset id, written to the trace header and read back validated (``run_context``; a
 trace without them, an older one, reads back as unknown). An upload is a new entry
-beside the run it came from (its ``key`` includes the file's digest; its label says
-"upload of <run id>"), never a replacement of it.
+beside the run it came from (``replay.import_upload`` gives it a fresh run id when its
+trace's id is already listed; ``origin`` keeps that id and the label says "upload of
+<run id>"), never a replacement of it.
 """
 
 from __future__ import annotations
@@ -82,6 +83,7 @@ class RunEntry:
     stop_strings: str | None = None  # the stop-strings field as typed (rule "stop strings")
     backend: str | None = None  # the backend that ran it: torch or llamacpp
     preset: str | None = None  # the preset problem's name (its id), if the prompt was one
+    origin: str | None = None  # an upload: the run id its trace names (its own may differ)
 
     @property
     def cache_key(self) -> tuple[str, float]:
@@ -89,16 +91,14 @@ class RunEntry:
         return (self.run_id, self.created)
 
     @property
-    def key(self) -> str:
-        """This entry's identity in the history: the run id, plus the file's digest for an
-        upload, so uploading a run's trace adds an entry beside the run instead of replacing it."""
-        return self.run_id if self.digest is None else f"{self.run_id}-upload-{self.digest[:12]}"
-
-    @property
     def label(self) -> str:
         cfg = self.config
         stamp = time.strftime("%H:%M:%S", time.localtime(self.created))
-        name = f"upload of {self.run_id}" if self.digest is not None else self.run_id
+        name = self.run_id
+        if self.digest is not None:  # an upload: say which run its file came from
+            name = f"upload of {self.origin}" if self.origin else f"upload {self.run_id}"
+            if self.origin and self.origin != self.run_id:
+                name += f" as {self.run_id}"
         return (
             f"{stamp} · {self.model} · α={cfg.get('alpha')} N={cfg.get('n_particles')} · "
             f"{len(self.records)} steps · {self.status} [{name}]"
@@ -139,8 +139,8 @@ def history(state: MutableMapping[str, Any]) -> list[RunEntry]:
 def remember(
     state: MutableMapping[str, Any], entry: RunEntry, budget: int | None = None
 ) -> list[RunEntry]:
-    """Add a run, newest first, replacing one with the same ``key`` or the same uploaded
-    file (an upload of a listed run is a second entry, not a replacement);
+    """Add a run, newest first, replacing one with the same id or the same uploaded file
+    (``replay.import_upload`` gives an upload of a listed run its own id: a second entry);
     keep ``MAX_HISTORY`` runs, and the session within ``budget`` bytes (default: the
     settings' ``session_max_bytes``) by dropping cached figures, then the oldest runs
     (never this one). Returns the runs dropped for memory (each announced once)."""
@@ -148,7 +148,7 @@ def remember(
         budget = demo_settings().session_max_bytes
 
     def same(e: RunEntry) -> bool:
-        return e.key == entry.key or (entry.digest is not None and e.digest == entry.digest)
+        return e.run_id == entry.run_id or (entry.digest is not None and e.digest == entry.digest)
 
     runs = [entry, *(e for e in history(state) if not same(e))]
     state[HISTORY_KEY] = runs[:MAX_HISTORY]
@@ -288,8 +288,10 @@ def entry_from_trace(trace: Trace, name: str = "upload") -> RunEntry:
     """A history entry from a trace (an upload, or a run the store kept)."""
     header = trace.header
     reference = header.get("reference")
+    named = header.get("run_id")
     return RunEntry(
-        run_id=str(header.get("run_id") or uuid.uuid4().hex[:8]),
+        run_id=str(named or uuid.uuid4().hex[:8]),
+        origin=str(named) if named else None,
         model=str(header.get("model", "unknown model")),
         prompt=str(header.get("prompt", name)),
         config=dict(trace.config),

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import uuid
 from collections.abc import MutableMapping
 from dataclasses import dataclass
 from typing import Any
@@ -62,7 +63,8 @@ def _raw(data: Any, cap: int) -> bytes | None:
 
 
 def import_upload(gate: Gate, state: MutableMapping[str, Any], data: Any, name: str) -> Imported:
-    """Parse an upload (``gate.upload``) into the session's history within its budget.
+    """Parse an upload (``gate.upload``) into the session's history within its budget, as
+    a new entry (a fresh run id if its trace's id is already listed, never a replacement).
 
     The same bytes already held are not parsed again. Raises ``TraceError`` for a bad
     file and ``SessionFull`` for one that alone exceeds the session's memory budget.
@@ -78,6 +80,10 @@ def import_upload(gate: Gate, state: MutableMapping[str, Any], data: Any, name: 
         raise SessionFull(_too_big(name, size, budget))
     entry = gate.upload(data, name)
     entry.digest = digest
+    if any(e.run_id == entry.run_id for e in history.history(state)):
+        # The trace of a listed run (downloaded, then uploaded): a second entry beside it,
+        # under an id of its own; ``origin`` keeps the trace's id for its label.
+        entry.run_id = uuid.uuid4().hex[:8]
     need = size + entry_bytes(entry)
     if need > budget:
         raise SessionFull(_too_big(name, need, budget))

@@ -24,13 +24,13 @@ from explorer.views import particle_table
 __all__ = ["NEXT_STEP", "PLAYING", "STEP", "replay_section"]
 
 STEP = "runs_step"  # the replay slider's widget key
-PLAYING = "runs_playing"  # the key of the entry being played, if any
+PLAYING = "runs_playing"  # the run id of the entry being played, if any
 NEXT_STEP = "runs_next_step"  # the frame Play shows next (applied before the slider)
 
 
 def _controls(state: MutableMapping[str, Any], entry: RunEntry, n_steps: int) -> bool:
     """Play / Pause buttons; True while this entry plays."""
-    if state.get(PLAYING) not in (None, entry.key):  # another run was selected: stop
+    if state.get(PLAYING) not in (None, entry.run_id):  # another run was selected: stop
         state.pop(PLAYING, None)
         state.pop(NEXT_STEP, None)
     b1, b2, _ = st.columns([1, 1, 6])
@@ -40,12 +40,12 @@ def _controls(state: MutableMapping[str, Any], entry: RunEntry, n_steps: int) ->
         state.pop(PLAYING, None)
         state.pop(NEXT_STEP, None)
     elif play:
-        state[PLAYING] = entry.key
+        state[PLAYING] = entry.run_id
         if state.get(STEP, n_steps) >= n_steps:  # at the end: play from the start
             state[NEXT_STEP] = 1
     if NEXT_STEP in state:
         state[STEP] = min(max(1, int(state.pop(NEXT_STEP))), max(2, n_steps))
-    return state.get(PLAYING) == entry.key and n_steps >= 2
+    return state.get(PLAYING) == entry.run_id and n_steps >= 2
 
 
 def _metrics(view: replay.StepView) -> None:
