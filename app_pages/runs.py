@@ -2,7 +2,7 @@
 
 Uploads go through `explorer.gate` (the mode's size cap: 5 MB in demo mode) and
 `explorer.replay` (one copy per file, within the session's memory budget); an upload
-is a new entry, beside the run it came from. The replay (`explorer.replay_view`) shows
+is a new entry, beside the run it came from. The replay (`explorer.views.replay_section`) shows
 each step's metrics and leader text, plays through the steps, and draws its figures
 from the session's figure cache, built once per (run, step).
 """
@@ -11,11 +11,11 @@ from functools import partial
 
 import streamlit as st
 
-from explorer import history, replay, replay_view, session_memory
+from explorer import history, replay, session_memory
 from explorer import session_keys as keys
 from explorer.gate import TraceError, open_gate
 from explorer.inputs import escape_markdown
-from explorer.views import share_box
+from explorer.views import replay_section, share_box
 
 state = st.session_state
 gate = open_gate(state)
@@ -117,4 +117,4 @@ c2.download_button(
 if c3.button("Share this run", key="runs_share", icon=":material/share:"):
     share_box(entry)
 
-replay_view.replay_section(state, entry, gate.settings.session_max_bytes)
+replay_section(state, entry, gate.settings.session_max_bytes)

@@ -28,7 +28,10 @@ from powersmc_core.plotting import live as charts
 
 __all__ = [
     "MAX_PLAY_FRAMES",
+    "NEXT_STEP",
+    "PLAYING",
     "PLAY_FRAME_S",
+    "STEP",
     "Imported",
     "StepView",
     "import_upload",
@@ -37,6 +40,12 @@ __all__ = [
     "step_view",
 ]
 
+# Session keys of the Runs page's replay (``views.replay_section``): the slider's widget
+# key, the run being played, and the frame Play shows next (parked there because a
+# slider's value cannot be written once it is drawn; applied before it on the next run).
+STEP = "runs_step"
+PLAYING = "runs_playing"
+NEXT_STEP = "runs_next_step"
 # Play walks at most this many frames (a long run skips steps), one per PLAY_FRAME_S.
 MAX_PLAY_FRAMES = 120
 PLAY_FRAME_S = 0.3

@@ -19,7 +19,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 from test_session_memory import records as synthetic_records
 
-from explorer import history, query, replay, replay_view
+from explorer import history, query, replay
 from explorer import session_keys as keys
 from explorer.gate import Gate
 from explorer.live import LiveRun
@@ -312,7 +312,7 @@ def test_replay_at_step_k_shows_that_steps_metrics_and_text(runs_page):
     captions = [c.value.replace("\\", "") for c in at.caption]  # escape_markdown undone
     assert any("stop rule: EOS only · backend: llama.cpp" in c for c in captions)
     for k in (4, 1, 9):
-        at.slider(key=replay_view.STEP).set_value(k).run()
+        at.slider(key=replay.STEP).set_value(k).run()
         assert not at.exception, [e.value for e in at.exception]
         r = recs[k - 1]
         assert metric(at, "ESS") == f"{r.ess:.1f} / 5"
@@ -336,8 +336,8 @@ def test_play_walks_every_step_then_stops(runs_page, monkeypatch):
     assert not at.exception, [e.value for e in at.exception]
     assert seen[0] == 1 and seen[-1] == len(recs)
     assert sorted(set(seen)) == list(range(1, len(recs) + 1))
-    assert at.session_state[replay_view.STEP] == len(recs)
-    assert replay_view.PLAYING not in at.session_state  # stopped at the end
+    assert at.session_state[replay.STEP] == len(recs)
+    assert replay.PLAYING not in at.session_state  # stopped at the end
     assert len(at.get("plotly_chart")) == 6  # the heavy charts are back
 
 
