@@ -361,3 +361,18 @@ def test_the_runs_page_share_link_is_full_and_has_no_owner(runs_page, monkeypatc
     assert links and links[0].startswith("https://proxy.example.org/smc/live_smc?")
     assert owner not in links[0] and "owner" not in params_of(links[0])
     assert params_of(links[0])["stop"] == "eos"
+
+
+def test_a_link_sets_the_live_pages_stop_rule_and_strings(monkeypatch, fresh_app_state):
+    monkeypatch.setenv("POWERSMC_DEMO", "1")
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.query_params.update(
+        {"model": "toy-trap", "stop": "strings", "stops": "ab,c", "backend": "nope"}
+    )
+    at.run()
+    toasts = [t.value for t in at.toast]
+    at.switch_page("app_pages/live_smc.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.selectbox(key="live_stop_rule").value == "stop strings"
+    assert at.text_input(key="live_stop_strings").value == "ab,c"
+    assert any("not a backend" in t for t in toasts)
