@@ -1,8 +1,10 @@
 """Runs: the session's history, downloads, uploads, and a step-by-step replay of any run.
 
 Uploads go through `explorer.gate` (the mode's size cap: 5 MB in demo mode) and
-`explorer.replay` (one copy per file, within the session's memory budget); the replay's
-figures come from the session's figure cache, built once per (run, step).
+`explorer.replay` (one copy per file, within the session's memory budget); an upload
+is a new entry, beside the run it came from. The replay (`explorer.views.replay_section`) shows
+each step's metrics and leader text, plays through the steps, and draws its figures
+from the session's figure cache, built once per (run, step).
 """
 
 from functools import partial
@@ -13,7 +15,7 @@ from explorer import history, replay, session_memory
 from explorer import session_keys as keys
 from explorer.gate import TraceError, open_gate
 from explorer.inputs import escape_markdown
-from explorer.views import particle_table
+from explorer.views import replay_section, share_box
 
 state = st.session_state
 gate = open_gate(state)
@@ -92,8 +94,9 @@ run_id = st.selectbox(
     "Run", list(by_id), format_func=lambda r: by_id[r].label, key=keys.RUNS_SELECT
 )
 entry = by_id[run_id]
+st.caption(escape_markdown(history.context_line(entry)))
 
-c1, c2 = st.columns(2)
+c1, c2, c3 = st.columns(3)
 # Callables: the files are written on click, not on every rerun (1.7 s for 100,000 cells).
 c1.download_button(
     "Download trace (.jsonl)",
@@ -111,20 +114,7 @@ c2.download_button(
     key="runs_download_csv",
     icon=":material/table:",
 )
+if c3.button("Share this run", key="runs_share", icon=":material/share:"):
+    share_box(entry)
 
-records = entry.records
-n_steps = len(records)
-step = st.slider(
-    "Replay: token index", 1, max(2, n_steps), n_steps, key="runs_step", disabled=n_steps < 2
-)
-step = min(step, n_steps)
-shown = records[:step]
-figures = replay.replay_figures(state, entry, step, gate.settings.session_max_bytes)
-left, right = st.columns(2)
-for i, name in enumerate(("ess", "schedule", "weights", "heatmap")):
-    (left if i % 2 == 0 else right).plotly_chart(figures[name], key=f"runs_{name}")
-st.plotly_chart(figures["renyi"], key="runs_renyi")
-left, right = st.columns(2)
-left.plotly_chart(figures["genealogy"], key="runs_genealogy")
-with right:
-    particle_table(shown[-1], step=step)
+replay_section(state, entry, gate.settings.session_max_bytes)

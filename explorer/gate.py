@@ -241,6 +241,8 @@ class Gate:
             prompt_label=prompt_label,
             stop=stop,
             reference=reference,
+            stop_rule=stop_rule,
+            stop_strings=stop_strings,
         )
         # check_deadline after every step: the cap holds within one step, not one redraw.
         return Admission(

@@ -9,6 +9,13 @@ bytes per particle per step plus its texts, about twice the trace file's size), 
 uploads cannot grow a session without bound; an entry downloads as a trace (JSON
 lines) and a summary (CSV) and is rebuilt from any trace (``entry_from_trace``), be it
 an upload or a run the store kept.
+
+An entry also says how its run was made: stop rule (and stop strings), backend and
+preset id, written to the trace header and read back validated (``run_context``; a
+trace without them, an older one, reads back as unknown). An upload is a new entry
+beside the run it came from (``replay.import_upload`` gives it a fresh run id when its
+trace's id is already listed; ``origin`` keeps that id and the label says "upload of
+<run id>"), never a replacement of it.
 """
 
 from __future__ import annotations
@@ -22,23 +29,27 @@ from typing import Any
 import pandas as pd
 
 from explorer import session_keys, session_memory
-from explorer.presets import grade
+from explorer.inputs import STOP_RULES
+from explorer.presets import TEXT_PRESETS, grade
 from explorer.session_memory import entry_bytes
 from explorer.settings import demo_settings
 from powersmc_core.engine.records import SMCResult, StepRecord
 from powersmc_core.io.cells import csv_text
 from powersmc_core.io.codec import from_json_safe as _json_restore
-from powersmc_core.io.trace import Trace, dumps_trace
+from powersmc_core.io.trace import Trace, dumps_trace, run_context
+from powersmc_core.models.backends import BACKENDS
 
 __all__ = [
     "MAX_HISTORY",
     "RunEntry",
+    "context_line",
     "entry_bytes",
     "entry_from_stored",
     "entry_from_trace",
     "entry_summary_csv",
     "entry_trace_text",
     "history",
+    "preset_id",
     "remember",
     "run_summary",
     "safe_summary",
@@ -67,6 +78,12 @@ class RunEntry:
     digest: str | None = None  # SHA-256 of the uploaded file (uploads only): one copy each
     # (len(records), bytes) measured by ``entry_bytes``, so reruns need not walk the texts.
     held: tuple[int, int] | None = field(default=None, repr=False, compare=False)
+    # How the run was made; None: unknown (a trace from before these were recorded).
+    stop_rule: str | None = None  # one of inputs.STOP_RULES
+    stop_strings: str | None = None  # the stop-strings field as typed (rule "stop strings")
+    backend: str | None = None  # the backend that ran it: torch or llamacpp
+    preset: str | None = None  # the preset problem's name (its id), if the prompt was one
+    origin: str | None = None  # an upload: the run id its trace names (its own may differ)
 
     @property
     def cache_key(self) -> tuple[str, float]:
@@ -77,10 +94,36 @@ class RunEntry:
     def label(self) -> str:
         cfg = self.config
         stamp = time.strftime("%H:%M:%S", time.localtime(self.created))
+        name = self.run_id
+        if self.digest is not None:  # an upload: say which run its file came from
+            name = f"upload of {self.origin}" if self.origin else f"upload {self.run_id}"
+            if self.origin and self.origin != self.run_id:
+                name += f" as {self.run_id}"
         return (
             f"{stamp} · {self.model} · α={cfg.get('alpha')} N={cfg.get('n_particles')} · "
-            f"{len(self.records)} steps · {self.status} [{self.run_id}]"
+            f"{len(self.records)} steps · {self.status} [{name}]"
         )
+
+
+def context_line(entry: RunEntry) -> str:
+    """'stop rule: … · backend: … · preset: …' (unknown where the trace did not say);
+    plain text, escape it for Markdown."""
+    rule = entry.stop_rule
+    if rule == "stop strings" and entry.stop_strings:
+        rule = f"stop strings ({entry.stop_strings})"
+    backend = {"llamacpp": "llama.cpp"}.get(entry.backend or "", entry.backend)
+    parts = [f"stop rule: {rule or 'unknown'}", f"backend: {backend or 'unknown'}"]
+    if entry.preset is not None:
+        parts.append(f"preset: {entry.preset}")
+    return " · ".join(parts)
+
+
+def preset_id(prompt: object, reference: object) -> str | None:
+    """The name of the preset problem with this prompt and known answer, else None."""
+    for preset in TEXT_PRESETS:
+        if prompt == preset.prompt and reference == preset.answer:
+            return preset.name
+    return None
 
 
 HISTORY_KEY = session_keys.HISTORY
@@ -96,7 +139,8 @@ def history(state: MutableMapping[str, Any]) -> list[RunEntry]:
 def remember(
     state: MutableMapping[str, Any], entry: RunEntry, budget: int | None = None
 ) -> list[RunEntry]:
-    """Add a run, newest first, replacing one with the same id or the same uploaded file;
+    """Add a run, newest first, replacing one with the same id or the same uploaded file
+    (``replay.import_upload`` gives an upload of a listed run its own id: a second entry);
     keep ``MAX_HISTORY`` runs, and the session within ``budget`` bytes (default: the
     settings' ``session_max_bytes``) by dropping cached figures, then the oldest runs
     (never this one). Returns the runs dropped for memory (each announced once)."""
@@ -205,6 +249,14 @@ def entry_trace_text(entry: RunEntry) -> str:
         "toy": entry.toy,
         "compute_s": entry.compute_s,
     }
+    # How the run was made, where known (an absent field reads back as unknown).
+    context = {
+        "stop_rule": entry.stop_rule,
+        "stop_strings": entry.stop_strings if entry.stop_rule == "stop strings" else None,
+        "backend": entry.backend,
+        "preset": entry.preset,
+    }
+    meta.update({k: v for k, v in context.items() if v is not None})
     return dumps_trace(entry.records, entry.config, meta=meta, result=entry.result)
 
 
@@ -218,11 +270,28 @@ def _result_from_dict(data: dict[str, Any] | None) -> SMCResult | None:
         return None  # a result line from another version: the records still replay
 
 
+def _context(header: dict[str, Any]) -> dict[str, str | None]:
+    """The header's stop rule, stop strings, backend and preset, each dropped (unknown)
+    unless it is one this app knows: an upload's header is a stranger's text."""
+    ctx = run_context(header)
+    rule = ctx["stop_rule"] if ctx["stop_rule"] in STOP_RULES else None
+    preset = ctx["preset"] if ctx["preset"] in {p.name for p in TEXT_PRESETS} else None
+    return {
+        "stop_rule": rule,
+        "stop_strings": ctx["stop_strings"] if rule == "stop strings" else None,
+        "backend": ctx["backend"] if ctx["backend"] in BACKENDS else None,
+        "preset": preset,
+    }
+
+
 def entry_from_trace(trace: Trace, name: str = "upload") -> RunEntry:
+    """A history entry from a trace (an upload, or a run the store kept)."""
     header = trace.header
     reference = header.get("reference")
+    named = header.get("run_id")
     return RunEntry(
-        run_id=str(header.get("run_id") or uuid.uuid4().hex[:8]),
+        run_id=str(named or uuid.uuid4().hex[:8]),
+        origin=str(named) if named else None,
         model=str(header.get("model", "unknown model")),
         prompt=str(header.get("prompt", name)),
         config=dict(trace.config),
@@ -233,6 +302,7 @@ def entry_from_trace(trace: Trace, name: str = "upload") -> RunEntry:
         toy=bool(header.get("toy", False)),
         source=name,
         compute_s=header.get("compute_s") if isinstance(header.get("compute_s"), float) else None,
+        **_context(header),
     )
 
 

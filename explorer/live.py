@@ -25,11 +25,12 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from explorer.history import RunEntry
+from explorer.history import RunEntry, preset_id
 from powersmc_core.engine.config import SMCConfig
 from powersmc_core.engine.records import SMCResult, StepRecord
 from powersmc_core.engine.run import PowerSMC
 from powersmc_core.engine.stopping import StopRule
+from powersmc_core.models.backends import backend_of
 from powersmc_core.models.base import LanguageModel
 from powersmc_core.models.toy import ToyLM
 from powersmc_core.theory.live_target import MAX_EXACT_PREFIXES, ExactTarget, exact_target
@@ -140,6 +141,8 @@ class LiveRun:
         prompt_label: str,
         stop: StopRule | None = None,
         reference: str | None = None,
+        stop_rule: str | None = None,
+        stop_strings: str | None = None,
         throttle: Throttle | None = None,
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
@@ -151,6 +154,13 @@ class LiveRun:
         self.reference = reference
         self.toy = isinstance(model, ToyLM)
         self.stop = stop
+        # How the run is made, for its history entry and trace header (links replay it).
+        self.context = {
+            "stop_rule": stop_rule,
+            "stop_strings": stop_strings if stop_rule == "stop strings" else None,
+            "backend": backend_of(model)[0],
+            "preset": preset_id(prompt_label, reference),
+        }
         self._exact: tuple[ExactTarget | None] | None = None
         self.throttle = throttle or Throttle()
         self.clock = clock
@@ -237,5 +247,6 @@ class LiveRun:
             toy=self.toy,
             created=self.created,
             compute_s=self.compute_s,
+            **self.context,
         )
         return entry

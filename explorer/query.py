@@ -1,5 +1,13 @@
 """Shareable links: ``?model=…&n=…&alpha=…`` parsed, sanitised and clamped; never raises.
 
+A share link is a full URL (``share_link(..., base_url=...)``: the server's own address,
+``app_root`` of the browser's URL or ``POWERSMC_PUBLIC_URL``; only http(s) bases, never
+one with credentials) and carries the run's config, model, preset (by name, so the
+opened run is graded against the preset's known answer) or free-text prompt, stop rule
+(``stop=eos|boxed|strings``, with ``stops=`` the stop strings) and backend
+(``backend=torch|llamacpp|auto``). A link's unknown preset, stop rule or backend is
+dropped with a message, never an exception.
+
 ``parse_query_params(st.query_params, settings)`` returns a ``QueryParams`` with the
 accepted values (each finite, clamped by ``inputs.clamp_config`` to ``inputs.field_bounds``,
 the one table of ranges the Live widgets are drawn with)
@@ -18,31 +26,40 @@ import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
+from urllib.parse import urlencode, urlsplit
 
 from explorer import session_keys as keys
 from explorer.inputs import (
     INT_FIELDS,
+    MAX_STOP_FIELD_CHARS,
+    STOP_RULES,
     InputError,
     as_float,
     as_int,
     check_model_name,
     clamp_config,
+    make_stop,
     sanitize_prompt,
     shown,
 )
-from explorer.settings import DemoSettings
+from explorer.settings import DemoSettings, demo_settings
 from powersmc_core.engine.config import SCHEDULES, SMCConfig
 from powersmc_core.engine.resampling import RESAMPLERS
+from powersmc_core.models.backends import BACKENDS
 
 __all__ = [
     "OWNER_PARAM",
     "QUERY_ALIASES",
     "QUERY_FIELDS",
+    "STOP_IDS",
     "QueryParams",
+    "app_root",
     "entry_share_link",
     "model_not_offered",
     "new_owner_token",
+    "page_base",
     "parse_query_params",
+    "public_base",
     "share_link",
     "share_query",
     "valid_owner",
@@ -60,6 +77,12 @@ QUERY_ALIASES = {
 }
 QUERY_FIELDS = {**{f.name: f.name for f in fields(SMCConfig)}, **QUERY_ALIASES}
 OWNER_PARAM = "owner"
+# Stop rules in links by short id (the rule labels hold spaces and a backslash).
+STOP_IDS = {"eos": STOP_RULES[0], "boxed": STOP_RULES[1], "strings": STOP_RULES[2]}
+_STOP_ID = {rule: short for short, rule in STOP_IDS.items()}
+# The Live page's path and the other pages' (``app.py``): ``app_root`` strips one of them.
+LIVE_PATH = "live_smc"
+PAGE_PATHS = ("live_smc", "runs", "compare", "theory_lab", "home")
 _OWNER = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 MAX_QUERY_VALUE = 2000
 
@@ -74,6 +97,9 @@ class QueryParams:
     preset: str | None = None
     owner: str | None = None  # the visitor's run-history token, if well-formed
     messages: tuple[str, ...] = ()
+    stop_rule: str | None = None  # one of inputs.STOP_RULES
+    stop_strings: str | None = None  # with stop_rule "stop strings"
+    backend: str | None = None  # one of models.backends.BACKENDS (full mode only)
 
 
 def parse_query_params(
@@ -87,6 +113,7 @@ def parse_query_params(
     messages: list[str] = []
     config: dict[str, Any] = {}
     text: dict[str, str | None] = {"model": None, "prompt": None, "preset": None}
+    run: dict[str, str | None] = {"stop_rule": None, "stop_strings": None, "backend": None}
     owner = None
     for key, raw in list(params.items())[:64]:
         key = str(key)[:40]
@@ -140,6 +167,35 @@ def parse_query_params(
                 text["preset"] = value
             else:
                 messages.append(f"link parameter preset={shown(value)} is not a known preset")
+        elif key == "stop":
+            rule = STOP_IDS.get(value.strip().lower(), value if value in STOP_RULES else None)
+            if rule is None:
+                messages.append(
+                    f"link parameter stop={shown(value)} is not a stop rule; use one of "
+                    f"{list(STOP_IDS)}"
+                )
+            else:
+                run["stop_rule"] = rule
+        elif key == "stops":
+            try:
+                make_stop(STOP_RULES[2], value)  # the bounds a typed field has
+            except InputError as err:
+                messages.append(f"link parameter stops: {err}")
+            else:
+                run["stop_strings"] = value
+        elif key == "backend":
+            name = value.strip().lower().replace("llama.cpp", "llamacpp")
+            if name not in BACKENDS:
+                messages.append(
+                    f"link parameter backend={shown(value)} is not a backend; use one of "
+                    f"{list(BACKENDS)}"
+                )
+            elif settings.enabled:  # a demo serves its own backend; the picker is hidden
+                messages.append(
+                    f"link parameter backend={shown(value)} ignored: this demo serves one backend"
+                )
+            else:
+                run["backend"] = name
         elif key == OWNER_PARAM:
             if _OWNER.match(value):
                 owner = value
@@ -149,6 +205,11 @@ def parse_query_params(
             continue
         else:
             messages.append(f"unknown link parameter {key!r} ignored")
+    if run["stop_strings"] is not None and run["stop_rule"] not in (None, STOP_RULES[2]):
+        run["stop_strings"] = None  # strings only mean something under their own rule
+        messages.append("link parameter stops ignored: the link's stop rule is not 'strings'")
+    elif run["stop_strings"] is not None:
+        run["stop_rule"] = STOP_RULES[2]
     if config:
         clamped, notes = clamp_config(config, settings)
         clamped_dict = clamped.to_dict()
@@ -161,11 +222,24 @@ def parse_query_params(
         preset=text["preset"],
         owner=owner,
         messages=tuple(messages),
+        **run,
     )
 
 
-def share_query(config: SMCConfig, model: str, prompt: str | None = None) -> dict[str, str]:
-    """Query parameters of a shareable link for these settings; never the owner token."""
+def share_query(
+    config: SMCConfig,
+    model: str,
+    prompt: str | None = None,
+    *,
+    preset: str | None = None,
+    stop_rule: str | None = None,
+    stop_strings: str | None = None,
+    backend: str | None = None,
+) -> dict[str, str]:
+    """Query parameters of a shareable link for these settings; never the owner token.
+
+    A ``preset`` (its name) goes instead of the prompt, so the opened run is graded;
+    ``stop_rule`` is one of ``inputs.STOP_RULES``, written by its short id."""
     query = {
         "model": model,
         "alpha": f"{config.alpha:g}",
@@ -175,23 +249,97 @@ def share_query(config: SMCConfig, model: str, prompt: str | None = None) -> dic
         "schedule": config.schedule,
         "kappa": f"{config.ess_threshold:g}",
     }
-    if prompt is not None and len(prompt) <= MAX_QUERY_VALUE:
+    if preset is not None:
+        query["preset"] = preset
+    elif prompt is not None and len(prompt) <= MAX_QUERY_VALUE:
         query["prompt"] = prompt
+    if stop_rule in _STOP_ID:
+        query["stop"] = _STOP_ID[stop_rule]
+        if (
+            stop_rule == STOP_RULES[2]
+            and stop_strings
+            and len(stop_strings) <= MAX_STOP_FIELD_CHARS
+        ):
+            query["stops"] = stop_strings
+    if backend in BACKENDS:
+        query["backend"] = backend
     return query
 
 
-def share_link(config: SMCConfig, model: str, prompt: str | None = None) -> str:
-    """A relative link to the Live SMC page with these settings (``share_query``)."""
-    from urllib.parse import urlencode
+def app_root(url: Any) -> str | None:
+    """``scheme://host[:port]/path/`` of the app from a page's URL (the page's own path
+    segment, query and fragment removed); None for anything but a plain http(s) URL
+    (``javascript:``, credentials in it, control characters, no host)."""
+    if not isinstance(url, str) or len(url) > MAX_QUERY_VALUE:
+        return None
+    url = url.strip()
+    if any(c.isspace() or ord(c) < 32 or c in "\\<>\"'`" for c in url):
+        return None
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        return None
+    if parts.username is not None or parts.password is not None:
+        return None  # "https://good.example@evil.example/" reads as the first host
+    path = parts.path.rstrip("/")
+    head, _, last = path.rpartition("/")
+    if last in PAGE_PATHS:
+        path = head
+    return f"{parts.scheme.lower()}://{parts.netloc}{path}/"
 
-    return "live_smc?" + urlencode(share_query(config, model, prompt))
+
+def share_link(
+    config: SMCConfig,
+    model: str,
+    prompt: str | None = None,
+    *,
+    base_url: str | None = None,
+    **run: str | None,
+) -> str:
+    """A link to the Live SMC page with these settings (``share_query``; ``run`` holds
+    its ``preset``, ``stop_rule``, ``stop_strings`` and ``backend``): a full URL under
+    ``base_url`` (the app's root, see ``app_root``), relative when it is None.
+
+    Raises ``ValueError`` for a ``base_url`` that ``app_root`` refuses (not http(s))."""
+    tail = f"{LIVE_PATH}?" + urlencode(share_query(config, model, prompt, **run))
+    if base_url is None:
+        return tail
+    root = app_root(base_url)
+    if root is None:
+        raise ValueError("a share link's base must be an http(s) address")
+    return root + tail
 
 
-def entry_share_link(entry: Any) -> str:
-    """The share link of a history entry (``RunEntry``): its settings, model and text prompt."""
+def entry_share_link(entry: Any, base_url: str | None = None) -> str:
+    """The share link of a history entry (``RunEntry``): its settings, model, preset or
+    text prompt, stop rule and backend."""
     config = SMCConfig.from_dict(entry.config)
     prompt = None if entry.toy or not isinstance(entry.prompt, str) else entry.prompt
-    return share_link(config, entry.model, prompt)
+    return share_link(
+        config,
+        entry.model,
+        prompt,
+        base_url=base_url,
+        preset=getattr(entry, "preset", None),
+        stop_rule=getattr(entry, "stop_rule", None),
+        stop_strings=getattr(entry, "stop_strings", None),
+        backend=getattr(entry, "backend", None),
+    )
+
+
+def public_base(settings: DemoSettings, browser_url: Any) -> str | None:
+    """The app's root for share links: ``POWERSMC_PUBLIC_URL`` (behind a reverse proxy the
+    browser's URL may be an internal one) else the browser's URL; None when neither is a
+    usable http(s) address."""
+    return app_root(settings.public_url) or app_root(browser_url)
+
+
+def page_base(browser_url: Any) -> str | None:
+    """``public_base`` under this server's settings (pages pass ``st.context.url``)."""
+    return public_base(demo_settings(), browser_url)
 
 
 def new_owner_token() -> str:
@@ -245,6 +393,12 @@ def widget_values(link: QueryParams) -> dict[str, Any]:
         values[key] = value if name in INT_FIELDS or isinstance(value, str) else float(value)
     if link.model is not None:
         values[keys.MODEL_CHOICE] = link.model
+    if link.stop_rule is not None:
+        values["live_stop_rule"] = link.stop_rule  # page_kit.live_settings' widget keys
+        if link.stop_strings is not None:
+            values["live_stop_strings"] = link.stop_strings
+    if link.backend is not None:
+        values["backend_choice"] = link.backend  # app.py's picker (full mode only)
     if link.prompt is not None:
         values[keys.LIVE_PROMPT_MODE], values[keys.LIVE_PROMPT] = "Free text", link.prompt
     elif link.preset is not None:

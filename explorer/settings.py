@@ -31,6 +31,8 @@ POWERSMC_NEW_SESSIONS_PER_MINUTE       30 (demo)  new sessions per address per m
 POWERSMC_SESSION_MAX_MB                48 (demo)  uploads + parsed runs + figures per session
 POWERSMC_TRUSTED_PROXIES               (none)     proxy addresses whose X-Forwarded-For counts
 POWERSMC_SECRET                        (random)   key signing visitor cookies (not a cap)
+POWERSMC_PUBLIC_URL                    (none)     the app's public address for share links
+                                                  (behind a reverse proxy); else the browser's
 =====================================  =========  ===========================================
 
 The MH steps per block, the Theory lab's runs per point and the task-set size have
@@ -123,6 +125,8 @@ class DemoSettings:
     # Streamlit's own byte caps (the launcher passes them: ``explorer.serve``), in MB.
     max_widget_state_mb: int = 25
     max_message_mb: int = 200
+    # The app's public http(s) address for share links (None: the URL the browser used).
+    public_url: str | None = None
 
     @property
     def trust_remote_code(self) -> bool:
@@ -277,6 +281,26 @@ def _parse_networks(name: str, raw: str) -> tuple[str, ...]:
     return tuple(networks)
 
 
+def _parse_public_url(raw: str) -> str:
+    """``POWERSMC_PUBLIC_URL``: an http(s) address with a host and no credentials."""
+    from urllib.parse import urlsplit
+
+    problem = "must be an http(s) address such as https://demo.example.org/powersmc/"
+    try:
+        parts = urlsplit(raw)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        raise SettingsError(f"POWERSMC_PUBLIC_URL={raw!r}: {problem}") from None
+    if (
+        parts.scheme.lower() not in ("http", "https")
+        or not parts.hostname
+        or parts.username is not None
+        or any(c.isspace() for c in raw)
+    ):
+        raise SettingsError(f"POWERSMC_PUBLIC_URL={raw!r}: {problem}")
+    return raw
+
+
 def demo_settings(environ: Mapping[str, str] | None = None) -> DemoSettings:
     """Settings from the environment (``os.environ`` by default); raises ``SettingsError``."""
     env = os.environ if environ is None else environ
@@ -351,6 +375,9 @@ def demo_settings(environ: Mapping[str, str] | None = None) -> DemoSettings:
             f"POWERSMC_DEMO_ALPHA_MIN ({settings.alpha_min:g}) is above "
             f"POWERSMC_DEMO_ALPHA_MAX ({settings.alpha_max:g})"
         )
+    public_url = env.get("POWERSMC_PUBLIC_URL", "").strip()
+    if public_url:
+        settings = replace(settings, public_url=_parse_public_url(public_url))
     data_dir = env.get("POWERSMC_DATA_DIR", "").strip()
     if data_dir:
         settings = replace(settings, data_dir=Path(data_dir).expanduser())

@@ -686,7 +686,13 @@ def tracked(
         owner=owner,
         model=run.model_name,
         prompt=run.prompt_label,
-        extra={"reference": run.reference, "toy": run.toy},
+        # How the run is made (stop rule, backend, preset), where the run says: restored
+        # runs keep it.
+        extra={
+            "reference": run.reference,
+            "toy": run.toy,
+            **{k: v for k, v in getattr(run, "context", {}).items() if v is not None},
+        },
         address=address,
     )
     journal.sync(run.records, force=True)

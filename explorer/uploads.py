@@ -74,16 +74,19 @@ def read_trace_safely(
     n = trace.records[0].n_particles
     if n < 1:
         raise TraceError("line 2: a step record needs at least one particle")
+    lines = trace.record_lines  # the file's own numbering (blank lines counted)
     for i, record in enumerate(trace.records):
         problem = _record_problem(record, n)
         if problem:
-            raise TraceError(f"line {i + 2}: {problem}")
+            raise TraceError(f"line {lines[i] if i < len(lines) else i + 2}: {problem}")
     result, notes = trace.result, []
     if result is not None:
         problem = _result_problem(result, n)
         if problem:
             result, notes = None, [f"result line ignored: {problem}"]
-    return Trace(header=header, records=trace.records, result=result, meta={"notes": notes})
+    return Trace(
+        header=header, records=trace.records, result=result, meta={**trace.meta, "notes": notes}
+    )
 
 
 def _header_only(data: bytes, max_bytes: int) -> Trace:

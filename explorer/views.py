@@ -5,11 +5,15 @@ records grow (light redraws skip the heavy charts; ``settle`` draws the last ste
 full once the run has ended, whatever ended it); on a toy model it also shows the exact
 target beside the particles and their TV per step (``plotting.target``); ``particle_table`` is the table of
 one step's particles (Live SMC and Runs); ``run_summary`` is a finished run's
-completion, metrics and answer; ``comparison_results`` is the Compare table and charts.
+completion, metrics and answer (``share_box`` its full share link); ``replay_section`` is
+the Runs page's replay of a run: Play / Pause (at most ``replay.MAX_PLAY_FRAMES``
+frames, only the light charts while playing), the step's metrics and leader text, the
+charts and particle table; ``comparison_results`` is the Compare table and charts.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from typing import Any
 
@@ -23,6 +27,7 @@ from explorer import (
     history,
     inputs,
     query,
+    replay,
     session_memory,
 )
 from explorer.events import MethodDone
@@ -31,7 +36,15 @@ from powersmc_core.engine.records import StepRecord
 from powersmc_core.plotting import live as charts
 from powersmc_core.theory.live_target import MAX_EXACT_PREFIXES, ExactTarget
 
-__all__ = ["NO_EXACT_TARGET", "LiveCharts", "comparison_results", "particle_table", "run_summary"]
+__all__ = [
+    "NO_EXACT_TARGET",
+    "LiveCharts",
+    "comparison_results",
+    "particle_table",
+    "replay_section",
+    "run_summary",
+    "share_box",
+]
 
 
 def particle_table(record: StepRecord, step: int | None = None, fit: bool = False) -> None:
@@ -161,12 +174,27 @@ class LiveCharts:
             particle_table(records[-1], fit=True)
 
 
+def share_box(entry: RunEntry) -> None:
+    """The run's share link: a full URL on this server (``POWERSMC_PUBLIC_URL`` or the
+    browser's address), relative only when neither is known; never the owner token."""
+    try:
+        browser_url = st.context.url
+    except (AttributeError, RuntimeError):  # no browser context (a test harness)
+        browser_url = None
+    base = query.page_base(browser_url)
+    if base is None:
+        st.caption("A link to these settings (never your run history): append it to this site.")
+    else:
+        st.caption("A link to these settings, preset, stop rule and backend (never your runs).")
+    st.code(query.entry_share_link(entry, base), language=None)
+
+
 def run_summary(entry: RunEntry) -> None:
     """A run's share link, chosen completion, metrics and answer view."""
     row = history.run_summary(entry)
     if st.button("Share this run", key="live_share", icon=":material/share:"):
-        st.caption("A link to these settings (never your run history): append it to this site.")
-        st.code(query.entry_share_link(entry), language=None)
+        share_box(entry)
+    st.caption(inputs.escape_markdown(history.context_line(entry)))
     st.subheader("Chosen completion" + (" (stopped early)" if entry.status == "stopped" else ""))
     st.code(row["completion"] or "(empty)", language=None, wrap_lines=True)
     m = st.columns(6)
@@ -221,3 +249,77 @@ def comparison_results(frame: pd.DataFrame, runs: Sequence[MethodDone], model_na
         if done.method == "mh" and (extras := done.result.extras)
     }
     right.plotly_chart(charts.mh_acceptance_figure(traces), key="cmp_mh")
+
+
+# ---- Runs: the replay of one run (Play / Pause, the step's metrics and text) -----------
+def _replay_controls(state: MutableMapping[str, Any], entry: RunEntry, n_steps: int) -> bool:
+    """Play / Pause buttons; True while this entry plays."""
+    if state.get(replay.PLAYING) not in (None, entry.run_id):  # another run selected: stop
+        state.pop(replay.PLAYING, None)
+        state.pop(replay.NEXT_STEP, None)
+    b1, b2, _ = st.columns([1, 1, 6])
+    play = b1.button("Play", key="runs_play", icon=":material/play_arrow:", disabled=n_steps < 2)
+    pause = b2.button("Pause", key="runs_pause", icon=":material/pause:")
+    if pause:
+        state.pop(replay.PLAYING, None)
+        state.pop(replay.NEXT_STEP, None)
+    elif play:
+        state[replay.PLAYING] = entry.run_id
+        if state.get(replay.STEP, n_steps) >= n_steps:  # at the end: play from the start
+            state[replay.NEXT_STEP] = 1
+    if replay.NEXT_STEP in state:
+        state[replay.STEP] = min(max(1, int(state.pop(replay.NEXT_STEP))), max(2, n_steps))
+    return state.get(replay.PLAYING) == entry.run_id and n_steps >= 2
+
+
+def _step_metrics(view: replay.StepView) -> None:
+    m = st.columns(6)
+    m[0].metric("ESS", f"{view.ess:.1f} / {view.n_particles}")
+    m[1].metric("log Ẑ so far", f"{view.log_z:.3f}")
+    m[2].metric("lineages", view.lineages)
+    m[3].metric("resampled", "yes" if view.resampled else "no")
+    m[4].metric("α_t", f"{view.alpha:.3g}")
+    m[5].metric("τ", f"{view.tau:.3g}")
+    done = " (finished)" if view.finished else ""
+    st.caption(f"Particle {view.leader}{done}: {view.note}.")
+    # A code block shows the text as it is: nothing in it is read as Markdown or HTML.
+    st.code(view.text if view.text else "(no text)", language=None, wrap_lines=True)
+
+
+def replay_section(state: MutableMapping[str, Any], entry: RunEntry, budget: int) -> None:
+    """The replay of ``entry``: controls, slider, metrics and text, charts, table."""
+    records = entry.records
+    n_steps = len(records)
+    playing = _replay_controls(state, entry, n_steps)
+    if replay.STEP in state and not 1 <= state[replay.STEP] <= max(2, n_steps):
+        state[replay.STEP] = n_steps  # left by a longer run
+    # A value set through session state is the slider's; a default beside it would warn.
+    default = {} if replay.STEP in state else {"value": n_steps}
+    step = st.slider(
+        "Replay: token index", 1, max(2, n_steps), key=replay.STEP, disabled=n_steps < 2, **default
+    )
+    step = min(step, n_steps)
+    view = replay.step_view(entry, step)
+    st.subheader(f"Step {view.step} of {records[-1].step}")
+    _step_metrics(view)
+    figures = replay.replay_figures(state, entry, step, budget, heavy=not playing)
+    left, right = st.columns(2)
+    for i, name in enumerate(("ess", "schedule", "weights", "heatmap")):
+        if name in figures:
+            (left if i % 2 == 0 else right).plotly_chart(figures[name], key=f"runs_{name}")
+    if "renyi" in figures:
+        st.plotly_chart(figures["renyi"], key="runs_renyi")
+        left, right = st.columns(2)
+        left.plotly_chart(figures["genealogy"], key="runs_genealogy")
+        with right:
+            particle_table(records[step - 1], step=step)
+    else:
+        st.caption("Playing: the heatmap, genealogy and particle table return on Pause.")
+    if playing:
+        following = replay.next_frame(step, n_steps)
+        if following is None:
+            state.pop(replay.PLAYING, None)  # the last frame stays; its heavy charts next run
+            st.rerun()
+        time.sleep(replay.PLAY_FRAME_S)  # the frame rate; a Pause click lands between frames
+        state[replay.NEXT_STEP] = following
+        st.rerun()

@@ -5,6 +5,11 @@ config, model, prompt), then one ``step`` per decoding step, then an optional
 ``result``. Reading validates size, JSON, schema and consistency, and reports
 the first bad line by number, because traces come from users' uploads.
 
+The header may also say how the run was made (``RUN_CONTEXT``: stop rule, stop strings,
+backend, preset id); a trace without them (an older one) reads back with each unknown
+(``run_context`` gives None). Every error names its line; a header that parses makes
+later errors name the broken record's line, never the header.
+
 Reading also bounds the work a trace can cause downstream (charts, tables, replays
 cost O(steps × N)): ``TraceLimits`` caps the particle count, the steps, steps × N
 and the text lengths, and requires normalised log-weights (finite or -inf, and
@@ -31,17 +36,22 @@ from powersmc_core.io.codec import to_json_safe
 __all__ = [
     "FORMAT",
     "MAX_TRACE_BYTES",
+    "RUN_CONTEXT",
     "Trace",
     "TraceError",
     "TraceLimits",
     "dumps_trace",
     "read_trace",
+    "run_context",
     "write_trace",
 ]
 
 FORMAT = "powersmc-trace"
 VERSION = 1
 MAX_TRACE_BYTES = 50 * 1024 * 1024
+# Optional header fields saying how a run was made; absent (older traces): unknown.
+RUN_CONTEXT = ("stop_rule", "stop_strings", "backend", "preset")
+_RUN_CONTEXT_CHARS = 2000
 
 
 class TraceError(ValueError):
@@ -93,6 +103,21 @@ class Trace:
     def config(self) -> dict[str, Any]:
         return self.header.get("config", {})
 
+    @property
+    def record_lines(self) -> list[int]:
+        """The file's line number of each record (blank lines counted), for error messages."""
+        lines = self.meta.get("record_lines")
+        return list(lines) if isinstance(lines, list) else []
+
+
+def run_context(header: dict[str, Any]) -> dict[str, str | None]:
+    """The header's ``RUN_CONTEXT`` fields as bounded text; None where missing (unknown)."""
+    out: dict[str, str | None] = {}
+    for key in RUN_CONTEXT:
+        value = header.get(key)
+        out[key] = value[:_RUN_CONTEXT_CHARS] if isinstance(value, str) else None
+    return out
+
 
 def _header(config: Any, meta: dict[str, Any] | None) -> dict[str, Any]:
     config_dict = config.to_dict() if hasattr(config, "to_dict") else dict(config or {})
@@ -142,6 +167,19 @@ def _write(handle: IO[str], records, config, meta, result) -> None:
         handle.write(json.dumps({"kind": "result", **result.to_dict()}, allow_nan=False) + "\n")
 
 
+def _parse_line(number: int, line: str) -> dict[str, Any]:
+    """One line as a JSON object, or a ``TraceError`` naming the line and what is wrong."""
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise TraceError(f"line {number}: not valid JSON ({exc.msg})") from None
+    except (RecursionError, ValueError):  # absurd nesting or a 5,000-digit number
+        raise TraceError(f"line {number}: not a trace line (nested or sized absurdly)") from None
+    if not isinstance(obj, dict):
+        raise TraceError(f"line {number}: expected a JSON object")
+    return obj
+
+
 def read_trace(
     source: str | os.PathLike[str] | bytes,
     max_bytes: int = MAX_TRACE_BYTES,
@@ -172,37 +210,31 @@ def read_trace(
         raise TraceError("trace is empty")
     if len(lines) > limits.max_steps + 2:  # header + steps + result
         raise TraceError(f"trace has more than {limits.max_steps} steps; that is the limit")
-    objects = []
-    for number, line in lines:
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise TraceError(f"line {number}: not valid JSON ({exc.msg})") from None
-        except (RecursionError, ValueError):  # absurd nesting or a 5,000-digit number
-            raise TraceError(
-                f"line {number}: not a trace line (nested or sized absurdly)"
-            ) from None
-        if not isinstance(obj, dict):
-            raise TraceError(f"line {number}: expected a JSON object")
-        objects.append((number, obj))
+    # The header first: a file without one is "not a trace" whatever its body holds, and
+    # one with a header gets every later problem named by its own line number.
+    objects = [(number, _parse_line(number, line)) for number, line in lines[:1]]
     number, header = objects[0]
     if header.get("kind") != "header" or header.get("format") != FORMAT:
         raise TraceError(f"line {number}: not a {FORMAT} file (missing header line)")
     if header.get("version") != VERSION:
         raise TraceError(f"line {number}: unsupported trace version {header.get('version')!r}")
+    objects.extend((number, _parse_line(number, line)) for number, line in lines[1:])
     records: list[StepRecord] = []
+    record_lines: list[int] = []
     result = None
     for number, obj in objects[1:]:
         kind = obj.pop("kind", None)
         if kind == "result":
             result = obj
             continue
+        if kind == "header":
+            raise TraceError(f"line {number}: a second header line (two traces joined?)")
         if kind != "step":
-            raise TraceError(f"line {number}: unknown line kind {kind!r}")
+            raise TraceError(f"line {number}: unknown line kind {str(kind)[:40]!r}")
         try:
             record = StepRecord.from_dict(obj)
-        except (TypeError, ValueError, OverflowError) as exc:
-            raise TraceError(f"line {number}: {exc}") from None
+        except (TypeError, ValueError, OverflowError, KeyError, AttributeError) as exc:
+            raise TraceError(f"line {number}: {str(exc)[:300]}") from None
         if records:
             if record.n_particles != records[0].n_particles:
                 raise TraceError(f"line {number}: particle count changed mid-trace")
@@ -216,6 +248,7 @@ def read_trace(
         if problem is not None:
             raise TraceError(f"line {number}: {problem}")
         records.append(record)
+        record_lines.append(number)
     if not records:
         raise TraceError("trace has a header but no step records")
-    return Trace(header=header, records=records, result=result)
+    return Trace(header=header, records=records, result=result, meta={"record_lines": record_lines})
