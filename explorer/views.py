@@ -27,30 +27,135 @@ from explorer import (
 )
 from explorer.events import MethodDone
 from explorer.history import RunEntry
+from powersmc_core.engine import genealogy
 from powersmc_core.engine.records import StepRecord
 from powersmc_core.plotting import live as charts
 from powersmc_core.theory.live_target import MAX_EXACT_PREFIXES, ExactTarget
 
-__all__ = ["NO_EXACT_TARGET", "LiveCharts", "comparison_results", "particle_table", "run_summary"]
+__all__ = [
+    "EXPLAIN",
+    "NO_EXACT_TARGET",
+    "LiveCharts",
+    "comparison_results",
+    "particle_table",
+    "run_summary",
+]
 
 
-def particle_table(record: StepRecord, step: int | None = None, fit: bool = False) -> None:
-    """The particles of one step (``step``: its number shown, default the record's), sorted
-    by weight, with the leader's text (escaped); ``fit`` sizes the table to its rows."""
-    table = charts.particle_table(record, top_k=50)
+# What each chart and word means, said where it is shown (captions and help icons). The
+# maths is the engine's: log Ẑ is ``engine.step.reweight_state``'s running sum, the chosen
+# particle ``engine.choosers``' draw.
+EXPLAIN: dict[str, str] = {
+    "ess": (
+        "ESS = 1/Σᵢ Wᵢ²: how many equally weighted particles the weighted set is worth "
+        "(N at uniform weights, 1 when one particle holds all the weight). ✕ marks a "
+        "resampling: below κ·N the particles are redrawn by weight and the weights reset "
+        "to 1/N."
+    ),
+    "schedule": (
+        "α_t: the exponent of the intermediate target p(y₁:t)^α_t (constant α, or bridged "
+        "up to α); τ_t: the temperature of the proposal q ∝ p^(1/τ_t) that draws each token."
+    ),
+    "weights": (
+        "Wᵢ of each particle at the step drawn. **Hatched bars are finished particles** "
+        "(EOS, a stop rule or the token cap): they append nothing more and keep their weight. "
+        f"Above {charts.WEIGHT_BARS} particles: the {charts.WEIGHT_BARS} heaviest (labelled "
+        "#slot) and one grey bar holding the total weight of all the others."
+    ),
+    "heatmap": (
+        "log(N·Wᵢ) per particle and step, before resampling: 0 is the uniform weight 1/N, "
+        "negative is lighter than uniform."
+    ),
+    "renyi": (
+        "Left: the Rényi entropy H_α_t(p(·|prefixᵢ)) of each particle's next-token "
+        "distribution (band: min–max over particles; black: their mean). Right: each "
+        "particle's log incremental weight log Gᵢ. With τ_t = 1/α_t, log Gᵢ = (1−α_t)·Hᵢ "
+        "exactly, so the spread of the weights (blue dotted, std over particles of log G) "
+        "equals |1−α_t|·std H (red dashed): prefixes whose next token is more certain gain "
+        "weight. The two part when τ_t ≠ 1/α_t or α_t is bridged."
+    ),
+    "genealogy": (
+        "Each line joins a particle to its parent at the previous step; red dotted "
+        "verticals mark resampling. Dark: lineages with a descendant now; faint: extinct. "
+        f"Above {charts.GENEALOGY_LINES} particles only the ancestry of the "
+        f"{charts.GENEALOGY_LINES} heaviest particles at the last step is drawn."
+    ),
+    "diversity": (
+        "Lineages: initial particles that still have descendants (after resampling). "
+        "Distinct sequences: different token sequences among the N particles, copies made "
+        "by resampling counted once. Distinct texts: the same for the decoded texts, only at "
+        "steps whose texts were stored (a saved run may keep them every few steps)."
+    ),
+    "leader": (
+        "★ leader: the text with the largest total weight at this step (what the weighted "
+        "vote would pick if the run ended now). It is not necessarily the run's chosen "
+        "completion."
+    ),
+    "chosen": (
+        "Chosen completion: the one particle the run returns, drawn at the end with "
+        "probability equal to its weight Wᵢ (best-of-N instead takes the largest log p). "
+        "A random draw: it can differ from the leader."
+    ),
+    "log_z": (
+        "log Ẑ = Σ_t log Σᵢ W_{t−1,i}·G_{t,i}, the running sum of the log weighted-mean "
+        "incremental weight: the SMC estimate of log Z_α, Z_α = Σ_y p(y|x)^α over complete "
+        "continuations y. Ẑ is unbiased for Z_α; log Ẑ is biased low (Jensen), more so with "
+        "few particles. Z_α ≤ 1 when α ≥ 1, so log Z_α ≤ 0."
+    ),
+    "vote": (
+        "Answers among the finished particles: the vote share counts particles (weights "
+        "ignored, the majority vote); the weighted mass P̂ sums their weights Wᵢ (the "
+        "weighted vote), the estimate of the answer's probability under π_α."
+    ),
+}
+
+
+def particle_table(
+    record: StepRecord,
+    step: int | None = None,
+    fit: bool = False,
+    records: Sequence[StepRecord] | None = None,
+) -> None:
+    """The particles of one step grouped by identical text, heaviest first (``step``: its
+    number shown, default the record's), the leader's text escaped; ``fit`` sizes the
+    table to its rows. Without stored texts and with the ``records`` up to ``record``,
+    rows group identical token sequences; without either, one row per particle."""
+    keys = None
+    if record.texts is None and records and records[-1] is record:
+        keys = genealogy.sequence_classes(records)[-1]
+    table = charts.grouped_table(record, top_k=TABLE_ROWS, keys=keys)
     frame = table.frame
-    st.markdown(f"**Particles at step {record.step if step is None else step}**, sorted by weight")
+    what = "text" if record.texts is not None else "sequence" if keys is not None else "particle"
+    st.markdown(
+        f"**Particles at step {record.step if step is None else step}**, one row per "
+        f"distinct {what} ({table.n_groups:,} among {record.n_particles:,}), heaviest first",
+        help=EXPLAIN["leader"],
+    )
+    if record.texts is None:
+        st.caption("No texts stored at this step (saved runs keep them every few steps).")
     leader = inputs.escape_markdown(repr(frame["text"][0]))
-    st.caption(f"Leader, particle {frame['particle'][0]}: {leader}")
+    copies = int(frame["copies"][0])
+    st.caption(
+        f"★ Leader (weight {frame['weight'][0]:.3f}, {copies:,} "
+        f"{'copy' if copies == 1 else 'copies'}): {leader}"
+    )
     options = {"height": min(560, 38 + 35 * len(frame))} if fit else {}
     st.dataframe(
         charts.style_particle_table(frame),
         hide_index=True,
-        column_config=charts.PARTICLE_COLUMNS,
+        column_config=charts.GROUP_COLUMNS,
         **options,
     )
     if table.n_more:
         st.caption(table.more_caption)
+    st.caption(
+        f"particle: the heaviest copy's slot (its colour in the charts) · copies: particles "
+        f"with this {what} · weight: their total W · lineages: distinct initial particles "
+        "among them."
+    )
+
+
+TABLE_ROWS = 12  # groups shown; the rest are summed in one "and M more texts" line
 
 
 NO_EXACT_TARGET = (
@@ -60,8 +165,9 @@ NO_EXACT_TARGET = (
 
 
 class LiveCharts:
-    """The Live SMC chart slots (ESS, schedule, weights, heatmap, Rényi, genealogy, table,
-    and with an exact ``target`` the exact-target bars and the TV per step)."""
+    """The Live SMC chart slots (ESS, schedule, weights, heatmap, Rényi, genealogy,
+    diversity, table, and with an exact ``target`` the exact-target bars and the TV per
+    step), each chart with its caption saying what it shows."""
 
     def __init__(
         self, label: Callable[[int], str] | None, target: ExactTarget | None = None
@@ -69,18 +175,14 @@ class LiveCharts:
         self.label = label
         self.target = target
         self.drawn: tuple[int, bool] | None = None  # (records, heavy) of the last draw
-        row1 = st.columns(2)
-        row2 = st.columns(2)
-        self.slots = {
-            "ess": row1[0].empty(),
-            "schedule": row1[1].empty(),
-            "weights": row2[0].empty(),
-            "heatmap": row2[1].empty(),
-            "renyi": st.empty(),
-        }
-        row4 = st.columns(2)
-        self.slots["genealogy"] = row4[0].empty()
-        self.table = row4[1].empty()
+        self.slots: dict[str, Any] = {}
+        # Laid out once per script run; each draw fills a slot with its chart and caption
+        # (nothing shows before the first draw).
+        rows = (("ess", "schedule"), ("weights", "heatmap"), ("renyi",), ("genealogy", "diversity"))
+        for row in rows:
+            for name, column in zip(row, st.columns(len(row)), strict=True):
+                self.slots[name] = column.empty()
+        self.table = st.empty()
         self._figures: Mapping[str, Any] | None = None  # the last full draw's figures
         if target is not None:
             self._target_slots()
@@ -156,9 +258,15 @@ class LiveCharts:
         if "target" in figures and "target" not in self.slots:
             self._target_slots()
         for name, fig in figures.items():
-            self.slots[name].plotly_chart(fig, key=f"live_{name}_{tag}")
+            with self.slots[name].container():
+                st.plotly_chart(fig, key=f"live_{name}_{tag}")
+                if name in EXPLAIN:
+                    st.caption(EXPLAIN[name])
         with self.table.container():
-            particle_table(records[-1], fit=True)
+            particle_table(records[-1], fit=True, records=records)
+            with st.expander("What log Ẑ, the chosen completion, the leader and the vote mean"):
+                for name in ("log_z", "chosen", "leader", "vote"):
+                    st.markdown(EXPLAIN[name])
 
 
 def run_summary(entry: RunEntry) -> None:
