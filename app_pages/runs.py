@@ -126,5 +126,5 @@ for i, name in enumerate(("ess", "schedule", "weights", "heatmap")):
 st.plotly_chart(figures["renyi"], key="runs_renyi")
 left, right = st.columns(2)
 left.plotly_chart(figures["genealogy"], key="runs_genealogy")
-with right:
-    particle_table(shown[-1], step=step)
+right.plotly_chart(figures["diversity"], key="runs_diversity")
+particle_table(shown[-1], step=step, records=shown)

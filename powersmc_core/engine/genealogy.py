@@ -68,9 +68,12 @@ def sequence_classes(records: Sequence[StepRecord]) -> np.ndarray:
     tokens = np.array([r.tokens for r in records], dtype=np.int64).reshape(par.shape)
     out = np.empty(par.shape, dtype=np.int64)
     _, out[0] = np.unique(tokens[0], return_inverse=True)
+    # One int64 key per pair: parent label (< N) times the token range plus the token.
+    low = int(min(tokens.min(), -1))
+    width = int(tokens.max()) - low + 1
     for t in range(1, len(records)):
-        pairs = np.stack([out[t - 1][par[t]], tokens[t]], axis=1)  # (N, 2)
-        _, inverse = np.unique(pairs, axis=0, return_inverse=True)
+        keys = out[t - 1][par[t]] * width + (tokens[t] - low)  # (N,)
+        _, inverse = np.unique(keys, return_inverse=True)
         out[t] = inverse.reshape(-1)
     return out
 
