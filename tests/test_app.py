@@ -388,7 +388,7 @@ def plain(text: str) -> str:
 
 
 def live_charts(at: AppTest) -> list:
-    """The particle-system charts (the answer posterior's bar chart aside): six, and on a
+    """The particle-system charts (the answer posterior's bar chart aside): seven, and on a
     toy model two more, the exact target beside the particles and their TV per step."""
     return [c for c in at.get("plotly_chart") if "answers" not in str(c.key)]
 

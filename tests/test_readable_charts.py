@@ -225,3 +225,29 @@ def test_home_links_the_papers():
     text = " ".join(m.value for m in at.markdown)
     assert "https://arxiv.org/abs/2602.10273" in text
     assert "https://arxiv.org/abs/2510.14901" in text
+
+
+def test_live_page_explains_its_charts_where_they_are_drawn(fresh_app_state):
+    from explorer.views import EXPLAIN
+
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.session_state["model_choice"] = "toy-trap"
+    at.run()
+    at.switch_page("app_pages/live_smc.py").run()
+    assert not at.caption or not any("Hatched bars" in c.value for c in at.caption)  # no run
+    at.button(key="live_run").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    captions = " ".join(c.value for c in at.caption)
+    for name in ("ess", "weights", "renyi", "genealogy", "diversity"):
+        assert EXPLAIN[name] in captions, name
+    assert "Hatched bars are finished particles" in captions
+    assert any("diversity" in str(c.key) for c in at.get("plotly_chart"))
+    glossary = [e for e in at.expander if "log Ẑ" in e.label]
+    assert glossary, [e.label for e in at.expander]
+    text = " ".join(m.value for m in glossary[0].markdown)
+    assert "Σ_y p(y|x)^α" in text and "probability equal to its weight" in text
+    assert "vote share counts particles" in text
+    # The particle table: one row per distinct text, the leader explained.
+    table = at.dataframe[0].value
+    assert {"copies", "weight", "lineages", "text"} <= set(table.columns)
+    assert table["text"].is_unique and table["weight"].is_monotonic_decreasing

@@ -142,7 +142,9 @@ def group_particles(weights: Any, keys: Any, roots: Any | None = None) -> Partic
     """
     w = np.asarray(weights, dtype=np.float64)
     n = w.size
-    keys = np.asarray(list(keys) if not isinstance(keys, np.ndarray) else keys)
+    if not isinstance(keys, np.ndarray):
+        # Object dtype: a fixed-width unicode array would take N × longest text × 4 bytes.
+        keys = np.array(list(keys), dtype=object)
     if keys.shape != (n,):
         raise ValueError(f"need one key per particle: {keys.shape} keys for {n} weights")
     if n == 0:
