@@ -60,7 +60,8 @@ EXPLAIN: dict[str, str] = {
         "Wᵢ of each particle at the step drawn. **Hatched bars are finished particles** "
         "(EOS, a stop rule or the token cap): they append nothing more and keep their weight. "
         f"Above {charts.WEIGHT_BARS} particles: the {charts.WEIGHT_BARS} heaviest (labelled "
-        "#slot) and one grey bar holding the total weight of all the others."
+        "#slot) and, in the narrow panel on the right, one grey bar: the total weight of "
+        "all the others."
     ),
     "heatmap": (
         "log(N·Wᵢ) per particle and step, before resampling: 0 is the uniform weight 1/N, "

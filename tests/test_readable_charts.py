@@ -160,7 +160,9 @@ def test_top_k_weight_bars_and_the_rest_bar_hold_exactly_the_rest_mass():
     mask[shown] = False
     assert rest.y[0] == pytest.approx(weights[mask].sum(), rel=1e-12)
     assert rest.y[0] + sum(top.y) == pytest.approx(1.0)
-    assert "more" in rest.x[0] and f"{256 - charts.WEIGHT_BARS}" in rest.x[0]
+    assert rest.x[0] == f"other {256 - charts.WEIGHT_BARS}"
+    assert rest.xaxis != top.xaxis and rest.yaxis != top.yaxis  # its own panel and 0..1 axis
+    assert tuple(fig.layout[rest.yaxis.replace("y", "yaxis")].range) == (0, 1.15)
     assert "hatched = finished" in fig.layout.title.text
 
 

@@ -103,13 +103,17 @@ def genealogy_figure(
             hoverinfo="skip",
             connectgaps=False,
         )
+    # Rows spanned by what is drawn: all N, or the band the heaviest particles' ancestry
+    # occupies (after resampling, copies sit in neighbouring slots: often a narrow band).
+    rows_drawn = np.flatnonzero(drawn.any(axis=0))
+    low, high = int(rows_drawn.min()), int(rows_drawn.max())
     events = [r.step for r in records if r.resampled]
     if events:
         xs, ys = [], []
         for s in events:  # at most T: one vertical per resampling event
             # Resampling happens after step s: the new slots start at s + 0.5 visually.
             xs += [s + 0.5, s + 0.5, None]
-            ys += [-0.5, n - 0.5, None]
+            ys += [low - 0.5, high + 0.5, None]
         fig.add_scatter(
             x=xs,
             y=ys,
@@ -142,6 +146,7 @@ def genealogy_figure(
         name="particle",
         showlegend=False,
     )
-    fig.update_yaxes(autorange="reversed", range=[-0.5, n - 0.5])
+    fig.update_yaxes(autorange="reversed")
     step_ticks(fig, records)
-    return layout(fig, title, x_title, y_title, height=max(HEIGHT, min(700, 14 * n + 120)))
+    height = max(HEIGHT, min(700, 14 * (high - low + 1) + 120))
+    return layout(fig, title, x_title, y_title, height=height)

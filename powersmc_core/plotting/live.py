@@ -28,6 +28,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 
 from powersmc_core.engine.records import StepRecord
 from powersmc_core.plotting.common import (
@@ -215,8 +216,8 @@ def weights_figure(
     """Normalised weights W_i at one step: one bar per particle (hatched once finished).
 
     Above ``top_k`` particles, the ``top_k`` heaviest (heaviest first, labelled by slot)
-    and one grey bar "and M more" holding the total weight of all the others: 256 bars
-    of 1/256 are a barcode nobody can read.
+    and, in a narrow panel of its own on a 0..1 axis, one grey bar "other M" holding the
+    total weight of all the others: 256 bars of 1/256 are a barcode nobody can read.
     """
     title, x_title, y_title = (
         "Normalised weights",
@@ -233,7 +234,14 @@ def weights_figure(
     names = labels([record], token_label)[0][slots]
     texts = record.texts or ("",) * n
     finished = np.asarray(record.finished, dtype=bool)[slots]
-    fig = go.Figure()
+    # Capped: the rest's total (often most of the mass) gets its own panel and 0..1 axis,
+    # so it neither hides the heaviest bars nor is clipped.
+    fig = (
+        make_subplots(rows=1, cols=2, column_widths=[0.86, 0.14], horizontal_spacing=0.1)
+        if capped
+        else go.Figure()
+    )
+    where = {"row": 1, "col": 1} if capped else {}
     fig.add_bar(
         # Capped: categories "#slot" in weight order (slot numbers would leave gaps).
         x=[f"#{i}" for i in slots.tolist()] if capped else slots,
@@ -256,33 +264,45 @@ def weights_figure(
         "<br>token %{customdata[1]} · %{customdata[2]}<br>%{customdata[3]}<extra></extra>",
         name="W_i",
         showlegend=False,
+        **where,
     )
-    if capped:
-        more = n - slots.size
-        fig.add_bar(
-            x=[f"+{more:,} more"],
-            y=[rest],
-            marker={"color": "#bdbdbd"},
-            customdata=[[more, rest / more]],
-            hovertemplate="the other %{customdata[0]} particles<br>total W = %{y:.4f}"
-            "<br>mean W = %{customdata[1]:.2e}<extra></extra>",
-            name="rest",
-            showlegend=False,
-        )
-        title = f"Normalised weights: top {slots.size} of {n} and the rest"
     fig.add_hline(
         y=1.0 / n,
         line={"dash": "dash", "color": "#7f7f7f"},
         annotation_text="uniform 1/N",
         annotation_position="top right",
+        **where,
     )
-    if capped:
-        fig.update_xaxes(type="category", tickangle=-45)
-    else:
-        fig.update_xaxes(dtick=1 if n <= 32 else None)
-    fig.update_yaxes(rangemode="tozero")
     hatched = " · hatched = finished" if finished.any() else ""
-    return layout(fig, f"{title} at step {record.step}{hatched}", x_title, y_title, bargap=0.15)
+    if not capped:
+        fig.update_xaxes(dtick=1 if n <= 32 else None)
+        fig.update_yaxes(rangemode="tozero")
+        return layout(fig, f"{title} at step {record.step}{hatched}", x_title, y_title, bargap=0.15)
+    more = n - slots.size
+    fig.add_bar(
+        x=[f"other {more:,}"],
+        y=[rest],
+        marker={"color": "#bdbdbd"},
+        text=[f"{rest:.3f}"],
+        textposition="outside",
+        customdata=[[more, rest / more]],
+        hovertemplate="the other %{customdata[0]} particles<br>total W = %{y:.4f}"
+        "<br>mean W = %{customdata[1]:.2e}<extra></extra>",
+        name="rest",
+        showlegend=False,
+        row=1,
+        col=2,
+    )
+    title = (
+        f"{title} at step {record.step}: the {slots.size} heaviest of {n} "
+        f"and the others' total{hatched}"
+    )
+    layout(fig, title, x_title, y_title, bargap=0.15)
+    fig.update_xaxes(type="category", tickangle=-45, row=1, col=1)
+    fig.update_xaxes(type="category", title_text="", row=1, col=2)
+    fig.update_yaxes(rangemode="tozero", row=1, col=1)
+    fig.update_yaxes(range=[0, 1.15], title_text="total W", row=1, col=2)
+    return fig
 
 
 def log_weight_heatmap(
