@@ -58,7 +58,7 @@ EXPLAIN: dict[str, str] = {
     ),
     "weights": (
         "Wᵢ of each particle at the step drawn. **Hatched bars are finished particles** "
-        "(EOS, a stop rule or the token cap): they append nothing more and keep their weight. "
+        "(EOS or a stop rule): they append nothing more and keep their weight. "
         f"Above {charts.WEIGHT_BARS} particles: the {charts.WEIGHT_BARS} heaviest (labelled "
         "#slot) and, in the narrow panel on the right, one grey bar: the total weight of "
         "all the others."
@@ -88,9 +88,8 @@ EXPLAIN: dict[str, str] = {
         "steps whose texts were stored (a saved run may keep them every few steps)."
     ),
     "leader": (
-        "★ leader: the text with the largest total weight at this step (what the weighted "
-        "vote would pick if the run ended now). It is not necessarily the run's chosen "
-        "completion."
+        "★ leader: the text with the largest total weight (Σ Wᵢ over its copies) at this "
+        "step. It is not necessarily the run's chosen completion."
     ),
     "chosen": (
         "Chosen completion: the one particle the run returns, drawn at the end with "
@@ -100,13 +99,15 @@ EXPLAIN: dict[str, str] = {
     "log_z": (
         "log Ẑ = Σ_t log Σᵢ W_{t−1,i}·G_{t,i}, the running sum of the log weighted-mean "
         "incremental weight: the SMC estimate of log Z_α, Z_α = Σ_y p(y|x)^α over complete "
-        "continuations y. Ẑ is unbiased for Z_α; log Ẑ is biased low (Jensen), more so with "
-        "few particles. Z_α ≤ 1 when α ≥ 1, so log Z_α ≤ 0."
+        "continuations y. With a fixed schedule Ẑ is unbiased for Z_α; log Ẑ is biased low "
+        "(Jensen), more so with few particles. Z_α ≤ 1 when α ≥ 1, so log Z_α ≤ 0."
     ),
     "vote": (
-        "Answers among the finished particles: the vote share counts particles (weights "
-        "ignored, the majority vote); the weighted mass P̂ sums their weights Wᵢ (the "
-        "weighted vote), the estimate of the answer's probability under π_α."
+        "The vote: answers are read from finished particles only (the others form the "
+        "“(unfinished)” bucket). An answer's vote share is the fraction of the N particles "
+        "giving it, weights ignored (the majority vote picks the largest); its weighted "
+        "mass P̂ = Σᵢ Wᵢ over those particles estimates its probability under π_α (the "
+        "weighted vote picks the largest)."
     ),
 }
 
@@ -154,6 +155,9 @@ def particle_table(
         f"with this {what} · weight: their total W · lineages: distinct initial particles "
         "among them."
     )
+    with st.expander("What log Ẑ, the chosen completion, the leader and the vote mean"):
+        for name in ("log_z", "chosen", "leader", "vote"):
+            st.markdown(EXPLAIN[name])
 
 
 TABLE_ROWS = 12  # groups shown; the rest are summed in one "and M more texts" line
@@ -265,9 +269,6 @@ class LiveCharts:
                     st.caption(EXPLAIN[name])
         with self.table.container():
             particle_table(records[-1], fit=True, records=records)
-            with st.expander("What log Ẑ, the chosen completion, the leader and the vote mean"):
-                for name in ("log_z", "chosen", "leader", "vote"):
-                    st.markdown(EXPLAIN[name])
 
 
 def run_summary(entry: RunEntry) -> None:

@@ -248,7 +248,7 @@ def test_live_page_explains_its_charts_where_they_are_drawn(fresh_app_state):
     assert glossary, [e.label for e in at.expander]
     text = " ".join(m.value for m in glossary[0].markdown)
     assert "Σ_y p(y|x)^α" in text and "probability equal to its weight" in text
-    assert "vote share counts particles" in text
+    assert "fraction of the N particles" in text and "weighted mass P̂" in text
     # The particle table: one row per distinct text, the leader explained.
     table = at.dataframe[0].value
     assert {"copies", "weight", "lineages", "text"} <= set(table.columns)
