@@ -14,10 +14,13 @@ with $\alpha > 1$ it sharpens the model's distribution over *complete sequences*
 answers that are likely as a whole. Lowering the temperature token by token
 ($T = 1/\alpha$) is **not** the same thing: it sharpens each next-token choice given the
 prefix, and can commit early to a prefix whose continuations are all weak.
-**Power-SMC** (Azizi et al., 2026) samples $\pi_\alpha$ with $N$ particles decoded in one
-batch from the proposal $q \propto p^{1/\tau}$ ($\tau = 1/\alpha$ minimises the weight
-variance); importance weights correct every token, and the particles are resampled when
-the effective sample size drops.
+**Power-SMC** ([Azizi et al., 2026, arXiv:2602.10273](https://arxiv.org/abs/2602.10273))
+samples $\pi_\alpha$ with $N$ particles decoded in one batch from the proposal
+$q \propto p^{1/\tau}$ ($\tau = 1/\alpha$ minimises the weight variance); importance
+weights correct every token, and the particles are resampled when the effective sample size
+drops. The Metropolis–Hastings power sampler compared here is
+[Karan & Du, 2025, arXiv:2510.14901](https://arxiv.org/abs/2510.14901) ("Reasoning with
+Sampling: Your Base Model is Smarter Than You Think").
 
 **The target, precisely.** $\pi_\alpha$ is a law over *complete* continuations $y$: those
 that end with EOS, at `max_new_tokens`, or where a stop rule fires (a stop string, a

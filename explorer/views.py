@@ -32,11 +32,13 @@ from explorer import (
 )
 from explorer.events import MethodDone
 from explorer.history import RunEntry
+from powersmc_core.engine import genealogy
 from powersmc_core.engine.records import StepRecord
 from powersmc_core.plotting import live as charts
 from powersmc_core.theory.live_target import MAX_EXACT_PREFIXES, ExactTarget
 
 __all__ = [
+    "EXPLAIN",
     "NO_EXACT_TARGET",
     "LiveCharts",
     "comparison_results",
@@ -47,23 +49,125 @@ __all__ = [
 ]
 
 
-def particle_table(record: StepRecord, step: int | None = None, fit: bool = False) -> None:
-    """The particles of one step (``step``: its number shown, default the record's), sorted
-    by weight, with the leader's text (escaped); ``fit`` sizes the table to its rows."""
-    table = charts.particle_table(record, top_k=50)
+# What each chart and word means, said where it is shown (captions and help icons). The
+# maths is the engine's: log Ẑ is ``engine.step.reweight_state``'s running sum, the chosen
+# particle ``engine.choosers``' draw.
+EXPLAIN: dict[str, str] = {
+    "ess": (
+        "ESS = 1/Σᵢ Wᵢ²: how many equally weighted particles the weighted set is worth "
+        "(N at uniform weights, 1 when one particle holds all the weight). ✕ marks a "
+        "resampling: below κ·N the particles are redrawn by weight and the weights reset "
+        "to 1/N."
+    ),
+    "schedule": (
+        "α_t: the exponent of the intermediate target p(y₁:t)^α_t (constant α, or bridged "
+        "up to α); τ_t: the temperature of the proposal q ∝ p^(1/τ_t) that draws each token."
+    ),
+    "weights": (
+        "Wᵢ of each particle at the step drawn. **Hatched bars are finished particles** "
+        "(EOS or a stop rule): they append nothing more and keep their weight. "
+        f"Above {charts.WEIGHT_BARS} particles: the {charts.WEIGHT_BARS} heaviest (labelled "
+        "#slot) and, in the narrow panel on the right, one grey bar: the total weight of "
+        "all the others."
+    ),
+    "heatmap": (
+        "log(N·Wᵢ) per particle and step, before resampling: 0 is the uniform weight 1/N, "
+        "negative is lighter than uniform."
+    ),
+    "renyi": (
+        "Left: the Rényi entropy H_α_t(p(·|prefixᵢ)) of each particle's next-token "
+        "distribution (band: min–max over particles; black: their mean). Right: each "
+        "particle's log incremental weight log Gᵢ. With τ_t = 1/α_t, log Gᵢ = (1−α_t)·Hᵢ "
+        "exactly, so the spread of the weights (blue dotted, std over particles of log G) "
+        "equals |1−α_t|·std H (red dashed): prefixes whose next token is more certain gain "
+        "weight. The two part when τ_t ≠ 1/α_t or α_t is bridged."
+    ),
+    "genealogy": (
+        "Each line joins a particle to its parent at the previous step; red dotted "
+        "verticals mark resampling. Dark: lineages with a descendant now; faint: extinct. "
+        f"Above {charts.GENEALOGY_LINES} particles only the ancestry of the "
+        f"{charts.GENEALOGY_LINES} heaviest particles at the last step is drawn."
+    ),
+    "diversity": (
+        "Lineages: initial particles that still have descendants (after resampling). "
+        "Distinct sequences: different token sequences among the N particles, copies made "
+        "by resampling counted once. Distinct texts: the same for the decoded texts, only at "
+        "steps whose texts were stored (a saved run may keep them every few steps)."
+    ),
+    "leader": (
+        "★ leader: the text with the largest total weight (Σ Wᵢ over its copies) at this "
+        "step. It is not necessarily the run's chosen completion."
+    ),
+    "chosen": (
+        "Chosen completion: the one particle the run returns, drawn at the end with "
+        "probability equal to its weight Wᵢ (best-of-N instead takes the largest log p). "
+        "A random draw: it can differ from the leader."
+    ),
+    "log_z": (
+        "log Ẑ = Σ_t log Σᵢ W_{t−1,i}·G_{t,i}, the running sum of the log weighted-mean "
+        "incremental weight: the SMC estimate of log Z_α, Z_α = Σ_y p(y|x)^α over complete "
+        "continuations y. With a fixed schedule Ẑ is unbiased for Z_α; log Ẑ is biased low "
+        "(Jensen), more so with few particles. Z_α ≤ 1 when α ≥ 1, so log Z_α ≤ 0."
+    ),
+    "vote": (
+        "The vote: answers are read from finished particles only (the others form the "
+        "“(unfinished)” bucket). An answer's vote share is the fraction of the N particles "
+        "giving it, weights ignored (the majority vote picks the largest); its weighted "
+        "mass P̂ = Σᵢ Wᵢ over those particles estimates its probability under π_α (the "
+        "weighted vote picks the largest)."
+    ),
+}
+
+
+def particle_table(
+    record: StepRecord,
+    step: int | None = None,
+    fit: bool = False,
+    records: Sequence[StepRecord] | None = None,
+) -> None:
+    """The particles of one step grouped by identical text, heaviest first (``step``: its
+    number shown, default the record's), the leader's text escaped; ``fit`` sizes the
+    table to its rows. Without stored texts and with the ``records`` up to ``record``,
+    rows group identical token sequences; without either, one row per particle."""
+    keys = None
+    if record.texts is None and records and records[-1] is record:
+        keys = genealogy.sequence_classes(records)[-1]
+    table = charts.grouped_table(record, top_k=TABLE_ROWS, keys=keys)
     frame = table.frame
-    st.markdown(f"**Particles at step {record.step if step is None else step}**, sorted by weight")
+    what = "text" if record.texts is not None else "sequence" if keys is not None else "particle"
+    st.markdown(
+        f"**Particles at step {record.step if step is None else step}**, one row per "
+        f"distinct {what} ({table.n_groups:,} among {record.n_particles:,}), heaviest first",
+        help=EXPLAIN["leader"],
+    )
+    if record.texts is None:
+        st.caption("No texts stored at this step (saved runs keep them every few steps).")
     leader = inputs.escape_markdown(repr(frame["text"][0]))
-    st.caption(f"Leader, particle {frame['particle'][0]}: {leader}")
+    copies = int(frame["copies"][0])
+    st.caption(
+        f"★ Leader (weight {frame['weight'][0]:.3f}, {copies:,} "
+        f"{'copy' if copies == 1 else 'copies'}): {leader}"
+    )
     options = {"height": min(560, 38 + 35 * len(frame))} if fit else {}
     st.dataframe(
         charts.style_particle_table(frame),
         hide_index=True,
-        column_config=charts.PARTICLE_COLUMNS,
+        column_config=charts.GROUP_COLUMNS,
         **options,
     )
     if table.n_more:
         st.caption(table.more_caption)
+    st.caption(
+        f"particle: the heaviest copy's slot (its colour in the charts) · copies: particles "
+        f"with this {what} · weight: their total W · lineages: distinct initial particles "
+        "among them."
+    )
+    with st.expander("What log Ẑ, the chosen completion, the leader and the vote mean"):
+        for name in ("log_z", "chosen", "leader", "vote"):
+            st.markdown(EXPLAIN[name])
+
+
+TABLE_ROWS = 12  # groups shown; the rest are summed in one "and M more texts" line
 
 
 NO_EXACT_TARGET = (
@@ -73,8 +177,9 @@ NO_EXACT_TARGET = (
 
 
 class LiveCharts:
-    """The Live SMC chart slots (ESS, schedule, weights, heatmap, Rényi, genealogy, table,
-    and with an exact ``target`` the exact-target bars and the TV per step)."""
+    """The Live SMC chart slots (ESS, schedule, weights, heatmap, Rényi, genealogy,
+    diversity, table, and with an exact ``target`` the exact-target bars and the TV per
+    step), each chart with its caption saying what it shows."""
 
     def __init__(
         self, label: Callable[[int], str] | None, target: ExactTarget | None = None
@@ -82,18 +187,14 @@ class LiveCharts:
         self.label = label
         self.target = target
         self.drawn: tuple[int, bool] | None = None  # (records, heavy) of the last draw
-        row1 = st.columns(2)
-        row2 = st.columns(2)
-        self.slots = {
-            "ess": row1[0].empty(),
-            "schedule": row1[1].empty(),
-            "weights": row2[0].empty(),
-            "heatmap": row2[1].empty(),
-            "renyi": st.empty(),
-        }
-        row4 = st.columns(2)
-        self.slots["genealogy"] = row4[0].empty()
-        self.table = row4[1].empty()
+        self.slots: dict[str, Any] = {}
+        # Laid out once per script run; each draw fills a slot with its chart and caption
+        # (nothing shows before the first draw).
+        rows = (("ess", "schedule"), ("weights", "heatmap"), ("renyi",), ("genealogy", "diversity"))
+        for row in rows:
+            for name, column in zip(row, st.columns(len(row)), strict=True):
+                self.slots[name] = column.empty()
+        self.table = st.empty()
         self._figures: Mapping[str, Any] | None = None  # the last full draw's figures
         if target is not None:
             self._target_slots()
@@ -169,9 +270,12 @@ class LiveCharts:
         if "target" in figures and "target" not in self.slots:
             self._target_slots()
         for name, fig in figures.items():
-            self.slots[name].plotly_chart(fig, key=f"live_{name}_{tag}")
+            with self.slots[name].container():
+                st.plotly_chart(fig, key=f"live_{name}_{tag}")
+                if name in EXPLAIN:
+                    st.caption(EXPLAIN[name])
         with self.table.container():
-            particle_table(records[-1], fit=True)
+            particle_table(records[-1], fit=True, records=records)
 
 
 def share_box(entry: RunEntry) -> None:
@@ -195,11 +299,14 @@ def run_summary(entry: RunEntry) -> None:
     if st.button("Share this run", key="live_share", icon=":material/share:"):
         share_box(entry)
     st.caption(inputs.escape_markdown(history.context_line(entry)))
-    st.subheader("Chosen completion" + (" (stopped early)" if entry.status == "stopped" else ""))
+    st.subheader(
+        "Chosen completion" + (" (stopped early)" if entry.status == "stopped" else ""),
+        help=EXPLAIN["chosen"],
+    )
     st.code(row["completion"] or "(empty)", language=None, wrap_lines=True)
     m = st.columns(6)
     m[0].metric("log p(y|x)", f"{row['log p']:.2f}")
-    m[1].metric("log Ẑ", f"{row['log Z-hat']:.2f}")
+    m[1].metric("log Ẑ", f"{row['log Z-hat']:.2f}", help=EXPLAIN["log_z"])
     m[2].metric("latency (sampling)", f"{row['latency [s]']:.2f} s")
     m[3].metric("tokens/s (per particle)", f"{row['tokens/s']:.1f}")
     m[4].metric("resampling events", row["resamples"])
@@ -311,8 +418,8 @@ def replay_section(state: MutableMapping[str, Any], entry: RunEntry, budget: int
         st.plotly_chart(figures["renyi"], key="runs_renyi")
         left, right = st.columns(2)
         left.plotly_chart(figures["genealogy"], key="runs_genealogy")
-        with right:
-            particle_table(records[step - 1], step=step)
+        right.plotly_chart(figures["diversity"], key="runs_diversity")
+        particle_table(records[step - 1], step=step, records=records[:step])
     else:
         st.caption("Playing: the heatmap, genealogy and particle table return on Pause.")
     if playing:

@@ -313,7 +313,15 @@ def records():
 
 def test_every_live_figure_has_title_axes_and_data(records):
     figures = charts.live_figures(records, 0.9, 4.0, str)
-    assert set(figures) == {"ess", "schedule", "weights", "heatmap", "renyi", "genealogy"}
+    assert set(figures) == {
+        "ess",
+        "schedule",
+        "weights",
+        "heatmap",
+        "renyi",
+        "genealogy",
+        "diversity",
+    }
     for name, fig in figures.items():
         assert fig.layout.title.text, name
         assert fig.layout.xaxis.title.text and fig.layout.yaxis.title.text, name
@@ -380,7 +388,7 @@ def plain(text: str) -> str:
 
 
 def live_charts(at: AppTest) -> list:
-    """The particle-system charts (the answer posterior's bar chart aside): six, and on a
+    """The particle-system charts (the answer posterior's bar chart aside): seven, and on a
     toy model two more, the exact target beside the particles and their TV per step."""
     return [c for c in at.get("plotly_chart") if "answers" not in str(c.key)]
 
@@ -442,7 +450,7 @@ def test_live_run_completes_and_shows_result():
     at.button(key="live_run").click().run()
     no_exception(at)
     assert not at.error
-    assert len(live_charts(at)) == 8  # toy-trap: the exact-target panel too
+    assert len(live_charts(at)) == 9  # toy-trap: seven run charts and the exact-target panel
     assert any("Finished" in s.value for s in at.success)
     labels = {m.label for m in at.metric}
     assert {"log p(y|x)", "log Ẑ", "latency (sampling)"} <= labels
@@ -450,7 +458,7 @@ def test_live_run_completes_and_shows_result():
     assert len(history) == 1 and history[0].status == "finished"
     at.run()  # a rerun redraws the last run from session state (and its target panel)
     no_exception(at)
-    assert len(live_charts(at)) == 8
+    assert len(live_charts(at)) == 9
 
 
 def test_live_run_with_bridging_and_custom_tau_warns():
@@ -519,10 +527,10 @@ def test_live_stop_keeps_the_decoded_part():
     assert entry.run_id == half.live.run_id
     assert entry.status == "stopped" and len(entry.records) == 1
     assert "live_active" not in at.session_state
-    assert len(live_charts(at)) == 8  # the kept part is drawn, with its exact target
+    assert len(live_charts(at)) == 9  # the kept part is drawn, with its exact target
     at.run()  # a rerun serves the stopped run, its target panel too, from the figure cache
     no_exception(at)
-    assert len(live_charts(at)) == 8
+    assert len(live_charts(at)) == 9
 
 
 def test_live_run_interrupted_by_another_rerun_resumes():
@@ -622,7 +630,7 @@ def test_runs_page_empty_then_upload_replay_and_bad_upload():
     at.file_uploader(key="runs_upload").set_value(("run.jsonl", text, "application/jsonl")).run()
     no_exception(at)
     assert any("Loaded run" in s.value for s in at.success)
-    assert len(live_charts(at)) == 6
+    assert len(live_charts(at)) == 7
     slider = at.slider(key="runs_step")
     assert slider.value == len(run.records)
     slider.set_value(1).run()

@@ -180,7 +180,7 @@ def test_a_5000_digit_boxed_answer_never_poisons_the_runs_page(monkeypatch, tmp_
     assert not at.exception, [e.value for e in at.exception]
     assert any("Loaded boxed" in s.value for s in at.success), [e.value for e in at.error]
     at.run()  # every later visit renders too
-    assert not at.exception and len(at.get("plotly_chart")) == 6
+    assert not at.exception and len(at.get("plotly_chart")) == 7
     row = history.safe_summary(at.session_state["run_history"][0])
     assert row["correct"] is False
 

@@ -58,8 +58,11 @@ def test_all_live_figures_at_ten_thousand_particles_have_bounded_trace_counts():
     counts = {name: len(fig.data) for name, fig in figures.items()}
     # Rényi: at most one line trace per palette colour per panel, plus band, mean, two spreads.
     assert counts["renyi"] <= 2 * PALETTE_SIZE + 5, counts
-    assert counts["heatmap"] == 2 and counts["weights"] == 1, counts
+    # Weights: the heaviest particles and one bar for the rest (at most WEIGHT_BARS + 1 bars).
+    assert counts["heatmap"] == 2 and counts["weights"] == 2, counts
+    assert sum(len(t.y) for t in figures["weights"].data) <= charts.WEIGHT_BARS + 1
     assert counts["genealogy"] <= 4 and counts["ess"] <= 2 and counts["schedule"] <= 3, counts
+    assert counts["diversity"] <= 3, counts
     assert sum(counts.values()) < 150  # the old Rényi chart alone had 2·N = 20,000 traces
 
 
@@ -205,11 +208,23 @@ def _scale_colour(scale, value, cmin, cmax):
 def test_weight_bars_keep_each_slots_colour_at_any_n(n):
     from powersmc_core.plotting.style import particle_color
 
-    marker = charts.weights_figure(_record(n)).data[0].marker
-    if marker.colorscale is None:  # small N: the colour strings themselves
-        assert list(marker.color) == [particle_color(i) for i in range(n)]
-    else:  # large N: palette indices on a stepwise scale, no per-string validation
-        scale = [(float(p), c) for p, c in marker.colorscale]
-        for i in (0, 1, 47, 48, 500, n - 1):
-            got = _scale_colour(scale, float(marker.color[i]), marker.cmin, marker.cmax)
-            assert got.lower() == particle_color(i).lower(), i
+    log_w = np.random.default_rng(1).normal(size=n)
+    bars = charts.weights_figure(_record(n, log_weights=log_w)).data[0]
+    slots = [int(s) for s in np.asarray(bars.customdata)[:, 4]]  # the slot of each bar
+    if n <= charts.WEIGHT_BARS:
+        assert slots == list(range(n))
+    else:  # the heaviest slots only, heaviest first
+        assert slots == np.argsort(-log_w, kind="stable")[: charts.WEIGHT_BARS].tolist()
+    assert list(bars.marker.color) == [particle_color(i) for i in slots]
+
+
+def test_heatmap_colour_key_keeps_each_slots_colour_at_large_n():
+    from powersmc_core.plotting.style import particle_color
+
+    n = 1000
+    key = charts.log_weight_heatmap([_record(n)]).data[1].marker
+    # Large N: palette indices on a stepwise scale, no per-string validation.
+    scale = [(float(p), c) for p, c in key.colorscale]
+    for i in (0, 1, 47, 48, 500, n - 1):
+        got = _scale_colour(scale, float(key.color[i]), key.cmin, key.cmax)
+        assert got.lower() == particle_color(i).lower(), i

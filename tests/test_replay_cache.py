@@ -18,7 +18,7 @@ from explorer.gate import Gate
 from explorer.settings import DemoSettings
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
-SET = 6  # figures of one replay step: ESS, schedule, weights, heatmap, Rényi, genealogy
+SET = 7  # one replay step: ESS, schedule, weights, heatmap, Rényi, genealogy, diversity
 LIVE_TOY_SET = SET + 2  # the Live page adds the exact-target bars and TV per step on a toy
 
 

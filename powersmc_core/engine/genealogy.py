@@ -13,7 +13,7 @@ import numpy as np
 
 from powersmc_core.engine.records import StepRecord
 
-__all__ = ["parents", "sequences_at", "surviving"]
+__all__ = ["distinct_sequences", "parents", "sequence_classes", "sequences_at", "surviving"]
 
 
 def parents(records: Sequence[StepRecord]) -> np.ndarray:
@@ -53,3 +53,35 @@ def sequences_at(records: Sequence[StepRecord], step: int) -> list[list[int]]:
         slots = par[t][slots]
     tokens = np.stack(columns[::-1], axis=1)  # (N, step)
     return [[int(tok) for tok in row if tok >= 0] for row in tokens]
+
+
+def sequence_classes(records: Sequence[StepRecord]) -> np.ndarray:
+    """(T, N) int: at each step, slots with equal labels hold equal token sequences.
+
+    Label of slot j at step t = rank of the pair (label of its parent at t-1, token it
+    appended at t) among that step's distinct pairs; a finished slot appends -1, so it
+    keeps its own class. One ``np.unique`` per step: O(T·N log N), no loop over particles.
+    """
+    if not records:
+        return np.empty((0, 0), dtype=np.int64)
+    par = parents(records)
+    tokens = np.array([r.tokens for r in records], dtype=np.int64).reshape(par.shape)
+    out = np.empty(par.shape, dtype=np.int64)
+    _, out[0] = np.unique(tokens[0], return_inverse=True)
+    # One int64 key per pair: parent label (< N) times the token range plus the token.
+    low = int(min(tokens.min(), -1))
+    width = int(tokens.max()) - low + 1
+    for t in range(1, len(records)):
+        keys = out[t - 1][par[t]] * width + (tokens[t] - low)  # (N,)
+        _, inverse = np.unique(keys, return_inverse=True)
+        out[t] = inverse.reshape(-1)
+    return out
+
+
+def distinct_sequences(records: Sequence[StepRecord]) -> np.ndarray:
+    """(T,) int: the number of distinct token sequences among the N slots at each step."""
+    classes = sequence_classes(records)
+    if classes.size == 0:
+        return np.zeros(len(records), dtype=np.int64)
+    # Labels are 0..k-1 per row (ranks from np.unique), so the count is the row max + 1.
+    return classes.max(axis=1) + 1

@@ -13,7 +13,9 @@ step, and a notebook cell. Conventions shared by every figure:
 
 Cost: every builder is O(T·N) vectorised numpy work with a bounded number of Plotly
 traces whatever N is (the Rényi lines are grouped by colour, the genealogy and the
-particle table are capped). This module holds the per-step charts and ``live_figures``;
+particle table are capped), and no chart draws more than a few dozen bars or lineages:
+above ``WEIGHT_BARS`` particles the weight chart shows the heaviest and one bar for the
+rest, above ``GENEALOGY_LINES`` the genealogy draws the heaviest particles' ancestry. This module holds the per-step charts and ``live_figures``;
 the Rényi panel (``renyi``), the genealogy (``lineage``), the particle table
 (``tables``), the exact target beside the particles on enumerable models (``target``)
 and the method comparisons (``compare``) live beside it and are re-exported here, the
@@ -26,6 +28,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 
 from powersmc_core.engine.records import StepRecord
 from powersmc_core.plotting.common import (
@@ -42,12 +45,17 @@ from powersmc_core.plotting.comparison import (
     loglik_per_token_figure,
     mh_acceptance_figure,
 )
-from powersmc_core.plotting.lineage import MAX_GENEALOGY_NODES, genealogy_figure
+from powersmc_core.plotting.diversity import diversity_figure, line_mode
+from powersmc_core.plotting.lineage import GENEALOGY_LINES, MAX_GENEALOGY_NODES, genealogy_figure
 from powersmc_core.plotting.renyi import renyi_figure
 from powersmc_core.plotting.style import METHOD_COLORS, particle_colors, particle_marker_colors
 from powersmc_core.plotting.tables import (
+    GROUP_COLUMNS,
     PARTICLE_COLUMNS,
+    GroupedTable,
     ParticleTable,
+    group_particles,
+    grouped_table,
     normalised_weights,
     particle_table,
     style_particle_table,
@@ -60,16 +68,23 @@ from powersmc_core.plotting.target import (
 )
 
 __all__ = [
+    "GENEALOGY_LINES",
+    "GROUP_COLUMNS",
     "HEATMAP_FLOOR_NATS",
     "HEATMAP_MIN_HALF_SPAN",
     "MAX_GENEALOGY_NODES",
     "PARTICLE_COLUMNS",
     "TARGET_TOP_K",
+    "WEIGHT_BARS",
+    "GroupedTable",
     "ParticleTable",
     "TokenLabel",
     "add_estimate_bars",
+    "diversity_figure",
     "ess_figure",
     "genealogy_figure",
+    "group_particles",
+    "grouped_table",
     "live_figures",
     "log_weight_heatmap",
     "loglik_per_token_figure",
@@ -81,10 +96,12 @@ __all__ = [
     "style_particle_table",
     "target_bars_figure",
     "target_figures",
+    "top_weights",
     "tv_figure",
     "weights_figure",
 ]
 
+WEIGHT_BARS = 20  # above this many particles the weight chart shows the top 20 and the rest
 HEATMAP_MIN_HALF_SPAN = 1.0  # log(N·W) colours span at least [-1, 1] nats
 HEATMAP_FLOOR_NATS = 12.0  # below log(N·W) = -12 every weight is the floor colour
 
@@ -101,7 +118,8 @@ def ess_figure(records: Sequence[StepRecord], ess_threshold: float | None = None
     fig.add_scatter(
         x=steps,
         y=ess,
-        mode="lines",
+        mode=line_mode(len(steps)),
+        marker={"size": 5},
         name="ESS",
         line={"color": METHOD_COLORS["smc"], "width": 2},
         hovertemplate="step %{x}<br>ESS %{y:.2f} of " + str(n) + "<extra></extra>",
@@ -143,7 +161,7 @@ def schedule_figure(records: Sequence[StepRecord], alpha: float | None = None) -
     fig.add_scatter(
         x=steps,
         y=[r.alpha for r in records],
-        mode="lines",
+        mode=line_mode(len(steps)),
         name="α_t",
         line={"color": METHOD_COLORS["smc"], "width": 2, "shape": "hv"},
         hovertemplate="step %{x}<br>α_t = %{y:.3f}<extra></extra>",
@@ -151,7 +169,7 @@ def schedule_figure(records: Sequence[StepRecord], alpha: float | None = None) -
     fig.add_scatter(
         x=steps,
         y=[r.tau for r in records],
-        mode="lines",
+        mode=line_mode(len(steps)),
         name="τ_t",
         line={"color": METHOD_COLORS["lowtemp"], "width": 2, "shape": "hv"},
         hovertemplate="step %{x}<br>τ_t = %{y:.3f}<extra></extra>",
@@ -180,8 +198,27 @@ def schedule_figure(records: Sequence[StepRecord], alpha: float | None = None) -
     return layout(fig, title, x_title, y_title)
 
 
-def weights_figure(record: StepRecord | None, token_label: TokenLabel | None = None) -> go.Figure:
-    """Normalised weights W_i of all particles at one step (bars; hatched once finished)."""
+def top_weights(weights: np.ndarray, k: int) -> tuple[np.ndarray, float]:
+    """(slots, rest): the ``k`` heaviest slots, heaviest first (ties in slot order), and
+    the total weight of all the others (exactly 1 − their sum up to rounding: summed)."""
+    n = weights.size
+    k = min(k, n)
+    top = np.argpartition(-weights, k - 1)[:k] if k < n else np.arange(n)
+    top = top[np.lexsort((top, -weights[top]))]
+    rest = np.ones(n, dtype=bool)
+    rest[top] = False
+    return top, float(weights[rest].sum())
+
+
+def weights_figure(
+    record: StepRecord | None, token_label: TokenLabel | None = None, top_k: int = WEIGHT_BARS
+) -> go.Figure:
+    """Normalised weights W_i at one step: one bar per particle (hatched once finished).
+
+    Above ``top_k`` particles, the ``top_k`` heaviest (heaviest first, labelled by slot)
+    and, in a narrow panel of its own on a 0..1 axis, one grey bar "other M" holding the
+    total weight of all the others: 256 bars of 1/256 are a barcode nobody can read.
+    """
     title, x_title, y_title = (
         "Normalised weights",
         "particle (slot index)",
@@ -192,40 +229,80 @@ def weights_figure(record: StepRecord | None, token_label: TokenLabel | None = N
     n = record.n_particles
     log_w = np.asarray(record.log_weights, dtype=np.float64)
     weights = normalised_weights(log_w)
-    names = labels([record], token_label)[0]
+    capped = n > top_k
+    slots, rest = top_weights(weights, top_k) if capped else (np.arange(n), 0.0)
+    names = labels([record], token_label)[0][slots]
     texts = record.texts or ("",) * n
-    snippets = [snippet(t) for t in texts]
-    fig = go.Figure()
+    finished = np.asarray(record.finished, dtype=bool)[slots]
+    # Capped: the rest's total (often most of the mass) gets its own panel and 0..1 axis,
+    # so it neither hides the heaviest bars nor is clipped.
+    fig = (
+        make_subplots(rows=1, cols=2, column_widths=[0.86, 0.14], horizontal_spacing=0.1)
+        if capped
+        else go.Figure()
+    )
+    where = {"row": 1, "col": 1} if capped else {}
     fig.add_bar(
-        x=list(range(n)),
-        y=weights,
+        # Capped: categories "#slot" in weight order (slot numbers would leave gaps).
+        x=[f"#{i}" for i in slots.tolist()] if capped else slots,
+        y=weights[slots],
         marker={
-            **particle_marker_colors(n),
-            "pattern": {"shape": np.where(np.asarray(record.finished), "/", "")},
+            **particle_marker_colors(slots),
+            "pattern": {"shape": np.where(finished, "/", "")},
         },
         customdata=np.stack(
             [
-                np.where(np.isfinite(log_w), log_w, np.nan),
+                np.where(np.isfinite(log_w[slots]), log_w[slots], np.nan),
                 names,
-                np.array(["finished" if f else "decoding" for f in record.finished], dtype=object),
-                np.array(snippets, dtype=object),
+                np.array(["finished" if f else "decoding" for f in finished], dtype=object),
+                np.array([snippet(texts[i]) for i in slots.tolist()], dtype=object),
+                slots,
             ],
             axis=1,
         ),
-        hovertemplate="particle %{x}<br>W = %{y:.4f} (log W = %{customdata[0]:.2f})"
+        hovertemplate="particle %{customdata[4]}<br>W = %{y:.4f} (log W = %{customdata[0]:.2f})"
         "<br>token %{customdata[1]} · %{customdata[2]}<br>%{customdata[3]}<extra></extra>",
         name="W_i",
         showlegend=False,
+        **where,
     )
     fig.add_hline(
         y=1.0 / n,
         line={"dash": "dash", "color": "#7f7f7f"},
         annotation_text="uniform 1/N",
         annotation_position="top right",
+        **where,
     )
-    fig.update_xaxes(dtick=1 if n <= 32 else None)
-    fig.update_yaxes(rangemode="tozero")
-    return layout(fig, f"{title} at step {record.step}", x_title, y_title, bargap=0.15)
+    hatched = " · hatched = finished" if finished.any() else ""
+    if not capped:
+        fig.update_xaxes(dtick=1 if n <= 32 else None)
+        fig.update_yaxes(rangemode="tozero")
+        return layout(fig, f"{title} at step {record.step}{hatched}", x_title, y_title, bargap=0.15)
+    more = n - slots.size
+    fig.add_bar(
+        x=[f"other {more:,}"],
+        y=[rest],
+        marker={"color": "#bdbdbd"},
+        text=[f"{rest:.3f}"],
+        textposition="outside",
+        customdata=[[more, rest / more]],
+        hovertemplate="the other %{customdata[0]} particles<br>total W = %{y:.4f}"
+        "<br>mean W = %{customdata[1]:.2e}<extra></extra>",
+        name="rest",
+        showlegend=False,
+        row=1,
+        col=2,
+    )
+    title = (
+        f"{title} at step {record.step}: the {slots.size} heaviest of {n} "
+        f"and the others' total{hatched}"
+    )
+    layout(fig, title, x_title, y_title, bargap=0.15)
+    fig.update_xaxes(type="category", tickangle=-45, row=1, col=1)
+    fig.update_xaxes(type="category", title_text="", row=1, col=2)
+    fig.update_yaxes(rangemode="tozero", row=1, col=1)
+    fig.update_yaxes(range=[0, 1.15], title_text="total W", row=1, col=2)
+    return fig
 
 
 def log_weight_heatmap(
@@ -299,4 +376,5 @@ def live_figures(
         figures["heatmap"] = log_weight_heatmap(records, token_label)
         figures["renyi"] = renyi_figure(records)
         figures["genealogy"] = genealogy_figure(records, token_label)
+        figures["diversity"] = diversity_figure(records)
     return figures

@@ -2,7 +2,9 @@
 
 With τ_t = 1/α_t every token gets log G_i = (1 − α_t)·H_{α_t}(p(·|prefix_i)) (plus the
 bridging term), so across particles std(log G) = |1 − α_t|·std(H): the right panel
-overlays both spreads.
+overlays both spreads. With a bridging schedule (α_t changing) log G_i gains
+(α_t − α_{t−1})·log p(prefix_i), and with τ_t ≠ 1/α_t the sampled token enters too: the
+two spreads then part, which is what the panel shows.
 
 Cost: O(T·N) numpy work and a bounded number of traces whatever N is. Particle
 lines are grouped by colour (one trace per palette colour, particles separated by
@@ -27,6 +29,11 @@ __all__ = ["MAX_LINES", "MIN_SPAN_NATS", "renyi_figure"]
 
 MAX_LINES = 256  # particle lines drawn; more is unreadable and costs the browser
 MIN_SPAN_NATS = 0.5  # y ranges never narrower: float noise must not fill the panel
+# The summary lines share one legend: each has its own colour and dash, so the legend
+# tells them apart (mean H solid black, std log G dotted blue, |1−α|·std H dashed red).
+MEAN_H_COLOR = "#111111"
+STD_G_COLOR = "#1f4e9e"
+SCALED_H_COLOR = "#d62728"
 
 
 def _line_traces(
@@ -130,7 +137,7 @@ def renyi_figure(records: Sequence[StepRecord]) -> go.Figure:
         x=steps,
         y=s["mean"],
         mode="lines",
-        line={"color": "#111111", "width": 2},
+        line={"color": MEAN_H_COLOR, "width": 2},
         name="mean H",
         customdata=s["h_std"],
         hovertemplate="step %{x}<br>mean H = %{y:.3f} nats<br>std = %{customdata:.3f}<extra></extra>",
@@ -141,7 +148,7 @@ def renyi_figure(records: Sequence[StepRecord]) -> go.Figure:
         x=steps,
         y=s["g_std"],
         mode="lines",
-        line={"color": "#111111", "width": 2},
+        line={"color": STD_G_COLOR, "width": 3, "dash": "dot"},
         name="std_i log G",
         hovertemplate="step %{x}<br>std log G = %{y:.3f} nats<extra></extra>",
         row=1,
@@ -152,7 +159,7 @@ def renyi_figure(records: Sequence[StepRecord]) -> go.Figure:
         x=steps,
         y=scaled,
         mode="lines",
-        line={"color": "#d62728", "width": 2, "dash": "dash"},
+        line={"color": SCALED_H_COLOR, "width": 2, "dash": "dash"},
         name="|1−α_t|·std_i H",
         hovertemplate="step %{x}<br>|1−α_t|·std H = %{y:.3f} nats<extra></extra>",
         row=1,
