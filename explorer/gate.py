@@ -69,7 +69,7 @@ from explorer.live import LiveRun, Update
 from explorer.settings import DemoSettings, demo_settings
 from explorer.store import RunStore, run_store, tracked
 from explorer.uploads import read_upload
-from powersmc_core.engine.config import SMCConfig
+from powersmc_core.engine.config import SMCConfig, range_message
 from powersmc_core.io.trace import TraceError
 from powersmc_core.models.base import LanguageModel
 from powersmc_core.models.toy import ToyLM
@@ -210,11 +210,11 @@ class Gate:
     def cap(self, label: str, value: Any, low: int, high: int, notes: list[str]) -> int:
         """An integer count clamped to [low, high]; below ``low`` is an error."""
         if isinstance(value, bool) or not isinstance(value, int):
-            raise InputError(f"{label} must be an integer, got {value!r}")
+            raise InputError(f"{label} must be an integer; got {value!r}")
         if value < low:
-            raise InputError(f"{label} must be in [{low}, {high}], got {value}")
+            raise InputError(range_message(label, value, low, high))
         if value > high:
-            notes.append(f"{label} {value} is outside [{low}, {high}]; using {high}")
+            notes.append(range_message(label, value, low, high, using=high))
             return high
         return value
 

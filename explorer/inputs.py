@@ -31,7 +31,7 @@ from explorer.settings import (
     MAX_STOP_STRINGS,
     DemoSettings,
 )
-from powersmc_core.engine.config import SMCConfig, config_knobs
+from powersmc_core.engine.config import SMCConfig, config_knobs, range_message
 from powersmc_core.engine.stopping import StopRule, make_stop_rule
 from powersmc_core.models import prompts
 from powersmc_core.models.errors import ModelNameError
@@ -299,10 +299,7 @@ def clamp_config(
         bounded = min(max(value, low), high)
         if bounded != value:
             if name in data:  # a default over the cap is capped without a word
-                notes.append(
-                    f"{FIELD_LABELS[name]} {value:g} is outside [{low:g}, {high:g}]; "
-                    f"using {bounded:g}"
-                )
+                notes.append(range_message(FIELD_LABELS[name], value, low, high, using=bounded))
             values[name] = bounded
     for name, knob in _KNOBS.items():
         if knob.choices and values[name] not in knob.choices:

@@ -223,7 +223,7 @@ def test_gate_clamps_to_the_full_app_caps_and_says_so():
     config, notes = Gate(FULL).clamp({"n_particles": FULL.max_particles + 1, "max_new_tokens": 8})
     assert config.n_particles == FULL.max_particles
     assert notes == [
-        f"N {FULL.max_particles + 1} is outside [1, {FULL.max_particles}]; "
+        f"N must be in [1, {FULL.max_particles}]; got {FULL.max_particles + 1}; "
         f"using {FULL.max_particles}"
     ]
 
