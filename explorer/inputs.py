@@ -10,8 +10,10 @@ control character or an arbitrary model path through:
   tokenised under the demo's token cap; ``prompt_ids`` is the one entry for both a
   toy model's token prefix and an LLM's text;
 - ``field_bounds`` / ``clamp_config``: the one table of numeric ranges (widgets and links
-  read it), and an ``SMCConfig`` within it, one note per value changed
-  (which fields are ints, floats or names is read from ``SMCConfig``'s field metadata);
+  read it), and an ``SMCConfig`` within it, one note per value changed, worded by
+  ``range_message`` like the library's own errors ("N must be in [1, 32]; got 200;
+  using 32"); which fields are ints, floats or names is read from ``SMCConfig``'s
+  field metadata;
 - ``make_stop``: a fresh stop rule from the page's choice and its stop strings;
 - ``escape_markdown``: visitor or file text made inert inside ``st.markdown``.
 """
@@ -230,9 +232,10 @@ FIELD_LABELS = {
 def field_bounds(settings: DemoSettings) -> dict[str, tuple[Any, Any]]:
     """The ONE table of ranges for the numeric ``SMCConfig`` fields under ``settings``.
 
-    ``clamp_config`` (hence the gate and every link) clamps to it, and a bounded widget
-    (``page_kit.knob_input``'s sliders) is drawn with exactly this range, so no clamped
-    value can be outside a widget's range (which Streamlit answers with an exception).
+    ``clamp_config`` (hence the gate and every link) clamps to it, and every numeric
+    widget (``page_kit.knob_input``) is drawn with exactly this range as its min/max, so
+    the value on screen is the value that runs and no clamped value is outside a widget's
+    range (which Streamlit would reset to the default without a word).
     Int fields have int bounds, float fields float bounds (a widget keeps one type).
     """
     tokens = max(1, settings.max_new_tokens)
