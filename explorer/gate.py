@@ -55,7 +55,7 @@ from explorer import comparison, session_keys, theory_lab
 from explorer.events import CheckDone, MethodDone, TaskRows
 from explorer.history import MAX_HISTORY, RunEntry, entry_from_stored, entry_from_trace
 from explorer.identity import client_address, short_hash, visitor_key
-from explorer.inputs import InputError, clamp_config, make_stop, prompt_ids
+from explorer.inputs import InputError, check_config, clamp_config, make_stop, prompt_ids
 from explorer.limits import (
     LimitError,
     RunLimiter,
@@ -201,10 +201,7 @@ class Gate:
     # ---- admission (pure: validates, clamps, encodes; starts nothing) ---------------------
     def clamp(self, requested: Mapping[str, Any]) -> tuple[SMCConfig, list[str]]:
         """``requested`` SMCConfig fields: invalid ones raise, over-cap ones are clamped."""
-        try:
-            SMCConfig(**requested)  # alpha <= 0, N = 0, ...: errors, named by SMCConfig
-        except (TypeError, ValueError) as err:
-            raise InputError(str(err)) from None
+        check_config(requested, self.settings)  # alpha <= 0, N = 0, ...: no cap can fix them
         return clamp_config(requested, self.settings)
 
     def cap(self, label: str, value: Any, low: int, high: int, notes: list[str]) -> int:

@@ -52,6 +52,7 @@ __all__ = [
     "InputError",
     "as_float",
     "as_int",
+    "check_config",
     "check_model_name",
     "check_prompt_tokens",
     "clamp_config",
@@ -252,6 +253,34 @@ def field_bounds(settings: DemoSettings) -> dict[str, tuple[Any, Any]]:
         "seed": (0, 2**31 - 1),
         "proposal_temperature": (0.01, 100.0),
     }
+
+
+def check_config(requested: Mapping[str, Any], settings: DemoSettings) -> None:
+    """``InputError`` for settings no cap can fix (N = 0, α <= 0, an unknown field or
+    name), in the clamp notes' wording: the page's label and the mode's range
+    ("N must be in [1, 256]; got 0", as N = 500 gives "...; got 500; using 256")."""
+    try:
+        SMCConfig(**requested)
+    except (TypeError, ValueError) as err:
+        bounds = field_bounds(settings)
+        for name, value in requested.items():
+            if name not in bounds or not _is_kind(name, value):
+                continue
+            try:
+                SMCConfig(**{name: value})
+            except ValueError:  # of the field's kind, so out of the library's range
+                low, high = bounds[name]
+                raise InputError(range_message(FIELD_LABELS[name], value, low, high)) from None
+        raise InputError(str(err)) from None
+
+
+def _is_kind(name: str, value: Any) -> bool:
+    """Whether ``value`` is of field ``name``'s kind (a finite number for floats)."""
+    if isinstance(value, bool):
+        return False
+    if name in INT_FIELDS:
+        return isinstance(value, int)
+    return isinstance(value, int | float) and math.isfinite(value)
 
 
 def clamp_config(

@@ -279,9 +279,29 @@ def test_n_0_and_n_500_read_the_same():
     with pytest.raises(InputError) as refused:
         Gate(DemoSettings()).clamp({"n_particles": 0})
     _, notes = Gate(DemoSettings()).clamp({"n_particles": 500})
-    assert str(refused.value) == "n_particles must be in [1, 100000]; got 0"
+    # Same label, same range, same form: the error says what no cap can fix, the note
+    # what it changed.
+    assert str(refused.value) == "N must be in [1, 256]; got 0"
     assert notes == ["N must be in [1, 256]; got 500; using 256"]
     assert RANGE.match(str(refused.value)) and RANGE.match(notes[0])
+
+
+@pytest.mark.parametrize(
+    ("requested", "message"),
+    [
+        ({"alpha": 0.0}, "α must be in [0.5, 8]; got 0"),
+        ({"alpha": -2.0, "n_particles": 4}, "α must be in [0.5, 8]; got -2"),
+        ({"max_new_tokens": 0}, "max new tokens must be in [1, 96]; got 0"),
+        ({"seed": -1}, "seed must be in [0, 2147483647]; got -1"),
+        ({"n_particles": 2.5}, "n_particles must be an integer; got 2.5"),  # not a range
+        ({"alpha": float("nan")}, "alpha must be finite; got nan"),
+    ],
+)
+def test_settings_no_cap_can_fix_are_refused_in_the_pages_words(requested, message):
+    demo = demo_settings({"POWERSMC_DEMO": "1"})
+    with pytest.raises(InputError) as refused:
+        Gate(demo).clamp(requested)
+    assert str(refused.value) == message
 
 
 @pytest.mark.parametrize(

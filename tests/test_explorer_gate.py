@@ -64,8 +64,8 @@ def test_full_mode_keeps_values_within_its_own_caps(trap):
 @pytest.mark.parametrize(
     ("requested", "methods", "message"),
     [
-        ({"alpha": 0.0}, ["smc"], "alpha"),
-        ({"n_particles": 0}, ["smc"], "n_particles"),
+        ({"alpha": 0.0}, ["smc"], r"α must be in \[0\.5, 8\]; got 0"),
+        ({"n_particles": 0}, ["smc"], r"N must be in \[1, 32\]; got 0"),
         ({}, ["nope"], "unknown methods"),
         ({}, [], "unknown methods"),
     ],
