@@ -84,10 +84,8 @@ if active is not None:
     charts: LiveCharts | None = None
     area = None
     if active.live is None or not active.live.records:  # a fresh run: clear the last one now
-        board.info(
-            "Starting run … the charts appear with its first step (a language model's first "
-            "step takes a few seconds)."
-        )
+        slow = "" if toy else " (a language model's first step takes a few seconds)"
+        board.info(f"Starting run … the charts appear with its first step{slow}.")
     try:
         # The gate holds a queue slot (one run per visitor), stops at the run-time cap and
         # journals the run (finished, stopped or interrupted by a crash).
