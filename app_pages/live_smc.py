@@ -5,6 +5,10 @@ encoded) that `LiveSession` keeps in session state; the script iterates it insid
 gate's queue slot and redraws on an adaptive clock. Stop reruns the script: the run is
 interrupted at its next redraw, then finished here with every step decoded so far.
 A rerun for any other reason (a widget change) resumes the same run.
+
+Nothing of an earlier run stays on screen once a new one starts: its charts and summary
+share one slot, replaced by a "Starting run" line until the new run's first step. The
+last run is drawn again only when it was made with the sidebar's current model.
 """
 
 import streamlit as st
@@ -46,6 +50,9 @@ b1, b2, _ = st.columns([1, 1, 6])
 run_clicked = b1.button("Run", type="primary", key="live_run", icon=":material/play_arrow:")
 stop_clicked = b2.button("Stop", key="live_stop", icon=":material/stop:")
 status = st.empty()
+# Everything one run draws (charts, exact target, summary) lives in this one slot, so that
+# writing it replaces the whole of the previous run at once: nothing of it outlives it.
+board = st.empty()
 
 held = session.active  # the run Stop ends: its exact target is drawn with the kept part
 if stop_clicked and (stopped := session.stop()) is not None:
@@ -62,12 +69,23 @@ active = session.active
 # On a toy model the run's exact target (enumerated once, when cheap) is drawn beside it.
 shown = active or (held if stop_clicked else None)
 target = shown.live.exact_target() if shown is not None and shown.live else None
-charts = LiveCharts(models.token_labeler(model), target)
-if shown is not None and shown.live and shown.live.toy and target is None:
-    st.caption(NO_EXACT_TARGET)
+
+
+def new_charts() -> LiveCharts:
+    """The chart slots, laid out in ``board`` (call inside it)."""
+    if shown is not None and shown.live and shown.live.toy and target is None:
+        st.caption(NO_EXACT_TARGET)
+    return LiveCharts(models.token_labeler(model), target)
+
+
 if active is not None:
     total = active.config.max_new_tokens
     run = None
+    charts: LiveCharts | None = None
+    area = None
+    if active.live is None or not active.live.records:  # a fresh run: clear the last one now
+        slow = "" if toy else " (a language model's first step takes a few seconds)"
+        board.info(f"Starting run … the charts appear with its first step{slow}.")
     try:
         # The gate holds a queue slot (one run per visitor), stops at the run-time cap and
         # journals the run (finished, stopped or interrupted by a crash).
@@ -79,14 +97,22 @@ if active is not None:
                     text=f"step {rec.step}/{total} · ESS {rec.ess:.1f}/{rec.n_particles} · "
                     f"{rec.n_lineages} lineages · {rec.elapsed:.1f} s",
                 )
+                if charts is None:  # the first record of this script run: lay the charts out
+                    area = board.container()
+                    with area:
+                        charts = new_charts()
                 tag = f"{active.live.run_id}_{draws}"
                 charts.draw(update.records, active.config.to_dict(), update.kind == "full", tag)
     except LimitError as err:  # busy visitor, full queue or queue timeout: nothing lost
         session.discard()  # a refused request never starts later on its own
+        board.empty()
         status.warning(inputs.escape_markdown(err))
         st.stop()
     entry = session.finish()
-    charts.settle(entry, st.session_state, gate.settings.session_max_bytes)  # cap: last step too
+    if area is None or charts is None:  # no step this script run (a cap before the first)
+        area = board.container()
+        with area:
+            charts = new_charts()
     if run is not None and run.timed_out:
         status.warning(
             f"Stopped at the demo's run-time cap after {len(entry.records)} steps; "
@@ -97,13 +123,21 @@ if active is not None:
             f"Finished: {len(entry.records)} steps in {entry.compute_s:.2f} s of sampling "
             f"({entry.result.elapsed:.2f} s with live charts); run {entry.run_id} saved to Runs."
         )
-    if run is not None and run.save_error:
-        st.warning(inputs.escape_markdown(run.save_error))
-    run_summary(entry)
+    with area:
+        charts.settle(entry, st.session_state, gate.settings.session_max_bytes)  # cap: last step
+        if run is not None and run.save_error:
+            st.warning(inputs.escape_markdown(run.save_error))
+        run_summary(entry)
 elif (entry := session.last) is not None and entry.records:
-    if entry.model != model_name:  # drawn with another model: token ids cannot be named
-        charts.label = None
-    charts.draw_run(entry, st.session_state, gate.settings.session_max_bytes)
-    run_summary(entry)
+    if entry.model != model_name:  # token ids of another model cannot be named or compared
+        board.info(
+            f"The last run used model {inputs.escape_markdown(entry.model)}; it is kept in "
+            "Runs. Press Run to start one with this model."
+        )
+    else:
+        with board.container():
+            charts = new_charts()
+            charts.draw_run(entry, st.session_state, gate.settings.session_max_bytes)
+            run_summary(entry)
 elif session.last is None and not stop_clicked:
     status.info("Choose settings and press Run: charts update live while the particles decode.")

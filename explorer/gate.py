@@ -55,7 +55,7 @@ from explorer import comparison, session_keys, theory_lab
 from explorer.events import CheckDone, MethodDone, TaskRows
 from explorer.history import MAX_HISTORY, RunEntry, entry_from_stored, entry_from_trace
 from explorer.identity import client_address, short_hash, visitor_key
-from explorer.inputs import InputError, clamp_config, make_stop, prompt_ids
+from explorer.inputs import InputError, check_config, clamp_config, make_stop, prompt_ids
 from explorer.limits import (
     LimitError,
     RunLimiter,
@@ -69,7 +69,7 @@ from explorer.live import LiveRun, Update
 from explorer.settings import DemoSettings, demo_settings
 from explorer.store import RunStore, run_store, tracked
 from explorer.uploads import read_upload
-from powersmc_core.engine.config import SMCConfig
+from powersmc_core.engine.config import SMCConfig, range_message
 from powersmc_core.io.trace import TraceError
 from powersmc_core.models.base import LanguageModel
 from powersmc_core.models.toy import ToyLM
@@ -201,20 +201,17 @@ class Gate:
     # ---- admission (pure: validates, clamps, encodes; starts nothing) ---------------------
     def clamp(self, requested: Mapping[str, Any]) -> tuple[SMCConfig, list[str]]:
         """``requested`` SMCConfig fields: invalid ones raise, over-cap ones are clamped."""
-        try:
-            SMCConfig(**requested)  # alpha <= 0, N = 0, ...: errors, named by SMCConfig
-        except (TypeError, ValueError) as err:
-            raise InputError(str(err)) from None
+        check_config(requested, self.settings)  # alpha <= 0, N = 0, ...: no cap can fix them
         return clamp_config(requested, self.settings)
 
     def cap(self, label: str, value: Any, low: int, high: int, notes: list[str]) -> int:
         """An integer count clamped to [low, high]; below ``low`` is an error."""
         if isinstance(value, bool) or not isinstance(value, int):
-            raise InputError(f"{label} must be an integer, got {value!r}")
+            raise InputError(f"{label} must be an integer; got {value!r}")
         if value < low:
-            raise InputError(f"{label} must be in [{low}, {high}], got {value}")
+            raise InputError(range_message(label, value, low, high))
         if value > high:
-            notes.append(f"{label} {value} is outside [{low}, {high}]; using {high}")
+            notes.append(range_message(label, value, low, high, using=high))
             return high
         return value
 

@@ -10,8 +10,10 @@ control character or an arbitrary model path through:
   tokenised under the demo's token cap; ``prompt_ids`` is the one entry for both a
   toy model's token prefix and an LLM's text;
 - ``field_bounds`` / ``clamp_config``: the one table of numeric ranges (widgets and links
-  read it), and an ``SMCConfig`` within it, one note per value changed
-  (which fields are ints, floats or names is read from ``SMCConfig``'s field metadata);
+  read it), and an ``SMCConfig`` within it, one note per value changed, worded by
+  ``range_message`` like the library's own errors ("N must be in [1, 32]; got 200;
+  using 32"); which fields are ints, floats or names is read from ``SMCConfig``'s
+  field metadata;
 - ``make_stop``: a fresh stop rule from the page's choice and its stop strings;
 - ``escape_markdown``: visitor or file text made inert inside ``st.markdown``.
 """
@@ -31,7 +33,7 @@ from explorer.settings import (
     MAX_STOP_STRINGS,
     DemoSettings,
 )
-from powersmc_core.engine.config import SMCConfig, config_knobs
+from powersmc_core.engine.config import SMCConfig, config_knobs, range_message
 from powersmc_core.engine.stopping import StopRule, make_stop_rule
 from powersmc_core.models import prompts
 from powersmc_core.models.errors import ModelNameError
@@ -50,6 +52,7 @@ __all__ = [
     "InputError",
     "as_float",
     "as_int",
+    "check_config",
     "check_model_name",
     "check_prompt_tokens",
     "clamp_config",
@@ -230,9 +233,10 @@ FIELD_LABELS = {
 def field_bounds(settings: DemoSettings) -> dict[str, tuple[Any, Any]]:
     """The ONE table of ranges for the numeric ``SMCConfig`` fields under ``settings``.
 
-    ``clamp_config`` (hence the gate and every link) clamps to it, and a bounded widget
-    (``page_kit.knob_input``'s sliders) is drawn with exactly this range, so no clamped
-    value can be outside a widget's range (which Streamlit answers with an exception).
+    ``clamp_config`` (hence the gate and every link) clamps to it, and every numeric
+    widget (``page_kit.knob_input``) is drawn with exactly this range as its min/max, so
+    the value on screen is the value that runs and no clamped value is outside a widget's
+    range (which Streamlit would reset to the default without a word).
     Int fields have int bounds, float fields float bounds (a widget keeps one type).
     """
     tokens = max(1, settings.max_new_tokens)
@@ -249,6 +253,34 @@ def field_bounds(settings: DemoSettings) -> dict[str, tuple[Any, Any]]:
         "seed": (0, 2**31 - 1),
         "proposal_temperature": (0.01, 100.0),
     }
+
+
+def check_config(requested: Mapping[str, Any], settings: DemoSettings) -> None:
+    """``InputError`` for settings no cap can fix (N = 0, α <= 0, an unknown field or
+    name), in the clamp notes' wording: the page's label and the mode's range
+    ("N must be in [1, 256]; got 0", as N = 500 gives "...; got 500; using 256")."""
+    try:
+        SMCConfig(**requested)
+    except (TypeError, ValueError) as err:
+        bounds = field_bounds(settings)
+        for name, value in requested.items():
+            if name not in bounds or not _is_kind(name, value):
+                continue
+            try:
+                SMCConfig(**{name: value})
+            except ValueError:  # of the field's kind, so out of the library's range
+                low, high = bounds[name]
+                raise InputError(range_message(FIELD_LABELS[name], value, low, high)) from None
+        raise InputError(str(err)) from None
+
+
+def _is_kind(name: str, value: Any) -> bool:
+    """Whether ``value`` is of field ``name``'s kind (a finite number for floats)."""
+    if isinstance(value, bool):
+        return False
+    if name in INT_FIELDS:
+        return isinstance(value, int)
+    return isinstance(value, int | float) and math.isfinite(value)
 
 
 def clamp_config(
@@ -299,10 +331,7 @@ def clamp_config(
         bounded = min(max(value, low), high)
         if bounded != value:
             if name in data:  # a default over the cap is capped without a word
-                notes.append(
-                    f"{FIELD_LABELS[name]} {value:g} is outside [{low:g}, {high:g}]; "
-                    f"using {bounded:g}"
-                )
+                notes.append(range_message(FIELD_LABELS[name], value, low, high, using=bounded))
             values[name] = bounded
     for name, knob in _KNOBS.items():
         if knob.choices and values[name] not in knob.choices:

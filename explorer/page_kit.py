@@ -8,8 +8,9 @@ that draws Streamlit widgets):
   message and ``st.stop()``;
 * ``pick_prompt``: a toy prefix, a preset problem or free text, with its known answer;
 * ``knob_input`` / ``live_settings``: widgets for ``SMCConfig`` fields, kind and help
-  read from the library's knobs (``config_knobs``); the caps are applied by the gate,
-  which says what it changed (``show_notes``);
+  read from the library's knobs (``config_knobs``), range from the mode's caps
+  (``inputs.field_bounds``); the gate clamps again (a scripted client can skip the
+  widgets) and says what it changed (``show_notes``);
 * ``admit``, ``on_wait`` and ``run_with_status``: ask the gate for an admission (an
   ``Invalid settings`` error otherwise), report the queue while a run waits for its
   slot, and run it in a status box with one line and a progress tick per event.
@@ -18,7 +19,7 @@ that draws Streamlit widgets):
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,18 +29,21 @@ from explorer import inputs, models, presets, query
 from explorer import session_keys as keys
 from explorer.gate import Admission, Gate, InputError, LimitError
 from explorer.settings import DemoSettings, demo_settings
-from powersmc_core.engine.config import config_knobs
+from powersmc_core.engine.config import config_knobs, range_message
 from powersmc_core.models.base import LanguageModel
 
 __all__ = [
     "Prompt",
     "Ran",
     "admit",
+    "clamp_state",
     "knob_input",
+    "live_defaults",
     "live_settings",
     "load_model_or_stop",
     "on_wait",
     "pick_prompt",
+    "reset_for_model_kind",
     "run_with_status",
     "show_notes",
 ]
@@ -133,12 +137,13 @@ def knob_input(
     **options: Any,
 ) -> Any:
     """A widget for the ``SMCConfig`` field ``name``: a selectbox for a choice (the knob's
-    choices), a slider for a fraction (a float the library bounds on both sides) with its
-    range from ``inputs.field_bounds`` (the table links are clamped to), else a number
-    input. The help text is the knob's unless ``help`` is given.
+    choices), a slider for a fraction (a float the library bounds on both sides), else a
+    number input. The help text is the knob's unless ``help`` is given.
 
-    Number inputs have no min/max on purpose: the gate clamps a typed value to the same
-    table and says what it changed, where a bounded input would reject it without a word.
+    Numbers carry the mode's range (``inputs.field_bounds``, the table the gate and links
+    clamp to), so the value on screen is the value that runs. A value in session state
+    beyond it (a link, a scripted client) is clamped before the widget exists, with the
+    gate's note: Streamlit would otherwise reset it to the default without a word.
     """
     knob = config_knobs()[name]
     help = help if help is not None else knob.help
@@ -146,12 +151,48 @@ def knob_input(
         choices = list(knob.choices)
         index = choices.index(value) if value in choices else 0
         return where.selectbox(label, choices, index=index, key=key, help=help, **options)
+    low, high = inputs.field_bounds(_settings())[name]
+    if value is not None:  # a page default over a tight cap (16 tokens) is capped silently
+        value = min(max(value, low), high)
+    note = clamp_state(st.session_state, key, name, low, high)
     if knob.low is not None and knob.high is not None and knob.kind == "float":
-        low, high = inputs.field_bounds(_settings())[name]
-        return where.slider(
-            label, float(low), float(high), value, step=step, key=key, help=help, **options
+        widget = where.slider(label, low, high, value, step=step, key=key, help=help, **options)
+    else:
+        widget = where.number_input(
+            label,
+            min_value=low,
+            max_value=high,
+            value=value,
+            step=step,
+            key=key,
+            help=help,
+            **options,
         )
-    return where.number_input(label, value=value, step=step, key=key, help=help, **options)
+    if note is not None:
+        where.warning(inputs.escape_markdown(note))
+    return widget
+
+
+def clamp_state(
+    state: MutableMapping[str, Any], key: str, name: str, low: Any, high: Any
+) -> str | None:
+    """Clamp the widget value ``state[key]`` of field ``name`` into [low, high]; the note
+    (``range_message``'s wording, as the gate writes it) or None when nothing changed.
+
+    A value that is not a finite number is left to the widget (Streamlit refuses it) and
+    to the gate, which says so at Run.
+    """
+    raw = state.get(key)
+    number = inputs.as_int(raw) if isinstance(low, int) else inputs.as_float(raw)
+    if number is None:
+        return None
+    bounded = min(max(number, low), high)
+    if bounded == raw:
+        return None
+    state[key] = bounded
+    if bounded == number:  # only the type changed (7.0 for an int widget): nothing to say
+        return None
+    return range_message(inputs.FIELD_LABELS.get(name, name), number, low, high, using=bounded)
 
 
 def _settings() -> DemoSettings:
@@ -168,9 +209,63 @@ class LiveSettings:
     stop_strings: str
 
 
+# Settings whose sensible value depends on the model's kind: a toy has no text to stop on
+# and sequences of at most 8 tokens; an LLM is slow per step, so fewer particles; the
+# presets' answers are \boxed{}. Widget key -> (label, SMCConfig field, toy, LLM default).
+_KIND_DEFAULTS: dict[str, tuple[str, str | None, Any, Any]] = {
+    query.LIVE_WIDGETS["n_particles"]: ("N", "n_particles", 8, 4),
+    query.LIVE_WIDGETS["max_new_tokens"]: ("max new tokens", "max_new_tokens", 8, 24),
+    query.LIVE_WIDGETS["schedule"]: ("schedule", None, "constant", "constant"),
+    keys.LIVE_STOP_RULE: ("stop rule", None, inputs.STOP_RULES[0], inputs.STOP_RULES[1]),
+}
+
+
+def live_defaults(toy: bool) -> dict[str, Any]:
+    """The Live form's defaults that depend on the model's kind, by widget key (numbers
+    within the mode's caps: a default over a tight cap would be refused by its widget)."""
+    bounds = inputs.field_bounds(_settings())
+    values = {}
+    for key, (_, name, toy_value, llm_value) in _KIND_DEFAULTS.items():
+        value = toy_value if toy else llm_value
+        if name is not None:
+            low, high = bounds[name]
+            value = min(max(value, low), high)
+        values[key] = value
+    return values
+
+
+def reset_for_model_kind(state: MutableMapping[str, Any], toy: bool) -> str | None:
+    """Reset the Live settings that do not carry over when the model's kind changes (toy
+    <-> LLM) to the new kind's defaults; the line saying which, or None.
+
+    The kind is remembered in session state: a rerun with the same kind resets nothing,
+    and the first Live form of a session only records it, so a share link's values stay.
+    """
+    kind = "toy" if toy else "llm"
+    last = state.get(keys.LIVE_MODEL_KIND)
+    state[keys.LIVE_MODEL_KIND] = kind
+    if last is None or last == kind:
+        return None
+    changed = []
+    for key, value in live_defaults(toy).items():
+        # A widget not drawn yet starts from the page default, which is the kind's already.
+        if key in state and state[key] != value:
+            state[key] = value
+            changed.append(f"{_KIND_DEFAULTS[key][0]} to {value}")
+    if not changed:
+        return None
+    model = "a toy model" if toy else "a language model"
+    return f"Switched to {model}: reset {', '.join(changed)} (they do not carry over)."
+
+
 def live_settings(toy: bool, max_particles: int) -> LiveSettings:
-    """The Live SMC sampler settings (in an expander), every field keyed as a link sets it."""
+    """The Live SMC sampler settings (in an expander), every field keyed as a link sets it;
+    settings of the other model kind are reset first (``reset_for_model_kind``)."""
     key = query.LIVE_WIDGETS  # SMCConfig field -> widget key (links fill these)
+    reset = reset_for_model_kind(st.session_state, toy)
+    if reset is not None:
+        st.info(inputs.escape_markdown(reset), icon=":material/restart_alt:")
+    default = live_defaults(toy)
     with st.expander("Sampler settings", expanded=True):
         c = st.columns(4)
         values = {
@@ -182,18 +277,23 @@ def live_settings(toy: bool, max_particles: int) -> LiveSettings:
                 "n_particles",
                 "N (particles)",
                 key["n_particles"],
-                8 if toy else 4,
+                default[key["n_particles"]],
                 1,
                 f"1 to {max_particles}",
             ),
             "max_new_tokens": knob_input(
-                c[2], "max_new_tokens", "max new tokens", key["max_new_tokens"], 8 if toy else 24, 8
+                c[2],
+                "max_new_tokens",
+                "max new tokens",
+                key["max_new_tokens"],
+                default[key["max_new_tokens"]],
+                8,
             ),
             "seed": knob_input(c[3], "seed", "seed", key["seed"], 0, 1),
         }
         c = st.columns(4)
         schedule = values["schedule"] = knob_input(
-            c[0], "schedule", "bridging schedule", key["schedule"], "constant"
+            c[0], "schedule", "bridging schedule", key["schedule"], default[key["schedule"]]
         )
         values["ramp_tokens"] = knob_input(
             c[1],
@@ -259,13 +359,16 @@ def live_settings(toy: bool, max_particles: int) -> LiveSettings:
             )
         c1, c2 = st.columns([1, 3])
         stop_rule = c1.selectbox(
-            "stop rule", inputs.STOP_RULES, index=1 if not toy else 0, key="live_stop_rule"
+            "stop rule",
+            inputs.STOP_RULES,
+            index=inputs.STOP_RULES.index(default[keys.LIVE_STOP_RULE]),
+            key=keys.LIVE_STOP_RULE,
         )
         stop_strings = c2.text_input(
             "stop strings (comma-separated)",
             "\\n\\n",
             max_chars=_settings().max_stop_chars,
-            key="live_stop_strings",
+            key=keys.LIVE_STOP_STRINGS,
             disabled=stop_rule != "stop strings",
         )
         if stop_rule == "stop strings":

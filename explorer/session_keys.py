@@ -21,6 +21,7 @@ HISTORY = "run_history"  # explorer.history: the session's run entries, newest f
 # ---- pages: the last result of each -----------------------------------------------------
 LIVE_ACTIVE = "live_active"  # the Admission of the Live SMC run in flight
 LIVE_LAST = "live_last"  # the RunEntry of the last finished or stopped live run
+LIVE_MODEL_KIND = "live_model_kind"  # "toy" | "llm": the model kind the Live form was set for
 COMPARE_LAST = "cmp_last"  # {"frame", "runs", "model"} of the last comparison
 TASK_LAST = "cmp_task_last"  # {"rows", "summary"} of the last task set
 THEORY_LAST = "theory_last"  # {(model, settings): results} of the last checks
@@ -37,3 +38,5 @@ LIVE_PROMPT = "live_prompt"
 LIVE_PRESET = "live_preset"
 LIVE_TAU_CUSTOM = "live_tau_custom"
 LIVE_TAU = "live_tau"
+LIVE_STOP_RULE = "live_stop_rule"  # reset by page_kit.reset_for_model_kind
+LIVE_STOP_STRINGS = "live_stop_strings"

@@ -223,7 +223,7 @@ def test_gate_clamps_to_the_full_app_caps_and_says_so():
     config, notes = Gate(FULL).clamp({"n_particles": FULL.max_particles + 1, "max_new_tokens": 8})
     assert config.n_particles == FULL.max_particles
     assert notes == [
-        f"N {FULL.max_particles + 1} is outside [1, {FULL.max_particles}]; "
+        f"N must be in [1, {FULL.max_particles}]; got {FULL.max_particles + 1}; "
         f"using {FULL.max_particles}"
     ]
 
@@ -475,32 +475,45 @@ def test_live_run_with_bridging_and_custom_tau_warns():
 
 
 @pytest.mark.parametrize(
-    ("key", "value", "message"),
+    ("key", "field", "value"),
     [
-        ("live_alpha", 0.0, "alpha must be > 0"),
-        ("live_alpha", -2.0, "alpha must be > 0"),
-        ("live_n", 0, "n_particles"),
-        ("live_max_tokens", 0, "max_new_tokens"),
-        ("live_block", 0, "block_size"),
-        ("live_seed", -1, "seed"),
+        ("live_alpha", "alpha", 0.0),
+        ("live_alpha", "alpha", -2.0),
+        ("live_n", "n_particles", 0),
+        ("live_max_tokens", "max_new_tokens", 0),
+        ("live_block", "block_size", 0),
+        ("live_seed", "seed", -1),
     ],
 )
-def test_live_invalid_inputs_show_an_error(key, value, message):
+def test_live_widgets_refuse_values_below_their_range(key, field, value):
+    # The widgets carry the mode's range (issue 20): a value below it never runs, and the
+    # value on screen is the one that runs. The gate still refuses it from a scripted
+    # client (test_gate_refuses_values_no_cap_can_fix).
     at = app(page="app_pages/live_smc.py")
-    at.number_input(key=key).set_value(value)
+    widget = at.number_input(key=key)
+    assert widget.min is not None and widget.min > value
+    widget.set_value(value)
     at.button(key="live_run").click().run()
     no_exception(at)
-    assert any(message in plain(e.value) for e in at.error), [plain(e.value) for e in at.error]
-    assert "run_history" not in at.session_state or not at.session_state["run_history"]
+    assert not at.error, [plain(e.value) for e in at.error]
+    shown = at.number_input(key=key).value
+    assert shown >= at.number_input(key=key).min
+    assert at.session_state["run_history"][0].config[field] == shown
 
 
 def test_live_over_the_full_app_cap_is_clamped_with_a_message():
-    at = app(page="app_pages/live_smc.py")
-    at.number_input(key="live_n").set_value(100_000)
+    # A value beyond the widget's range in session state (a scripted client) is clamped
+    # before the widget exists, with the gate's wording, and the clamped value runs.
+    at = app(page="app_pages/live_smc.py", live_n=100_000)
+    cap = FULL.max_particles
+    no_exception(at)
+    assert at.number_input(key="live_n").max == cap
+    assert f"N must be in [1, {cap}]; got 100000; using {cap}" in [
+        plain(w.value) for w in at.warning
+    ]
+    assert at.number_input(key="live_n").value == cap
     at.button(key="live_run").click().run()
     no_exception(at)
-    cap = FULL.max_particles
-    assert f"N 100000 is outside [1, {cap}]; using {cap}" in [plain(w.value) for w in at.warning]
     assert at.session_state["run_history"][0].records[0].n_particles == cap
 
 
@@ -574,11 +587,9 @@ def test_compare_page_runs_every_method_on_a_toy():
 
 def test_compare_invalid_inputs_show_an_error():
     at = app(page="app_pages/compare.py")
-    at.number_input(key="cmp_alpha").set_value(0.0)
-    at.button(key="cmp_run").click().run()
-    no_exception(at)
-    assert any("alpha must be > 0" in plain(e.value) for e in at.error)
-    at.number_input(key="cmp_alpha").set_value(4.0)
+    # α = 0 cannot be entered (the widget carries the mode's range, issue 20); the gate
+    # refuses it from a scripted client (test_gate_refuses_values_no_cap_can_fix).
+    assert at.number_input(key="cmp_alpha").min == FULL.alpha_min > 0
     at.multiselect(key="cmp_methods").set_value([])
     at.button(key="cmp_run").click().run()
     assert any("unknown methods" in plain(e.value) for e in at.error)

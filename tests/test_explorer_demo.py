@@ -37,12 +37,19 @@ def demo_env(monkeypatch, fresh_app_state):
 
 
 def live(
-    model: str = "toy-random:3,8,0", query: dict[str, str] | None = None, page: str = LIVE
+    model: str = "toy-random:3,8,0",
+    query: dict[str, str] | None = None,
+    page: str = LIVE,
+    state: dict[str, object] | None = None,
 ) -> AppTest:
+    """The app on ``page``; ``state`` is session state set before any widget exists (as a
+    link or a scripted client would set it)."""
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
     for key, value in (query or {}).items():
         at.query_params[key] = value
     at.session_state["model_choice"] = model
+    for key, value in (state or {}).items():
+        at.session_state[key] = value
     at.run()
     at.switch_page(page).run()
     return at
@@ -153,29 +160,30 @@ def assert_held_one_slot_per_run(spy: SlotSpy) -> None:
 
 
 def test_live_caps_are_clamped_with_a_message_and_the_run_holds_a_slot(spy):
-    at = live(model="toy-trap")
-    at.number_input(key="live_n").set_value(200)
-    at.number_input(key="live_max_tokens").set_value(2000)
+    # Over-cap values in session state: the widgets (drawn with the caps as min/max) are
+    # clamped before they exist, with the gate's wording, and show what runs.
+    at = live(model="toy-trap", state={"live_n": 200, "live_max_tokens": 2000})
+    assert "N must be in [1, 32]; got 200; using 32" in warnings(at)
+    assert "max new tokens must be in [1, 96]; got 2000; using 96" in warnings(at)
+    assert at.number_input(key="live_n").max == 32 and at.number_input(key="live_n").value == 32
+    assert at.number_input(key="live_max_tokens").max == 96
     at.button(key="live_run").click().run()
     no_exception(at)
-    assert "N 200 is outside [1, 32]; using 32" in warnings(at)
-    assert "max new tokens 2000 is outside [1, 96]; using 96" in warnings(at)
     [entry] = at.session_state["run_history"]
     assert entry.records[0].n_particles == 32 and entry.config["max_new_tokens"] == 96
     assert_held_one_slot_per_run(spy)
 
 
 def test_compare_caps_are_clamped_with_a_message_and_the_runs_hold_a_slot(spy):
-    at = live(model="toy-trap", page=COMPARE)
-    at.number_input(key="cmp_n").set_value(200)
-    at.number_input(key="cmp_max_tokens").set_value(2000)
-    at.number_input(key="cmp_mh_steps").set_value(50)
+    at = live(model="toy-trap", page=COMPARE, state={"cmp_n": 200, "cmp_max_tokens": 2000})
+    assert "N must be in [1, 32]; got 200; using 32" in warnings(at)
+    assert "max new tokens must be in [1, 96]; got 2000; using 96" in warnings(at)
+    assert at.number_input(key="cmp_n").max == 32 and at.number_input(key="cmp_n").value == 32
+    at.number_input(key="cmp_mh_steps").set_value(50)  # not an SMCConfig field: the gate caps
     at.button(key="cmp_run").click().run()
     no_exception(at)
     assert not at.error, [plain(e.value) for e in at.error]
-    assert "N 200 is outside [1, 32]; using 32" in warnings(at)
-    assert "max new tokens 2000 is outside [1, 96]; using 96" in warnings(at)
-    assert "MH steps 50 is outside [0, 8]; using 8" in warnings(at)
+    assert "MH steps must be in [0, 8]; got 50; using 8" in warnings(at)
     runs = at.session_state["cmp_last"]["runs"]
     smc = next(done.result for done in runs if done.method == "smc")
     assert len(smc.weights) == 32
@@ -184,15 +192,14 @@ def test_compare_caps_are_clamped_with_a_message_and_the_runs_hold_a_slot(spy):
 
 
 def test_compare_task_set_caps_are_clamped_and_the_runs_hold_a_slot(spy):
-    at = live(model="toy-trap", page=COMPARE)
-    at.number_input(key="cmp_n").set_value(200)
+    at = live(model="toy-trap", page=COMPARE, state={"cmp_n": 200})
+    assert "N must be in [1, 32]; got 200; using 32" in warnings(at)
     at.number_input(key="cmp_task_n").set_value(50)
     at.multiselect(key="cmp_methods").set_value(["base", "smc"])
     at.button(key="cmp_task_run").click().run()
     no_exception(at)
     assert not at.error, [plain(e.value) for e in at.error]
-    assert "N 200 is outside [1, 32]; using 32" in warnings(at)
-    assert "problems 50 is outside [1, 10]; using 10" in warnings(at)
+    assert "problems must be in [1, 10]; got 50; using 10" in warnings(at)
     summary = at.session_state["cmp_task_last"]["summary"]
     assert (summary["n"] == 10).all()
     assert_held_one_slot_per_run(spy)
@@ -209,9 +216,9 @@ def test_theory_lab_budget_is_clamped_and_the_checks_hold_a_slot(monkeypatch):
     at.number_input(key="theory_n_max").set_value(256)
     at.run()
     no_exception(at)
-    assert "N 256 is outside [1, 32]; using 32" in warnings(at)
-    assert "runs per point 500 is outside [2, 50]; using 50" in warnings(at)
-    assert "max N 256 is outside [2, 32]; using 32" in warnings(at)
+    assert "N must be in [1, 32]; got 256; using 32" in warnings(at)
+    assert "runs per point must be in [2, 50]; got 500; using 50" in warnings(at)
+    assert "max N must be in [2, 32]; got 256; using 32" in warnings(at)
     model.seen.clear()  # the exact picture drawn so far ran no sampler inside a slot
     at.button(key="theory_run").click().run()
     no_exception(at)

@@ -48,9 +48,9 @@ def test_over_cap_values_are_clamped_with_one_note_each(trap):
     )
     assert admitted.config.n_particles == 32 and admitted.config.max_new_tokens == 96
     assert admitted.notes == (
-        "N 200 is outside [1, 32]; using 32",
-        "max new tokens 2000 is outside [1, 96]; using 96",
-        "MH steps 50 is outside [0, 8]; using 8",
+        "N must be in [1, 32]; got 200; using 32",
+        "max new tokens must be in [1, 96]; got 2000; using 96",
+        "MH steps must be in [0, 8]; got 50; using 8",
     )
 
 
@@ -64,8 +64,8 @@ def test_full_mode_keeps_values_within_its_own_caps(trap):
 @pytest.mark.parametrize(
     ("requested", "methods", "message"),
     [
-        ({"alpha": 0.0}, ["smc"], "alpha"),
-        ({"n_particles": 0}, ["smc"], "n_particles"),
+        ({"alpha": 0.0}, ["smc"], r"α must be in \[0\.5, 8\]; got 0"),
+        ({"n_particles": 0}, ["smc"], r"N must be in \[1, 32\]; got 0"),
         ({}, ["nope"], "unknown methods"),
         ({}, [], "unknown methods"),
     ],
@@ -132,7 +132,7 @@ def test_theory_budget_is_clamped_and_validated():
     trap = load_model("toy-trap")
     admitted, settings = gate().theory(trap, "toy-trap", 4.0, 256, 500, 256, 0)
     assert (settings.n_particles, settings.runs, settings.n_max) == (32, 50, 32)
-    assert "runs per point 500 is outside [2, 50]; using 50" in admitted.notes
+    assert "runs per point must be in [2, 50]; got 500; using 50" in admitted.notes
     with pytest.raises(InputError, match="runs per point must be in"):
         gate().theory(trap, "toy-trap", 4.0, 16, 1, 64, 0)
 

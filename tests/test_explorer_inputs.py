@@ -226,7 +226,8 @@ def test_clamp_config_caps_demo_values_with_messages():
     )
     assert (config.alpha, config.n_particles, config.max_new_tokens) == (8.0, 32, 96)
     assert config.seed == 0
-    assert len(notes) == 4 and any("N 10000" in n for n in notes)
+    assert len(notes) == 4 and "N must be in [1, 32]; got 10000; using 32" in notes
+    assert "α must be in [0.5, 8]; got 100; using 8" in notes
 
 
 @pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf, "nan", "1e999", "abc", None, True])
@@ -270,7 +271,8 @@ def test_query_values_are_clamped_and_parsed():
         "seed": 3,
         "schedule": "linear",
     }
-    assert any("α 50" in m for m in q.messages) and any("N 1000" in m for m in q.messages)
+    assert "α must be in [0.5, 8]; got 50; using 8" in q.messages
+    assert "N must be in [1, 32]; got 1000; using 32" in q.messages
 
 
 def test_query_rejects_hostile_values():

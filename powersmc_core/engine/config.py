@@ -15,7 +15,14 @@ from typing import Any
 
 from powersmc_core.engine.resampling import RESAMPLERS
 
-__all__ = ["SCHEDULES", "Knob", "SMCConfig", "config_field_bounds", "config_knobs"]
+__all__ = [
+    "SCHEDULES",
+    "Knob",
+    "SMCConfig",
+    "config_field_bounds",
+    "config_knobs",
+    "range_message",
+]
 
 SCHEDULES = ("constant", "linear", "adaptive")
 
@@ -49,22 +56,51 @@ def _knob(default: Any, **kwargs: Any) -> Any:
     return field(default=default, metadata={"knob": Knob(**kwargs)})
 
 
+def _number(value: Any) -> str:
+    """A bound or value as a message writes it: ints exactly, floats in ``%g``."""
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def range_message(
+    name: str,
+    value: Any,
+    low: float | None,
+    high: float | None = None,
+    *,
+    low_open: bool = False,
+    using: Any = None,
+) -> str:
+    """The one wording of a value outside its range: ``"N must be in [1, 256]; got 500"``.
+
+    One-sided ranges read ``"alpha must be > 0; got -1"`` (``>=`` when ``low`` is allowed);
+    ``low_open`` writes ``(low, high]``. A value clamped rather than refused says what is
+    used instead: ``"N must be in [1, 256]; got 500; using 256"`` (the app's notes).
+    """
+    if high is None:
+        bound = f"{'>' if low_open else '>='} {_number(low)}"
+    else:
+        bound = f"in {'(' if low_open else '['}{_number(low)}, {_number(high)}]"
+    message = f"{name} must be {bound}; got {_number(value)}"
+    return message if using is None else f"{message}; using {_number(using)}"
+
+
 def _finite(name: str, value: float) -> float:
     try:
         value = float(value)
     except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number, got {value!r}") from None
+        raise ValueError(f"{name} must be a number; got {value!r}") from None
     if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value}")
+        raise ValueError(f"{name} must be finite; got {value}")
     return value
 
 
 def _integer(name: str, value: Any, low: int, high: int | None = None) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{name} must be an integer, got {value!r}")
+        raise ValueError(f"{name} must be an integer; got {value!r}")
     if value < low or (high is not None and value > high):
-        bound = f">= {low}" if high is None else f"in [{low}, {high}]"
-        raise ValueError(f"{name} must be {bound}, got {value}")
+        raise ValueError(range_message(name, value, low, high))
 
 
 @dataclass(frozen=True)
@@ -141,30 +177,28 @@ class SMCConfig:
     def __post_init__(self) -> None:
         alpha = _finite("alpha", self.alpha)
         if alpha <= 0:
-            raise ValueError(f"alpha must be > 0 (alpha > 1 sharpens p), got {alpha}")
+            raise ValueError(range_message("alpha", alpha, 0, low_open=True))
         _integer("n_particles", self.n_particles, 1, 100_000)
         kappa = _finite("ess_threshold", self.ess_threshold)
         if not 0.0 <= kappa <= 1.0:
-            raise ValueError(f"ess_threshold (kappa) must be in [0, 1], got {kappa}")
+            raise ValueError(range_message("ess_threshold", kappa, 0, 1))
         if self.resampling not in RESAMPLERS:
             raise ValueError(
-                f"resampling must be one of {sorted(RESAMPLERS)}, got {self.resampling!r}"
+                f"resampling must be one of {sorted(RESAMPLERS)}; got {self.resampling!r}"
             )
         if self.schedule not in SCHEDULES:
-            raise ValueError(f"schedule must be one of {list(SCHEDULES)}, got {self.schedule!r}")
+            raise ValueError(f"schedule must be one of {list(SCHEDULES)}; got {self.schedule!r}")
         start = _finite("alpha_start", self.alpha_start)
         if start <= 0:
-            raise ValueError(f"alpha_start must be > 0, got {start}")
+            raise ValueError(range_message("alpha_start", start, 0, low_open=True))
         _integer("ramp_tokens", self.ramp_tokens, 1)
         target = _finite("target_ess", self.target_ess)
         if not 0.0 < target <= 1.0:
-            raise ValueError(f"target_ess must be in (0, 1], got {target}")
+            raise ValueError(range_message("target_ess", target, 0, 1, low_open=True))
         if self.proposal_temperature is not None:
             tau = _finite("proposal_temperature", self.proposal_temperature)
             if tau <= 0:
-                raise ValueError(
-                    f"proposal_temperature must be > 0 (or None for 1/alpha_t), got {tau}"
-                )
+                raise ValueError(range_message("proposal_temperature", tau, 0, low_open=True))
         _integer("block_size", self.block_size, 1)
         _integer("max_new_tokens", self.max_new_tokens, 1, 1_000_000)
         _integer("seed", self.seed, 0, 2**63 - 1)
