@@ -338,7 +338,7 @@ def test_play_walks_every_step_then_stops(runs_page, monkeypatch):
     assert sorted(set(seen)) == list(range(1, len(recs) + 1))
     assert at.session_state[replay.STEP] == len(recs)
     assert replay.PLAYING not in at.session_state  # stopped at the end
-    assert len(at.get("plotly_chart")) == 6  # the heavy charts are back
+    assert len(at.get("plotly_chart")) == 7  # the heavy charts (diversity too) are back
 
 
 def test_play_frames_are_bounded():
