@@ -22,6 +22,7 @@ line and checks that these tests fail.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 
@@ -236,6 +237,30 @@ def test_the_engine_keeps_the_post_weights_and_their_ratio_bound():
         assert float(post.max() - post.min()) <= math.log(4.0) + 1e-9
         kept_unequal |= float(post.max() - post.min()) > 1e-6
     assert kept_unequal, "chopthin left every weight equal: the case does not test the weights"
+
+
+@pytest.mark.parametrize("every", [1, 3])
+def test_a_schemes_post_mass_multiplies_z_hat(every):
+    """log Ẑ += log_mass at each resampling: a scheme that doubles its mass doubles Ẑ."""
+    model = ToyLM.random(4, 5, seed=8, sharpness=1.0)
+    base = Chopthin(4.0)
+
+    def doubled(weights, generator):
+        drawn = base(weights, generator)
+        return drawn._replace(log_mass=drawn.log_mass + math.log(2.0))
+
+    def records(resampler):
+        run = PowerSMC(model, spread_config(), track_text=False, stream_every=every).stream([])
+        run.parts = dataclasses.replace(run.parts, resampler=resampler)
+        return list(run)
+
+    plain, shifted = records(base), records(doubled)
+    assert [r.tokens for r in plain] == [r.tokens for r in shifted]  # the same draws
+    resamples = 0
+    for one, two in zip(plain, shifted, strict=True):
+        assert two.log_z - one.log_z == pytest.approx(resamples * math.log(2.0), abs=1e-9)
+        resamples += one.resampled
+    assert resamples >= 2
 
 
 def test_chopthin_records_are_the_same_for_every_stream_every():
