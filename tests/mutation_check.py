@@ -62,7 +62,7 @@ BASELINES = "test_baselines_keep_uniform_weights_and_best_of_n_keeps_the_argmax"
 CHOOSER = "test_the_chosen_particle_is_drawn_by_weight"
 CHOPTHIN_TESTS = "test_chopthin.py"
 CHOPTHIN_SCHEME = (
-    "test_chopthin_is_unbiased_for_each_eta[spread-4.0]",
+    "test_every_scheme_hands_on_each_particles_weight_on_average[spread-chopthin_eta4]",
     "test_n_particles_normalised_weights_and_ratio_at_most_eta",
 )
 CHOPTHIN_MASS = tuple(f"test_a_schemes_post_mass_multiplies_z_hat[{k}]" for k in (1, 3))
