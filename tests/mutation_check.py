@@ -4,8 +4,9 @@ Each named mutation is an exact source-text replacement in a *copy* of ``powersm
 (the working tree is never touched). Its anchor must occur exactly once, so a refactor that
 moves or rewrites the line makes this script fail loudly instead of silently testing
 nothing. For every mutation the relevant exactness tests against enumeration
-(``tests/test_exactness_samplers.py``) run against the mutated copy with ``-x``; the
-mutation is *caught* when one of them fails. A surviving mutation is a missing test.
+(``tests/test_exactness_samplers.py``, or the mutation's own test file, e.g.
+``tests/test_chopthin.py``) run against the mutated copy with ``-x``; the mutation is
+*caught* when one of them fails. A surviving mutation is a missing test.
 
 The copy is imported first: pytest runs in a scratch folder holding the copy and the
 tests, and a guard in the scratch conftest aborts unless ``powersmc_core.__file__`` lies
@@ -42,7 +43,8 @@ class Mutation:
     what: str
     file: str  # inside powersmc_core/
     edits: tuple[tuple[str, str], ...]  # (anchor, replacement), each anchor exactly once
-    tests: tuple[str, ...]  # test ids inside TESTS, most likely to catch first
+    tests: tuple[str, ...]  # test ids inside test_file, most likely to catch first
+    test_file: str = TESTS  # inside tests/
 
 
 def smc(case: str) -> str:
@@ -58,6 +60,16 @@ RESAMPLING = tuple(smc(f"resampling_{s}") for s in ("systematic", "multinomial",
 GREEDY = "test_greedy_is_the_argmax_path"
 BASELINES = "test_baselines_keep_uniform_weights_and_best_of_n_keeps_the_argmax"
 CHOOSER = "test_the_chosen_particle_is_drawn_by_weight"
+CHOPTHIN_TESTS = "test_chopthin.py"
+CHOPTHIN_SCHEME = (
+    "test_every_scheme_hands_on_each_particles_weight_on_average[spread-chopthin_eta4]",
+    "test_n_particles_normalised_weights_and_ratio_at_most_eta",
+)
+CHOPTHIN_MASS = tuple(f"test_a_schemes_post_mass_multiplies_z_hat[{k}]" for k in (1, 3))
+CHOPTHIN_SMC = tuple(
+    f"test_chopthin_smc_matches_the_exact_target[{case}]"
+    for case in ("every_step", "ess_triggered", "truncation")
+)
 MH_ALL = (
     mh("prompt"),
     mh("truncation"),
@@ -120,8 +132,94 @@ MUTATIONS = (
         "skip_weight_reset",
         "weights kept (not reset to 1/N) after resampling",
         "engine/state.py",
-        (("log_w=torch.where(resampled, uniform, self.log_w),", "log_w=self.log_w,"),),
+        (("log_w=torch.where(resampled, log_w, self.log_w),", "log_w=self.log_w,"),),
         RESAMPLING,
+    ),
+    Mutation(
+        "chopthin_post_weights_dropped",
+        "the engine resets every weight to 1/N after resampling (chopthin's post weights lost)",
+        "engine/state.py",
+        (
+            (
+                "log_w=torch.where(resampled, log_w, self.log_w),",
+                "log_w=torch.where(resampled, -torch.ones_like(log_w).sum().log(), self.log_w),",
+            ),
+        ),
+        CHOPTHIN_SMC,
+        CHOPTHIN_TESTS,
+    ),
+    Mutation(
+        "post_mass_not_in_log_z",
+        "log Ẑ does not take the post-resampling mass log sum_j v_j",
+        "engine/state.py",
+        (("log_z=self.log_z + torch.where(resampled, log_mass, 0.0),", ""),),
+        CHOPTHIN_MASS + CHOPTHIN_SMC,
+        CHOPTHIN_TESTS,
+    ),
+    Mutation(
+        "chopthin_thin_without_reweighting",
+        "a thinned survivor keeps its own weight W_i instead of the threshold a",
+        "engine/resampling.py",
+        (
+            (
+                "share = torch.where(thin, a * total / n, ",
+                "share = torch.where(thin, weights, ",
+            ),
+        ),
+        CHOPTHIN_SCHEME + CHOPTHIN_SMC,
+        CHOPTHIN_TESTS,
+    ),
+    Mutation(
+        "chopthin_chop_without_splitting",
+        "each of the n_i copies of a chopped particle keeps the whole W_i",
+        "engine/resampling.py",
+        (
+            (
+                "weights / counts.clamp_min(1).to(weights.dtype))",
+                "weights)",
+            ),
+        ),
+        CHOPTHIN_SCHEME + CHOPTHIN_SMC,
+        CHOPTHIN_TESTS,
+    ),
+    Mutation(
+        "chopthin_offspring_by_w",
+        "offspring drawn by W (as systematic) instead of by the expected counts h",
+        "engine/resampling.py",
+        (
+            (
+                "ancestors = systematic(h / total, generator)",
+                "ancestors = systematic(weights, generator)",
+            ),
+        ),
+        CHOPTHIN_SCHEME + CHOPTHIN_SMC,
+        CHOPTHIN_TESTS,
+    ),
+    Mutation(
+        "chopthin_mass_not_returned",
+        "chopthin returns log_mass = 0 (its post weights normalised without their mass)",
+        "engine/resampling.py",
+        (
+            (
+                "return Resampled(ancestors, log_v - log_mass, log_mass)",
+                "return Resampled(ancestors, log_v - log_mass, log_mass * 0)",
+            ),
+        ),
+        CHOPTHIN_SCHEME + CHOPTHIN_SMC,
+        CHOPTHIN_TESTS,
+    ),
+    Mutation(
+        "chopthin_threshold_b_is_eta_a",
+        "the threshold search puts the chopping point at eta·a instead of eta·a/2",
+        "engine/resampling.py",
+        (
+            (
+                "n_upto_b = torch.searchsorted(sorted_w, a * (eta / 2), right=True)",
+                "n_upto_b = torch.searchsorted(sorted_w, a * eta, right=True)",
+            ),
+        ),
+        ("test_threshold_solves_expected_offspring_equals_n[spread-4.0]",),
+        CHOPTHIN_TESTS,
     ),
     Mutation(
         "resample_pre_update_weights",
@@ -288,8 +386,8 @@ def apply(mutation: Mutation, package: Path) -> None:
     path.write_text(text)
 
 
-def scratch(name: str) -> Path:
-    """A folder with a fresh copy of the package and the exactness tests (guarded conftest)."""
+def scratch(name: str, test_file: str = TESTS) -> Path:
+    """A folder with a fresh copy of the package and one test file (guarded conftest)."""
     folder = Path(tempfile.mkdtemp(prefix=f"mutation-{name}-"))
     shutil.copytree(
         ROOT / "powersmc_core",
@@ -298,16 +396,16 @@ def scratch(name: str) -> Path:
     )
     tests = folder / "tests"
     tests.mkdir()
-    shutil.copy(ROOT / "tests" / TESTS, tests / TESTS)
+    shutil.copy(ROOT / "tests" / test_file, tests / test_file)
     conftest = (ROOT / "tests" / "conftest.py").read_text()
     (tests / "conftest.py").write_text(conftest + GUARD.format(expected=str(folder)))
     return folder
 
 
-def run_tests(folder: Path, tests: tuple[str, ...]) -> tuple[int, str]:
+def run_tests(folder: Path, tests: tuple[str, ...], test_file: str = TESTS) -> tuple[int, str]:
     env = {**os.environ, "PYTHONPATH": str(folder), "PYTHONDONTWRITEBYTECODE": "1"}
     env.pop("PYTEST_ADDOPTS", None)
-    ids = [f"tests/{TESTS}::{t}" for t in tests]
+    ids = [f"tests/{test_file}::{t}" for t in tests]
     cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
            "-o", "addopts=", "--rootdir", str(folder), *ids]  # fmt: skip
     done = subprocess.run(cmd, cwd=folder, env=env, capture_output=True, text=True)
@@ -317,10 +415,10 @@ def run_tests(folder: Path, tests: tuple[str, ...]) -> tuple[int, str]:
 def check(mutation: Mutation) -> tuple[str, str, float]:
     """(status, detail, seconds): caught (detail: the failing test), survived, or error."""
     start = time.perf_counter()
-    folder = scratch(mutation.name)
+    folder = scratch(mutation.name, mutation.test_file)
     try:
         apply(mutation, folder / "powersmc_core")
-        code, output = run_tests(folder, mutation.tests)
+        code, output = run_tests(folder, mutation.tests, mutation.test_file)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     seconds = time.perf_counter() - start

@@ -13,7 +13,7 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from powersmc_core.engine.resampling import RESAMPLERS
+from powersmc_core.engine.resampling import CHOPTHIN_ETA, RESAMPLERS
 
 __all__ = [
     "SCHEDULES",
@@ -109,7 +109,9 @@ class SMCConfig:
 
     alpha: final exponent (> 0; > 1 sharpens). n_particles: N >= 1.
     ess_threshold: kappa in [0, 1]; resample when ESS < kappa·N (0 never, 1 always).
-    resampling: scheme name. schedule: how alpha_t rises from alpha_start to alpha.
+    resampling: scheme name. chopthin_eta: chopthin's bound eta >= 4 on the ratio of the
+    largest to the smallest weight after resampling (the other schemes ignore it).
+    schedule: how alpha_t rises from alpha_start to alpha.
     ramp_tokens: steps of the linear ramp. target_ess: adaptive schedule's CESS/N floor.
     proposal_temperature: tau for q ∝ p^(1/tau); None means the optimal tau_t = 1/alpha_t.
     block_size: resampling is considered only every block_size steps.
@@ -132,6 +134,13 @@ class SMCConfig:
         help="resampling scheme",
         kind="choice",
         choices=tuple(sorted(RESAMPLERS)),
+    )
+    chopthin_eta: float = _knob(
+        CHOPTHIN_ETA,
+        flag="--chopthin-eta",
+        help="chopthin: max/min weight after resampling (>= 4)",
+        kind="float",
+        low=CHOPTHIN_ETA,
     )
     schedule: str = _knob(
         "constant", flag="--schedule", help="alpha_t schedule", kind="choice", choices=SCHEDULES
@@ -186,6 +195,9 @@ class SMCConfig:
             raise ValueError(
                 f"resampling must be one of {sorted(RESAMPLERS)}; got {self.resampling!r}"
             )
+        eta = _finite("chopthin_eta", self.chopthin_eta)
+        if eta < CHOPTHIN_ETA:
+            raise ValueError(f"chopthin_eta must be >= {CHOPTHIN_ETA:g}; got {eta}")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {list(SCHEDULES)}; got {self.schedule!r}")
         start = _finite("alpha_start", self.alpha_start)
@@ -203,7 +215,7 @@ class SMCConfig:
         _integer("max_new_tokens", self.max_new_tokens, 1, 1_000_000)
         _integer("seed", self.seed, 0, 2**63 - 1)
         # Store numbers as floats so records and JSON are uniform whatever the caller passed.
-        for name in ("alpha", "ess_threshold", "alpha_start", "target_ess"):
+        for name in ("alpha", "ess_threshold", "chopthin_eta", "alpha_start", "target_ess"):
             object.__setattr__(self, name, float(getattr(self, name)))
         if self.proposal_temperature is not None:
             object.__setattr__(self, "proposal_temperature", float(self.proposal_temperature))

@@ -117,7 +117,9 @@ class PowerSMC:
             proposal=self.proposal,
             target=self.target,
             schedule=make_schedule(cfg),
-            resampler=get_resampler(cfg.resampling) if cfg.ess_threshold > 0 else None,
+            resampler=(
+                get_resampler(cfg.resampling, cfg.chopthin_eta) if cfg.ess_threshold > 0 else None
+            ),
             chooser=self.chooser,
             max_new_tokens=cfg.max_new_tokens,
             block_size=cfg.block_size,

@@ -80,14 +80,20 @@ class ParticleState:
         return self.log_w.shape[0]
 
     def reorder(
-        self, model: LanguageModel, ancestors: torch.Tensor, resampled: torch.Tensor
+        self,
+        model: LanguageModel,
+        ancestors: torch.Tensor,
+        resampled: torch.Tensor,
+        log_w: torch.Tensor,
+        log_mass: torch.Tensor,
     ) -> ParticleState:
-        """Slot j becomes a copy of slot ancestors[j]; log W = -log N where ``resampled``.
+        """Slot j becomes a copy of slot ancestors[j]; where ``resampled``, the scheme's weights.
 
-        ancestors may be the identity (batched steps decide on the device): then this is a
-        copy and the weights are kept.
+        There log W = ``log_w`` (the normalised post-resampling weights, 1/N for the
+        equal-weight schemes) and log Ẑ += ``log_mass`` (log of their unnormalised sum,
+        0 for those schemes). ancestors may be the identity (batched steps decide on the
+        device): then this is a copy and the weights and log Ẑ are kept.
         """
-        uniform = torch.full_like(self.log_w, -math.log(self.n))
         return self.replace(
             model_state=model.reorder(self.model_state, ancestors),
             logp=self.logp[ancestors],
@@ -95,5 +101,6 @@ class ParticleState:
             finished=self.finished[ancestors],
             roots=self.roots[ancestors],
             history=self.history[ancestors],
-            log_w=torch.where(resampled, uniform, self.log_w),
+            log_w=torch.where(resampled, log_w, self.log_w),
+            log_z=self.log_z + torch.where(resampled, log_mass, 0.0),
         )

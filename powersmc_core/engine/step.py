@@ -2,7 +2,7 @@
 
     y_t ~ q_t                               propose   (parts.proposal)
     log W += log G_t, log Ẑ += log sum W G  reweight  (parts.target)
-    A ~ resample(W) when ESS < kappa·N      resample  (parts.resampler, every block_size)
+    A, W ~ resample(W) when ESS < kappa·N   resample  (parts.resampler, every block_size)
     slot j continues A_j with y_t           advance   (one batched model forward)
     Pending(...)                            stage the record (read back by the run loop)
 
@@ -191,9 +191,11 @@ def resample(
 ) -> tuple[torch.Tensor, torch.Tensor, ParticleState]:
     """(resampled, ancestors, state): at block boundaries, resample by W when ESS < kappa·N.
 
-    The draw is made whether or not it is used, so every stream_every consumes the same
-    random numbers. Read per token, the decision is read at once and a no-op reorder
-    skipped; batched, the reorder always runs (with the identity when not due).
+    The scheme returns ancestors and post weights (``Resampled``); a weighted scheme's
+    post mass multiplies Ẑ (``ParticleState.reorder``). The draw is made whether or not
+    it is used, so every stream_every consumes the same random numbers. Read per token,
+    the decision is read at once and a no-op reorder skipped; batched, the reorder
+    always runs (with the identity when not due).
     """
     identity = torch.arange(state.n, device=ess.device)
     resampled = torch.zeros((), dtype=torch.bool, device=ess.device)
@@ -203,11 +205,13 @@ def resample(
     due = state.live & ~done & (ess < parts.ess_threshold * state.n)
     drawn = parts.resampler(state.log_w.exp(), generator)
     if reader is None:
-        ancestors = torch.where(due, drawn, identity)
-        return due, ancestors, state.reorder(parts.model, ancestors, due)
+        ancestors = torch.where(due, drawn.ancestors, identity)
+        moved = state.reorder(parts.model, ancestors, due, drawn.log_w, drawn.log_mass)
+        return due, ancestors, moved
     if not bool(due):
         return due, identity, state
-    return due, drawn, state.reorder(parts.model, drawn, due)
+    moved = state.reorder(parts.model, drawn.ancestors, due, drawn.log_w, drawn.log_mass)
+    return due, drawn.ancestors, moved
 
 
 def advance(
