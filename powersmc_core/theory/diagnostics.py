@@ -63,12 +63,12 @@ def renyi_diagnostics(records: Sequence[StepRecord]) -> pd.DataFrame:
 
     Columns: step, alpha_t, n_active, ess_fraction, resampled, renyi_mean, renyi_std,
     renyi_wstd (std of H under the weights W_{t-1} the step started from), log_inc_wstd,
-    ess_drop = log(ESS_t / ESS_{t-1}^+) (ESS^+ after resampling: N if it happened).
+    ess_drop = log(ESS_t / ESS_{t-1}^+), ESS^+ = 1/Σ(W_{t-1}^+)² of the weights the step started
+    from (N after a resampling that resets them, less after chopthin, which keeps them unequal).
     With tau = 1/alpha and no bridging step log G_i = (1 - alpha)·H_alpha,i, so the ESS drop is
     governed by (alpha - 1)^2 Var_W(H_alpha): -log(ESS_t/ESS_{t-1}) ≈ that for small spreads.
     """
     rows = []
-    ess_post = None
     for rec in records:
         n = rec.n_particles
         renyi = np.asarray(rec.renyi, dtype=np.float64)
@@ -80,7 +80,7 @@ def renyi_diagnostics(records: Sequence[StepRecord]) -> pd.DataFrame:
         prior /= prior.sum()
         wa = prior[active] / prior[active].sum() if active.any() else prior[active]
         h = renyi[active]
-        before = n if ess_post is None else ess_post
+        before = 1.0 / float(prior @ prior)
         rows.append(
             {
                 "step": rec.step,
@@ -95,7 +95,6 @@ def renyi_diagnostics(records: Sequence[StepRecord]) -> pd.DataFrame:
                 "ess_drop": math.log(rec.ess / before),
             }
         )
-        ess_post = float(n) if rec.resampled else rec.ess
     return pd.DataFrame(rows)
 
 
