@@ -158,9 +158,14 @@ class AppPage:
 
     def select(self, key: str, option: str) -> None:
         """Pick ``option`` (its whole shown text) in the selectbox with widget key ``key``."""
-        self.page.locator(f".st-key-{key} [role='combobox']").click()  # a react-aria ComboBox
+        # A react-aria ComboBox: a click on the input may only focus it; its button opens it.
+        self.page.locator(f".st-key-{key} [role='combobox']").click()
         options = self.page.get_by_role("listbox").locator("[role='option']")
-        options.first.wait_for()
+        try:
+            options.first.wait_for(timeout=3000)
+        except Exception:  # playwright's TimeoutError: the list stayed closed
+            self.page.locator(f".st-key-{key} button[aria-label='Open']").click()
+            options.first.wait_for()
         texts = [t.strip() for t in options.all_inner_texts()]
         assert option in texts, f"{option!r} is not offered by {key}: {texts}"
         options.nth(texts.index(option)).click()
