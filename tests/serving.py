@@ -84,11 +84,14 @@ def streamlit_server(
 
 # ---- driving the app in a browser ------------------------------------------------------------
 # The script has ended (Streamlit's own flag on the app root; its status widget is not
-# drawn in 1.67) and no element of an earlier run lingers (stale).
+# drawn in 1.67), no element of an earlier run lingers (stale) and every Plotly chart
+# element has been drawn (Plotly's bundle loads lazily, after the element shows).
 SETTLED = """() => {
     const app = document.querySelector('[data-testid="stApp"]');
     return app && app.getAttribute('data-test-script-state') === 'notRunning'
-        && document.querySelectorAll('[data-stale="true"]').length === 0;
+        && document.querySelectorAll('[data-stale="true"]').length === 0
+        && Array.from(document.querySelectorAll('[data-testid="stPlotlyChart"]'))
+            .every(el => el.querySelector('.js-plotly-plot .main-svg'));
 }"""
 # What changes while the browser is still drawing: elements, their text, rendered charts.
 SNAPSHOT = """() => [
