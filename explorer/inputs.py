@@ -227,6 +227,7 @@ FIELD_LABELS = {
     "block_size": "block size",
     "seed": "seed",
     "proposal_temperature": "proposal τ",
+    "chopthin_eta": "chopthin η",
 }
 
 
@@ -252,6 +253,8 @@ def field_bounds(settings: DemoSettings) -> dict[str, tuple[Any, Any]]:
         "block_size": (1, tokens),
         "seed": (0, 2**31 - 1),
         "proposal_temperature": (0.01, 100.0),
+        # Gandy & Lau's bound needs η >= 4; past ~1e3 chopthin is plain thinning of the tail.
+        "chopthin_eta": (4.0, 1000.0),
     }
 
 

@@ -334,6 +334,15 @@ def live_settings(toy: bool, max_particles: int) -> LiveSettings:
         values["resampling"] = knob_input(
             c[1], "resampling", "resampling", key["resampling"], "systematic"
         )
+        values["chopthin_eta"] = knob_input(
+            c[1],
+            "chopthin_eta",
+            "chopthin η (max/min weight)",
+            key["chopthin_eta"],
+            4.0,
+            1.0,
+            disabled=values["resampling"] != "chopthin",
+        )
         values["block_size"] = knob_input(
             c[2],
             "block_size",

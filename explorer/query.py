@@ -363,6 +363,7 @@ LIVE_WIDGETS = {
     "target_ess": "live_target_ess",
     "ess_threshold": "live_kappa",
     "resampling": "live_resampling",
+    "chopthin_eta": "live_chopthin_eta",
     "block_size": "live_block",
 }
 

@@ -57,7 +57,7 @@ EXPLAIN: dict[str, str] = {
         "ESS = 1/Σᵢ Wᵢ²: how many equally weighted particles the weighted set is worth "
         "(N at uniform weights, 1 when one particle holds all the weight). ✕ marks a "
         "resampling: below κ·N the particles are redrawn by weight and the weights reset "
-        "to 1/N."
+        "to 1/N (chopthin instead keeps unequal weights within a ratio η)."
     ),
     "schedule": (
         "α_t: the exponent of the intermediate target p(y₁:t)^α_t (constant α, or bridged "

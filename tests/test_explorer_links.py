@@ -65,6 +65,17 @@ def test_a_shared_link_fills_the_live_widgets_clamped_with_a_message():
     assert at.number_input(key="live_n").value == DEMO.max_particles
 
 
+def test_a_chopthin_link_fills_eta_clamped_to_its_bound_and_the_run_uses_it():
+    at = visit({"model": "toy-trap", "resampling": "chopthin", "chopthin_eta": "2"}, LIVE)
+    assert at.selectbox(key="live_resampling").value == "chopthin"
+    eta = at.number_input(key="live_chopthin_eta")
+    assert eta.value == 4.0 and not eta.disabled  # Gandy & Lau's bound: η >= 4
+    assert any("chopthin η" in t and "got 2" in t for t in at.first_toasts)
+    at = visit({"model": "toy-trap", "chopthin_eta": "8"}, LIVE)
+    assert at.number_input(key="live_chopthin_eta").value == 8.0
+    assert at.number_input(key="live_chopthin_eta").disabled  # systematic: η unused
+
+
 @pytest.mark.parametrize(
     "key", ["![](http://127.0.0.1:8765/pix.png)", "[Session expired: log in](//ev.il)"]
 )
