@@ -53,6 +53,7 @@ __all__ = [
     "remember",
     "run_summary",
     "safe_summary",
+    "settings_line",
     "summary_frame",
 ]
 
@@ -116,6 +117,21 @@ def context_line(entry: RunEntry) -> str:
     if entry.preset is not None:
         parts.append(f"preset: {entry.preset}")
     return " · ".join(parts)
+
+
+def settings_line(entry: RunEntry) -> str:
+    """'ran with N = 8 · α = 4 · max new tokens 24 · …': the settings the run used (after
+    the caps), so the page states what ran, not what a widget asked for; plain text."""
+    c = entry.config
+    parts = [
+        f"ran with N = {c.get('n_particles', '?')}",
+        f"α = {c.get('alpha', '?'):g}" if isinstance(c.get("alpha"), int | float) else "α = ?",
+        f"max new tokens {c.get('max_new_tokens', '?')}",
+        f"schedule {c.get('schedule', '?')}",
+        f"resampling {c.get('resampling', '?')} (κ = {c.get('ess_threshold', '?')})",
+        f"seed {c.get('seed', '?')}",
+    ]
+    return " · ".join(str(p) for p in parts)
 
 
 def preset_id(prompt: object, reference: object) -> str | None:

@@ -299,6 +299,7 @@ def run_summary(entry: RunEntry) -> None:
     if st.button("Share this run", key="live_share", icon=":material/share:"):
         share_box(entry)
     st.caption(inputs.escape_markdown(history.context_line(entry)))
+    st.caption(inputs.escape_markdown(history.settings_line(entry)))
     st.subheader(
         "Chosen completion" + (" (stopped early)" if entry.status == "stopped" else ""),
         help=EXPLAIN["chosen"],

@@ -119,6 +119,10 @@ def plain_array(value: Any) -> list[Any] | None:
     raise AssertionError(f"unexpected Plotly array {str(value)[:200]}")
 
 
+# The summary's heading, not the glossary line "Chosen completion: the one particle …".
+CHOSEN_HEADING = re.compile(r"^Chosen completion( \(stopped early\))?$")
+
+
 class AppPage:
     """One browser page on the app at ``url`` (a fresh context: its own Streamlit session)."""
 
@@ -198,7 +202,7 @@ class AppPage:
             ended = [a for a in self.alerts() if RUN_ENDED.match(a) and a not in before]
             if ended:
                 self.settle()
-                self.page.get_by_text(re.compile("^Chosen completion")).first.wait_for()
+                self.page.get_by_text(CHOSEN_HEADING).first.wait_for()
                 return ended[0]
             if errors := self.page.locator('[data-testid="stException"]').all_inner_texts():
                 raise AssertionError(f"exception on the page: {errors[0][:500]}")

@@ -28,10 +28,10 @@ import re
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
-from serving import AppPage, streamlit_server
+from serving import CHOSEN_HEADING, AppPage, streamlit_server
 
 from explorer.answer_view import RULE_LABELS
 from explorer.browser import CHROMIUM, CHROMIUM_ARGS
@@ -296,3 +296,126 @@ def test_screenshot_theory_lab_tv_per_schedule(full, app):
     assert {"constant", "linear", "adaptive"} <= names, names
     page.screenshot(OUTPUT / "trust_theory_lab.png")
     assert page.exceptions() == 0
+
+
+# ---- 7. a new run clears the old charts at once --------------------------------------------------
+WATCH_BOARD = """() => {
+    // Every DOM change from now on: was the "Starting run" line up, and which charts were?
+    window.__board = [];
+    const keys = () => [...document.querySelectorAll('[class*="st-key-live_"] .js-plotly-plot')]
+        .map(el => [...el.closest('[class*="st-key-live_"]').classList]
+            .find(c => c.startsWith('st-key-live_')));
+    const look = () => window.__board.push({
+        starting: document.body.textContent.includes('Starting run'), charts: keys()});
+    window.__observer = new MutationObserver(look);
+    window.__observer.observe(document.body, {childList: true, subtree: true, characterData: true});
+}"""
+
+
+def test_a_new_run_clears_the_previous_runs_charts_before_its_first_step(full, app):
+    """torch's first LLM step takes seconds (prefill and the first batched draw): the
+    window in which the old page kept the previous run's charts on screen."""
+    page = app(full).open(
+        "live_smc",
+        live(model="smollm2", backend="torch", prompt=LONG_PROMPT, n=4, tokens=3),
+        READY,
+    )
+    first = page.run_live()
+    old = re.search(r"run (\w+) saved", first).group(1)
+    assert any(old in k for k in page.chart_keys()), page.chart_keys()
+    page.page.evaluate(WATCH_BOARD)
+    page.set_number("live_seed", 1)  # a different run; the charts of `old` stay up until Run
+    second = page.run_live()
+    assert old not in second
+    seen = page.page.evaluate("() => { window.__observer.disconnect(); return window.__board; }")
+    starting = [s for s in seen if s["starting"]]
+    assert starting, "no 'Starting run' line was ever shown"
+    stale = [s["charts"] for s in starting if any(old in k for k in s["charts"])]
+    assert not stale, f"the previous run's charts were on screen after Run: {stale[:2]}"
+    assert not any(s["charts"] for s in starting), "charts drawn beside 'Starting run'"
+    assert any(old not in k for k in page.chart_keys())  # the new run's charts are up
+    assert page.exceptions() == 0
+
+
+# ---- 8. a clamped widget shows the value that ran ------------------------------------------------
+def test_a_clamped_widget_shows_the_value_that_ran(demo, app):
+    from explorer.settings import demo_settings
+
+    caps = demo_settings({"POWERSMC_DEMO": "1"})
+    page = app(demo).open(
+        "live_smc", live(model="toy-trap", n=10_000, tokens=500, alpha=1000), READY
+    )
+    shown = {
+        k: float(page.page.locator(f".st-key-{k} input").input_value())
+        for k in ("live_n", "live_max_tokens", "live_alpha")
+    }
+    assert shown == {
+        "live_n": caps.max_particles,
+        "live_max_tokens": caps.max_new_tokens,
+        "live_alpha": caps.alpha_max,
+    }, shown
+    # Typed past the cap: Streamlit's number input refuses it in place, with its range,
+    # and keeps the committed value, which is the one that runs (and is said to run).
+    box = page.page.locator(".st-key-live_n input")
+    box.fill("100000")
+    box.press("Enter")
+    page.settle()
+    refusal = page.page.locator(".st-key-live_n").inner_text()
+    assert f"between 1 and {caps.max_particles}" in refusal, refusal
+    n = caps.max_particles  # the link's clamped value, still the committed one
+    status = page.run_live()
+    assert status.startswith("Finished:"), status
+    ran = page.page.get_by_text(re.compile(r"^ran with N = ")).first.inner_text()
+    assert ran.startswith(f"ran with N = {n} · "), (ran, n)  # the run's own settings
+    assert f"max new tokens {caps.max_new_tokens}" in ran and f"α = {caps.alpha_max:g}" in ran
+    assert page.exceptions() == 0
+
+
+# ---- 9. a share link in a fresh browser reproduces the run ---------------------------------------
+def test_a_share_link_in_a_fresh_browser_reproduces_the_run(full, app):
+    page = app(full).open(
+        "live_smc",
+        live(
+            model="smollm2", backend="llamacpp", preset=ARITHMETIC.name, stop="boxed",
+            n=2, tokens=6, seed=3,
+        ),
+        READY,
+    )  # fmt: skip
+    first = page.run_live()
+    page.click("live_share")
+    page.settle()
+    link = page.page.locator('[data-testid="stCode"]').filter(has_text="live_smc?").inner_text()
+    link = link.strip()
+    assert link.startswith(page.url), (link, page.url)  # a full URL on this server
+    assert "owner" not in link
+    asked = parse_qs(urlsplit(link).query)
+    assert asked["preset"] == [ARITHMETIC.name], asked
+    assert asked["stop"] == ["boxed"] and asked["backend"] == ["llamacpp"], asked
+    assert asked["n"] == ["2"] and asked["seed"] == ["3"], asked
+    context = page.page.get_by_text(re.compile(r"^stop rule: ")).first.inner_text()
+    before = {"context": context, "metrics": page.metrics(), "completion": _completion(page)}
+
+    fresh = app(full)  # its own browser context: no cookie, no session state
+    fresh.page.goto(link)
+    fresh.page.locator(READY).first.wait_for(state="visible", timeout=300_000)
+    fresh.settle()
+    assert ARITHMETIC.prompt in fresh.text(), "the preset was not picked"
+    again = fresh.run_live()
+    assert again.startswith("Finished:") and first.startswith("Finished:"), (first, again)
+    after = {
+        "context": fresh.page.get_by_text(re.compile(r"^stop rule: ")).first.inner_text(),
+        "metrics": fresh.metrics(),
+        "completion": _completion(fresh),
+    }
+    assert after["context"] == before["context"], (before["context"], after["context"])
+    assert "\\boxed{} answer" in after["context"] and "llama.cpp" in after["context"]
+    assert f"preset: {ARITHMETIC.name}" in after["context"]
+    for label in ("log Ẑ", "log p(y|x)", "answer"):
+        assert after["metrics"][label] == before["metrics"][label], label
+    assert after["completion"] == before["completion"]
+    assert fresh.exceptions() == 0
+
+
+def _completion(page: AppPage) -> str:
+    heading = page.page.get_by_text(CHOSEN_HEADING).first
+    return heading.locator("xpath=following::*[@data-testid='stCode'][1]").inner_text()
