@@ -44,16 +44,17 @@ format: install
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-# The public demo against a raw-protocol scripted client (issue 19; ~2 min, one demo
-# server, mostly waiting on its runs) runs beside the rest of the suite; both must pass,
-# and its output is shown after the main run's.
+# The public demo against a raw-protocol scripted client (issue 19; ~2 min) and the
+# browser tests of issue 20's findings (~3 min) each drive a server of their own, mostly
+# waiting on its runs: they run beside the rest of the suite; both must pass, and their
+# output is shown after the main run's.
 test: install fast browser lint
 	@mkdir -p test-output
-	@$(PY) -m pytest -m scripted -p no:cacheprovider > test-output/scripted-tests.log 2>&1 & \
+	@$(PY) -m pytest -m "scripted or browser" -p no:cacheprovider > test-output/scripted-tests.log 2>&1 & \
 	scripted=$$!; \
-	$(PY) -m pytest -m "not scripted"; main=$$?; \
+	$(PY) -m pytest -m "not scripted and not browser"; main=$$?; \
 	wait $$scripted; rc=$$?; \
-	echo "---- scripted-client tests (pytest -m scripted) ----"; tail -n 40 test-output/scripted-tests.log; \
+	echo "---- scripted-client and browser tests (pytest -m 'scripted or browser') ----"; tail -n 40 test-output/scripted-tests.log; \
 	test $$main -eq 0 && test $$rc -eq 0
 	$(PY) tests/mutation_check.py
 

@@ -47,7 +47,7 @@ ARITHMETIC = next(p for p in TEXT_PRESETS if "6 * 7 - 5" in p.prompt)
 LONG_PROMPT = "Write a very long story about a dragon and a knight."
 VERDICTS = ("✓ correct", "✗ wrong")
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 
 def server_env(data: Path, **extra: str) -> dict[str, str]:
