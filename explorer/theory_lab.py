@@ -80,7 +80,7 @@ def check_theory_model(name: Any, settings: DemoSettings) -> str:
             f"the Theory lab enumerates every sequence, so it needs a toy model: toy-trap or "
             f"toy-random:V,L,seed, not {canonical!r}"
         )
-    if spec.toy_args is not None:
+    if spec.family == "toy-random" and spec.toy_args is not None:
         vocab, max_len, _ = spec.toy_args
         if vocab**max_len > MAX_THEORY_SIZE:
             raise InputError(
