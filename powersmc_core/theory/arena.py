@@ -111,6 +111,7 @@ class ArenaSettings:
     schedules: tuple[str, ...] = SCHEDULES
     seed: int = 0
     models: tuple[str, ...] | None = None  # explicit toy names instead of the suites' tables
+    mh_steps: tuple[int, ...] | None = None  # MH budgets (default ``KNOBS["mh"]``)
 
     def __post_init__(self) -> None:
         SMCConfig(alpha=self.alpha, seed=self.seed)  # alpha > 0, seed >= 0, with its message
@@ -137,6 +138,8 @@ class ArenaSettings:
 
     def budget_values(self, method: str) -> tuple[str, tuple[int, ...]]:
         """(knob, values) of ``method``: ``KNOBS`` or N over ``budgets``."""
+        if method == "mh" and self.mh_steps is not None:
+            return "mh_steps", tuple(int(k) for k in self.mh_steps)
         return KNOBS.get(method, ("n_particles", tuple(int(b) for b in self.budgets)))
 
 
