@@ -321,8 +321,17 @@ def test_the_arena_page_runs_under_the_demo_caps(monkeypatch, fresh_app_state):
     from streamlit.testing.v1 import AppTest
 
     from explorer import session_keys as keys
+    from explorer.limits import global_limiter
 
     monkeypatch.setenv("POWERSMC_DEMO", "1")
+    seen: list[int] = []  # slots held each time a sampler starts on a toy
+    start = ToyLM.start
+
+    def counted(self, prompt, n):
+        seen.append(global_limiter().stats()["active"])
+        return start(self, prompt, n)
+
+    monkeypatch.setattr(ToyLM, "start", counted)
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
     at.run()
     at.switch_page("app_pages/arena.py").run()
@@ -335,7 +344,10 @@ def test_the_arena_page_runs_under_the_demo_caps(monkeypatch, fresh_app_state):
     warnings = [w.value.replace("\\", "") for w in at.warning]
     assert "runs per point must be in [2, 50]; got 500; using 50" in warnings
     assert "N must be in [1, 32]; got 256; using 32" in warnings
+    seen.clear()
     at.button(key="arena_run").click().run()
+    assert seen and set(seen) == {1}  # every sampler ran inside the visitor's one slot
+    assert global_limiter().stats()["active"] == 0  # and the slot was given back
     assert not at.exception, [e.value for e in at.exception]
     assert not at.error, [e.value for e in at.error]
     ((settings, result),) = at.session_state[keys.ARENA_LAST].items()
