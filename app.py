@@ -37,6 +37,7 @@ PAGES = [
     st.Page("app_pages/live_smc.py", title="Live SMC", icon=":material/monitoring:"),
     st.Page("app_pages/compare.py", title="Compare", icon=":material/compare_arrows:"),
     st.Page("app_pages/theory_lab.py", title="Theory lab", icon=":material/functions:"),
+    st.Page("app_pages/arena.py", title="Arena", icon=":material/leaderboard:"),
     st.Page("app_pages/runs.py", title="Runs", icon=":material/history:"),
 ]
 page = st.navigation(PAGES)

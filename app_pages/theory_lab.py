@@ -141,3 +141,6 @@ if results:
     )
 else:
     st.info("Press Run for: SMC estimate vs exact, TV vs N, weight variance vs τ, ESS traces.")
+st.page_link(
+    "app_pages/arena.py", label="Arena: every sampler against the exact π_α at equal forwards"
+)

@@ -13,7 +13,7 @@ syntax trees and fails if one imports a sampler class, a loader or the limiter):
             st.write(done.method, done.seconds)  # typed events (explorer.events)
     run.timed_out                                # True if the cap cut the run short
 
-Admission (``live``, ``compare``, ``task_set``, ``theory``) is pure: it validates the
+Admission (``live``, ``compare``, ``task_set``, ``theory``, ``arena``) is pure: it validates the
 request (``InputError`` for values no cap can fix: alpha <= 0, N = 0, an unknown
 method), clamps every number to the mode's caps (``DemoSettings``) with one note per
 change, sanitises and encodes the prompt under the token cap, and parses the stop
@@ -375,6 +375,38 @@ class Gate:
             config,
             tuple(notes),
             lambda _: (CheckDone(*check) for check in theory_lab.run_checks(model, settings)),
+        )
+        return admission, settings
+
+    def arena(
+        self,
+        suites: Sequence[str],
+        methods: Sequence[str],
+        runs: Any,
+        n_max: Any,
+        alpha: Any,
+        seed: Any,
+    ) -> tuple[Admission, Any]:
+        """The arena (``theory_lab.arena_job``): runs per point under the Theory lab's cap,
+        the largest N under the particle cap, MH steps under the MH cap; a ``CheckDone``
+        per cell, the run-time cap checked after every sampler run. Also the settings."""
+        config, notes = self.clamp({"alpha": alpha, "n_particles": n_max, "seed": seed})
+        count = self.cap("runs per point", runs, 2, self.settings.max_theory_runs, notes)
+        settings = theory_lab.arena_settings(
+            suites,
+            methods,
+            count,
+            config.n_particles,
+            config.alpha,
+            config.seed,
+            self.settings.max_mh_steps,
+        )
+        admission = Admission(
+            "arena",
+            "toy suites",
+            config,
+            tuple(notes),
+            lambda gated: theory_lab.arena_job(settings, gated.checkpoint),
         )
         return admission, settings
 

@@ -25,6 +25,7 @@ LIVE_MODEL_KIND = "live_model_kind"  # "toy" | "llm": the model kind the Live fo
 COMPARE_LAST = "cmp_last"  # {"frame", "runs", "model"} of the last comparison
 TASK_LAST = "cmp_task_last"  # {"rows", "summary"} of the last task set
 THEORY_LAST = "theory_last"  # {(model, settings): results} of the last checks
+ARENA_LAST = "arena_last"  # {settings: ArenaResult} of the last arena run
 RUNS_RESTORED = "runs_restored"  # stored runs of the owner were loaded this session
 RUNS_LAST_UPLOAD = "runs_last_upload"  # ((name, size, file id), error or None): last read
 RUNS_DROPPED = "runs_dropped"  # explorer.session_memory: runs dropped for memory, untold

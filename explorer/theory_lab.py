@@ -5,6 +5,10 @@ exact law, mean TV against N for every bridging schedule, the incremental-weight
 over proposal temperatures, and ESS traces per schedule. Its budget (runs x N x schedules)
 is bounded by the caps through ``explorer.gate``, which also holds a queue slot while it runs.
 
+``arena_settings`` and ``arena_job`` serve the Arena page: every registered sampler on toy
+suites against the exact target at token forwards (``powersmc_core.theory.arena``), its
+budget (runs, largest N, MH steps) clamped by ``Gate.arena``; one ``CheckDone`` per cell.
+
 ``stop_targets`` is exact and needs no sampler: under the visitor's stop strings
 (parsed by ``inputs.make_stop``, the Live page's policy, and bounded here) it gives
 the samplers' target, P_stop^alpha / Z, beside "pi_alpha, then cut at the stop".
@@ -24,6 +28,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from explorer.events import CheckDone
 from explorer.inputs import InputError, check_model_name, make_stop
 from explorer.settings import DemoSettings
 from powersmc_core import theory
@@ -32,13 +37,28 @@ from powersmc_core.models.names import ModelNameError, parse_model_name
 from powersmc_core.models.toy import ToyLM
 from powersmc_core.plotting import live as live_charts
 from powersmc_core.plotting import theory as theory_charts
+from powersmc_core.samplers.registry import METHODS
+from powersmc_core.theory.arena import (
+    BUDGETS,
+    COLUMNS,
+    KNOBS,
+    SUITES,
+    ArenaResult,
+    ArenaSettings,
+    iter_arena,
+)
 from powersmc_core.theory.exact import enumerate_sequences
 
 __all__ = [
+    "ARENA_SUITES",
     "CUSTOM_MODEL",
     "MAX_THEORY_SIZE",
     "THEORY_MODELS",
     "TheorySettings",
+    "arena_job",
+    "arena_methods",
+    "arena_result",
+    "arena_settings",
     "check_figures",
     "check_theory_model",
     "comparison_figure",
@@ -80,7 +100,7 @@ def check_theory_model(name: Any, settings: DemoSettings) -> str:
             f"the Theory lab enumerates every sequence, so it needs a toy model: toy-trap or "
             f"toy-random:V,L,seed, not {canonical!r}"
         )
-    if spec.toy_args is not None:
+    if spec.family == "toy-random" and spec.toy_args is not None:
         vocab, max_len, _ = spec.toy_args
         if vocab**max_len > MAX_THEORY_SIZE:
             raise InputError(
@@ -204,3 +224,54 @@ def comparison_figure(
         )
         figure.update_layout(title=figure.layout.title.text + f"; TV(SMC, π_α) = {est.tv:.3f}")
     return figure
+
+
+# ---- the arena --------------------------------------------------------------------------
+ARENA_SUITES = tuple(SUITES)
+
+
+def arena_methods() -> list[str]:
+    """Every registered method (a method registered later is offered too)."""
+    return list(METHODS)
+
+
+def arena_settings(
+    suites: Any, methods: Any, runs: int, n_max: int, alpha: float, seed: int, mh_max: int
+) -> ArenaSettings:
+    """The arena's settings from already-capped numbers: N budgets ``BUDGETS`` up to
+    ``n_max`` (``n_max`` itself when below them all), MH steps up to ``mh_max``.
+    ``InputError`` for an empty or unknown suite or method."""
+    suites, methods = list(suites or []), list(methods or [])
+    if not suites:
+        raise InputError(f"choose at least one suite: {', '.join(ARENA_SUITES)}")
+    if not methods:
+        raise InputError("choose at least one method")
+    budgets = tuple(b for b in BUDGETS if b <= n_max) or (n_max,)
+    mh_steps = tuple(k for k in KNOBS["mh"][1] if k <= mh_max) or (max(1, mh_max),)
+    try:
+        return ArenaSettings(
+            suites=tuple(str(s) for s in suites),
+            methods=tuple(str(m) for m in methods),
+            runs=runs,
+            alpha=alpha,
+            budgets=budgets,
+            seed=seed,
+            mh_steps=mh_steps,
+        )
+    except ValueError as err:
+        raise InputError(str(err)) from None
+
+
+def arena_job(settings: ArenaSettings, on_run: Any) -> Iterator[Any]:
+    """The arena one cell at a time: ``CheckDone(label, ArenaEvent)``; ``on_run`` after
+    every sampler run (the gate's checkpoint: the run-time cap holds within one run)."""
+    for event in iter_arena(settings, on_run=on_run):
+        label = "skipped" if event.row is None else f"{event.row['model']} · {event.row['line']}"
+        yield CheckDone(label, event)
+
+
+def arena_result(settings: ArenaSettings, events: list[Any]) -> ArenaResult:
+    """The arena's result from the events a (possibly cut) run collected."""
+    rows = [e.result.row for e in events if e.result.row is not None]
+    skipped = [e.result.skipped for e in events if e.result.skipped is not None]
+    return ArenaResult(settings, pd.DataFrame(rows, columns=COLUMNS), skipped)

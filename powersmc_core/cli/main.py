@@ -1,4 +1,4 @@
-"""Command line: ``python -m powersmc_core {run,bench,eval}`` (also installed as ``powersmc``).
+"""Command line: ``python -m powersmc_core {run,bench,eval,arena}`` (also ``powersmc``).
 
 run    decode one prompt with Power-SMC (or a baseline), print the chosen completion
        on stdout and a summary (ESS min, resamples, log Ẑ, tokens/s) on stderr;
@@ -9,6 +9,8 @@ run    decode one prompt with Power-SMC (or a baseline), print the chosen comple
 bench  side-by-side latency of plain decoding, bare batched sampling, Power-SMC and
        MH power sampling (see ``powersmc_core.bench``).
 eval   delegated to ``powersmc_core.evaluation.cli`` (imported only when used).
+arena  every registered sampler against the exact pi_alpha on toy suites, error against
+       token forwards (``powersmc_core.cli.arena``, ``theory.arena``; docs/arena.md).
 
 Bad input — alpha <= 0, N = 0, an empty prompt, an unknown model, an unwritable path
 — prints one ``error: ...`` line on stderr and exits with status 2, never a traceback.
@@ -117,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="powersmc",
         description="Sequence-level power sampling p(y|x)^alpha of LLMs with Power-SMC.",
     )
-    sub = parser.add_subparsers(dest="command", metavar="{run,bench,eval}")
+    sub = parser.add_subparsers(dest="command", metavar="{run,bench,eval,arena}")
     sub.required = True
     run = sub.add_parser(
         "run",
@@ -130,6 +132,16 @@ def build_parser() -> argparse.ArgumentParser:
     from powersmc_core import bench  # light: the model stack is imported only when the bench runs
 
     bench.add_arguments(bench_parser)
+    from powersmc_core.cli import arena
+
+    arena.add_arguments(
+        sub.add_parser(
+            "arena",
+            help="samplers against the exact target on toys (see docs/arena.md)",
+            description="Every registered sampler on toy suites (random, trap, pivotal): "
+            "error to the exact pi_alpha against token forwards; CSV, JSON and HTML.",
+        )
+    )
     # eval's flags belong to powersmc_core.evaluation; they are parsed there, lazily.
     sub.add_parser("eval", help="evaluation suite (powersmc eval --help)", add_help=False)
     return parser
@@ -184,6 +196,10 @@ def _summary(
         f"log p(y|x)   {result.log_p[result.chosen]:.4f}  (chosen: particle {result.chosen})"
     )
     lines.append(f"steps        {result.n_steps}  (finished {sum(result.finished)}/{n})")
+    lines.append(
+        f"forwards     {timing['tokens']}  (token forwards: model rows evaluated, prompt "
+        "prefill once; equal compute = equal forwards)"
+    )
     lines.append(
         f"time         {timing['elapsed_s']:.2f} s · {timing['tokens_per_s']:.1f} tokens/s "
         f"({timing['tokens']} tokens, all particles) · {timing['steps_per_s']:.1f} steps/s"
@@ -289,7 +305,13 @@ def _run(args: argparse.Namespace) -> int:
             summary = "\n".join([summary, *_answer_lines(answer)])
         print(summary, file=sys.stderr)
 
-    meta = {"model": model.name, "method": args.method, "prompt": args.prompt, "prompt_ids": prompt}
+    meta = {
+        "model": model.name,
+        "method": args.method,
+        "prompt": args.prompt,
+        "prompt_ids": prompt,
+        "token_forwards": tokens,
+    }
     if args.json:
         payload = {
             **result.to_dict(),
@@ -347,6 +369,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.argv = argv
         if args.command == "run":
             return _run(args)
+        if args.command == "arena":
+            from powersmc_core.cli import arena
+
+            return arena.main(args)
         from powersmc_core import bench
 
         return bench.main(args)

@@ -154,6 +154,8 @@ def load_spec(
 def _load_toy(spec: ModelSpec) -> LanguageModel:
     if spec.family == "toy-trap":
         return ToyLM.trap()
+    if spec.family == "toy-pivotal" and spec.toy_args is not None:
+        return ToyLM.pivotal(spec.toy_args[0])
     if spec.toy_args is None:
         return ToyLM.random()
     vocab, max_len, seed = spec.toy_args

@@ -5,6 +5,8 @@ Names understood (case-insensitive for the built-ins):
 * ``"smollm2"`` (alias ``"smollm2-135m-instruct"``): the embedded SmolLM2 GGUF;
 * ``"toy-trap"``, ``"toy-random"``, ``"toy-random:V,L,seed"``: the enumerable ``ToyLM``
   (``V`` vocabulary size with EOS, ``L`` maximum length, ``seed``; ToyLM bounds them);
+* ``"toy-pivotal:i"``: table i of the pivotal-decision family (``ToyLM.pivotal``: a rare
+  first token holds most of pi_4's mass; ``theory.pivotal``);
 * ``"random:<arch>"``: random weights with real dimensions (``RANDOM_INIT_CONFIGS``);
 * a local folder holding ``config.json``, or a local ``.gguf`` file;
 * otherwise a Hugging Face hub id (``owner/name``).
@@ -24,7 +26,7 @@ from pathlib import Path
 
 from powersmc_core.models.errors import ModelNameError
 from powersmc_core.models.random_init import RANDOM_INIT_CONFIGS
-from powersmc_core.models.toy import MAX_LEN, MAX_VOCAB
+from powersmc_core.models.toy import MAX_LEN, MAX_VOCAB, PIVOTAL_INDICES
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -38,6 +40,7 @@ DEFAULT_MODEL = "smollm2"
 EMBEDDED_NAMES = ("smollm2", "smollm2-135m-instruct")
 RANDOM_PREFIX = "random:"
 _TOY_RANDOM = re.compile(r"^toy-random(?::(\d{1,6}),(\d{1,6}),(\d{1,19}))?$")
+_TOY_PIVOTAL = re.compile(r"^toy-pivotal:(\d{1,6})$")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 # Families whose names can never load code or read files (what a demo may allow).
 SAFE_KINDS = ("embedded", "toy")
@@ -51,14 +54,15 @@ class ModelSpec:
     name: the canonical name (``"smollm2"``, ``"toy-random:4,4,0"``, ``"random:tiny"``,
     the path as given, or the hub id). family: what an allowlist compares
     (``"smollm2"``, ``"toy-trap"``, ``"toy-random"``, else the kind).
-    toy_args: (vocab_size, max_len, seed) of ``toy-random:V,L,seed``; None otherwise.
+    toy_args: (vocab_size, max_len, seed) of ``toy-random:V,L,seed``; (index,) of
+    ``toy-pivotal:i``; None otherwise.
     arch: the ``random:<arch>`` key. path: the local folder or ``.gguf`` file.
     """
 
     name: str
     kind: str
     family: str
-    toy_args: tuple[int, int, int] | None = None
+    toy_args: tuple[int, int, int] | tuple[int] | None = None
     arch: str | None = None
     path: Path | None = None
 
@@ -152,11 +156,19 @@ def parse_model_name(name: str) -> ModelSpec:
 def _toy(lowered: str) -> ModelSpec:
     if lowered == "toy-trap":
         return ModelSpec("toy-trap", "toy", "toy-trap")
+    pivotal = _TOY_PIVOTAL.match(lowered)
+    if pivotal is not None:
+        index = int(pivotal.group(1))
+        if index >= PIVOTAL_INDICES:
+            raise ModelNameError(
+                f"bad toy model {lowered!r}: toy-pivotal:i needs 0 <= i < {PIVOTAL_INDICES}"
+            )
+        return ModelSpec(f"toy-pivotal:{index}", "toy", "toy-pivotal", toy_args=(index,))
     match = _TOY_RANDOM.match(lowered)
     if match is None:
         raise ModelNameError(
-            f"bad toy model {lowered!r}: use 'toy-trap', 'toy-random' or 'toy-random:V,L,seed' "
-            "(e.g. toy-random:4,4,0)"
+            f"bad toy model {lowered!r}: use 'toy-trap', 'toy-random', 'toy-random:V,L,seed' "
+            "(e.g. toy-random:4,4,0) or 'toy-pivotal:i'"
         )
     if match.group(1) is None:
         return ModelSpec("toy-random", "toy", "toy-random")

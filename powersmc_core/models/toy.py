@@ -11,16 +11,21 @@ forced.
 
 from __future__ import annotations
 
+import math
 import string
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 
-__all__ = ["ToyLM", "ToyState"]
+__all__ = ["PIVOTAL_ALPHA", "ToyLM", "ToyState"]
 
 MAX_VOCAB = 8
 MAX_LEN = 8
+# The pivotal family (``ToyLM.pivotal``) is built so that pi_alpha at this alpha puts a
+# seeded 65-85% of its mass behind the rare first token.
+PIVOTAL_ALPHA = 4.0
+PIVOTAL_INDICES = 1000  # toy-pivotal:0 .. toy-pivotal:999
 
 
 @dataclass(frozen=True)
@@ -59,6 +64,7 @@ class ToyLM:
         self.name = name
         self.device = torch.device("cpu")
         self._branching = vocab_size - 1
+        self.pivot_token: int | None = None  # the rare first token of a pivotal table
         self._table = self._force_eos_at_max_len(table)
 
     # ---- constructors -------------------------------------------------------------
@@ -103,6 +109,66 @@ class ToyLM:
         probs[row(["A"])] = torch.tensor([0.0, 0.0, 1 / 3, 1 / 3, 1 / 3, 0.0], dtype=torch.float64)
         probs[row(["B"])] = torch.tensor([0.0, 0.0, 0.9, 0.05, 0.05, 0.0], dtype=torch.float64)
         return cls(probs.log(), max_len, names, name="toy-trap")
+
+    @classmethod
+    def pivotal(cls, index: int = 0) -> ToyLM:
+        """A "pivotal decision" table, ``toy-pivotal:<index>``: a myopic proposal misses it.
+
+        The first token r (seeded) is rare under p and opens one confident continuation
+        (0.95 per step, then EOS); every other first token opens diffuse continuations
+        (logits 0.3·N(0, 1), EOS one nat less likely). p(r) = rho is solved by bisection so
+        that pi_alpha at alpha = ``PIVOTAL_ALPHA`` puts a seeded m in [0.65, 0.85] of its
+        mass behind r (rho comes out a few per cent). V = 5 or 6 tokens with EOS, sequences
+        of at most L = 4 or 5 tokens, all by ``index``. The first token is never EOS;
+        ``pivot_token`` names r.
+        """
+        if isinstance(index, bool) or not isinstance(index, int):
+            raise ValueError(f"the pivotal index must be an integer, got {index!r}")
+        if not 0 <= index < PIVOTAL_INDICES:
+            raise ValueError(f"the pivotal index must be in [0, {PIVOTAL_INDICES}), got {index}")
+        generator = torch.Generator().manual_seed(7919 * index + 17)
+        vocab, max_len = 5 + index % 2, 4 + (index // 2) % 2
+        branching, eos = vocab - 1, vocab - 1
+        logits = 0.3 * torch.randn(
+            _n_prefixes(branching, max_len), vocab, generator=generator, dtype=torch.float64
+        )
+        logits[:, eos] -= 1.0  # diffuse rows: continuations spread rather than stop
+        rare = int(torch.randint(branching, (1,), generator=generator))
+        prefix = [rare]
+        for token in torch.randint(branching, (max_len - 2,), generator=generator).tolist():
+            confident = torch.full((vocab,), 0.05 / (vocab - 1), dtype=torch.float64)
+            confident[token] = 0.95
+            logits[_prefix_index(prefix, branching)] = confident.log()
+            prefix.append(token)
+        target = 0.65 + 0.2 * float(torch.rand((), generator=generator, dtype=torch.float64))
+        others = torch.softmax(0.3 * torch.randn(branching - 1, generator=generator), 0)
+        others = others.to(torch.float64)
+
+        def first_row(rho: float) -> torch.Tensor:
+            row = torch.full((vocab,), -torch.inf, dtype=torch.float64)
+            row[[t for t in range(branching) if t != rare]] = ((1.0 - rho) * others).log()
+            row[rare] = math.log(rho)
+            return row
+
+        names = [*string.ascii_lowercase[:branching], "<eos>"]
+        logits[0] = first_row(0.5)
+        draft = cls(logits, max_len, names, name=f"toy-pivotal:{index}")
+        ends, first = _sequence_log_p(draft._table, branching)  # given the first token
+        ends = ends - draft._table[0][first.clamp(min=0)]  # the empty prefix stays -inf
+        behind = first == rare
+
+        def mass(rho: float) -> float:
+            log_p = ends + first_row(rho)[first.clamp(min=0)]
+            return float(torch.softmax(PIVOTAL_ALPHA * log_p, 0)[behind].sum())
+
+        low, high = math.log(1e-4), math.log(0.5)  # mass rises with rho
+        for _ in range(60):
+            mid = 0.5 * (low + high)
+            low, high = (mid, high) if mass(math.exp(mid)) < target else (low, mid)
+        logits[0] = first_row(math.exp(0.5 * (low + high)))
+        toy = cls(logits, max_len, names, name=f"toy-pivotal:{index}")
+        toy.pivot_token = rare
+        return toy
 
     def _force_eos_at_max_len(self, table: torch.Tensor) -> torch.Tensor:
         first_last = _n_prefixes(self._branching, self.max_len - 1)
@@ -161,6 +227,19 @@ class ToyLM:
 def _n_prefixes(branching: int, max_len: int) -> int:
     """Number of non-EOS prefixes of length < max_len: sum_{k < max_len} V'^k."""
     return sum(branching**k for k in range(max_len))
+
+
+def _sequence_log_p(table: torch.Tensor, branching: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per prefix row k: log p(prefix_k, EOS) and the prefix's first token (-1 for the empty
+    prefix), (rows,), (rows,). Every complete sequence of a ToyLM is one such row."""
+    rows = table.shape[0]
+    log_p = torch.zeros(rows, dtype=torch.float64)
+    first = torch.full((rows,), -1, dtype=torch.long)
+    for k in range(1, rows):  # a parent's row index is smaller than its children's
+        parent, token = divmod(k - 1, branching)
+        log_p[k] = log_p[parent] + table[parent, token]
+        first[k] = token if parent == 0 else first[parent]
+    return log_p + table[:, -1], first
 
 
 def _prefix_index(prefix: Sequence[int], branching: int) -> int:

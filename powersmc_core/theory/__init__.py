@@ -20,9 +20,11 @@ the same numbers. Everything here is a pure function of (model, settings, seed).
 Modules, one job each: ``exact_laws`` (power vs temperature), ``proposal`` (the optimal
 proposal and the Rényi identity), ``monte_carlo`` (samplers against the exact target),
 ``stopped`` (the target under a stop rule), ``diagnostics`` (real-model Rényi and ESS
-diagnostics). Every public name is re-exported here: ``from powersmc_core.theory import X``.
+diagnostics), ``pivotal`` (the pivotal-decision toy family), ``arena`` (every registered
+sampler against the exact target at token forwards). Every public name is re-exported here: ``from powersmc_core.theory import X``.
 """
 
+from powersmc_core.theory.arena import ArenaResult, ArenaSettings, run_arena
 from powersmc_core.theory.diagnostics import (
     next_token_path,
     next_token_rows,
@@ -41,6 +43,7 @@ from powersmc_core.theory.monte_carlo import (
     tv_vs_n,
     zhat_unbiasedness,
 )
+from powersmc_core.theory.pivotal import PivotalTable, pivotal_table, rare_branch_mass
 from powersmc_core.theory.proposal import (
     RenyiIdentity,
     WeightVariance,
@@ -51,6 +54,9 @@ from powersmc_core.theory.proposal import (
 from powersmc_core.theory.stopped import StoppedLawTargets, stopped_law_targets
 
 __all__ = [
+    "ArenaResult",
+    "ArenaSettings",
+    "PivotalTable",
     "PowerComparison",
     "RenyiIdentity",
     "SMCEstimate",
@@ -64,11 +70,14 @@ __all__ = [
     "mh_vs_smc",
     "next_token_path",
     "next_token_rows",
+    "pivotal_table",
     "power_vs_temperature",
+    "rare_branch_mass",
     "renyi_diagnostics",
     "renyi_identity",
     "renyi_identity_from_records",
     "resampling_counts",
+    "run_arena",
     "smc_estimate",
     "stopped_law_targets",
     "tv_curves",
