@@ -277,7 +277,7 @@ def test_the_registry_builds_it_and_a_seed_repeats_it():
     first = make_sampler("rollout", model, config).run([])
     again = make_sampler("rollout", model, config).run([])
     assert first.completions == again.completions and first.method == "rollout"
-    assert len(first.completions) == 6 and first.weights == [1 / 6] * 6
+    assert len(first.completions) == 6 and first.weights == pytest.approx([1 / 6] * 6, abs=1e-15)
     assert math.isnan(first.log_z)
     with pytest.raises(ValueError, match="ROLLOUT streams one record per ROLLOUT step"):
         make_sampler("rollout", model, config, stream_every=2)

@@ -349,7 +349,8 @@ class RolloutRun(Iterator[StepRecord]):
         """N samples, uniform weights; ``log_z`` NaN (no normalising constant is estimated)."""
         s = self.sampler
         n = s.n_samples
-        weights = torch.full((n,), 1.0 / n, dtype=torch.float64)
+        weights = torch.full((n,), -math.log(n), dtype=torch.float64).exp()
+        weights = weights / weights.sum()  # uniform, normalised as the engine does
         chosen = WeightedChoice().choose(weights, self.log_p, s.seed)
         eos = set(self.model.eos_token_ids)
         completions = [[tok for tok in row if tok not in eos] for row in self.tokens]
