@@ -64,7 +64,13 @@ from powersmc_core.engine.tempering import draw_rows, renyi_entropy
 from powersmc_core.engine.text import ParticleTexts
 from powersmc_core.models.base import LanguageModel
 
-__all__ = ["CandidateLaw", "RolloutPowerSampler", "RolloutRun", "next_token_law"]
+__all__ = [
+    "CandidateLaw",
+    "RolloutPowerSampler",
+    "RolloutRun",
+    "mean_conditional",
+    "next_token_law",
+]
 
 
 def next_token_law(
@@ -376,3 +382,26 @@ class RolloutRun(Iterator[StepRecord]):
                 "jackknife": s.jackknife,
             },
         )
+
+
+def mean_conditional(
+    model: LanguageModel, prefix: Sequence[int], remaining: int, rows: int, **kwargs
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """E[pi_hat(. | prefix)] over the vocabulary and its standard error, (V,) each.
+
+    ``rows`` independent estimates of the next-token law the sampler draws from after
+    ``prefix`` with ``remaining`` tokens left (its ``max_new_tokens`` there), averaged;
+    ``kwargs`` are ``RolloutPowerSampler``'s (alpha, candidates, rollouts, depth, ...).
+    Each step's rollouts are fresh, so the sampler's law of a sequence is the product of
+    these means along it: a bias measurement without the noise of sampling sequences.
+    """
+    sampler = RolloutPowerSampler(
+        model, n_samples=rows, max_new_tokens=remaining, track_text=False, **kwargs
+    )
+    run = sampler.stream(prefix)
+    next(run)
+    law = run.law
+    assert law is not None
+    full = torch.zeros(rows, model.vocab_size, dtype=torch.float64)
+    full.scatter_(1, law.candidates, law.probs.to(torch.float64))
+    return full.mean(0), full.std(0) / math.sqrt(rows)
