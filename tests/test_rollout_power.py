@@ -225,8 +225,9 @@ class CountingModel:
 def test_token_forwards_and_one_batched_advance_per_rollout_step(n):
     """No EOS before max_new_tokens = 3; K = 2, M = 3, H = 2. Per sample, step t < T:
     1 + K + K·M·H_t with H_t = min(H, T − t): 1 + 2 + 12 = 15, then 1 + 2 + 6 = 9, then 1
-    at the last step: 25 per sample. The model is advanced 1 + (H_t − 1) times per step
-    (candidates, then rollout tokens): 2 + 1 = 3 calls whatever N."""
+    at the last step: 25 per sample. The model is advanced 1 + (H_t − 1) + 1 times per step
+    (candidates, rollout tokens, the samples' own token) before the last: 3 + 2 = 5 calls
+    whatever N."""
     model = CountingModel(no_early_eos())
     sampler = RolloutPowerSampler(
         model, alpha=ALPHA, n_samples=n, candidates=2, rollouts=3, depth=2, max_new_tokens=3
@@ -236,7 +237,7 @@ def test_token_forwards_and_one_batched_advance_per_rollout_step(n):
     result = run.result()
     assert [r.step for r in records] == [1, 2, 3] and records[-1].done
     assert token_forwards(result) == n * 25
-    assert model.advances == 3
+    assert model.advances == 5
     assert model.widest == n * 2 * 3  # the N·K·M rollout rows, one batch
     assert all(len(c) == 3 for c in result.completions) and not any(result.finished)
     record = records[0]
@@ -302,3 +303,45 @@ def test_parameters_are_validated(kwargs, message):
     with pytest.raises(ValueError, match=message):
         RolloutPowerSampler(ToyLM.trap(), **kwargs)
     RolloutPowerSampler(ToyLM.trap(), rollouts=1, jackknife=False)  # the plain ratio
+
+
+# ---- a real backend: the samples' cache survives the rollouts' fan-out -------------------------
+@pytest.mark.parametrize("mode", [{}, {"copy_on_write": True}])
+def test_on_an_hf_model_every_sample_keeps_its_own_cache(mode):
+    """The HF backend reorders and advances its cache in place; after every step each
+    sample's next-token log-probs must still be those of a full forward of its prefix
+    (a sample advanced from a cache the rollouts consumed would fail this)."""
+    pytest.importorskip("transformers")
+    from test_hf_backend import PROMPT, make_model, make_tokenizer
+
+    from powersmc_core.models.hf.model import HFModel
+
+    model = HFModel(make_model("llama", eos_boost=3.0), make_tokenizer(), "tiny", **mode)
+    sampler = RolloutPowerSampler(
+        model, alpha=ALPHA, n_samples=3, candidates=3, rollouts=2, depth=2, max_new_tokens=4
+    )
+    run = sampler.stream(PROMPT)
+    checked = 0
+    for record in run:
+        if record.done:
+            break
+        for i, prefix in enumerate(run.prefixes):
+            if not run.finished[i]:
+                full = model.next_token_logprobs(prefix).float()
+                assert torch.allclose(run.logp[i].float(), full, atol=1e-4), (i, prefix)
+                checked += 1
+    assert checked > 0
+    result = run.result()
+    assert token_forwards(result) > 0 and math.isnan(result.log_z)
+
+
+def test_llamacpp_is_refused_with_a_reason():
+    class Fixed(ToyLM):
+        pass
+
+    Fixed.__module__ = "powersmc_core.models.llamacpp.model"
+    toy = ToyLM.trap()
+    fixed = Fixed.__new__(Fixed)
+    fixed.__dict__.update(toy.__dict__)
+    with pytest.raises(ValueError, match=r"llama\.cpp backend fixes its sequences"):
+        RolloutPowerSampler(fixed)

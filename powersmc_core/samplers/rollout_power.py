@@ -35,9 +35,13 @@ candidates and their estimated conditional (jackknifed and plain).
 
 Batched: the N rows fan out to N·K candidate rows (the backend's ``reorder``, one
 ``advance``), then to N·K·M rollout rows, advanced by one batched ``advance`` per
-rollout step; the chosen candidate's row becomes the sample's next state (a
-``reorder``, no forward of its own). Compute accounting (``token_forwards``), counted as
-the engine counts: one forward per token appended to a row. Per sample and step
+rollout step; the samples themselves advance from a fork of their state taken before
+the fan-out (``fork_state``: backends such as HF reorder their cache in place), one
+batched forward per step. The batch changes size, so a static KV cache and the llama.cpp
+backend (sequences fixed at start) cannot serve it; the torch backends can.
+
+Compute accounting (``token_forwards``), counted as the engine counts: one forward per
+token appended to a row. Per sample and step
 t < T (T = ``max_new_tokens``) without early EOS, with H_t = min(H, T − t):
 
     1 (the sampled token) + K' (the candidates) + K'·M·H_t (the rollout tokens)
@@ -68,6 +72,7 @@ __all__ = [
     "CandidateLaw",
     "RolloutPowerSampler",
     "RolloutRun",
+    "fork_state",
     "mean_conditional",
     "next_token_law",
 ]
@@ -109,6 +114,13 @@ class CandidateLaw:
     candidates: torch.Tensor
     probs: torch.Tensor
     plain: torch.Tensor
+
+
+def fork_state(model: LanguageModel, state: object) -> object:
+    """An independent copy of ``state``: the backend's ``fork`` if it has one, else a deep
+    copy (a toy state's tensors; an HF cache's key/value tensors, N rows)."""
+    fork = getattr(model, "fork", None)
+    return fork(state) if fork is not None else copy.deepcopy(state)
 
 
 def _check_int(name: str, value: object, low: int) -> int:
@@ -163,6 +175,11 @@ class RolloutPowerSampler:
             raise ValueError(
                 "the jackknife leaves one rollout out, so it needs rollouts (M) >= 2, "
                 f"got {rollouts}; pass jackknife=False for the plain ratio"
+            )
+        if type(model).__module__.startswith("powersmc_core.models.llamacpp"):
+            raise ValueError(
+                "rollout power sampling fans the batch out to N·K·M rollout rows; the "
+                "llama.cpp backend fixes its sequences at start: use the torch backend"
             )
         self.model = model
         self.alpha = float(alpha)
@@ -283,7 +300,11 @@ class RolloutRun(Iterator[StepRecord]):
         expanded = depth > 0 and bool(live.any())
         m = s.rollouts if expanded else 1
         log_w = torch.zeros((n, k, m), dtype=torch.float64, device=logp.device)
+        main_state = self.model_state
         if expanded:
+            # A backend may reorder and advance its cache in place (HF): the samples keep a
+            # fork of their own, and the candidate and rollout rows consume the original.
+            main_state = fork_state(model, self.model_state)
             rows = torch.arange(n, device=logp.device).repeat_interleave(k)
             cand_state = model.reorder(self.model_state, rows)
             cand_state, cand_logp = model.advance(cand_state, cand.reshape(-1), live.reshape(-1))
@@ -314,14 +335,10 @@ class RolloutRun(Iterator[StepRecord]):
             texts = tuple(self.texts.texts)
         self.finished = finished
         done = last or bool(finished.all())
+        self.model_state = main_state
         if not done:
-            if expanded:  # the chosen candidate's row is the sample's next state
-                rows = torch.arange(n, device=logp.device) * k + choice
-                self.model_state = model.reorder(cand_state, rows)
-                self.logp = cand_logp[rows]
-            else:
-                feed = torch.where(grows, tokens, self.eos[0])
-                self.model_state, self.logp = model.advance(self.model_state, feed, grows)
+            feed = torch.where(grows, tokens, self.eos[0])
+            self.model_state, self.logp = model.advance(main_state, feed, grows)
         self.step, self.done = t, done
         return self._record(t, host_tokens, renyi, texts, done)
 
