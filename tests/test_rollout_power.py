@@ -345,3 +345,18 @@ def test_llamacpp_is_refused_with_a_reason():
     fixed.__dict__.update(toy.__dict__)
     with pytest.raises(ValueError, match=r"llama\.cpp backend fixes its sequences"):
         RolloutPowerSampler(fixed)
+
+
+def test_a_stop_rule_ends_the_samples():
+    """A stop string ends a sample on the token that completes it (rollouts ignore it)."""
+    from powersmc_core.engine.stopping import StopStrings
+
+    model = no_early_eos()  # tokens a, b, c; EOS only where max_len forces it
+    stop = StopStrings(["b"])
+    result = RolloutPowerSampler(
+        model, alpha=1.0, n_samples=40, rollouts=2, depth=2, max_new_tokens=4, stop=stop, seed=3
+    ).run([])
+    stopped = [c for c, f in zip(result.completions, result.finished, strict=True) if f and c]
+    assert any(c[-1] == 1 for c in stopped)  # some sample stopped on "b"
+    for completion in result.completions:
+        assert 1 not in completion[:-1]  # nothing continues past a "b"
