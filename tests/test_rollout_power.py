@@ -21,7 +21,11 @@ import torch
 from powersmc_core.engine.config import SMCConfig
 from powersmc_core.models.toy import ToyLM, _n_prefixes, _prefix_index
 from powersmc_core.samplers.registry import METHODS, make_sampler, token_forwards
-from powersmc_core.samplers.rollout_power import RolloutPowerSampler, next_token_law
+from powersmc_core.samplers.rollout_power import (
+    RolloutPowerSampler,
+    mean_conditional,
+    next_token_law,
+)
 from powersmc_core.theory.exact import (
     empirical_distribution,
     enumerate_sequences,
@@ -360,3 +364,15 @@ def test_a_stop_rule_ends_the_samples():
     assert any(c[-1] == 1 for c in stopped)  # some sample stopped on "b"
     for completion in result.completions:
         assert 1 not in completion[:-1]  # nothing continues past a "b"
+
+
+def test_mean_conditional_averages_independent_estimates():
+    """Depth 0: every estimate is softmax(alpha·log p), so the mean is it and the SE is 0;
+    full depth on the pivotal table: within 5 SE of pi_alpha's conditional at M = 16."""
+    model = pivotal()
+    mean, se = mean_conditional(model, [], 3, 50, alpha=ALPHA, depth=0)
+    assert torch.allclose(mean, torch.softmax(ALPHA * model.next_token_logprobs([]), -1))
+    assert float(se.max()) < 1e-12
+    mean, se = mean_conditional(model, [], 3, 2000, alpha=ALPHA, rollouts=16, depth=3)
+    exact = exact_conditional(enumerate_sequences(model, [], 3), [], model.vocab_size)
+    assert ((mean - exact).abs() <= 5 * se + 1e-12).all(), (mean, exact, se)
