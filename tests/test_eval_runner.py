@@ -245,14 +245,14 @@ def test_cli_answer_rules_and_paired_comparisons(tmp_path, capsys):
 
 def test_rows_carry_every_decision_rule():
     df = run_eval(toy_problems(6), list(METHODS), SETTINGS, model=ToyLM.trap(), progress=False)
-    single = df[~df["method"].isin(["smc", "bon"])]
+    single = df[~df["method"].isin(["smc", "bon", "rollout"])]  # N samples each
     assert (single["answer_weighted"] == single["answer"]).all()
     assert (single["answer_majority"] == single["answer"]).all()
     assert (single["answer_mass"] == 1.0).all()
     for rule in ("weighted", "majority"):
         graded = df[f"answer_{rule}"] == "B x"
         assert (df[f"correct_{rule}"].astype(bool) == graded).all()
-    assert ((df["answer_mass"] > 0) & (df["answer_mass"] <= 1)).all()
+    assert ((df["answer_mass"] > 0) & (df["answer_mass"] <= 1 + 1e-12)).all()  # sums of W_i round
     assert (df["no_answer_mass"] == 0).all()  # every toy completion is an answer
 
 

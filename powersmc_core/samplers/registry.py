@@ -2,7 +2,8 @@
 
 ``base``: ancestral sampling (T = 1); ``lowtemp``: token-level temperature 1/alpha;
 ``smc``: Power-SMC; ``mh``: MH power sampling (Karan & Du); ``bon``: best-of-N by log p;
-``greedy``: argmax p token by token (the T -> 0 limit, ``greedy.py``).
+``greedy``: argmax p token by token (the T -> 0 limit, ``greedy.py``); ``rollout``:
+rollout power sampling (Ji et al. 2026), approximate (``rollout_power.py``).
 
 Each method is declared once, as a ``Method``: its name, a one-line description, its
 builder, the evaluation settings it reads, its chart colour and its compute accounting
@@ -31,6 +32,7 @@ from powersmc_core.engine.stopping import StopRule
 from powersmc_core.models.base import LanguageModel
 from powersmc_core.samplers.baselines import BestOfN, MHPowerSampler, TemperatureSampling
 from powersmc_core.samplers.greedy import GreedyDecoding
+from powersmc_core.samplers.rollout_power import RolloutPowerSampler
 
 __all__ = [
     "DESCRIPTIONS",
@@ -334,6 +336,26 @@ def _greedy(
     )
 
 
+def _rollout(
+    model: LanguageModel,
+    config: SMCConfig,
+    *,
+    stop: StopRule | None,
+    track_text: bool,
+    **_: Any,
+) -> Sampler:
+    # K, M, H keep the sampler's defaults (8 each: every token of a toy model).
+    return RolloutPowerSampler(
+        model,
+        alpha=config.alpha,
+        n_samples=config.n_particles,
+        max_new_tokens=config.max_new_tokens,
+        seed=config.seed,
+        stop=stop,
+        track_text=track_text,
+    )
+
+
 _SMC_FIELDS = ("alpha", "n_particles", "schedule", "ess_threshold", "resampling")
 for _method in (
     Method(
@@ -382,6 +404,16 @@ for _method in (
         ("max_new_tokens",),
         "#8c564b",
         bench=False,  # the cost of base
+    ),
+    Method(
+        "rollout",
+        "rollout power sampling (Ji et al. 2026): p^alpha·zeta_hat per token, approximate",
+        _rollout,
+        ("alpha", "n_particles", "max_new_tokens", "seed"),
+        "#e377c2",
+        batches=False,  # one record per token
+        static_cache=False,  # the batch fans out to N·K·M rollout rows
+        bench=False,
     ),
 ):
     register(_method)
