@@ -31,6 +31,7 @@ from powersmc_core.engine.stopping import StopRule
 from powersmc_core.models.base import LanguageModel
 from powersmc_core.samplers.baselines import BestOfN, MHPowerSampler, TemperatureSampling
 from powersmc_core.samplers.greedy import GreedyDecoding
+from powersmc_core.samplers.lookahead import LookaheadSMC
 
 __all__ = [
     "DESCRIPTIONS",
@@ -334,6 +335,18 @@ def _greedy(
     )
 
 
+def _lookahead(
+    model: LanguageModel,
+    config: SMCConfig,
+    *,
+    stop: StopRule | None,
+    stream_every: int,
+    track_text: bool,
+    **_: Any,
+) -> Sampler:
+    return LookaheadSMC(model, config, stop=stop, track_text=track_text, stream_every=stream_every)
+
+
 _SMC_FIELDS = ("alpha", "n_particles", "schedule", "ess_threshold", "resampling")
 for _method in (
     Method(
@@ -382,6 +395,15 @@ for _method in (
         ("max_new_tokens",),
         "#8c564b",
         bench=False,  # the cost of base
+    ),
+    Method(
+        "lookahead",
+        "look-ahead SMC: rollout estimates of the future power mass twist proposal and "
+        "resampling (exact for pi_alpha; toy backend)",
+        _lookahead,
+        (*_SMC_FIELDS, "max_new_tokens", "seed"),
+        "#17becf",
+        bench=False,  # rollouts fork the cache: the toy backend only for now
     ),
 ):
     register(_method)
