@@ -238,7 +238,7 @@ def look_ahead(
     alpha_t: float,
     done: torch.Tensor,
     generator: torch.Generator,
-    reader: Reader | None,
+    reader: Reader | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, ParticleState]:
     """Look-ahead SMC: advance every slot by y_t, then at a boundary look ahead and resample.
 

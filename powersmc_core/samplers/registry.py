@@ -2,7 +2,9 @@
 
 ``base``: ancestral sampling (T = 1); ``lowtemp``: token-level temperature 1/alpha;
 ``smc``: Power-SMC; ``mh``: MH power sampling (Karan & Du); ``bon``: best-of-N by log p;
-``greedy``: argmax p token by token (the T -> 0 limit, ``greedy.py``).
+``greedy``: argmax p token by token (the T -> 0 limit, ``greedy.py``); ``lookahead``:
+look-ahead SMC, rollout estimates of the future power mass twisting the proposal and the
+resampling (``samplers/lookahead.py``; toy backend only for now).
 
 Each method is declared once, as a ``Method``: its name, a one-line description, its
 builder, the evaluation settings it reads, its chart colour and its compute accounting
@@ -402,7 +404,7 @@ for _method in (
         "resampling (exact for pi_alpha; toy backend)",
         _lookahead,
         (*_SMC_FIELDS, "max_new_tokens", "seed"),
-        "#17becf",
+        "#e377c2",
         bench=False,  # rollouts fork the cache: the toy backend only for now
     ),
 ):
