@@ -82,13 +82,44 @@ def test_lookahead_is_registered_and_counts_rollout_forwards(single_thread):
     assert all(sum(b.offspring) == 4 for b in boundaries)
 
 
-def test_lookahead_refuses_a_backend_whose_forks_share_state():
-    class SharedCache:  # stands for the transformer and llama.cpp backends
-        name = "shared-cache"
+def test_lookahead_refuses_a_backend_it_cannot_fork():
+    class FixedSequences:  # stands for llama.cpp: a context of N sequences
+        name = "fixed"
 
-    model = SharedCache()
-    with pytest.raises(ValueError, match="only the toy model is supported"):
-        LookaheadSMC(model, SMCConfig())
+    with pytest.raises(ValueError, match=r"cannot .*fixed number of sequences"):
+        LookaheadSMC(FixedSequences(), SMCConfig())
+
+    class Static:
+        name, static_cache = "static", True
+
+    with pytest.raises(ValueError, match="static KV cache holds exactly N rows"):
+        LookaheadSMC(Static(), SMCConfig())
+
+
+@pytest.mark.parametrize("mode", [{}, {"copy_on_write": True}], ids=["dynamic", "copy_on_write"])
+def test_transformer_rollouts_leave_the_particles_cache_untouched(mode, single_thread):
+    """On a tiny random Llama: after the rollouts fork N·K·M rows, the particles' own
+    cache still gives the full-forward log-probs; a short look-ahead run completes."""
+    from test_hf_backend import PROMPT, make_model, make_tokenizer
+
+    from powersmc_core.models.hf.model import HFModel
+
+    model = HFModel(make_model("llama"), make_tokenizer(), "tiny", **mode)
+    state, logp = model.start(PROMPT, 2)
+    eos = torch.tensor(model.eos_token_ids)
+    generator = torch.Generator().manual_seed(0)
+    config = LookaheadConfig(k=2, m=2, h=2)
+    active = torch.ones(2, dtype=torch.bool)
+    log_zeta, forwards = future_mass(model, state, logp, active, 4.0, config, 9, eos, generator)
+    assert torch.isfinite(log_zeta).all() and int(forwards) > 0
+    tokens = torch.tensor([7, 9])
+    _, after = model.advance(state, tokens, active)
+    for i, token in enumerate(tokens.tolist()):
+        full = model.next_token_logprobs([*PROMPT, token])
+        assert float((after[i].float() - full).abs().max()) <= 1e-4
+    cfg = SMCConfig(alpha=4.0, n_particles=2, max_new_tokens=3, seed=0)
+    result = LookaheadSMC(model, cfg, LookaheadConfig(k=2, m=1, h=2)).run(PROMPT)
+    assert math.isfinite(result.log_z) and result.extras["token_forwards"] > 2 * 3
 
 
 # ---- ζ̂ is unbiased for one prefix -------------------------------------------------------

@@ -29,6 +29,7 @@ by one batched ``advance`` per rollout step (a Python loop over depth only).
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 
@@ -40,8 +41,9 @@ from powersmc_core.engine.tempering import draw_rows
 from powersmc_core.engine.weights import ess_tensor, reweight
 from powersmc_core.models.base import LanguageModel
 from powersmc_core.models.device import weight_dtype
+from powersmc_core.models.toy import ToyLM
 
-__all__ = ["Boundary", "Lookahead", "LookaheadConfig", "future_mass"]
+__all__ = ["Boundary", "Lookahead", "LookaheadConfig", "fork_refusal", "future_mass"]
 
 SHOW_TOKENS = 3  # candidates kept per particle in the boundary trace
 SHOW_PARTICLES = 16  # particles kept per boundary in the trace
@@ -52,6 +54,35 @@ def _integer(name: str, value: object, low: int, high: int) -> None:
         raise ValueError(f"{name} must be an integer; got {value!r}")
     if not low <= value <= high:
         raise ValueError(range_message(name, value, low, high))
+
+
+def fork_refusal(model: LanguageModel) -> str | None:
+    """Why the rollouts cannot fork this backend's state (None: they can).
+
+    The toy's ``reorder`` returns a fresh state. The transformer backend's ``reorder`` and
+    ``advance`` rewrite one shared KV cache in place, so the rollouts fork a deep copy of it
+    (dynamic or copy-on-write cache; a static cache has exactly N preallocated rows).
+    llama.cpp's context holds a fixed number of sequences (N), fewer than N·K·M rollouts.
+    """
+    if isinstance(model, ToyLM):
+        return None
+    if getattr(model, "static_cache", None) is False:  # models/hf without a static cache
+        return None
+    if getattr(model, "static_cache", None):
+        return (
+            f"{model.name}: a static KV cache holds exactly N rows, and the rollouts need "
+            "N·K·M; load the model without static_cache for look-ahead SMC"
+        )
+    return (
+        f"{type(model).__name__} ({model.name}): look-ahead SMC forks N·K·M rollout rows from "
+        "the particles' state, and this backend cannot (llama.cpp's context holds a fixed "
+        "number of sequences, N); use the toy or the transformer backend"
+    )
+
+
+def _forkable(model: LanguageModel, state: object) -> object:
+    """A state the rollouts may reorder and advance without touching the particles'."""
+    return state if isinstance(model, ToyLM) else copy.deepcopy(state)
 
 
 @dataclass(frozen=True)
@@ -112,7 +143,7 @@ def future_mass(
     if depth > 0:
         # Fork: N -> N·K rows take the candidates (one forward), then N·K -> N·K·M rollouts.
         rows = torch.arange(n, device=logp.device).repeat_interleave(k)
-        state = model.reorder(model_state, rows)
+        state = model.reorder(_forkable(model, model_state), rows)
         state, lp = model.advance(state, cand.reshape(-1), grows.reshape(-1))
         forwards = forwards + grows.sum()
         fork = torch.arange(n * k, device=logp.device).repeat_interleave(m)

@@ -6,11 +6,11 @@ engine's step: the same loop, records and result as ``PowerSMC``, plus
 Token forwards count the rollout rows.
 
 Backends: the rollouts fork the particles' model state into N·K·M rows with ``reorder``
-and advance the forks, so the backend's ``reorder`` must return an independent state and
-leave the original untouched. The toy model does; the transformer backend's reorder
-remaps or rewrites one shared KV cache in place, and llama.cpp's context has a fixed
-number of sequences (N), so both are refused with a message rather than corrupting the
-particles.
+and advance the forks, which must leave the particles' state untouched. The toy's reorder
+returns a fresh state; the transformer backend's rewrites one shared KV cache in place, so
+the rollouts fork a deep copy of it (not with a static cache: it has exactly N rows);
+llama.cpp's context holds a fixed number of sequences (N) and is refused with a message
+(``engine.lookahead.fork_refusal``).
 """
 
 from __future__ import annotations
@@ -19,19 +19,18 @@ import dataclasses
 from collections.abc import Sequence
 
 from powersmc_core.engine.config import SMCConfig
-from powersmc_core.engine.lookahead import Lookahead, LookaheadConfig
+from powersmc_core.engine.lookahead import Lookahead, LookaheadConfig, fork_refusal
 from powersmc_core.engine.run import PowerSMC, SMCRun
 from powersmc_core.engine.step import Parts
 from powersmc_core.engine.stopping import StopRule
 from powersmc_core.models.base import LanguageModel
-from powersmc_core.models.toy import ToyLM
 
 __all__ = ["LookaheadSMC", "supports_lookahead"]
 
 
 def supports_lookahead(model: LanguageModel) -> bool:
-    """Whether the backend's ``reorder`` forks independent rows (rollouts need it)."""
-    return isinstance(model, ToyLM)
+    """Whether the rollouts can fork this backend's state (see ``fork_refusal``)."""
+    return fork_refusal(model) is None
 
 
 class LookaheadSMC(PowerSMC):
@@ -48,13 +47,9 @@ class LookaheadSMC(PowerSMC):
         track_text: bool = True,
         stream_every: int = 1,
     ) -> None:
-        if not supports_lookahead(model):
-            raise ValueError(
-                f"look-ahead SMC forks rollouts with the backend's reorder, which must leave "
-                f"the particles' state untouched; {type(model).__name__} ({model.name}) shares "
-                "one cache between forks (the transformer backend) or has a fixed number of "
-                "sequences (llama.cpp: N), so only the toy model is supported for now"
-            )
+        refusal = fork_refusal(model)
+        if refusal is not None:
+            raise ValueError(refusal)
         super().__init__(model, config, stop=stop, track_text=track_text, stream_every=stream_every)
         self.lookahead = lookahead if lookahead is not None else LookaheadConfig()
 

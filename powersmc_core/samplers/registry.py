@@ -4,7 +4,7 @@
 ``smc``: Power-SMC; ``mh``: MH power sampling (Karan & Du); ``bon``: best-of-N by log p;
 ``greedy``: argmax p token by token (the T -> 0 limit, ``greedy.py``); ``lookahead``:
 look-ahead SMC, rollout estimates of the future power mass twisting the proposal and the
-resampling (``samplers/lookahead.py``; toy backend only for now).
+resampling (``samplers/lookahead.py``; toy and transformer backends, not llama.cpp).
 
 Each method is declared once, as a ``Method``: its name, a one-line description, its
 builder, the evaluation settings it reads, its chart colour and its compute accounting
@@ -401,11 +401,11 @@ for _method in (
     Method(
         "lookahead",
         "look-ahead SMC: rollout estimates of the future power mass twist proposal and "
-        "resampling (exact for pi_alpha; toy backend)",
+        "resampling (exact for pi_alpha; not on llama.cpp)",
         _lookahead,
         (*_SMC_FIELDS, "max_new_tokens", "seed"),
         "#e377c2",
-        bench=False,  # rollouts fork the cache: the toy backend only for now
+        bench=False,  # llama.cpp cannot fork its N sequences into N·K·M rollouts
     ),
 ):
     register(_method)
