@@ -404,12 +404,12 @@ MUTATIONS = (
     ),
     Mutation(
         "lookahead_proposal_unnormalised",
-        "look-ahead: log q(v) = log ψ(v) without − log S (the proposal's normaliser lost)",
+        "look-ahead: log q(v) uses ψ(v) without its normaliser S (the weight is off by S)",
         "engine/lookahead.py",
         (
             (
-                "lq = log_psi.gather(1, tokens[:, None]).squeeze(1) - log_s",
-                "lq = log_psi.gather(1, tokens[:, None]).squeeze(1) - 0 * log_s",
+                "log_psi - torch.logsumexp(log_psi, -1, keepdim=True),",
+                "log_psi,",
             ),
         ),
         LOOKAHEAD_SMC,

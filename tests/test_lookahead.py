@@ -18,6 +18,7 @@ test_exactness_samplers.py). ``tests/mutation_check.py`` breaks the maths (no se
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 
 import pytest
@@ -59,10 +60,11 @@ def worst_z(estimates: torch.Tensor, target: torch.Tensor, n: int) -> tuple[floa
         (dict(m=257), "lookahead_m must be in [1, 256]; got 257"),
         (dict(h=0), "lookahead_h must be in [1, 64]; got 0"),
         (dict(k=2.0), "lookahead_k must be an integer; got 2.0"),
+        (dict(epsilon=1.0), "lookahead_epsilon must be in [0, 1); got 1.0"),
     ],
 )
 def test_lookahead_config_says_what_is_wrong(kwargs, message):
-    with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
+    with pytest.raises(ValueError, match=re.escape(message)):
         LookaheadConfig(**kwargs)
 
 
@@ -120,6 +122,21 @@ def test_transformer_rollouts_leave_the_particles_cache_untouched(mode, single_t
     cfg = SMCConfig(alpha=4.0, n_particles=2, max_new_tokens=3, seed=0)
     result = LookaheadSMC(model, cfg, LookaheadConfig(k=2, m=1, h=2)).run(PROMPT)
     assert math.isfinite(result.log_z) and result.extras["token_forwards"] > 2 * 3
+
+
+def test_records_are_the_same_for_every_stream_every(single_thread):
+    """Batched records (device-side resampling decisions) equal the per-token ones."""
+    model = ToyLM.random(4, 6, seed=1, sharpness=0.7)
+    config = SMCConfig(alpha=3.0, n_particles=8, seed=4, block_size=2, ess_threshold=1.0)
+    look = LookaheadConfig(k=2, m=2, h=2)
+    runs = [LookaheadSMC(model, config, look, stream_every=k).stream([]) for k in (1, 4)]
+    records = [list(run) for run in runs]
+    results = [run.result() for run in runs]
+    assert [r.tokens for r in records[0]] == [r.tokens for r in records[1]]
+    assert [r.ancestors for r in records[0]] == [r.ancestors for r in records[1]]
+    assert any(r.resampled for r in records[0])
+    assert results[0].log_z == pytest.approx(results[1].log_z, abs=1e-9)
+    assert results[0].extras == results[1].extras
 
 
 # ---- ζ̂ is unbiased for one prefix -------------------------------------------------------
@@ -194,10 +211,22 @@ CASES = {
     "truncation": Case("4x6:2:0.8", max_new_tokens=3, smc=dict(ess_threshold=1.0)),
     "block_size_2": Case("3x6:5:1.0", smc=dict(block_size=2, ess_threshold=1.0)),
     # The rollouts do not read text: behind "b" they see a small mass where the stop rule
-    # ends the sequence (mass 1), so the twist undervalues "b" (still exact, noisier: N = 128).
-    "stop_string": Case("4x5:7:1.0", stop=("b",), smc=dict(ess_threshold=1.0), n=128),
+    # ends the sequence (mass 1), so the twist undervalues "b". Still exact, but noisy unless
+    # a larger defensive share of Power-SMC's proposal (epsilon = 0.5) and N = 128.
+    "stop_string": Case(
+        "4x5:7:1.0",
+        stop=("b",),
+        smc=dict(ess_threshold=1.0),
+        n=128,
+        look=LookaheadConfig(k=2, m=2, h=2, epsilon=0.5),
+    ),
     "linear_ramp_longer_than_sequences": Case(
         "4x5:3:1.0", alpha=4.0, smc=dict(schedule="linear", ramp_tokens=12, ess_threshold=1.0)
+    ),
+    "adaptive_ramp_longer_than_sequences": Case(
+        "4x5:4:1.0",
+        alpha=4.0,
+        smc=dict(schedule="adaptive", ramp_tokens=12, target_ess=0.9, ess_threshold=0.5),
     ),
     "ess_triggered_chopthin": Case("4x5:8:1.0", smc=dict(resampling="chopthin", ess_threshold=0.5)),
 }

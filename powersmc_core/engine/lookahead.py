@@ -8,16 +8,19 @@ depth H from the tempered proposal q ∝ p^a (tau = 1/a, a = alpha_t):
     ζ̂_i(v) = 1/M Σ_m Π_s p(c_s)^a / q(c_s),    c ~ q from y v, stopped at EOS or depth H
     E[ζ̂_i(v)] = ζ_H(y v) = Σ_{c, |c| <= H} p(c | y v)^a          (importance sampling)
 
-(the per-token factor is the SMC incremental weight Σ_u p(u)^a, so ζ̂ > 0). Tokens outside
-the top K get the p^a-weighted mean of the candidates' ζ̂ (any positive value keeps the
-method exact; K >= V leaves none). With ψ_i(v) = p(v | y)^a · ζ̂_i(v) and S_i = Σ_v ψ_i(v):
+(the per-token factor is the SMC incremental weight Σ_u p(u)^a, so ζ̂ > 0; ζ̂(EOS) = 1).
+Tokens outside the top K get the p^a-weighted mean of the candidates' ζ̂ (any positive
+value keeps the method exact; K >= V leaves none). With ψ_i(v) = p(v | y)^a · ζ̂_i(v) and S_i = Σ_v ψ_i(v):
 
-    first stage:   resample on W_i·S_i (when its ESS < kappa·N)     log Ẑ += log Σ_i W_i S_i
-    second stage:  W_j ∝ W^post_j / S_{A_j}                         log Ẑ += log Σ_j W^post_j / S_{A_j}
-    next token:    v ~ q_i(v) = ψ_i(v) / S_i,  log G = a_{t+1}·log p(v) − log q_i(v) + bridging
+    first stage:   resample on W_i·S'_i (when its ESS < kappa·N)   log Ẑ += log Σ_i W_i S'_i
+    second stage:  W_j ∝ W^post_j / S'_{A_j}                       log Ẑ += log Σ_j W^post_j / S'_{A_j}
+    next token:    v ~ q_i(v) = (1 − ε)·ψ_i(v)/S_i + ε·p(v)^a/Σ_u p(u)^a,
+                   log G = a_{t+1}·log p(v) − log q_i(v) + bridging
 
-so a rare token whose continuation is confident is proposed ∝ its estimated future mass,
-not ∝ p(v)^a. Conditionally on the rollouts every stage is an exact importance or
+with S'_i = (1 − ε)·S_i + ε·Σ_u p(u)^a. A rare token whose continuation is confident is
+proposed ∝ its estimated future mass, not ∝ p(v)^a; the defensive share ε of Power-SMC's
+own proposal and one-step mass keeps the method close to Power-SMC where ζ̂ misjudges a
+token (a stop rule, which the rollouts cannot read, ends a sequence they see continue). Conditionally on the rollouts every stage is an exact importance or
 resampling step, so for any ζ̂ > 0 the particles stay properly weighted for pi_alpha and
 E[Ẑ] = Z; a good ζ̂ only lowers the variance. (Stop rules and the length cap are seen by
 the rollouts only through EOS and the remaining depth: ζ̂ is then a cruder twist, still exact.)
@@ -87,16 +90,22 @@ def _forkable(model: LanguageModel, state: object) -> object:
 
 @dataclass(frozen=True)
 class LookaheadConfig:
-    """K candidate tokens, M rollouts each, depth H (the block size is SMCConfig's)."""
+    """K candidate tokens, M rollouts each, depth H (the block size is SMCConfig's); epsilon:
+    the defensive share of Power-SMC's proposal p^a in the look-ahead proposal."""
 
     k: int = 4
     m: int = 4
     h: int = 4
+    epsilon: float = 0.1
 
     def __post_init__(self) -> None:
         _integer("lookahead_k", self.k, 1, 64)
         _integer("lookahead_m", self.m, 1, 256)
         _integer("lookahead_h", self.h, 1, 64)
+        eps = self.epsilon
+        if isinstance(eps, bool) or not isinstance(eps, int | float) or not 0 <= eps < 1:
+            raise ValueError(f"lookahead_epsilon must be in [0, 1); got {eps!r}")
+        object.__setattr__(self, "epsilon", float(eps))
 
 
 @dataclass(frozen=True)
@@ -169,6 +178,7 @@ def future_mass(
     rest = torch.logsumexp(lp_w + log_zeta, -1) - torch.logsumexp(lp_w, -1)  # (N,)
     out = rest[:, None].expand(n, vocab).clone()
     out.scatter_(1, cand, log_zeta)
+    out[:, eos] = 0.0  # nothing follows EOS: ζ = 1 exactly, candidate or not
     return torch.where(active[:, None], out, 0.0), forwards
 
 
@@ -192,19 +202,28 @@ class Lookahead:
         tau: float,
         generator: torch.Generator,
     ) -> Draw:
-        """v ~ q(v) ∝ p(v)^alpha_t·ζ̂(v); log q(v) = log ψ(v) − log S (exact, not sampled).
+        """v ~ q = (1 − ε)·ψ/S + ε·p^a/Σp^a, ψ = p^alpha_t·ζ̂; log q(v) exact, not sampled.
 
-        ``log_mass`` stays log Σ_v p(v)^(1/tau) (the Rényi diagnostic reads it).
+        The defensive share ε of Power-SMC's own proposal bounds the weights where ζ̂ is
+        poor (a stop rule the rollouts cannot read). ``log_mass`` stays log Σ_v p(v)^(1/tau)
+        (the Rényi diagnostic reads it).
         """
         wdtype = weight_dtype(logp.device)
-        log_psi = alpha_t * logp.to(wdtype) + twist  # (N, V)
-        top = log_psi.amax(dim=-1, keepdim=True)
+        eps = self.config.epsilon
+        log_pa = alpha_t * logp.to(wdtype)  # (N, V)
+        log_psi = log_pa + twist
+        log_q = torch.logaddexp(
+            math.log1p(-eps) + log_psi - torch.logsumexp(log_psi, -1, keepdim=True),
+            (math.log(eps) if eps > 0 else -math.inf)
+            + log_pa
+            - torch.logsumexp(log_pa, -1, keepdim=True),
+        )
+        top = log_q.amax(dim=-1, keepdim=True)
         ok = torch.isfinite(top).all()
-        unnorm = (log_psi - top).exp().masked_fill_(~ok, 1.0)
-        tokens, mass = draw_rows(unnorm, generator)
-        log_s = top.squeeze(-1) + mass.log()  # (N,)
+        unnorm = (log_q - top).exp().masked_fill_(~ok, 1.0)
+        tokens, _ = draw_rows(unnorm, generator)
         lp = logp.gather(1, tokens[:, None]).squeeze(1).to(wdtype)
-        lq = log_psi.gather(1, tokens[:, None]).squeeze(1) - log_s
+        lq = log_q.gather(1, tokens[:, None]).squeeze(1)
         log_mass = torch.logsumexp(logp / tau, dim=-1).to(wdtype)
         return Draw(torch.where(active, tokens, -1), lp, lq, log_mass, ok)
 
@@ -247,8 +266,9 @@ class Lookahead:
             return resampled, identity, state
         active = ~state.finished
         logp = state.logp.to(state.twist.dtype)
-        log_s = alpha_t * logp.masked_fill(~active[:, None], 0.0) + state.twist
-        log_s = torch.where(active, torch.logsumexp(log_s, -1), 0.0)  # (N,) log S_i
+        log_pa = alpha_t * logp.masked_fill(~active[:, None], 0.0)  # (N, V)
+        log_s = self._defensive(torch.logsumexp(log_pa + state.twist, -1), log_pa)
+        log_s = torch.where(active, log_s, 0.0)  # (N,) log S_i (1 once finished)
         twisted, log_first = reweight(state.log_w, log_s)  # first stage: W·S
         due = state.live & ~done & (ess_tensor(twisted) < parts.ess_threshold * state.n)
         drawn = parts.resampler(twisted.exp(), generator)
@@ -266,6 +286,15 @@ class Lookahead:
         moved = state.reorder(parts.model, drawn.ancestors, due, log_w, log_mass)
         return due, drawn.ancestors, moved
 
+    def _defensive(self, log_s: torch.Tensor, log_pa: torch.Tensor) -> torch.Tensor:
+        """log((1 − ε)·S + ε·Σ_v p(v)^a): the twist, mixed with Power-SMC's one-step mass."""
+        eps = self.config.epsilon
+        if eps == 0:
+            return log_s
+        return torch.logaddexp(
+            math.log1p(-eps) + log_s, math.log(eps) + torch.logsumexp(log_pa, -1)
+        )
+
     # -- the trace --------------------------------------------------------------------------
     def _record(
         self, t: int, state, alpha_t: float, ancestors: torch.Tensor, due: torch.Tensor
@@ -279,8 +308,11 @@ class Lookahead:
         offspring = torch.bincount(ancestors, minlength=state.n)[:shown]
         self._trace.append((t, top, log_zeta, offspring, due))
 
-    def boundaries(self) -> list[Boundary]:
-        """The boundaries so far as host values (one read per boundary)."""
+    def boundaries(self, before: int) -> list[Boundary]:
+        """The boundaries after fewer than ``before`` tokens, as host values.
+
+        Batched runs (stream_every > 1) decode a few steps past the end; theirs are dropped.
+        """
         return [
             Boundary(
                 step=t,
@@ -290,4 +322,5 @@ class Lookahead:
                 resampled=bool(due),
             )
             for t, top, log_zeta, offspring, due in self._trace
+            if t < before
         ]

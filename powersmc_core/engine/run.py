@@ -291,5 +291,5 @@ class SMCRun(Iterator[StepRecord]):
         """Token forwards (rollouts included); look-ahead runs add their boundary trace."""
         extras: dict = {"token_forwards": self.token_forwards}
         if self.parts.lookahead is not None:
-            extras["lookahead"] = self.parts.lookahead.boundaries()
+            extras["lookahead"] = self.parts.lookahead.boundaries(before=self.step)
         return extras
