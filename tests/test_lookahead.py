@@ -224,7 +224,7 @@ CASES = {
         "4x5:3:1.0", alpha=4.0, smc=dict(schedule="linear", ramp_tokens=12, ess_threshold=1.0)
     ),
     "adaptive_ramp_longer_than_sequences": Case(
-        "4x5:4:1.0",
+        "4x5:3:1.0",
         alpha=4.0,
         smc=dict(schedule="adaptive", ramp_tokens=12, target_ess=0.9, ess_threshold=0.5),
     ),
