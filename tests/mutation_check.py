@@ -70,6 +70,18 @@ CHOPTHIN_SMC = tuple(
     f"test_chopthin_smc_matches_the_exact_target[{case}]"
     for case in ("every_step", "ess_triggered", "truncation")
 )
+LOOKAHEAD_TESTS = "test_lookahead.py"
+LOOKAHEAD_SMC = (
+    *(
+        f"test_lookahead_matches_the_exact_target[{case}]"
+        for case in ("all_candidates", "prompt", "block_size_2", "truncation")
+    ),
+    "test_normalising_constant_is_unbiased_at_small_n",
+)
+LOOKAHEAD_ZETA = (
+    "test_future_mass_is_unbiased_for_every_candidate[2.0]",
+    "test_lookahead_finds_the_rare_branch_power_smc_misses",
+)
 MH_ALL = (
     mh("prompt"),
     mh("truncation"),
@@ -350,6 +362,58 @@ MUTATIONS = (
             ),
         ),
         (mh("non_optimal_tau"), mh("prompt"), mh("truncation")),
+    ),
+    Mutation(
+        "lookahead_no_second_stage",
+        "look-ahead: after resampling on W·S the weights are not divided by S of the ancestor",
+        "engine/lookahead.py",
+        (
+            (
+                "post = drawn.log_w - log_s[drawn.ancestors]",
+                "post = drawn.log_w + 0 * log_s[drawn.ancestors]",
+            ),
+        ),
+        LOOKAHEAD_SMC,
+        LOOKAHEAD_TESTS,
+    ),
+    Mutation(
+        "lookahead_resample_on_w_alone",
+        "look-ahead: the first stage resamples on W instead of W·S (the second still divides)",
+        "engine/lookahead.py",
+        (
+            (
+                "twisted, log_first = reweight(state.log_w, log_s)",
+                "twisted, log_first = reweight(state.log_w, 0 * log_s)",
+            ),
+        ),
+        LOOKAHEAD_SMC,
+        LOOKAHEAD_TESTS,
+    ),
+    Mutation(
+        "lookahead_rollouts_without_importance_weight",
+        "look-ahead: rollout weights drop p^a/q (ζ̂ = 1: the twist is lost, ζ̂ biased)",
+        "engine/lookahead.py",
+        (
+            (
+                "torch.where(alive, alpha * lp_token - lq_token, 0.0)",
+                "torch.where(alive, 0 * lq_token, 0.0)",
+            ),
+        ),
+        LOOKAHEAD_ZETA,
+        LOOKAHEAD_TESTS,
+    ),
+    Mutation(
+        "lookahead_proposal_unnormalised",
+        "look-ahead: log q(v) uses ψ(v) without its normaliser S (the weight is off by S)",
+        "engine/lookahead.py",
+        (
+            (
+                "log_psi - torch.logsumexp(log_psi, -1, keepdim=True),",
+                "log_psi,",
+            ),
+        ),
+        LOOKAHEAD_SMC,
+        LOOKAHEAD_TESTS,
     ),
 )
 

@@ -37,7 +37,7 @@ from powersmc_core.samplers.registry import (
     unregister,
 )
 
-BUILT_IN = ("base", "lowtemp", "smc", "mh", "bon", "greedy", "rollout")
+BUILT_IN = ("base", "lowtemp", "smc", "mh", "bon", "greedy", "rollout", "lookahead")
 NAME = "tempered2"
 
 
@@ -77,7 +77,7 @@ def tempered2() -> Iterator[Method]:
 # ---- the registry itself ---------------------------------------------------------------------
 def test_built_in_methods_in_order():
     assert tuple(METHODS) == BUILT_IN
-    assert ",".join(METHODS) == "base,lowtemp,smc,mh,bon,greedy,rollout"
+    assert ",".join(METHODS) == "base,lowtemp,smc,mh,bon,greedy,rollout,lookahead"
     assert "smc" in METHODS and "sampling" not in METHODS
     assert all(isinstance(METHODS[name], Method) for name in METHODS)
 

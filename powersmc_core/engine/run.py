@@ -284,5 +284,12 @@ class SMCRun(Iterator[StepRecord]):
             elapsed=time.perf_counter() - self._start_time,
             texts=None if self.texts is None else list(self.texts.texts),
             method=self.sampler.method,
-            extras={"token_forwards": self.token_forwards},
+            extras=self._extras(),
         )
+
+    def _extras(self) -> dict:
+        """Token forwards (rollouts included); look-ahead runs add their boundary trace."""
+        extras: dict = {"token_forwards": self.token_forwards}
+        if self.parts.lookahead is not None:
+            extras["lookahead"] = self.parts.lookahead.boundaries(before=self.step)
+        return extras

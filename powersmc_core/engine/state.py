@@ -41,6 +41,7 @@ class ParticleState:
     live: torch.Tensor  # 0-d bool
     log_z: torch.Tensor  # 0-d
     forwards: torch.Tensor  # 0-d long
+    twist: torch.Tensor | None = None  # (N, V) log ζ̂ for the next token (look-ahead only)
 
     @classmethod
     def start(
@@ -103,4 +104,5 @@ class ParticleState:
             history=self.history[ancestors],
             log_w=torch.where(resampled, log_w, self.log_w),
             log_z=self.log_z + torch.where(resampled, log_mass, 0.0),
+            twist=None if self.twist is None else self.twist[ancestors],
         )

@@ -6,6 +6,10 @@
     slot j continues A_j with y_t           advance   (one batched model forward)
     Pending(...)                            stage the record (read back by the run loop)
 
+With ``parts.lookahead`` (look-ahead SMC, ``lookahead.py``) the proposal is the twisted
+one whenever the state carries a twist, and at a block boundary the survivors are
+advanced first, then looked ahead from and resampled on W·ζ̂ (an auxiliary particle filter).
+
 Everything stays on the device. The one host-side input is ``reader``: the run loop
 passes it when it reads every token (stream_every = 1); it turns the tokens into texts
 and stop-rule decisions at once, and lets the step skip a no-op reorder and the forward
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -53,6 +58,7 @@ class Parts:
     block_size: int
     ess_threshold: float
     eos: torch.Tensor  # (E,) token ids
+    lookahead: Any = None  # engine.lookahead.Lookahead: twisted proposal and resampling
 
 
 def step(
@@ -69,7 +75,12 @@ def step(
     alpha_t = parts.schedule.next_alpha(t, state.alpha, state.log_w, increment)
     # Propose y_t ~ q_t and grow y_1:t (EOS and stop rules finish particles).
     tau = parts.proposal.temperature(alpha_t)
-    draw = parts.proposal.draw(logp, active, tau, generator)
+    if parts.lookahead is not None and t == 1:  # the first boundary: before any token
+        state = parts.lookahead.first(parts, state, alpha_t, generator)
+    if state.twist is None:
+        draw = parts.proposal.draw(logp, active, tau, generator)
+    else:
+        draw = parts.lookahead.draw(logp, state.twist, active, alpha_t, tau, generator)
     renyi = renyi_rows(logp, active, alpha_t, tau, draw.log_mass, state.log_w.dtype)
     grown, grows, texts = grow(parts, state, draw, t, reader)
     last = t >= parts.max_new_tokens
@@ -80,9 +91,14 @@ def step(
     weighted, weights_ok = reweight_state(grown, log_inc)
     ess = ess_tensor(weighted.log_w)
     # Resample, then advance the survivors; the record describes the slots before both.
-    resampled, ancestors, moved = resample(parts, weighted, t, ess, done, generator, reader)
-    if not (last or (reader is not None and bool(done))):
-        moved = advance(parts, moved, draw.tokens, ancestors)
+    if parts.lookahead is not None:
+        resampled, ancestors, moved = look_ahead(
+            parts, weighted, draw.tokens, t, alpha_t, done, generator, reader
+        )
+    else:
+        resampled, ancestors, moved = resample(parts, weighted, t, ess, done, generator, reader)
+        if not (last or (reader is not None and bool(done))):
+            moved = advance(parts, moved, draw.tokens, ancestors)
     scalars = (ess, weighted.log_z, done, resampled, draw.ok, weights_ok)  # see SCALARS
     pending = Pending(
         step=t,
@@ -212,6 +228,32 @@ def resample(
         return due, identity, state
     moved = state.reorder(parts.model, drawn.ancestors, due, drawn.log_w, drawn.log_mass)
     return due, drawn.ancestors, moved
+
+
+def look_ahead(
+    parts: Parts,
+    state: ParticleState,
+    tokens: torch.Tensor,
+    t: int,
+    alpha_t: float,
+    done: torch.Tensor,
+    generator: torch.Generator,
+    reader: Reader | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, ParticleState]:
+    """Look-ahead SMC: advance every slot by y_t, then at a boundary look ahead and resample.
+
+    Advancing before resampling gives the same slots as the other order (a row's forward
+    does not depend on its slot) and lets the twist read p(. | y_1:t).
+    """
+    identity = torch.arange(state.n, device=state.log_w.device)
+    unchanged = torch.zeros((), dtype=torch.bool, device=identity.device)
+    state = state.replace(twist=None)  # a twist serves one token
+    if t >= parts.max_new_tokens or (reader is not None and bool(done)):
+        return unchanged, identity, state
+    moved = advance(parts, state, tokens, identity)
+    if t % parts.block_size != 0:
+        return unchanged, identity, moved
+    return parts.lookahead.boundary(parts, moved, alpha_t, t, done, generator, reader)
 
 
 def advance(

@@ -3,7 +3,9 @@
 ``base``: ancestral sampling (T = 1); ``lowtemp``: token-level temperature 1/alpha;
 ``smc``: Power-SMC; ``mh``: MH power sampling (Karan & Du); ``bon``: best-of-N by log p;
 ``greedy``: argmax p token by token (the T -> 0 limit, ``greedy.py``); ``rollout``:
-rollout power sampling (Ji et al. 2026), approximate (``rollout_power.py``).
+rollout power sampling (Ji et al. 2026), approximate (``rollout_power.py``); ``lookahead``:
+look-ahead SMC, rollout estimates of the future power mass twisting the proposal and the
+resampling (``samplers/lookahead.py``; toy and transformer backends, not llama.cpp).
 
 Each method is declared once, as a ``Method``: its name, a one-line description, its
 builder, the evaluation settings it reads, its chart colour and its compute accounting
@@ -32,6 +34,7 @@ from powersmc_core.engine.stopping import StopRule
 from powersmc_core.models.base import LanguageModel
 from powersmc_core.samplers.baselines import BestOfN, MHPowerSampler, TemperatureSampling
 from powersmc_core.samplers.greedy import GreedyDecoding
+from powersmc_core.samplers.lookahead import LookaheadSMC
 from powersmc_core.samplers.rollout_power import RolloutPowerSampler
 
 __all__ = [
@@ -356,6 +359,18 @@ def _rollout(
     )
 
 
+def _lookahead(
+    model: LanguageModel,
+    config: SMCConfig,
+    *,
+    stop: StopRule | None,
+    stream_every: int,
+    track_text: bool,
+    **_: Any,
+) -> Sampler:
+    return LookaheadSMC(model, config, stop=stop, track_text=track_text, stream_every=stream_every)
+
+
 _SMC_FIELDS = ("alpha", "n_particles", "schedule", "ess_threshold", "resampling")
 for _method in (
     Method(
@@ -414,6 +429,16 @@ for _method in (
         batches=False,  # one record per token
         static_cache=False,  # the batch fans out to N·K·M rollout rows
         bench=False,
+    ),
+    Method(
+        "lookahead",
+        "look-ahead SMC: rollout estimates of the future power mass twist proposal and "
+        "resampling (exact for pi_alpha; not on llama.cpp)",
+        _lookahead,
+        (*_SMC_FIELDS, "max_new_tokens", "seed"),
+        "#17becf",
+        static_cache=False,  # the rollouts fork N·K·M rows; a static cache holds N
+        bench=False,  # llama.cpp cannot fork its N sequences into N·K·M rollouts
     ),
 ):
     register(_method)
