@@ -245,7 +245,7 @@ def test_cli_answer_rules_and_paired_comparisons(tmp_path, capsys):
 
 def test_rows_carry_every_decision_rule():
     df = run_eval(toy_problems(6), list(METHODS), SETTINGS, model=ToyLM.trap(), progress=False)
-    single = df[~df["method"].isin(["smc", "bon", "rollout"])]  # N samples each
+    single = df[~df["method"].isin(["smc", "bon", "rollout", "lookahead"])]  # N samples each
     assert (single["answer_weighted"] == single["answer"]).all()
     assert (single["answer_majority"] == single["answer"]).all()
     assert (single["answer_mass"] == 1.0).all()

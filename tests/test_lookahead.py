@@ -86,9 +86,9 @@ def test_lookahead_is_registered_and_counts_rollout_forwards(single_thread):
 
 def test_lookahead_refuses_a_backend_it_cannot_fork():
     class FixedSequences:  # stands for llama.cpp: a context of N sequences
-        name = "fixed"
+        name, backend = "fixed", "llamacpp"
 
-    with pytest.raises(ValueError, match=r"cannot .*fixed number of sequences"):
+    with pytest.raises(ValueError, match=r"llama\.cpp's context holds a fixed number"):
         LookaheadSMC(FixedSequences(), SMCConfig())
 
     class Static:

@@ -20,7 +20,12 @@ import torch
 
 from powersmc_core.engine.config import SMCConfig
 from powersmc_core.models.toy import ToyLM, _n_prefixes, _prefix_index
-from powersmc_core.samplers.registry import METHODS, make_sampler, token_forwards
+from powersmc_core.samplers.registry import (
+    METHODS,
+    make_sampler,
+    token_forwards,
+    unavailable,
+)
 from powersmc_core.samplers.rollout_power import (
     RolloutPowerSampler,
     mean_conditional,
@@ -340,15 +345,18 @@ def test_on_an_hf_model_every_sample_keeps_its_own_cache(mode):
 
 
 def test_llamacpp_is_refused_with_a_reason():
-    class Fixed(ToyLM):
-        pass
+    class Fixed:  # stands for llama.cpp: a context of N sequences
+        name, backend = "fixed", "llamacpp"
 
-    Fixed.__module__ = "powersmc_core.models.llamacpp.model"
-    toy = ToyLM.trap()
-    fixed = Fixed.__new__(Fixed)
-    fixed.__dict__.update(toy.__dict__)
-    with pytest.raises(ValueError, match=r"llama\.cpp backend fixes its sequences"):
-        RolloutPowerSampler(fixed)
+    with pytest.raises(ValueError, match=r"llama\.cpp's context holds a fixed number"):
+        RolloutPowerSampler(Fixed())
+
+    class Static:  # the transformer backend with a static KV cache (exactly N rows)
+        name = "static"
+        static_cache = True
+
+    assert "static KV cache" in (unavailable("rollout", Static()) or "")
+    assert unavailable("rollout", ToyLM.trap()) is None and unavailable("smc", Fixed()) is None
 
 
 def test_a_stop_rule_ends_the_samples():

@@ -59,28 +59,28 @@ def _integer(name: str, value: object, low: int, high: int) -> None:
         raise ValueError(range_message(name, value, low, high))
 
 
-def fork_refusal(model: LanguageModel) -> str | None:
-    """Why the rollouts cannot fork this backend's state (None: they can).
+def fork_refusal(model: LanguageModel, method: str = "look-ahead SMC") -> str | None:
+    """Why ``method``'s rollouts cannot fork this backend's state (None: they can).
 
-    The toy's ``reorder`` returns a fresh state. The transformer backend's ``reorder`` and
+    The toy's ``reorder`` returns a fresh state; the transformer backend's ``reorder`` and
     ``advance`` rewrite one shared KV cache in place, so the rollouts fork a deep copy of it
-    (dynamic or copy-on-write cache; a static cache has exactly N preallocated rows).
-    llama.cpp's context holds a fixed number of sequences (N), fewer than N·K·M rollouts.
+    (``_forkable``). Refused: a static cache (exactly N preallocated rows) and llama.cpp,
+    whose context holds a fixed number of sequences (N), fewer than the N·K·M rollouts.
     """
-    if isinstance(model, ToyLM):
-        return None
-    if getattr(model, "static_cache", None) is False:  # models/hf without a static cache
-        return None
-    if getattr(model, "static_cache", None):
+    name = getattr(model, "name", type(model).__name__)
+    if getattr(model, "static_cache", False):
         return (
-            f"{model.name}: a static KV cache holds exactly N rows, and the rollouts need "
-            "N·K·M; load the model without static_cache for look-ahead SMC"
+            f"{name}: a static KV cache holds exactly N rows and {method}'s rollouts need "
+            "N·K·M; load the model without static_cache"
         )
-    return (
-        f"{type(model).__name__} ({model.name}): look-ahead SMC forks N·K·M rollout rows from "
-        "the particles' state, and this backend cannot (llama.cpp's context holds a fixed "
-        "number of sequences, N); use the toy or the transformer backend"
-    )
+    llamacpp = type(model).__module__.startswith("powersmc_core.models.llamacpp")
+    if llamacpp or getattr(model, "backend", None) == "llamacpp":
+        return (
+            f"{name} on llama.cpp: {method} forks N·K·M rollout rows from the particles' "
+            "state, and llama.cpp's context holds a fixed number of sequences (N); use the "
+            "toy or the torch backend"
+        )
+    return None
 
 
 def _forkable(model: LanguageModel, state: object) -> object:

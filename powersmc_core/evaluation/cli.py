@@ -31,6 +31,7 @@ from powersmc_core.evaluation.summary import (
 from powersmc_core.evaluation.sweep import settings_grid
 from powersmc_core.evaluation.tasks import TASKS, load_task
 from powersmc_core.models.errors import ModelLoadError
+from powersmc_core.samplers.registry import default_methods
 
 __all__ = ["add_arguments", "main"]
 
@@ -98,7 +99,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     methods = parser.add_argument_group("methods and sweep")
     methods.add_argument(
-        "--methods", default=",".join(METHODS), help=f"comma list from {','.join(METHODS)}"
+        "--methods",
+        default=",".join(default_methods()),
+        help=f"comma list from {','.join(METHODS)} (default: the ones not marked opt-in)",
     )
     methods.add_argument("--alpha", type=_floats, default=[4.0], help="alpha or a comma list")
     methods.add_argument(

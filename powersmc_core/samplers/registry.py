@@ -43,11 +43,13 @@ __all__ = [
     "Method",
     "Run",
     "Sampler",
+    "default_methods",
     "make_sampler",
     "method_colors",
     "method_view",
     "register",
     "token_forwards",
+    "unavailable",
     "unregister",
 ]
 
@@ -106,7 +108,10 @@ class Method:
     these only); ``cost`` is its compute accounting, token forwards of one run.
     ``batches``: its records can be batched (``stream_every`` > 1); ``static_cache``: it
     decodes one growing batch, so a static KV cache serves it (MH restarts from new
-    prefixes and does not); ``bench``: the latency bench times it by default.
+    prefixes and does not); ``bench``: the latency bench times it by default; ``default``:
+    in the default selection of the evaluation and Compare (False for the rollout methods,
+    which cost K·M·H forwards per token); ``forks``: it forks the particles' model state into
+    more rows than N (rollouts), which only some backends can (``unavailable``).
     """
 
     name: str
@@ -118,6 +123,8 @@ class Method:
     batches: bool = True
     static_cache: bool = True
     bench: bool = True
+    default: bool = True
+    forks: bool = False
 
 
 _REGISTRY: dict[str, Method] = {}
@@ -178,6 +185,19 @@ def method_view(
 def method_colors(extra: Mapping[str, str] | None = None) -> Mapping[str, str]:
     """name -> chart colour for every registered method, plus ``extra`` entries."""
     return method_view(lambda m: m.color, extra)
+
+
+def default_methods() -> list[str]:
+    """The methods selected unless a caller names others (registration order)."""
+    return [name for name, spec in _REGISTRY.items() if spec.default]
+
+
+def unavailable(name: str, model: LanguageModel) -> str | None:
+    """Why method ``name`` cannot run on ``model`` (None: it can): a method that forks
+    rollout rows needs a backend whose state can be forked (``lookahead.fork_refusal``)."""
+    from powersmc_core.engine.lookahead import fork_refusal
+
+    return fork_refusal(model) if _REGISTRY[name].forks else None
 
 
 def register(method: Method) -> Method:
@@ -429,6 +449,8 @@ for _method in (
         batches=False,  # one record per token
         static_cache=False,  # the batch fans out to N·K·M rollout rows
         bench=False,
+        default=False,  # K·M·H forwards per token: chosen on purpose, not by default
+        forks=True,
     ),
     Method(
         "lookahead",
@@ -439,6 +461,8 @@ for _method in (
         "#17becf",
         static_cache=False,  # the rollouts fork N·K·M rows; a static cache holds N
         bench=False,  # llama.cpp cannot fork its N sequences into N·K·M rollouts
+        default=False,  # K·M·H forwards per boundary and particle: chosen on purpose
+        forks=True,
     ),
 ):
     register(_method)

@@ -60,6 +60,7 @@ from dataclasses import dataclass
 import torch
 
 from powersmc_core.engine.choosers import WeightedChoice
+from powersmc_core.engine.lookahead import fork_refusal
 from powersmc_core.engine.proposals import TemperedProposal
 from powersmc_core.engine.records import SMCResult, StepRecord
 from powersmc_core.engine.staging import compute_dtype, nan_error
@@ -176,11 +177,8 @@ class RolloutPowerSampler:
                 "the jackknife leaves one rollout out, so it needs rollouts (M) >= 2, "
                 f"got {rollouts}; pass jackknife=False for the plain ratio"
             )
-        if type(model).__module__.startswith("powersmc_core.models.llamacpp"):
-            raise ValueError(
-                "rollout power sampling fans the batch out to N·K·M rollout rows; the "
-                "llama.cpp backend fixes its sequences at start: use the torch backend"
-            )
+        if (refusal := fork_refusal(model, "rollout power sampling")) is not None:
+            raise ValueError(refusal)
         self.model = model
         self.alpha = float(alpha)
         self.seed = seed
