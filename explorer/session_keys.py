@@ -21,7 +21,8 @@ HISTORY = "run_history"  # explorer.history: the session's run entries, newest f
 # ---- pages: the last result of each -----------------------------------------------------
 LIVE_ACTIVE = "live_active"  # the Admission of the Live SMC run in flight
 LIVE_LAST = "live_last"  # the RunEntry of the last finished or stopped live run
-COMPARE_LAST = "cmp_last"  # {"frame", "runs", "model"} of the last comparison
+COMPARE_ACTIVE = "cmp_active"  # the Admission of the comparison in flight (resumed on reruns)
+COMPARE_LAST = "cmp_last"  # comparison.ComparisonReport of the last comparison that ended
 TASK_LAST = "cmp_task_last"  # {"rows", "summary"} of the last task set
 THEORY_LAST = "theory_last"  # {(model, settings): results} of the last checks
 RUNS_RESTORED = "runs_restored"  # stored runs of the owner were loaded this session

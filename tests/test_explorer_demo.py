@@ -176,7 +176,7 @@ def test_compare_caps_are_clamped_with_a_message_and_the_runs_hold_a_slot(spy):
     assert "N 200 is outside [1, 32]; using 32" in warnings(at)
     assert "max new tokens 2000 is outside [1, 96]; using 96" in warnings(at)
     assert "MH steps 50 is outside [0, 8]; using 8" in warnings(at)
-    runs = at.session_state["cmp_last"]["runs"]
+    runs = at.session_state["cmp_last"].runs
     smc = next(done.result for done in runs if done.method == "smc")
     assert len(smc.weights) == 32
     assert len(spy.seen) >= len(runs) == len(COMPARE_METHODS)
