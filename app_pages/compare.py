@@ -1,7 +1,9 @@
 """Compare: one prompt through plain decoding, low temperature, Power-SMC, MH and best-of-N.
 
 Both modes (one prompt, a graded task set) run through `explorer.gate`: settings are
-clamped to the caps with a message, and the run holds a queue slot.
+clamped to the caps with a message, and the run holds a queue slot. A comparison is kept
+in session state (`comparison.CompareSession`): Stop keeps the methods that finished,
+any other rerun resumes it; each method gets a share of the run-time cap.
 """
 
 import streamlit as st
@@ -10,7 +12,7 @@ from explorer import comparison, inputs, models, page_kit
 from explorer import session_keys as keys
 from explorer.gate import LimitError, open_gate
 from explorer.page_kit import knob_input
-from explorer.views import comparison_results
+from explorer.views import comparison_results, run_comparison
 
 state = st.session_state
 gate = open_gate(state)
@@ -18,7 +20,9 @@ st.title("Compare methods")
 st.caption(
     "The same prompt through every sampler on the same model: latency (and its ratio to plain "
     "decoding), speed, the sequence log-likelihood per token of the returned completion, and the "
-    "answer, graded when the prompt is a preset with a known answer."
+    "answer, graded when the prompt is a preset with a known answer (only if it ended). Each "
+    "method gets a share of the run-time cap (at least an equal share of what is left, more "
+    "when the methods before it were quick); Stop keeps what finished."
 )
 
 model, model_name = page_kit.load_model_or_stop()
@@ -33,56 +37,58 @@ picked = page_kit.pick_prompt(
 )
 prompt, reference = picked.prompt, picked.reference
 
-c1, c2, c3, c4, c5 = st.columns(5)
+defaults = comparison.page_defaults(toy, gate.settings.enabled)  # demo: finishes in the cap
+c1, c2, c3, c4, c5, c6 = st.columns(6)
 requested = {
     "alpha": knob_input(c1, "alpha", "α (power)", "cmp_alpha", 4.0, 0.5),
     "n_particles": knob_input(
-        c2, "n_particles", "N (SMC particles, best-of-N)", "cmp_n", 8 if toy else 4, 1
+        c2, "n_particles", "N (SMC particles, best-of-N)", "cmp_n", defaults["n_particles"], 1
     ),
     "max_new_tokens": knob_input(
-        c3, "max_new_tokens", "max new tokens", "cmp_max_tokens", 8 if toy else 32, 8
+        c3, "max_new_tokens", "max new tokens", "cmp_max_tokens", defaults["max_new_tokens"], 8
     ),
     "seed": knob_input(c5, "seed", "seed", "cmp_seed", 0, 1),
 }
-mh_steps = c4.number_input("MH steps per block", value=4, step=1, key="cmp_mh_steps")
+mh_steps = c4.number_input(
+    "MH steps per block", value=defaults["mh_steps"], step=1, key="cmp_mh_steps"
+)
+repeats = c6.number_input(
+    "repeats (timing)", value=1, step=1, key="cmp_repeats", help=comparison.REPEATS_HELP
+)
+offered, chosen, not_offered = comparison.method_choices(model)
 methods = st.multiselect(
     "Methods",
-    list(comparison.COMPARE_METHODS),
-    default=list(comparison.COMPARE_METHODS),
+    offered,
+    default=chosen,
     format_func=comparison.COMPARE_METHODS.get,
     key="cmp_methods",
+    help="Rollout methods (look-ahead SMC, rollout power sampling) are opt-in: each token "
+    "costs K·M·H rollout forwards.",
 )
+for note in not_offered:
+    st.caption(inputs.escape_markdown(f"Not offered on this model: {note}"))
 stop_rule = st.selectbox("stop rule", inputs.STOP_RULES, index=0 if toy else 1, key="cmp_stop_rule")
 
-admitted = None
-if st.button("Run comparison", type="primary", key="cmp_run"):
-    queue_box = st.empty()
+# The comparison in flight lives in session state: Stop (a rerun) keeps what finished,
+# any other rerun resumes it; the gate frees its queue slot whichever way it ends.
+session = comparison.CompareSession(state)
+b1, b2, _ = st.columns([2, 1, 5])
+run_clicked = b1.button("Run comparison", type="primary", key="cmp_run")
+stop_clicked = b2.button("Stop", key="cmp_stop", icon=":material/stop:")
+queue_box = st.empty()
+if stop_clicked and session.stop() is None:
+    queue_box.info("No comparison is running.")
+if run_clicked:
     admitted = page_kit.admit(
-        gate.compare, model, model_name, requested, prompt, methods, mh_steps, stop_rule
-    )
-if admitted is not None:
-    ran = page_kit.run_with_status(
-        gate,
-        admitted,
-        "Running the methods…",
-        len(methods),
-        line=lambda done: f"{comparison.COMPARE_METHODS[done.method]}: {done.seconds:.2f} s",
-        done=lambda n, capped: f"Ran {n} methods" + (" (run-time cap reached)" if capped else ""),
-        queue_box=queue_box,
-    )
-    if ran is not None:
-        if ran.timed_out:
-            st.warning(
-                f"Stopped at the run-time cap ({gate.settings.max_run_seconds:g} s) after "
-                f"{len(ran.events)} of {len(methods)} methods."
-            )
-        state[keys.COMPARE_LAST] = {
-            "frame": comparison.comparison_frame(ran.events, model, reference),
-            "runs": ran.events,
-            "model": model_name,
-        }
-if (last := state.get(keys.COMPARE_LAST)) is not None:
-    comparison_results(last["frame"], last["runs"], last["model"])
+        gate.compare, model, model_name, requested, prompt, methods, mh_steps, stop_rule,
+        repeats, reference=reference,
+    )  # fmt: skip
+    if admitted is not None:
+        session.start(admitted)
+if session.active is not None:
+    run_comparison(gate, session, queue_box)
+if (last := session.last) is not None:
+    comparison_results(last)
 
 # ---- task mode: a small graded task set through the evaluation harness ----------------
 api = comparison.evaluation_api()

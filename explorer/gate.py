@@ -98,7 +98,8 @@ class Admission:
     """A request the gate accepted: clamped settings, encoded prompt, notes on what changed.
 
     It holds no running sampler; ``Gate.running`` starts it. ``live`` is set for a Live
-    SMC run, which a page keeps in session state across reruns and resumes.
+    SMC run and ``compare`` for a comparison, which a page keeps in session state across
+    reruns and resumes.
     """
 
     kind: str  # "live" | "compare" | "task set" | "theory"
@@ -107,6 +108,7 @@ class Admission:
     notes: tuple[str, ...]
     job: Job = field(repr=False)
     live: LiveRun | None = None
+    compare: comparison.Comparison | None = None
     created: float = field(default_factory=time.time)
 
     def finish(self) -> RunEntry:
@@ -260,10 +262,16 @@ class Gate:
         methods: Sequence[str],
         mh_steps: Any,
         stop_rule: str,
+        repeats: Any = 1,
+        reference: str | None = None,
     ) -> Admission:
-        """Every method on one prompt; one ``MethodDone`` event per method."""
+        """Every method on one prompt, ``repeats`` rounds; one ``MethodDone`` per run.
+
+        Its ``Comparison`` (``Admission.compare``) is kept by the page across reruns; each
+        run gets a share of what is left of the run-time cap (``comparison.run_budget``)."""
         config, notes = self.clamp(requested)
         steps = self.cap("MH steps", mh_steps, 0, self.settings.max_mh_steps, notes)
+        rounds = self.cap("repeats", repeats, 1, self.settings.max_compare_repeats, notes)
         ids = prompt_ids(model, prompt, self.settings)
         make_stop(stop_rule)  # validate once; each method gets a fresh rule
         unknown = [m for m in methods if m not in comparison.COMPARE_METHODS]
@@ -272,19 +280,28 @@ class Gate:
                 f"unknown methods {unknown or list(methods)}; "
                 f"choose from {list(comparison.COMPARE_METHODS)}"
             )
+        offered, _, why = comparison.method_choices(model)
+        if refused := [m for m in methods if m not in offered]:
+            raise InputError(f"not on this model: {', '.join(refused)} ({'; '.join(why)})")
+        compared = comparison.Comparison(
+            model,
+            ids,
+            methods,
+            config,
+            steps,
+            lambda: make_stop(stop_rule),
+            repeats=rounds,
+            reference=reference,
+            model_name=model_name,
+            cap_s=self.settings.max_run_seconds,
+            demo=self.settings.enabled,
+        )
 
         def job(run: GatedRun) -> Iterator[Any]:
-            return comparison.compare_runs(
-                model,
-                ids,
-                methods,
-                config,
-                steps,
-                lambda: make_stop(stop_rule),
-                on_step=run.checkpoint,  # the cap holds within one step of a method
-            )
+            # checkpoint after every step: the cap holds within one step of a method.
+            return compared.runs(on_step=run.checkpoint, time_left=run.slot.time_left)
 
-        return Admission("compare", model_name, config, tuple(notes), job)
+        return Admission("compare", model_name, config, tuple(notes), job, compare=compared)
 
     def task_set(
         self,

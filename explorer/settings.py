@@ -35,8 +35,9 @@ POWERSMC_PUBLIC_URL                    (none)     the app's public address for s
                                                   (behind a reverse proxy); else the browser's
 =====================================  =========  ===========================================
 
-The MH steps per block, the Theory lab's runs per point and the task-set size have
-demo caps too (``DEMO_CAPS``: 8, 50 and 10), fixed here rather than by variables.
+The MH steps per block, the Theory lab's runs per point, the task-set size and the
+Compare timing repeats have demo caps too (``DEMO_CAPS``: 8, 50, 10 and 3), fixed here
+rather than by variables.
 """
 
 from __future__ import annotations
@@ -101,6 +102,7 @@ class DemoSettings:
     max_mh_steps: int = 64  # MH proposals per block (Compare)
     max_theory_runs: int = 500  # Monte-Carlo runs per point (Theory lab)
     max_task_problems: int = 50  # problems of a task set (Compare)
+    max_compare_repeats: int = 20  # timed runs of every method (Compare)
     max_run_seconds: float = 3600.0
     max_prompt_tokens: int | None = None  # None: the model's own limit
     max_upload_bytes: int = 20 * 1024 * 1024
@@ -211,6 +213,7 @@ DEMO_CAPS: dict[str, Any] = {
     "max_mh_steps": 8,
     "max_theory_runs": 50,
     "max_task_problems": 10,
+    "max_compare_repeats": 3,
     "max_run_seconds": 60.0,
     "max_prompt_tokens": 256,
     "max_upload_bytes": 5 * 1024 * 1024,

@@ -8,7 +8,8 @@ one step's particles (Live SMC and Runs); ``run_summary`` is a finished run's
 completion, metrics and answer (``share_box`` its full share link); ``replay_section`` is
 the Runs page's replay of a run: Play / Pause (at most ``replay.MAX_PLAY_FRAMES``
 frames, only the light charts while playing), the step's metrics and leader text, the
-charts and particle table; ``comparison_results`` is the Compare table and charts.
+charts and particle table; ``run_comparison`` runs (or resumes) a comparison in a status
+box and ``comparison_results`` draws its table, notes and charts.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import time
 from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from typing import Any
 
-import pandas as pd
 import streamlit as st
 
 from explorer import (
@@ -32,6 +32,7 @@ from explorer import (
 )
 from explorer.events import MethodDone
 from explorer.history import RunEntry
+from explorer.limits import LimitError
 from powersmc_core.engine import genealogy
 from powersmc_core.engine.records import StepRecord
 from powersmc_core.plotting import live as charts
@@ -44,6 +45,7 @@ __all__ = [
     "comparison_results",
     "particle_table",
     "replay_section",
+    "run_comparison",
     "run_summary",
     "share_box",
 ]
@@ -330,33 +332,106 @@ def run_summary(entry: RunEntry) -> None:
 
 
 COMPARE_COLUMNS = {
-    "latency [s]": st.column_config.NumberColumn(format="%.3f"),
-    "× plain": st.column_config.NumberColumn(format="%.1f×"),
+    **{
+        name: st.column_config.NumberColumn(format="%.3f")
+        for repeats in (1, 2)
+        for name in comparison.latency_columns(repeats)[:1]
+    },
+    **{
+        name: st.column_config.NumberColumn(format="%.1f×")
+        for repeats in (1, 2)
+        for name in comparison.latency_columns(repeats)[1:]
+    },
     "tokens/s": st.column_config.NumberColumn(format="%.1f"),
     "log p": st.column_config.NumberColumn(format="%.2f"),
     "log p / token": st.column_config.NumberColumn(format="%.3f"),
 }
 
 
-def comparison_results(frame: pd.DataFrame, runs: Sequence[MethodDone], model_name: str) -> None:
-    """The Compare table, log-likelihood per token, and MH's acceptance traces."""
-    st.subheader(f"Results on {inputs.escape_markdown(model_name)}")
-    st.dataframe(
-        comparison.comparison_table(frame),
-        hide_index=True,
-        column_config=COMPARE_COLUMNS,
-        key="cmp_table",
-    )
+def comparison_results(report: comparison.ComparisonReport) -> None:
+    """The last comparison: why it ended early (if it did) and what to change, the table
+    with how its latencies were measured and the machine's load, log-likelihood per token
+    and MH's acceptance."""
+    st.subheader(f"Results on {inputs.escape_markdown(report.model)}")
+    for note in report.notes():
+        st.warning(inputs.escape_markdown(note))
+    table = comparison.comparison_table(report.frame, report.repeats)
+    columns = {**COMPARE_COLUMNS}
+    if report.repeats > 1:  # "latency [s] (median of 3)": whatever the count
+        latency = comparison.latency_columns(report.repeats)[0]
+        columns[latency] = st.column_config.NumberColumn(format="%.3f")
+    st.dataframe(table, hide_index=True, column_config=columns, key="cmp_table")
+    st.caption(inputs.escape_markdown(report.timing_note()))
     left, right = st.columns(2)
-    left.plotly_chart(charts.loglik_per_token_figure(frame), key="cmp_loglik")
-    traces = {
-        f"MH (final acceptance {extras.get('acceptance_rate', float('nan')):.2f})": extras[
-            "acceptance_trace"
-        ]
-        for done in runs
-        if done.method == "mh" and (extras := done.result.extras)
-    }
-    right.plotly_chart(charts.mh_acceptance_figure(traces), key="cmp_mh")
+    left.plotly_chart(charts.loglik_per_token_figure(report.frame), key="cmp_loglik")
+    traces, empty = report.mh_traces()
+    right.plotly_chart(charts.mh_acceptance_figure(traces, empty), key="cmp_mh")
+
+
+def run_comparison(
+    gate: Any, session: comparison.CompareSession, queue_box: Any
+) -> comparison.ComparisonReport | None:
+    """Run (or resume) the comparison in flight inside the gate's queue slot, in a status
+    box: a line per finished run and, at most every 0.3 s, the run in progress (each such
+    redraw is where Streamlit can interrupt the script: Stop). Ends it as the last report.
+
+    A refused request (busy visitor, full queue): one warning, and what had run is kept.
+    """
+    admitted = session.active
+    compared: comparison.Comparison = admitted.compare
+    total, repeats = compared.total, compared.repeats
+
+    def line(done: MethodDone) -> str:
+        name = comparison.COMPARE_METHODS[done.method]
+        round_ = f" (repeat {done.repeat + 1} of {repeats})" if repeats > 1 else ""
+        cut = f": {done.cut_label}" if done.cut else ""
+        return inputs.escape_markdown(f"{name}{round_}: {done.seconds:.2f} s{cut}")
+
+    def on_wait(position: int, waited: float) -> None:
+        queue_box.info(gate.queue_message(position, waited))
+
+    # A fast rerun (any click during the run) starts this script run while the last one
+    # is still inside a step: it ends at its next redraw and gives the slot back first.
+    compared.wait_idle()
+    try:
+        with (
+            compared.held(),
+            st.status("Running the methods…", expanded=True) as box,
+            gate.running(admitted, on_wait) as run,
+        ):
+            queue_box.empty()
+            for done in compared.done:  # resumed after a rerun: what already ran
+                st.write(line(done))
+            bar = st.progress(len(compared.done) / total)
+            now = st.empty()
+            drawn = [0.0]
+
+            def watch(method: str, repeat: int, steps: int, seconds: float, budget) -> None:
+                if time.monotonic() - drawn[0] < 0.3:
+                    return
+                drawn[0] = time.monotonic()
+                share = f" of its {budget:.0f} s share" if budget is not None else ""
+                round_ = f", repeat {repeat + 1} of {repeats}" if repeats > 1 else ""
+                now.caption(
+                    f"{comparison.COMPARE_METHODS[method]}{round_}: step {steps}, "
+                    f"{seconds:.1f} s{share}"
+                )
+
+            compared.watch = watch  # cleared by ``held`` on the way out
+            for done in run.events():
+                st.write(line(done))
+                bar.progress(min(1.0, len(compared.done) / total))
+            now.empty()
+            ran = len(compared.done)
+            label = f"Ran {ran} of {total} method runs" + (
+                " (run-time cap reached)" if run.timed_out else ""
+            )
+            box.update(label=label, state="complete", expanded=False)
+    except LimitError as err:
+        session.stop()  # keeps what ran before a resumed request was refused
+        queue_box.warning(inputs.escape_markdown(err))
+        return None
+    return session.finish(run.timed_out)
 
 
 # ---- Runs: the replay of one run (Play / Pause, the step's metrics and text) -----------

@@ -184,7 +184,7 @@ def test_compare_caps_are_clamped_with_a_message_and_the_runs_hold_a_slot(spy):
     no_exception(at)
     assert not at.error, [plain(e.value) for e in at.error]
     assert "MH steps must be in [0, 8]; got 50; using 8" in warnings(at)
-    runs = at.session_state["cmp_last"]["runs"]
+    runs = at.session_state["cmp_last"].runs
     smc = next(done.result for done in runs if done.method == "smc")
     assert len(smc.weights) == 32
     assert len(spy.seen) >= len(runs) == len(COMPARE_METHODS)
