@@ -24,6 +24,7 @@ from powersmc_core.io.trace import TraceError
 from powersmc_core.models.loading import load_model
 from powersmc_core.plotting import live as charts
 from powersmc_core.plotting.style import particle_colors
+from powersmc_core.samplers.registry import METHODS, default_methods
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
@@ -578,7 +579,11 @@ def test_compare_page_runs_every_method_on_a_toy():
     no_exception(at)
     assert not at.error
     frame = at.dataframe[0].value
-    assert len(frame) == len(comparison.COMPARE_METHODS)
+    # Every method runs on a toy; the rollout methods (K·M·H forwards a token) are opt-in.
+    picker = at.multiselect(key="cmp_methods")
+    assert list(picker.options) == [comparison.COMPARE_METHODS[m] for m in METHODS]
+    assert picker.value == default_methods() and "lookahead" not in picker.value
+    assert len(frame) == len(default_methods()) == len(METHODS) - 2
     # One run per method by default: the headers say so (repeats > 1 shows medians).
     shown = {"latency [s] (one run)", "× plain (one run)", "tokens/s", "log p / token"}
     assert shown | {"answer", "correct"} <= set(frame)

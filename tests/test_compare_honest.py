@@ -140,7 +140,7 @@ def test_a_run_budget_leaves_a_reserve_for_the_runs_after_it():
 
 def test_repeats_are_clamped_through_the_gate(trap):
     admitted = gate(DEMO).compare(trap, "toy-trap", {}, [], ["base"], 0, "EOS only", 10)
-    assert "repeats 10 is outside [1, 3]; using 3" in admitted.notes
+    assert "repeats must be in [1, 3]; got 10; using 3" in admitted.notes
     assert admitted.compare.repeats == 3
     with pytest.raises(InputError, match="repeats must be in"):
         gate(DEMO).compare(trap, "toy-trap", {}, [], ["base"], 0, "EOS only", 0)

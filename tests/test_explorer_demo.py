@@ -17,10 +17,10 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from explorer import models
-from explorer.comparison import COMPARE_METHODS
 from explorer.limits import global_limiter
 from powersmc_core.models.loading import load_model
 from powersmc_core.models.toy import ToyLM
+from powersmc_core.samplers.registry import default_methods
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
@@ -187,7 +187,7 @@ def test_compare_caps_are_clamped_with_a_message_and_the_runs_hold_a_slot(spy):
     runs = at.session_state["cmp_last"].runs
     smc = next(done.result for done in runs if done.method == "smc")
     assert len(smc.weights) == 32
-    assert len(spy.seen) >= len(runs) == len(COMPARE_METHODS)
+    assert len(spy.seen) >= len(runs) == len(default_methods())  # rollout methods: opt-in
     assert_held_one_slot_per_run(spy)
 
 
