@@ -115,12 +115,12 @@ if active is not None:
             charts = new_charts()
     if run is not None and run.timed_out:
         status.warning(
-            f"Stopped at the demo's run-time cap after {len(entry.records)} steps; "
+            f"Stopped at the demo's run-time cap after {inputs.count(len(entry.records), 'step')}; "
             f"the decoded part is kept (run {entry.run_id})."
         )
     else:
         status.success(
-            f"Finished: {len(entry.records)} steps in {entry.compute_s:.2f} s of sampling "
+            f"Finished: {inputs.count(len(entry.records), 'step')} in {entry.compute_s:.2f} s of sampling "
             f"({entry.result.elapsed:.2f} s with live charts); run {entry.run_id} saved to Runs."
         )
     with area:

@@ -57,6 +57,7 @@ __all__ = [
     "check_prompt_tokens",
     "clamp_config",
     "clean_stop_strings",
+    "count",
     "encode_prompt",
     "escape_markdown",
     "field_bounds",
@@ -229,6 +230,11 @@ FIELD_LABELS = {
     "proposal_temperature": "proposal τ",
     "chopthin_eta": "chopthin η",
 }
+
+
+def count(n: int, noun: str) -> str:
+    """'1 step', '2 steps': a count with its noun in the right number."""
+    return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"
 
 
 def field_bounds(settings: DemoSettings) -> dict[str, tuple[Any, Any]]:

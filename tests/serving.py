@@ -104,7 +104,9 @@ CONTENT_HEIGHT = """() => {
     return main ? Math.ceil(main.getBoundingClientRect().height) + 80 : 2400;
 }"""
 # The Live page's status line once a run has ended (finished, or cut by the demo's cap).
-RUN_ENDED = re.compile(r"^(Finished: \d+ steps|Stopped at the demo's run-time cap after \d+ steps)")
+RUN_ENDED = re.compile(
+    r"^(Finished: [\d,]+ steps?|Stopped at the demo's run-time cap after [\d,]+ steps?)"
+)
 _DTYPES = {"i1": "b", "u1": "B", "i2": "h", "u2": "H", "i4": "i", "u4": "I", "f4": "f", "f8": "d"}
 
 
@@ -203,6 +205,9 @@ class AppPage:
             if ended:
                 self.settle()
                 self.page.get_by_text(CHOSEN_HEADING).first.wait_for()
+                # The summary streams in after its heading: its metrics come last.
+                self.page.locator('[data-testid="stMetric"]').last.wait_for()
+                self.settle()
                 return ended[0]
             if errors := self.page.locator('[data-testid="stException"]').all_inner_texts():
                 raise AssertionError(f"exception on the page: {errors[0][:500]}")
