@@ -28,10 +28,12 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from powersmc_core.engine.config import SMCConfig
+from powersmc_core.engine.lookahead import LookaheadConfig
 from powersmc_core.engine.records import SMCResult
 from powersmc_core.engine.run import PowerSMC
 from powersmc_core.engine.stopping import StopRule
 from powersmc_core.models.base import LanguageModel
+from powersmc_core.models.toy import ToyLM
 from powersmc_core.samplers.baselines import BestOfN, MHPowerSampler, TemperatureSampling
 from powersmc_core.samplers.greedy import GreedyDecoding
 from powersmc_core.samplers.lookahead import LookaheadSMC
@@ -388,7 +390,12 @@ def _lookahead(
     track_text: bool,
     **_: Any,
 ) -> Sampler:
-    return LookaheadSMC(model, config, stop=stop, track_text=track_text, stream_every=stream_every)
+    # On a toy every next token is a candidate (K = V): a rare token is found at all only
+    # if it is looked at, and a toy's vocabulary is small enough to look at all of it.
+    looked = LookaheadConfig(k=min(model.vocab_size, 64)) if isinstance(model, ToyLM) else None
+    return LookaheadSMC(
+        model, config, stop=stop, track_text=track_text, stream_every=stream_every, lookahead=looked
+    )
 
 
 _SMC_FIELDS = ("alpha", "n_particles", "schedule", "ess_threshold", "resampling")
