@@ -300,6 +300,12 @@ def test_closed_sockets_stop_their_runs_and_never_more_than_two_jobs_live(demo):
     asyncio.run(scenario())
 
 
+def refused(status: int) -> bool:
+    """A refused PUT: a 4xx, or 0 when the server answered before reading the body and
+    closed, and the kernel's reset (unread body) overtook its 413 (seen under load)."""
+    return status == 0 or 400 <= status < 500
+
+
 def test_upload_puts_over_the_cap_or_the_session_budget_are_refused(demo):
     """A PUT over the demo's upload cap is refused; PUTs of valid sizes stop being accepted
     once the session holds its byte budget (413), whatever file ids they name."""
@@ -308,16 +314,16 @@ def test_upload_puts_over_the_cap_or_the_session_budget_are_refused(demo):
         async with demo.client("127.0.0.14") as c:
             await c.open("runs")
             status, _ = await c.put_file("big.jsonl", b"x" * int((UPLOAD_MB + 0.5) * MB))
-            assert 400 <= status < 500, f"a {UPLOAD_MB + 0.5} MB PUT got {status}"
+            assert refused(status), f"a {UPLOAD_MB + 0.5} MB PUT got {status}"
             size = int(4.5 * MB)
             statuses = []
             for i in range(SESSION_MAX_MB // 4 + 2):
                 status, _ = await c.put_file(f"part{i}.jsonl", b"y" * size)
                 statuses.append(status)
-                if status >= 400:
+                if refused(status):
                     break
-            accepted = sum(1 for s in statuses if s < 300)
-            assert statuses[-1] == 413, statuses
+            accepted = sum(1 for s in statuses if 200 <= s < 300)
+            assert statuses[-1] in (0, 413), statuses
             assert accepted * size <= SESSION_MAX_MB * MB, statuses
 
     asyncio.run(scenario())
