@@ -240,9 +240,15 @@ class AppPage:
                 trace["x"], trace["y"] = plain_array(trace["x"]), plain_array(trace["y"])
         return charts
 
-    def chart(self, key_prefix: str) -> dict[str, Any]:
-        """The one chart whose Streamlit key starts with ``key_prefix``."""
-        found = [c for c in self.charts() if c["key"].startswith(key_prefix)]
+    def chart(self, key_prefix: str, timeout_s: float = 30) -> dict[str, Any]:
+        """The one chart whose Streamlit key starts with ``key_prefix``; read again for up to
+        ``timeout_s`` while a redraw (a chart element replaced by its successor) is under way."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            found = [c for c in self.charts() if c["key"].startswith(key_prefix)]
+            if len(found) == 1 or time.monotonic() > deadline:
+                break
+            self.page.wait_for_timeout(250)
         assert len(found) == 1, f"{len(found)} charts keyed {key_prefix}*: {self.chart_keys()}"
         return found[0]
 
