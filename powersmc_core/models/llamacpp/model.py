@@ -6,8 +6,8 @@ float32 forward per step; llama.cpp runs the quantised weights directly (≈ 100
 *sequences*:
 
 * ``start(prompt, n)``: a fresh llama context per run (``Context``), the prompt
-  decoded once into one sequence, then ``llama_memory_seq_cp`` fans it out to the
-  other n − 1 sequences (a copy of cells, never a recomputation).
+  decoded once into one sequence, then copied to the other n − 1 sequences (a copy of
+  the prompt's cells, never a recomputation).
 * ``advance``: one ``llama_decode`` of one token per active row (row i at position
   ``length`` in its own sequence), logits requested for every row; the (A, V) logits
   buffer is viewed as a tensor without a copy and log-softmaxed. Finished rows are
@@ -15,8 +15,18 @@ float32 forward per step; llama.cpp runs the quantised weights directly (≈ 100
 * ``reorder``: slots map to sequence ids (``LlamaState.seqs``). The first slot that
   takes an old row keeps its sequence id, so a permutation (cycles included) costs
   nothing and needs no spare sequence; every further copy gets a free id and one
-  ``llama_memory_seq_cp``; rows nobody continues are removed. n live slots never
-  need more than n ids.
+  cell-exact copy (``Context.copy``: the cells the row uses, ≈ its length, read once
+  per source row); rows nobody continues are removed. n live slots never need more
+  than n ids.
+* ``fork(state, rows, room, capacity)``: a NEW context whose row i is row rows[i] of
+  ``state`` (which stays as it was), sized for length + room + 1 cells per row and
+  ``capacity`` sequences; the look-ahead and rollout samplers advance their rollouts
+  there. Each distinct source row is read once and written to its destinations.
+
+Copies go through ``llama_state_seq_get_data``/``set_data`` rather than
+``llama_memory_seq_cp``: with one stream per sequence, seq_cp copies the destination's
+whole stream buffer (every cell the context reserves per row: 2.3 ms at 512 cells,
+10 ms at 2048) whatever the prefix, and cannot cross contexts.
 
 Each sequence has its own KV stream (``kv_unified=False``). The unified cache, where
 a copy only tags shared cells, returned rows 0.3–0.8 nats away from a fresh decode
@@ -24,7 +34,9 @@ after a resampling (seq_rm then seq_cp) in llama-cpp-python 0.3.36; the per-sequ
 streams agree with a fresh decode exactly (0.0 measured).
 
 Capacity: every row gets prompt + ``max_new_tokens`` + 1 cells (a constructor
-argument; ``start`` cannot know the run's length). A longer run doubles the cells
+argument; ``start`` cannot know the run's length), rounded up by llama.cpp to a
+multiple of 256 (``CELL_PAD``); a fork's rows get length + room + 1. A context holds
+at most 256 sequences (``MAX_SEQUENCES``). A longer run doubles the cells
 and re-decodes the live rows from the token history the state keeps (rare; the
 history is a few KB).
 
@@ -56,7 +68,7 @@ from powersmc_core.models.gguf_cache import (
     prepare_gguf_cache,
 )
 from powersmc_core.models.instances import shared
-from powersmc_core.models.llamacpp.context import Context, weights
+from powersmc_core.models.llamacpp.context import MAX_SEQUENCES, Context, weights
 from powersmc_core.models.llamacpp.runtime import default_threads
 from powersmc_core.models.names import parse_model_name
 from powersmc_core.models.text_io import TokenizerText, collect_eos_token_ids
@@ -186,10 +198,48 @@ class LlamaCppModel(TokenizerText):
             for seq in np.setdiff1d(old[old >= 0], kept):  # rows nobody continues
                 context.remove(seq)
             free = np.setdiff1d(np.arange(context.n_seq, dtype=np.int32), kept)
-            for slot, seq in zip(copies, free, strict=False):  # len(free) >= len(copies)
-                context.copy(seqs[slot], seq)
-                seqs[slot] = seq
+            if free.size < copies.size:
+                raise ValueError(
+                    f"reorder needs {kept.size + copies.size} sequences, the context holds "
+                    f"{context.n_seq}: fork the state with a larger capacity"
+                )
+            dests = free[: copies.size]
+            sources = seqs[copies]
+            for source in np.unique(sources):  # each source row read once
+                context.copy(int(source), dests[sources == source])
+            seqs[copies] = dests
         return LlamaState(state.context, seqs, state.length, state.prompt, state.history[picks])
+
+    def fork(
+        self, state: LlamaState, rows: torch.Tensor, room: int = 0, capacity: int | None = None
+    ) -> LlamaState:
+        """A new state in a new context whose row i is row rows[i] of ``state`` (untouched).
+
+        Each row gets state.length + room + 1 cells and the context ``capacity`` sequences
+        (default len(rows); more when the fork will be reordered into more rows). Each
+        distinct live source row is read once and written to its destinations: the work is
+        (destinations) x (the source's cells), independent of either context's size.
+        """
+        picks = rows.detach().to("cpu", torch.long).numpy()
+        n = picks.size
+        capacity = n if capacity is None else int(capacity)
+        if n < 1 or capacity < n:
+            raise ValueError(f"fork needs 1 <= len(rows) = {n} <= capacity = {capacity}")
+        if capacity > MAX_SEQUENCES:
+            raise ValueError(
+                f"fork needs {capacity} rows; llama.cpp holds at most {MAX_SEQUENCES} sequences "
+                "in a context: lower the number of rows"
+            )
+        if room < 0:
+            raise ValueError(f"room must be >= 0, got {room}")
+        context = Context(self.weights, state.length + room + 1, capacity, self.threads)
+        sources = state.seqs[picks]
+        seqs = np.where(sources >= 0, np.arange(n, dtype=np.int32), -1).astype(np.int32)
+        for source in np.unique(sources[sources >= 0]):
+            snapshot = state.context.read(int(source))
+            for dest in seqs[sources == source]:
+                context.write(snapshot, int(dest))
+        return LlamaState(context, seqs, state.length, state.prompt, state.history[picks])
 
     def next_token_logprobs(self, prefix: Sequence[int]) -> torch.Tensor:
         """log p(. | prefix) from a fresh context (slow path for checks)."""
@@ -223,8 +273,8 @@ class LlamaCppModel(TokenizerText):
             if context.decode(chunk, positions, np.full(chunk.size, seqs[0]), last) != 0:
                 raise ModelLoadError(f"llama.cpp context too small for {prompt_ids.size} tokens")
         logits = context.logits(1).clone()  # the regrowth decodes below overwrite the buffer
-        for seq in seqs[1:]:
-            context.copy(int(seqs[0]), int(seq))
+        if seqs.size > 1:
+            context.copy(int(seqs[0]), seqs[1:])
         rows, steps = generated.shape
         if steps:
             tokens = generated.reshape(-1)
