@@ -85,11 +85,13 @@ def test_lookahead_is_registered_and_counts_rollout_forwards(single_thread):
 
 
 def test_lookahead_refuses_a_backend_it_cannot_fork():
-    class FixedSequences:  # stands for llama.cpp: a context of N sequences
-        name, backend = "fixed", "llamacpp"
+    class FixedSequences:  # stands for llama.cpp: at most 256 sequences per context
+        name, backend, vocab_size = "fixed", "llamacpp", 1000
 
-    with pytest.raises(ValueError, match=r"llama\.cpp's context holds a fixed number"):
-        LookaheadSMC(FixedSequences(), SMCConfig())
+    look = LookaheadConfig(k=4, m=4)
+    with pytest.raises(ValueError, match=r"N·K·M = 512 rollout rows; llama\.cpp holds at most 256"):
+        LookaheadSMC(FixedSequences(), SMCConfig(n_particles=32), look)
+    assert LookaheadSMC(FixedSequences(), SMCConfig(n_particles=16), look).lookahead == look
 
     class Static:
         name, static_cache = "static", True

@@ -344,12 +344,13 @@ def test_on_an_hf_model_every_sample_keeps_its_own_cache(mode):
     assert token_forwards(result) > 0 and math.isnan(result.log_z)
 
 
-def test_llamacpp_is_refused_with_a_reason():
-    class Fixed:  # stands for llama.cpp: a context of N sequences
-        name, backend = "fixed", "llamacpp"
+def test_llamacpp_is_refused_above_256_rows_with_a_reason():
+    class Fixed:  # stands for llama.cpp: at most 256 sequences per context
+        name, backend, vocab_size = "fixed", "llamacpp", 1000
 
-    with pytest.raises(ValueError, match=r"llama\.cpp's context holds a fixed number"):
-        RolloutPowerSampler(Fixed())
+    with pytest.raises(ValueError, match=r"N·K·M = 512 rollout rows; llama\.cpp holds at most 256"):
+        RolloutPowerSampler(Fixed(), n_samples=8, candidates=8, rollouts=8)
+    assert RolloutPowerSampler(Fixed(), n_samples=4, candidates=8, rollouts=8).rollouts == 8
 
     class Static:  # the transformer backend with a static KV cache (exactly N rows)
         name = "static"

@@ -26,13 +26,13 @@ E[Ẑ] = Z; a good ζ̂ only lowers the variance. (Stop rules and the length cap
 the rollouts only through EOS and the remaining depth: ζ̂ is then a cruder twist, still exact.)
 
 Cost per boundary: N·K + (active rollout rows) token forwards for each of the H rollout
-steps, N·K·M rows at most; the batch is forked with the backend's ``reorder`` and advanced
-by one batched ``advance`` per rollout step (a Python loop over depth only).
+steps, N·K·M rows at most; the batch is forked (``models.forking.fork``: a new state, the
+particles' untouched) and advanced by one batched ``advance`` per rollout step (a Python
+loop over depth only).
 """
 
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass
 
@@ -42,9 +42,10 @@ from powersmc_core.engine.config import range_message
 from powersmc_core.engine.staging import Draw, compute_dtype
 from powersmc_core.engine.tempering import draw_rows
 from powersmc_core.engine.weights import ess_tensor, reweight
+from powersmc_core.models import forking
 from powersmc_core.models.base import LanguageModel
 from powersmc_core.models.device import weight_dtype
-from powersmc_core.models.toy import ToyLM
+from powersmc_core.models.forking import fork_refusal
 
 __all__ = ["Boundary", "Lookahead", "LookaheadConfig", "fork_refusal", "future_mass"]
 
@@ -57,35 +58,6 @@ def _integer(name: str, value: object, low: int, high: int) -> None:
         raise ValueError(f"{name} must be an integer; got {value!r}")
     if not low <= value <= high:
         raise ValueError(range_message(name, value, low, high))
-
-
-def fork_refusal(model: LanguageModel, method: str = "look-ahead SMC") -> str | None:
-    """Why ``method``'s rollouts cannot fork this backend's state (None: they can).
-
-    The toy's ``reorder`` returns a fresh state; the transformer backend's ``reorder`` and
-    ``advance`` rewrite one shared KV cache in place, so the rollouts fork a deep copy of it
-    (``_forkable``). Refused: a static cache (exactly N preallocated rows) and llama.cpp,
-    whose context holds a fixed number of sequences (N), fewer than the N·K·M rollouts.
-    """
-    name = getattr(model, "name", type(model).__name__)
-    if getattr(model, "static_cache", False):
-        return (
-            f"{name}: a static KV cache holds exactly N rows and {method}'s rollouts need "
-            "N·K·M; load the model without static_cache"
-        )
-    llamacpp = type(model).__module__.startswith("powersmc_core.models.llamacpp")
-    if llamacpp or getattr(model, "backend", None) == "llamacpp":
-        return (
-            f"{name} on llama.cpp: {method} forks N·K·M rollout rows from the particles' "
-            "state, and llama.cpp's context holds a fixed number of sequences (N); use the "
-            "toy or the torch backend"
-        )
-    return None
-
-
-def _forkable(model: LanguageModel, state: object) -> object:
-    """A state the rollouts may reorder and advance without touching the particles'."""
-    return state if isinstance(model, ToyLM) else copy.deepcopy(state)
 
 
 @dataclass(frozen=True)
@@ -152,7 +124,7 @@ def future_mass(
     if depth > 0:
         # Fork: N -> N·K rows take the candidates (one forward), then N·K -> N·K·M rollouts.
         rows = torch.arange(n, device=logp.device).repeat_interleave(k)
-        state = model.reorder(_forkable(model, model_state), rows)
+        state = forking.fork(model, model_state, rows, room=depth, capacity=n * k * m)
         state, lp = model.advance(state, cand.reshape(-1), grows.reshape(-1))
         forwards = forwards + grows.sum()
         fork = torch.arange(n * k, device=logp.device).repeat_interleave(m)

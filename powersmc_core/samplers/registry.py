@@ -5,7 +5,7 @@
 ``greedy``: argmax p token by token (the T -> 0 limit, ``greedy.py``); ``rollout``:
 rollout power sampling (Ji et al. 2026), approximate (``rollout_power.py``); ``lookahead``:
 look-ahead SMC, rollout estimates of the future power mass twisting the proposal and the
-resampling (``samplers/lookahead.py``; toy and transformer backends, not llama.cpp).
+resampling (``samplers/lookahead.py``; toy, transformer and llama.cpp backends).
 
 Each method is declared once, as a ``Method``: its name, a one-line description, its
 builder, the evaluation settings it reads, its chart colour and its compute accounting
@@ -196,8 +196,9 @@ def default_methods() -> list[str]:
 
 def unavailable(name: str, model: LanguageModel) -> str | None:
     """Why method ``name`` cannot run on ``model`` (None: it can): a method that forks
-    rollout rows needs a backend whose state can be forked (``lookahead.fork_refusal``)."""
-    from powersmc_core.engine.lookahead import fork_refusal
+    rollout rows needs a backend whose state can be forked (``models.forking.fork_refusal``;
+    the row count N·K·M is checked when the sampler is built)."""
+    from powersmc_core.models.forking import fork_refusal
 
     return fork_refusal(model) if _REGISTRY[name].forks else None
 
@@ -462,12 +463,12 @@ for _method in (
     Method(
         "lookahead",
         "look-ahead SMC: rollout estimates of the future power mass twist proposal and "
-        "resampling (exact for pi_alpha; not on llama.cpp)",
+        "resampling (exact for pi_alpha)",
         _lookahead,
         (*_SMC_FIELDS, "max_new_tokens", "seed"),
         "#17becf",
         static_cache=False,  # the rollouts fork N·K·M rows; a static cache holds N
-        bench=False,  # llama.cpp cannot fork its N sequences into N·K·M rollouts
+        bench=False,  # K·M·H forwards per boundary: timed on purpose, not in every bench
         default=False,  # K·M·H forwards per boundary and particle: chosen on purpose
         forks=True,
     ),

@@ -35,10 +35,10 @@ candidates and their estimated conditional (jackknifed and plain).
 
 Batched: the N rows fan out to N·K candidate rows (the backend's ``reorder``, one
 ``advance``), then to N·K·M rollout rows, advanced by one batched ``advance`` per
-rollout step; the samples themselves advance from a fork of their state taken before
-the fan-out (``fork_state``: backends such as HF reorder their cache in place), one
-batched forward per step. The batch changes size, so a static KV cache and the llama.cpp
-backend (sequences fixed at start) cannot serve it; the torch backends can.
+rollout step; the candidate rows are a fork of the samples' state (``models.forking.fork``:
+a new state, so the samples' own advance one batched forward per step from an untouched
+state). The batch changes size, so a static KV cache cannot serve it; the toy, the
+dynamic torch cache and llama.cpp (a new context for the fork, up to 256 rows) can.
 
 Compute accounting (``token_forwards``), counted as the engine counts: one forward per
 token appended to a row. Per sample and step
@@ -60,7 +60,6 @@ from dataclasses import dataclass
 import torch
 
 from powersmc_core.engine.choosers import WeightedChoice
-from powersmc_core.engine.lookahead import fork_refusal
 from powersmc_core.engine.proposals import TemperedProposal
 from powersmc_core.engine.records import SMCResult, StepRecord
 from powersmc_core.engine.staging import compute_dtype, nan_error
@@ -68,12 +67,12 @@ from powersmc_core.engine.stopping import StopRule
 from powersmc_core.engine.tempering import draw_rows, renyi_entropy
 from powersmc_core.engine.text import ParticleTexts
 from powersmc_core.models.base import LanguageModel
+from powersmc_core.models.forking import fork, fork_refusal
 
 __all__ = [
     "CandidateLaw",
     "RolloutPowerSampler",
     "RolloutRun",
-    "fork_state",
     "mean_conditional",
     "next_token_law",
 ]
@@ -115,13 +114,6 @@ class CandidateLaw:
     candidates: torch.Tensor
     probs: torch.Tensor
     plain: torch.Tensor
-
-
-def fork_state(model: LanguageModel, state: object) -> object:
-    """An independent copy of ``state``: the backend's ``fork`` if it has one, else a deep
-    copy (a toy state's tensors; an HF cache's key/value tensors, N rows)."""
-    fork = getattr(model, "fork", None)
-    return fork(state) if fork is not None else copy.deepcopy(state)
 
 
 def _check_int(name: str, value: object, low: int) -> int:
@@ -177,7 +169,9 @@ class RolloutPowerSampler:
                 "the jackknife leaves one rollout out, so it needs rollouts (M) >= 2, "
                 f"got {rollouts}; pass jackknife=False for the plain ratio"
             )
-        if (refusal := fork_refusal(model, "rollout power sampling")) is not None:
+        vocab = getattr(model, "vocab_size", self.candidates)
+        rows = self.n_samples * min(self.candidates, vocab) * self.rollouts  # N·K·M
+        if (refusal := fork_refusal(model, rows, "rollout power sampling")) is not None:
             raise ValueError(refusal)
         self.model = model
         self.alpha = float(alpha)
@@ -300,11 +294,9 @@ class RolloutRun(Iterator[StepRecord]):
         log_w = torch.zeros((n, k, m), dtype=torch.float64, device=logp.device)
         main_state = self.model_state
         if expanded:
-            # A backend may reorder and advance its cache in place (HF): the samples keep a
-            # fork of their own, and the candidate and rollout rows consume the original.
-            main_state = fork_state(model, self.model_state)
+            # The candidate and rollout rows live in a fork; the samples' state stays as is.
             rows = torch.arange(n, device=logp.device).repeat_interleave(k)
-            cand_state = model.reorder(self.model_state, rows)
+            cand_state = fork(model, main_state, rows, room=depth, capacity=n * k * s.rollouts)
             cand_state, cand_logp = model.advance(cand_state, cand.reshape(-1), live.reshape(-1))
             self.forwards += int(live.sum())
             log_w = s.rollout_log_weights(self, cand, cand_state, cand_logp, live, depth)
