@@ -123,6 +123,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="time torch and llama.cpp interleaved on the same prompt, N, T and seed "
         "(limit and smc rows per backend, smc_speedup_llamacpp); other methods are skipped",
     )
+    parser.add_argument(
+        "--fork-cost",
+        action="store_true",
+        help="llama.cpp: time one sequence copy against prefix length (32..1024), "
+        "seq_cp's whole-stream copy next to the cell-exact copy; other methods are skipped",
+    )
     parser.add_argument("--no-warmup", action="store_true", help="skip the untimed warm-up")
     parser.add_argument(
         "--skip",
@@ -194,6 +200,10 @@ def run_bench(args: argparse.Namespace, log: Callable[[str], None] | None = None
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     try:
+        if getattr(args, "fork_cost", False):
+            from powersmc_core.bench.forks import fork_cost
+
+            return fork_cost(args, log)
         if getattr(args, "compare_backends", False):
             from powersmc_core.bench.backends import compare_backends
 
@@ -295,7 +305,11 @@ def main(args: argparse.Namespace) -> int:
             print(message, file=sys.stderr, flush=True)
 
     summary = run_bench(args, log=log)
-    if getattr(args, "compare_backends", False):
+    if getattr(args, "fork_cost", False):
+        from powersmc_core.bench.forks import format_fork_table
+
+        print(format_fork_table(summary))
+    elif getattr(args, "compare_backends", False):
         from powersmc_core.bench.backends import format_compare_table
 
         print(format_compare_table(summary))

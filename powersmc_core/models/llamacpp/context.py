@@ -304,7 +304,7 @@ class SeqSnapshot:
     def parse(buffer: np.ndarray, n_stream: int) -> SeqSnapshot:
         """Parse ``buffer`` (from a context of ``n_stream`` streams); at most one stream
         may hold cells (one sequence, one stream). Raises ``StateLayoutError``."""
-        data = buffer.tobytes()
+        data = memoryview(buffer)  # parsed in place: a prefix's buffer is MBs
         try:
             (found,) = _U32.unpack_from(data, _HEAD)
             if found != n_stream:
@@ -337,7 +337,7 @@ class SeqSnapshot:
         return cache[n_stream]
 
 
-def _stream_block(data: bytes, offset: int) -> tuple[int, int]:
+def _stream_block(data: memoryview, offset: int) -> tuple[int, int]:
     """(offset after the stream block at ``offset``, its cell count); struct.error if short."""
     (cells,) = _U32.unpack_from(data, offset)
     offset += 4
