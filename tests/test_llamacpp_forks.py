@@ -240,3 +240,15 @@ def test_rollout_samplers_run_on_llamacpp_and_count_as_on_torch(method, fast, to
         assert math.isnan(fast_result.log_z)
     else:
         assert math.isfinite(fast_result.log_z)
+
+
+def test_fork_cost_bench_counts_the_prefix_and_prints_a_row(fast):
+    from powersmc_core.bench.forks import _measure, _prefix, format_fork_table
+    from powersmc_core.models.llamacpp.context import Context
+
+    context = Context(fast.weights, 300, 2, THREADS)  # 512 cells per stream
+    row = _measure(context, _prefix(fast, 32), repeats=1)
+    assert row["prefix"] == 32 and row["cells_copied"] == 32 and row["stream_cells"] == 512
+    summary = {"model": fast.name, "threads": THREADS, "repeats": 1, "rows": [row]}
+    table = format_fork_table(summary).splitlines()
+    assert "seq_cp ms" in table[1] and table[2].split()[:3] == ["32", "512", "32"]
