@@ -252,3 +252,19 @@ def test_fork_cost_bench_counts_the_prefix_and_prints_a_row(fast):
     summary = {"model": fast.name, "threads": THREADS, "repeats": 1, "rows": [row]}
     table = format_fork_table(summary).splitlines()
     assert "seq_cp ms" in table[1] and table[2].split()[:3] == ["32", "512", "32"]
+
+
+def test_particle_context_is_sized_to_the_run(fast) -> None:
+    """start_run reserves prompt + the run's new tokens per row (llama.cpp pads a stream to
+    256 cells), not the model's default; a plain start keeps the model's default (64 here)."""
+    from powersmc_core.models.base import start_run
+
+    prompt = list(range(1, 41))
+    default, _ = fast.start(prompt, 2)
+    assert default.context.per_seq == 256  # 40 + 64 + 1 cells, padded
+    long, _ = start_run(fast, prompt, 2, 600)
+    assert long.context.per_seq >= 641  # 40 + 600 + 1
+    short, _ = start_run(fast, prompt, 2, 8)
+    assert short.context.per_seq == 256
+    with pytest.raises(ValueError, match="new_tokens must be >= 1"):
+        fast.start(prompt, 2, new_tokens=0)

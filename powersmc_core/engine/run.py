@@ -155,7 +155,9 @@ class SMCRun(Iterator[StepRecord]):
         self._start_time = time.perf_counter()
         self.generator = torch.Generator(device=model.device).manual_seed(config.seed)
         width = min(config.max_new_tokens, 64)
-        self.state = ParticleState.start(model, prompt, n, config.alpha_start, self._wdtype, width)
+        self.state = ParticleState.start(
+            model, prompt, n, config.alpha_start, self._wdtype, width, config.max_new_tokens
+        )
         self.step = 0
         self.decoded = 0
         self.log_z = 0.0

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from powersmc_core.models.base import LanguageModel
+from powersmc_core.models.base import LanguageModel, start_run
 
 __all__ = ["ParticleState"]
 
@@ -52,13 +52,15 @@ class ParticleState:
         alpha: float,
         dtype: torch.dtype,
         width: int,
+        new_tokens: int,
     ) -> ParticleState:
         """N copies of the prompt, uniform weights 1/N, log p = 0, each particle its own root.
 
-        ``width`` is the history's first width (it doubles when full).
+        ``width`` is the history's first width (it doubles when full); ``new_tokens`` the
+        run's length (a backend may size its cache to it).
         """
         device = model.device
-        model_state, logp = model.start(prompt, n)
+        model_state, logp = start_run(model, prompt, n, new_tokens)
         return cls(
             history=torch.full((n, width), -1, dtype=torch.long, device=device),
             log_w=torch.full((n,), -math.log(n), dtype=dtype, device=device),

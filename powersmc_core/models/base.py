@@ -13,7 +13,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import torch
 
-__all__ = ["LanguageModel", "ModelState"]
+__all__ = ["LanguageModel", "ModelState", "start_run"]
 
 ModelState = Any
 
@@ -49,3 +49,16 @@ class LanguageModel(Protocol):
     def next_token_logprobs(self, prefix: Sequence[int]) -> torch.Tensor:
         """log p(. | prefix) as a 1-D tensor over the vocabulary (slow path for checks)."""
         ...
+
+
+def start_run(
+    model: LanguageModel, prompt: Sequence[int], n: int, new_tokens: int
+) -> tuple[ModelState, torch.Tensor]:
+    """``model.start(prompt, n)``, told the run's length where the backend reserves cache
+    cells for it up front (llama.cpp: prompt + new_tokens + 1 per row, not a fixed 256).
+
+    Read from the class, so a wrapper that delegates attributes keeps the plain ``start``.
+    """
+    if getattr(type(model), "sizes_cache_to_run", False):
+        return model.start(prompt, n, new_tokens=new_tokens)  # type: ignore[call-arg]
+    return model.start(prompt, n)

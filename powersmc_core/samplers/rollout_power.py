@@ -66,7 +66,7 @@ from powersmc_core.engine.staging import compute_dtype, nan_error
 from powersmc_core.engine.stopping import StopRule
 from powersmc_core.engine.tempering import draw_rows, renyi_entropy
 from powersmc_core.engine.text import ParticleTexts
-from powersmc_core.models.base import LanguageModel
+from powersmc_core.models.base import LanguageModel, start_run
 from powersmc_core.models.forking import fork, fork_refusal
 
 __all__ = [
@@ -242,7 +242,7 @@ class RolloutRun(Iterator[StepRecord]):
         self._start = time.perf_counter()
         self.generator = torch.Generator(device=model.device).manual_seed(sampler.seed)
         self.eos = torch.tensor(model.eos_token_ids, dtype=torch.long, device=model.device)
-        self.model_state, self.logp = model.start(prompt, n)
+        self.model_state, self.logp = start_run(model, prompt, n, sampler.max_new_tokens)
         self.prompt = [int(t) for t in prompt]
         self.tokens: list[list[int]] = [[] for _ in range(n)]  # emitted, EOS included
         self.log_p = torch.zeros(n, dtype=torch.float64, device=model.device)

@@ -105,6 +105,8 @@ class LlamaCppModel(TokenizerText):
     """
 
     backend = "llamacpp"
+    # start() takes the run's length (``models.base.start_run``): cells are reserved per row.
+    sizes_cache_to_run = True
 
     def __init__(
         self,
@@ -136,10 +138,19 @@ class LlamaCppModel(TokenizerText):
         self.backend_reason = "llama.cpp backend"
 
     # ---- protocol ------------------------------------------------------------------
-    def start(self, prompt: Sequence[int], n: int) -> tuple[LlamaState, torch.Tensor]:
-        """Decode the prompt once into sequence 0, then copy it to sequences 1..n-1."""
+    def start(
+        self, prompt: Sequence[int], n: int, *, new_tokens: int | None = None
+    ) -> tuple[LlamaState, torch.Tensor]:
+        """Decode the prompt once into sequence 0, then copy it to sequences 1..n-1.
+
+        Each row gets prompt + ``new_tokens`` + 1 cells (the run's length; default the
+        model's ``max_new_tokens``); llama.cpp pads a stream to a multiple of 256 cells.
+        """
         ids = self._check_prompt(prompt, n)
-        context = Context(self.weights, len(ids) + self.max_new_tokens + 1, n, self.threads)
+        room = self.max_new_tokens if new_tokens is None else int(new_tokens)
+        if room < 1:
+            raise ValueError(f"new_tokens must be >= 1, got {new_tokens}")
+        context = Context(self.weights, len(ids) + room + 1, n, self.threads)
         seqs = np.arange(n, dtype=np.int32)
         logits = self._fill(context, ids, seqs, np.zeros((n, 0), dtype=np.int32))
         state = LlamaState(context, seqs, len(ids), tuple(ids), np.zeros((n, 64), np.int32))
