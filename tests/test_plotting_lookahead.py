@@ -25,7 +25,7 @@ def _bars(fig, name):
 
 
 def test_the_figure_shows_the_boundarys_candidates_and_offspring(run):
-    model, result = run
+    _, result = run
     boundaries = lookahead_boundaries(result.extras)
     assert len(boundaries) >= 2, "a toy run of 4 tokens has boundaries"
     last = boundaries[-1]
