@@ -296,6 +296,7 @@ class LiveCharts:
             figure_cache.session_cache(state).get(
                 self._key(entry), lambda: figures, room=session_memory.figure_room(state, budget)
             )
+        self._entry_lookahead(entry)
 
     def _key(self, entry: RunEntry) -> tuple[Any, ...]:
         return ("live", entry.cache_key, len(entry.records), self.label is not None)
