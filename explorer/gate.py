@@ -345,12 +345,19 @@ class Gate:
         count = self.cap("problems", n_problems, 1, self.settings.max_task_problems, notes)
         if not methods:
             raise InputError("choose at least one method")
+        config, more = clamp_rollouts(config, methods, model, self.settings)
+        notes += more
         settings = api.EvalSettings(
             alpha=config.alpha,
             n_particles=config.n_particles,
             max_new_tokens=config.max_new_tokens,
             mh_steps=steps,
             seed=config.seed,
+            block_size=config.block_size,
+            rollout_k=config.rollout_k,
+            rollout_m=config.rollout_m,
+            rollout_h=config.rollout_h,
+            lookahead_epsilon=config.lookahead_epsilon,
         )
         if isinstance(model, ToyLM):
             if toy_prompt is not None and toy_answer is None:

@@ -221,10 +221,13 @@ ROLLOUT_KNOB_LABELS = {
 }
 
 
-def rollout_settings(methods: Sequence[str], prefix: str) -> dict[str, Any]:
+def rollout_settings(
+    methods: Sequence[str], prefix: str, block_size: bool = False
+) -> dict[str, Any]:
     """K, M, H (and ε with look-ahead SMC) for the rollout methods among ``methods``; {} when
     none is selected (the widgets show only then). An empty box: the method's default (K = V
-    on a toy for look-ahead, else 4/4/4; rollout 8/8/8); one boundary costs N·K·M·H forwards."""
+    on a toy for look-ahead, else 4/4/4; rollout 8/8/8); one boundary costs N·K·M·H forwards.
+    ``block_size``: a block-size widget too (a page without one; SMC reads it as well)."""
     rollout = [m for m in methods if m in ("lookahead", "rollout")]
     if not rollout:
         return {}
@@ -247,6 +250,11 @@ def rollout_settings(methods: Sequence[str], prefix: str) -> dict[str, Any]:
             0.01,
             "Share of Power-SMC's own proposal p^α in the look-ahead proposal",
         )
+        if block_size:
+            values["block_size"] = knob_input(
+                st, "block_size", "block size (SMC, look-ahead)", f"{prefix}_block", 1, 1,
+                "Boundaries (look-ahead and resampling) every block_size tokens",
+            )  # fmt: skip
     return values
 
 

@@ -395,6 +395,12 @@ COMPARE_COLUMNS = {
         for repeats in (1, 2)
         for name in comparison.latency_columns(repeats)[1:]
     },
+    "token forwards": st.column_config.NumberColumn(
+        format="%d", help="Tokens pushed through the model: prompt once, rollouts included"
+    ),
+    "× Power-SMC forwards": st.column_config.NumberColumn(
+        format="%.2f×", help="Token forwards over Power-SMC's in this comparison"
+    ),
     "tokens/s": st.column_config.NumberColumn(format="%.1f"),
     "log p": st.column_config.NumberColumn(format="%.2f"),
     "log p / token": st.column_config.NumberColumn(format="%.3f"),
