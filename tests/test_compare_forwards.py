@@ -25,9 +25,7 @@ def test_the_table_shows_each_methods_forwards_and_its_ratio_to_power_smc(trap):
     counted = {d.method: token_forwards(d.result) for d in runs}
     for method, forwards in counted.items():
         assert frame.loc[method, "token forwards"] == forwards
-        assert frame.loc[method, "× Power-SMC forwards"] == pytest.approx(
-            forwards / counted["smc"]
-        )
+        assert frame.loc[method, "× Power-SMC forwards"] == pytest.approx(forwards / counted["smc"])
     # Look-ahead's rollouts cost more than Power-SMC's N forwards per token.
     assert frame.loc["lookahead", "× Power-SMC forwards"] > 1.5
     table = comparison.comparison_table(frame.reset_index())
