@@ -79,3 +79,21 @@ def test_power_smc_runs_show_no_look_ahead_panel():
     at.button(key="live_run").click().run()
     no_exception(at)
     assert lookahead_charts(at) == []
+
+
+def test_compare_shows_rollout_knobs_when_chosen_and_forwards_in_its_table():
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.session_state["model_choice"] = "toy-trap"
+    at.run()
+    at.switch_page("app_pages/compare.py").run()
+    no_exception(at)
+    assert "cmp_rollout_k" not in {w.key for w in at.get("number_input")}
+    at.multiselect(key="cmp_methods").set_value(["smc", "lookahead"]).run()
+    keys = {w.key for w in at.get("number_input")}
+    assert {"cmp_rollout_k", "cmp_rollout_m", "cmp_rollout_h", "cmp_block"} <= keys
+    at.number_input(key="cmp_rollout_m").set_value(2).run()
+    at.button(key="cmp_run").click().run()
+    no_exception(at)
+    frame = at.dataframe[0].value.set_index("method")
+    ratio = frame["× Power-SMC forwards"]
+    assert ratio.iloc[0] == 1.0 and ratio.iloc[1] > 1.0 and frame["token forwards"].min() > 0
