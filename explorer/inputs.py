@@ -14,6 +14,9 @@ control character or an arbitrary model path through:
   ``range_message`` like the library's own errors ("N must be in [1, 32]; got 200;
   using 32"); which fields are ints, floats or names is read from ``SMCConfig``'s
   field metadata;
+- ``clamp_rollouts``: the rollout methods' work per block boundary, N·K·M·H token
+  forwards, under the mode's ``max_rollout_forwards`` (M, then H, then K lowered, a note
+  each, in the same wording);
 - ``make_stop``: a fresh stop rule from the page's choice and its stop strings;
 - ``escape_markdown``: visitor or file text made inert inside ``st.markdown``.
 """

@@ -5,7 +5,9 @@
 ``greedy``: argmax p token by token (the T -> 0 limit, ``greedy.py``); ``rollout``:
 rollout power sampling (Ji et al. 2026), approximate (``rollout_power.py``); ``lookahead``:
 look-ahead SMC, rollout estimates of the future power mass twisting the proposal and the
-resampling (``samplers/lookahead.py``; toy and transformer backends, not llama.cpp).
+resampling (``samplers/lookahead.py``; toy and transformer backends, not llama.cpp). Both
+rollout methods read K, M, H from ``SMCConfig.rollout_k/m/h`` (look-ahead also ε and the
+block size), None meaning the method's defaults (``rollout_knobs``).
 
 Each method is declared once, as a ``Method``: its name, a one-line description, its
 builder, the evaluation settings it reads, its chart colour and its compute accounting
