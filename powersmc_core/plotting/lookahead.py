@@ -67,7 +67,7 @@ def lookahead_figure(
     shown = len(candidates)
     rows = [f"particle {i}" for i in range(shown)]
     fig = make_subplots(
-        rows=1, cols=2, shared_yaxes=True, column_widths=[0.78, 0.22], horizontal_spacing=0.03
+        rows=1, cols=2, shared_yaxes=True, column_widths=[0.76, 0.24], horizontal_spacing=0.07
     )
     ranks = max((len(r) for r in candidates), default=0)
     names: dict[int, str] = {}  # the label function runs once per distinct token
@@ -88,7 +88,11 @@ def lookahead_figure(
                 name=f"candidate {rank + 1} by ψ",
                 marker_color=RANK_COLORS[rank % len(RANK_COLORS)],
                 text=texts,
-                textposition="auto",
+                # Outside: a bar of length log ζ̂ = 0 (EOS, a depth cut) still shows its token.
+                textposition="outside",
+                constraintext="none",  # readable at any bar thickness
+                textfont={"size": 11},
+                cliponaxis=False,
                 customdata=texts,
                 # Token text enters through customdata (escaped), never the template itself.
                 hovertemplate="%{y}: token %{customdata}<br>log ζ̂ = %{x:.3f}<extra></extra>",
