@@ -198,6 +198,8 @@ class LiveCharts:
     diversity, table, and with an exact ``target`` the exact-target bars and the TV per
     step), each chart with its caption saying what it shows."""
 
+    live: Any = None  # a look-ahead ``LiveRun`` in flight (class default: none)
+
     def __init__(
         self,
         label: Callable[[int], str] | None,
@@ -274,7 +276,7 @@ class LiveCharts:
 
     def _entry_lookahead(self, entry: RunEntry) -> None:
         boundaries = lookahead_boundaries(entry.result.extras if entry.result else None)
-        if boundaries:
+        if boundaries and "lookahead" in getattr(self, "slots", {}):
             self._lookahead(boundaries, entry.run_id)
 
     def settle(self, entry: RunEntry, state: MutableMapping[str, Any], budget: int) -> None:
