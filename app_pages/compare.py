@@ -67,6 +67,7 @@ methods = st.multiselect(
 )
 for note in not_offered:
     st.caption(inputs.escape_markdown(f"Not offered on this model: {note}"))
+requested |= page_kit.rollout_settings(methods, "cmp", block_size=True)  # shown when chosen
 stop_rule = st.selectbox("stop rule", inputs.STOP_RULES, index=0 if toy else 1, key="cmp_stop_rule")
 
 # The comparison in flight lives in session state: Stop (a rerun) keeps what finished,

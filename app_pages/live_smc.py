@@ -44,7 +44,7 @@ prompt = page_kit.pick_prompt(
     default_text="Write a haiku about particles.",
     modes=True,
 )
-form = page_kit.live_settings(toy, gate.settings.max_particles)
+form = page_kit.live_settings(toy, gate.settings.max_particles, model)
 
 b1, b2, _ = st.columns([1, 1, 6])
 run_clicked = b1.button("Run", type="primary", key="live_run", icon=":material/play_arrow:")
@@ -60,7 +60,7 @@ if stop_clicked and (stopped := session.stop()) is not None:
 if run_clicked:
     admitted = page_kit.admit(
         gate.live, model, model_name, form.requested, prompt.prompt, prompt.label,
-        form.stop_rule, form.stop_strings, reference=prompt.reference,
+        form.stop_rule, form.stop_strings, reference=prompt.reference, method=form.method,
     )  # fmt: skip
     if admitted is not None:
         session.start(admitted)  # a run in flight is superseded (kept in Runs)
@@ -75,7 +75,7 @@ def new_charts() -> LiveCharts:
     """The chart slots, laid out in ``board`` (call inside it)."""
     if shown is not None and shown.live and shown.live.toy and target is None:
         st.caption(NO_EXACT_TARGET)
-    return LiveCharts(models.token_labeler(model), target)
+    return LiveCharts(models.token_labeler(model), target, shown.live if shown else None)
 
 
 if active is not None:

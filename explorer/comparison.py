@@ -15,8 +15,9 @@ would be cut too).
 
 ``comparison_frame`` is the Compare table: the sampler output of the first repeat, the
 median latency of the finished repeats with its min–max spread (``timing_stats``) and
-the × plain ratio of medians; a completion that did not end (cut, or at max new tokens)
-is never graded. ``Load`` is the machine's load average at the start and end (shown
+the × plain ratio of medians, the token forwards of each method (the registry's
+accounting, rollouts included) and their ratio to Power-SMC's, so methods compare at equal
+compute; a completion that did not end (cut, or at max new tokens) is never graded. ``Load`` is the machine's load average at the start and end (shown
 beside a one-run table: a single timing measures the load as much as the method).
 ``CompareSession`` keeps the comparison in flight and the last ``ComparisonReport`` in
 session state across Streamlit reruns: Stop keeps what finished (and the partial output
@@ -49,6 +50,7 @@ from powersmc_core.models.base import LanguageModel
 from powersmc_core.models.toy import ToyLM
 from powersmc_core.samplers.registry import (
     DESCRIPTIONS,
+    METHODS,
     default_methods,
     make_sampler,
     unavailable,
@@ -425,6 +427,15 @@ def compare_runs(
 
 
 # ---- the table ---------------------------------------------------------------------------
+def _forwards(method: str, result: Any) -> float:
+    """The run's token forwards by the registry's accounting (NaN: a result that reports
+    none, e.g. one built by hand or kept from before forwards were counted)."""
+    try:
+        return float(METHODS[method].cost(result))
+    except ValueError:
+        return math.nan
+
+
 def comparison_frame(
     runs: Sequence[MethodDone],
     model: LanguageModel,
@@ -441,6 +452,12 @@ def comparison_frame(
         m: timing_stats(d.seconds for d in group if d.cut is None) for m, group in by_method.items()
     }
     base = timings.get("base")
+    # Compute at equal cost: token forwards (rollouts included) by the registry's accounting,
+    # and their ratio to Power-SMC's (the first repeat's run of each; NaN without smc).
+    forwards = {
+        m: _forwards(m, min(g, key=lambda d: d.repeat).result) for m, g in by_method.items()
+    }
+    smc_forwards = forwards.get("smc")
     rows = []
     for method, group in by_method.items():
         first = min(group, key=lambda d: d.repeat)  # the output shown: the first repeat's
@@ -471,6 +488,10 @@ def comparison_frame(
                 "max [s]": timing.high,
                 "timed runs": timing.n,
                 "× plain": ratio,
+                "token forwards": forwards[method],
+                "× Power-SMC forwards": forwards[method] / smc_forwards
+                if smc_forwards and math.isfinite(smc_forwards)
+                else math.nan,
                 "tokens/s": len(completion) / latency if latency > 0 else math.nan,
                 "tokens": len(completion),
                 "log p": log_p,
@@ -494,6 +515,7 @@ def latency_columns(repeats: int) -> tuple[str, str]:
 
 
 SPREAD = "spread [s] (min–max)"
+FORWARD_COLUMNS = ("token forwards", "× Power-SMC forwards")
 
 
 def comparison_table(frame: pd.DataFrame, repeats: int = 1) -> pd.DataFrame:
@@ -517,6 +539,9 @@ def comparison_table(frame: pd.DataFrame, repeats: int = 1) -> pd.DataFrame:
         if (frame["timed runs"] != repeats).any():  # a method cut: fewer runs timed
             table["timed runs"] = frame["timed runs"]
     table[ratio] = frame["× plain"]
+    for column in FORWARD_COLUMNS:
+        if column in frame:  # a report kept from before forwards were counted has none
+            table[column] = frame[column]
     for column in ("tokens/s", "tokens", "log p", "log p / token", "completion"):
         table[column] = frame[column]
     return table

@@ -55,7 +55,14 @@ from explorer import comparison, session_keys, theory_lab
 from explorer.events import CheckDone, MethodDone, TaskRows
 from explorer.history import MAX_HISTORY, RunEntry, entry_from_stored, entry_from_trace
 from explorer.identity import client_address, short_hash, visitor_key
-from explorer.inputs import InputError, check_config, clamp_config, make_stop, prompt_ids
+from explorer.inputs import (
+    InputError,
+    check_config,
+    clamp_config,
+    clamp_rollouts,
+    make_stop,
+    prompt_ids,
+)
 from explorer.limits import (
     LimitError,
     RunLimiter,
@@ -65,7 +72,7 @@ from explorer.limits import (
     session_connected,
     session_peer,
 )
-from explorer.live import LiveRun, Update
+from explorer.live import LIVE_METHODS, LiveRun, Update
 from explorer.settings import DemoSettings, demo_settings
 from explorer.store import RunStore, run_store, tracked
 from explorer.uploads import read_upload
@@ -73,6 +80,7 @@ from powersmc_core.engine.config import SMCConfig, range_message
 from powersmc_core.io.trace import TraceError
 from powersmc_core.models.base import LanguageModel
 from powersmc_core.models.toy import ToyLM
+from powersmc_core.samplers.registry import unavailable
 
 __all__ = [
     "Admission",
@@ -227,9 +235,17 @@ class Gate:
         stop_rule: str,
         stop_strings: str = "",
         reference: str | None = None,
+        method: str = "smc",
     ) -> Admission:
-        """A Live SMC run; its ``LiveRun`` is built here and kept by the page."""
+        """A Live SMC run (``method``: Power-SMC or look-ahead SMC, whose rollout forwards
+        N·K·M·H per boundary are capped); its ``LiveRun`` is built here and kept by the page."""
+        if method not in LIVE_METHODS:
+            raise InputError(f"Live SMC runs one of {list(LIVE_METHODS)}; got {method!r}")
+        if (why := unavailable(method, model)) is not None:
+            raise InputError(why)
         config, notes = self.clamp(requested)
+        config, more = clamp_rollouts(config, [method], model, self.settings)
+        notes += more
         ids = prompt_ids(model, prompt, self.settings)
         stop = make_stop(stop_rule, stop_strings)
         run = LiveRun(
@@ -242,6 +258,7 @@ class Gate:
             reference=reference,
             stop_rule=stop_rule,
             stop_strings=stop_strings,
+            method=method,
         )
         # check_deadline after every step: the cap holds within one step, not one redraw.
         return Admission(
@@ -283,6 +300,8 @@ class Gate:
         offered, _, why = comparison.method_choices(model)
         if refused := [m for m in methods if m not in offered]:
             raise InputError(f"not on this model: {', '.join(refused)} ({'; '.join(why)})")
+        config, more = clamp_rollouts(config, methods, model, self.settings)
+        notes += more
         compared = comparison.Comparison(
             model,
             ids,
@@ -326,12 +345,19 @@ class Gate:
         count = self.cap("problems", n_problems, 1, self.settings.max_task_problems, notes)
         if not methods:
             raise InputError("choose at least one method")
+        config, more = clamp_rollouts(config, methods, model, self.settings)
+        notes += more
         settings = api.EvalSettings(
             alpha=config.alpha,
             n_particles=config.n_particles,
             max_new_tokens=config.max_new_tokens,
             mh_steps=steps,
             seed=config.seed,
+            block_size=config.block_size,
+            rollout_k=config.rollout_k,
+            rollout_m=config.rollout_m,
+            rollout_h=config.rollout_h,
+            lookahead_epsilon=config.lookahead_epsilon,
         )
         if isinstance(model, ToyLM):
             if toy_prompt is not None and toy_answer is None:

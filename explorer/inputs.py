@@ -14,6 +14,9 @@ control character or an arbitrary model path through:
   ``range_message`` like the library's own errors ("N must be in [1, 32]; got 200;
   using 32"); which fields are ints, floats or names is read from ``SMCConfig``'s
   field metadata;
+- ``clamp_rollouts``: the rollout methods' work per block boundary, N·K·M·H token
+  forwards, under the mode's ``max_rollout_forwards`` (M, then H, then K lowered, a note
+  each, in the same wording);
 - ``make_stop``: a fresh stop rule from the page's choice and its stop strings;
 - ``escape_markdown``: visitor or file text made inert inside ``st.markdown``.
 """
@@ -24,7 +27,7 @@ import math
 import re
 import unicodedata
 from collections.abc import Mapping, Sequence
-from dataclasses import fields
+from dataclasses import fields, replace
 from typing import Any
 
 from explorer.settings import (
@@ -33,7 +36,15 @@ from explorer.settings import (
     MAX_STOP_STRINGS,
     DemoSettings,
 )
-from powersmc_core.engine.config import SMCConfig, config_knobs, range_message
+from powersmc_core.engine.config import (
+    EPSILON_MAX,
+    ROLLOUT_H_MAX,
+    ROLLOUT_K_MAX,
+    ROLLOUT_M_MAX,
+    SMCConfig,
+    config_knobs,
+    range_message,
+)
 from powersmc_core.engine.stopping import StopRule, make_stop_rule
 from powersmc_core.models import prompts
 from powersmc_core.models.errors import ModelNameError
@@ -56,6 +67,7 @@ __all__ = [
     "check_model_name",
     "check_prompt_tokens",
     "clamp_config",
+    "clamp_rollouts",
     "clean_stop_strings",
     "count",
     "encode_prompt",
@@ -229,6 +241,10 @@ FIELD_LABELS = {
     "seed": "seed",
     "proposal_temperature": "proposal τ",
     "chopthin_eta": "chopthin η",
+    "rollout_k": "K candidates",
+    "rollout_m": "M rollouts",
+    "rollout_h": "H depth",
+    "lookahead_epsilon": "look-ahead ε",
 }
 
 
@@ -261,6 +277,12 @@ def field_bounds(settings: DemoSettings) -> dict[str, tuple[Any, Any]]:
         "proposal_temperature": (0.01, 100.0),
         # Gandy & Lau's bound needs η >= 4; past ~1e3 chopthin is plain thinning of the tail.
         "chopthin_eta": (4.0, 1000.0),
+        # The rollout methods' K, M, H (None: the method's defaults); their product with N
+        # is bounded per boundary by ``clamp_rollouts`` (settings.max_rollout_forwards).
+        "rollout_k": (1, ROLLOUT_K_MAX),
+        "rollout_m": (1, ROLLOUT_M_MAX),
+        "rollout_h": (1, min(ROLLOUT_H_MAX, tokens)),
+        "lookahead_epsilon": (0.0, EPSILON_MAX),
     }
 
 
@@ -321,6 +343,9 @@ def clamp_config(
             else:
                 values[f.name] = number
         elif f.name in INT_FIELDS:
+            if raw is None and _KNOBS[f.name].optional:  # e.g. K = None: the method's default
+                values[f.name] = None
+                continue
             number = as_int(raw)
             if number is None:
                 notes.append(f"{f.name}={shown(raw)} is not an integer; using the default")
@@ -335,7 +360,7 @@ def clamp_config(
 
     for name, (low, high) in field_bounds(settings).items():
         value = values[name]
-        if value is None:  # proposal τ unset: τ_t = 1/α_t
+        if value is None:  # proposal τ unset: τ_t = 1/α_t; K, M, H unset: the method's
             continue
         bounded = min(max(value, low), high)
         if bounded != value:
@@ -351,6 +376,59 @@ def clamp_config(
         return SMCConfig(**values), notes
     except ValueError as err:  # pragma: no cover - every field was bounded above
         raise InputError(str(err)) from None
+
+
+ROLLOUT_METHODS = ("lookahead", "rollout")
+
+
+def clamp_rollouts(
+    config: SMCConfig, methods: Sequence[str], model: Any, settings: DemoSettings
+) -> tuple[SMCConfig, list[str]]:
+    """``config`` with one boundary's rollout forwards N·K·M·H <= ``max_rollout_forwards``
+    for every rollout method in ``methods`` (others cost no rollouts), one note per knob
+    lowered: M first, then H, then K (the defaults of each method count: K = V on a toy).
+
+    Lowered knobs are written into the config, so they hold for every method that reads
+    them. ``InputError`` when even K = M = H = 1 is over the cap (N alone is too large).
+    """
+    from powersmc_core.samplers.registry import rollout_knobs
+
+    cap, n = settings.max_rollout_forwards, config.n_particles
+    notes: list[str] = []
+    for method in (m for m in ROLLOUT_METHODS if m in methods):
+        knobs = dict(
+            zip(
+                ("rollout_k", "rollout_m", "rollout_h"),
+                rollout_knobs(method, model, config),
+                strict=True,
+            )
+        )
+        if n * math.prod(knobs.values()) <= cap:
+            continue
+        if n > cap:
+            raise InputError(
+                range_message(FIELD_LABELS["n_particles"], n, 1, cap)
+                + f" with {method} (N·K·M·H rollout forwards per boundary <= {cap:,})"
+            )
+        changed: dict[str, int] = {}
+        for name in ("rollout_m", "rollout_h", "rollout_k"):
+            others = n * math.prod(v for k, v in knobs.items() if k != name)
+            allowed = max(1, cap // others)
+            if knobs[name] > allowed:
+                notes.append(
+                    range_message(
+                        f"{FIELD_LABELS[name]} (N·K·M·H <= {cap:,} rollout forwards)",
+                        knobs[name],
+                        1,
+                        allowed,
+                        using=allowed,
+                    )
+                )
+                knobs[name] = changed[name] = allowed
+            if n * math.prod(knobs.values()) <= cap:
+                break
+        config = replace(config, **changed)
+    return config, notes
 
 
 def as_float(raw: Any) -> float | None:

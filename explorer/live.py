@@ -28,14 +28,24 @@ from typing import Any
 from explorer.history import RunEntry, preset_id
 from powersmc_core.engine.config import SMCConfig
 from powersmc_core.engine.records import SMCResult, StepRecord
-from powersmc_core.engine.run import PowerSMC
 from powersmc_core.engine.stopping import StopRule
 from powersmc_core.models.backends import backend_of
 from powersmc_core.models.base import LanguageModel
 from powersmc_core.models.toy import ToyLM
+from powersmc_core.samplers.registry import make_sampler
 from powersmc_core.theory.live_target import MAX_EXACT_PREFIXES, ExactTarget, exact_target
 
-__all__ = ["MAX_EXACT_PREFIXES", "LiveRun", "Throttle", "Update", "cached_exact_target"]
+__all__ = [
+    "LIVE_METHODS",
+    "MAX_EXACT_PREFIXES",
+    "LiveRun",
+    "Throttle",
+    "Update",
+    "cached_exact_target",
+]
+
+# The particle samplers Live SMC can run: Power-SMC and look-ahead SMC (the same records).
+LIVE_METHODS = ("smc", "lookahead")
 
 # Exact targets kept server-wide: a ToyLM's enumeration is shared by every session's runs
 # on the same prompt and length (the exponent and schedule only reweight its states).
@@ -145,7 +155,11 @@ class LiveRun:
         stop_strings: str | None = None,
         throttle: Throttle | None = None,
         clock: Callable[[], float] = time.perf_counter,
+        method: str = "smc",
     ) -> None:
+        if method not in LIVE_METHODS:
+            raise ValueError(f"Live SMC runs {list(LIVE_METHODS)}; got {method!r}")
+        self.method = method
         self.model = model
         self.config = config
         self.prompt = list(prompt)
@@ -168,7 +182,7 @@ class LiveRun:
         self.compute_s = 0.0  # time inside the sampler only (the run's wall time includes redraws)
         self.run_id = uuid.uuid4().hex[:8]
         self.created = time.time()
-        self._sampler = PowerSMC(model, config, stop=stop)
+        self._sampler = make_sampler(method, model, config, stop=stop)
         self._run: Any = None  # the stream starts (prefill) at the first step, inside a slot
 
     @property
@@ -192,6 +206,15 @@ class LiveRun:
                 )
             self._exact = (target,)
         return self._exact[0]
+
+    def boundaries(self) -> list[Any] | None:
+        """Look-ahead SMC's block boundaries so far (``engine.lookahead.Boundary``: the
+        candidates, their log ζ̂, the offspring), as its result's extras would hold them;
+        None for Power-SMC. Read per redraw while the run streams (host copies, small)."""
+        lookahead = getattr(getattr(self._run, "parts", None), "lookahead", None)
+        if self.method != "lookahead" or lookahead is None:
+            return None
+        return lookahead.boundaries(before=self._run.step)
 
     def step(self) -> StepRecord | None:
         """Decode one token for all particles; None once the run is complete."""

@@ -31,6 +31,7 @@ from explorer.gate import Admission, Gate, InputError, LimitError
 from explorer.settings import DemoSettings, demo_settings
 from powersmc_core.engine.config import config_knobs, range_message
 from powersmc_core.models.base import LanguageModel
+from powersmc_core.samplers.registry import unavailable
 
 __all__ = [
     "Prompt",
@@ -207,6 +208,54 @@ class LiveSettings:
     requested: dict[str, Any]
     stop_rule: str
     stop_strings: str
+    method: str = "smc"  # Power-SMC or look-ahead SMC (``explorer.live.LIVE_METHODS``)
+
+
+# The Live page's sampler choice; the rollout knobs' widget keys (``rollout_settings``).
+LIVE_METHOD_LABELS = {"smc": "Power-SMC", "lookahead": "look-ahead SMC"}
+LIVE_METHOD_KEY = "live_method"
+ROLLOUT_KNOB_LABELS = {
+    "rollout_k": ("K candidates", "Next tokens looked at per particle (default: the method's)"),
+    "rollout_m": ("M rollouts", "Rollouts per candidate (default: the method's)"),
+    "rollout_h": ("H depth", "Tokens per rollout (default: the method's)"),
+}
+
+
+def rollout_settings(
+    methods: Sequence[str], prefix: str, block_size: bool = False
+) -> dict[str, Any]:
+    """K, M, H (and ε with look-ahead SMC) for the rollout methods among ``methods``; {} when
+    none is selected (the widgets show only then). An empty box: the method's default (K = V
+    on a toy for look-ahead, else 4/4/4; rollout 8/8/8); one boundary costs N·K·M·H forwards.
+    ``block_size``: a block-size widget too (a page without one; SMC reads it as well)."""
+    rollout = [m for m in methods if m in ("lookahead", "rollout")]
+    if not rollout:
+        return {}
+    st.caption(
+        "Rollout knobs: one block boundary costs up to N·K·M·H token forwards (the demo caps "
+        "their product); leave a box empty for the method's default."
+    )
+    c = st.columns(4)
+    values: dict[str, Any] = {
+        name: knob_input(where, name, label, f"{prefix}_{name}", None, 1, help)
+        for where, (name, (label, help)) in zip(c, ROLLOUT_KNOB_LABELS.items(), strict=False)
+    }
+    if "lookahead" in rollout:
+        values["lookahead_epsilon"] = knob_input(
+            c[3],
+            "lookahead_epsilon",
+            "look-ahead ε",
+            f"{prefix}_lookahead_epsilon",
+            0.1,
+            0.01,
+            "Share of Power-SMC's own proposal p^α in the look-ahead proposal",
+        )
+        if block_size:
+            values["block_size"] = knob_input(
+                st, "block_size", "block size (SMC, look-ahead)", f"{prefix}_block", 1, 1,
+                "Boundaries (look-ahead and resampling) every block_size tokens",
+            )  # fmt: skip
+    return values
 
 
 # Settings whose sensible value depends on the model's kind: a toy has no text to stop on
@@ -258,15 +307,30 @@ def reset_for_model_kind(state: MutableMapping[str, Any], toy: bool) -> str | No
     return f"Switched to {model}: reset {', '.join(changed)} (they do not carry over)."
 
 
-def live_settings(toy: bool, max_particles: int) -> LiveSettings:
+def live_settings(
+    toy: bool, max_particles: int, model: LanguageModel | None = None
+) -> LiveSettings:
     """The Live SMC sampler settings (in an expander), every field keyed as a link sets it;
-    settings of the other model kind are reset first (``reset_for_model_kind``)."""
+    settings of the other model kind are reset first (``reset_for_model_kind``). With
+    ``model``, look-ahead SMC is offered where its rollouts can fork the model's state."""
     key = query.LIVE_WIDGETS  # SMCConfig field -> widget key (links fill these)
     reset = reset_for_model_kind(st.session_state, toy)
     if reset is not None:
         st.info(inputs.escape_markdown(reset), icon=":material/restart_alt:")
     default = live_defaults(toy)
+    offered = ["smc"]
+    if model is not None and unavailable("lookahead", model) is None:
+        offered.append("lookahead")
     with st.expander("Sampler settings", expanded=True):
+        method = st.radio(
+            "sampler",
+            offered,
+            format_func=LIVE_METHOD_LABELS.__getitem__,
+            horizontal=True,
+            key=LIVE_METHOD_KEY,
+            help="Look-ahead SMC twists the proposal and the resampling by rollout estimates "
+            "of each next token's future mass (K·M·H forwards per particle per boundary).",
+        )
         c = st.columns(4)
         values = {
             "alpha": knob_input(
@@ -382,7 +446,8 @@ def live_settings(toy: bool, max_particles: int) -> LiveSettings:
         )
         if stop_rule == "stop strings":
             show_notes(inputs.clean_stop_strings(stop_strings)[1])
-    return LiveSettings(values, stop_rule, stop_strings)
+        values |= rollout_settings([method], "live")
+    return LiveSettings(values, stop_rule, stop_strings, method)
 
 
 # ---- through the gate --------------------------------------------------------------------

@@ -35,9 +35,10 @@ POWERSMC_PUBLIC_URL                    (none)     the app's public address for s
                                                   (behind a reverse proxy); else the browser's
 =====================================  =========  ===========================================
 
-The MH steps per block, the Theory lab's runs per point, the task-set size and the
-Compare timing repeats have demo caps too (``DEMO_CAPS``: 8, 50, 10 and 3), fixed here
-rather than by variables.
+The MH steps per block, the Theory lab's runs per point, the task-set size, the
+Compare timing repeats and the rollout forwards of one block boundary (N·K·M·H, the
+look-ahead and rollout methods) have demo caps too (``DEMO_CAPS``: 8, 50, 10, 3 and
+16,384), fixed here rather than by variables.
 """
 
 from __future__ import annotations
@@ -103,6 +104,8 @@ class DemoSettings:
     max_theory_runs: int = 500  # Monte-Carlo runs per point (Theory lab)
     max_task_problems: int = 50  # problems of a task set (Compare)
     max_compare_repeats: int = 20  # timed runs of every method (Compare)
+    # Rollout forwards of one block boundary, N·K·M·H (look-ahead SMC, rollout sampling).
+    max_rollout_forwards: int = 2**22
     max_run_seconds: float = 3600.0
     max_prompt_tokens: int | None = None  # None: the model's own limit
     max_upload_bytes: int = 20 * 1024 * 1024
@@ -214,6 +217,8 @@ DEMO_CAPS: dict[str, Any] = {
     "max_theory_runs": 50,
     "max_task_problems": 10,
     "max_compare_repeats": 3,
+    # N = 32 with rollout sampling's default K = M = H = 8 (look-ahead on a toy: 32·8·4·4).
+    "max_rollout_forwards": 16_384,
     "max_run_seconds": 60.0,
     "max_prompt_tokens": 256,
     "max_upload_bytes": 5 * 1024 * 1024,

@@ -36,6 +36,11 @@ from explorer.limits import LimitError
 from powersmc_core.engine import genealogy
 from powersmc_core.engine.records import StepRecord
 from powersmc_core.plotting import live as charts
+from powersmc_core.plotting.lookahead import (
+    boundary_title,
+    lookahead_boundaries,
+    lookahead_figure,
+)
 from powersmc_core.theory.live_target import MAX_EXACT_PREFIXES, ExactTarget
 
 __all__ = [
@@ -55,6 +60,16 @@ __all__ = [
 # maths is the engine's: log Ẑ is ``engine.step.reweight_state``'s running sum, the chosen
 # particle ``engine.choosers``' draw.
 EXPLAIN: dict[str, str] = {
+    "lookahead": (
+        "At each block boundary look-ahead SMC scores every particle's next tokens v by "
+        "ψ(v) = p(v)^α·ζ̂(v). ζ̂(v) estimates the **future power mass** behind v: the mean "
+        "over M rollouts of depth H (drawn from q ∝ p^α) of their importance weights "
+        "Π p(c)^α/q(c), so a token whose continuations are confident gains mass (log ζ̂ > 0) "
+        "and EOS has ζ = 1 (log ζ̂ = 0). Bars: each particle's top 3 candidates by ψ, length "
+        "log ζ̂, labelled by token. Offspring: how many particles continue it after the "
+        "resampling on Wᵢ·Σ_v ψᵢ(v) (0: dropped, 2+: copied; 1 each when not resampled). "
+        "The first 16 particles are shown."
+    ),
     "ess": (
         "ESS = 1/Σᵢ Wᵢ²: how many equally weighted particles the weighted set is worth "
         "(N at uniform weights, 1 when one particle holds all the weight). ✕ marks a "
@@ -183,11 +198,18 @@ class LiveCharts:
     diversity, table, and with an exact ``target`` the exact-target bars and the TV per
     step), each chart with its caption saying what it shows."""
 
+    live: Any = None  # a look-ahead ``LiveRun`` in flight (class default: none)
+
     def __init__(
-        self, label: Callable[[int], str] | None, target: ExactTarget | None = None
+        self,
+        label: Callable[[int], str] | None,
+        target: ExactTarget | None = None,
+        live: Any = None,
     ) -> None:
         self.label = label
         self.target = target
+        # A look-ahead run in flight (``LiveRun``): its boundaries are drawn at full redraws.
+        self.live = live
         self.drawn: tuple[int, bool] | None = None  # (records, heavy) of the last draw
         self.slots: dict[str, Any] = {}
         # Laid out once per script run; each draw fills a slot with its chart and caption
@@ -200,6 +222,7 @@ class LiveCharts:
         self._figures: Mapping[str, Any] | None = None  # the last full draw's figures
         if target is not None:
             self._target_slots()
+        self.slots["lookahead"] = st.empty()
 
     def _target_slots(self) -> None:
         # Below the table: laid out here, or at the first target figure of a cached run.
@@ -225,6 +248,36 @@ class LiveCharts:
         self.drawn = (len(records), heavy)
         if heavy:
             self._figures = figures
+            boundaries = self.live.boundaries() if self.live is not None else None
+            if boundaries:  # while streaming: the last boundary, read from the run itself
+                self._lookahead(boundaries, tag, streaming=True)
+
+    def _lookahead(self, boundaries: Sequence[Any], tag: str, streaming: bool = False) -> None:
+        """Look-ahead SMC's boundaries: the last one while streaming, any one afterwards."""
+        with self.slots["lookahead"].container():
+            index = len(boundaries) - 1
+            if not streaming and len(boundaries) > 1:
+                index = st.select_slider(
+                    "look-ahead boundary",
+                    options=list(range(len(boundaries))),
+                    value=index,
+                    format_func=lambda i: boundary_title(boundaries[i]),
+                    key=f"live_lookahead_{tag}",
+                )
+            st.plotly_chart(
+                lookahead_figure(boundaries, index, self.label), key=f"live_lookahead_fig_{tag}"
+            )
+            when = (
+                "Drawn at every full redraw while the run streams: the last boundary so far."
+                if streaming
+                else "After the run: the slider picks any boundary."
+            )
+            st.caption(f"{EXPLAIN['lookahead']} {when}")
+
+    def _entry_lookahead(self, entry: RunEntry) -> None:
+        boundaries = lookahead_boundaries(entry.result.extras if entry.result else None)
+        if boundaries and "lookahead" in getattr(self, "slots", {}):
+            self._lookahead(boundaries, entry.run_id)
 
     def settle(self, entry: RunEntry, state: MutableMapping[str, Any], budget: int) -> None:
         """Draw every chart at the run's last step unless the last draw already did, and
@@ -245,6 +298,7 @@ class LiveCharts:
             figure_cache.session_cache(state).get(
                 self._key(entry), lambda: figures, room=session_memory.figure_room(state, budget)
             )
+        self._entry_lookahead(entry)
 
     def _key(self, entry: RunEntry) -> tuple[Any, ...]:
         return ("live", entry.cache_key, len(entry.records), self.label is not None)
@@ -267,6 +321,7 @@ class LiveCharts:
             self._key(entry), build, room=session_memory.figure_room(state, budget)
         )
         self._show(figures, entry.records, f"{entry.run_id}_static")
+        self._entry_lookahead(entry)
 
     def _show(self, figures: Mapping[str, Any], records: Sequence[StepRecord], tag: str) -> None:
         if "target" in figures and "target" not in self.slots:
@@ -342,6 +397,12 @@ COMPARE_COLUMNS = {
         for repeats in (1, 2)
         for name in comparison.latency_columns(repeats)[1:]
     },
+    "token forwards": st.column_config.NumberColumn(
+        format="%d", help="Tokens pushed through the model: prompt once, rollouts included"
+    ),
+    "× Power-SMC forwards": st.column_config.NumberColumn(
+        format="%.2f×", help="Token forwards over Power-SMC's in this comparison"
+    ),
     "tokens/s": st.column_config.NumberColumn(format="%.1f"),
     "log p": st.column_config.NumberColumn(format="%.2f"),
     "log p / token": st.column_config.NumberColumn(format="%.3f"),

@@ -245,6 +245,8 @@ def _run_bench(
     if clock is not None:
         many, single = Timed(many, clock), Timed(single, clock)
     methods = make_methods(many, prompt, settings, reference, single=single)
+    forwards: dict[str, int] = {}
+    methods = {name: _counting(name, fn, settings, forwards) for name, fn in methods.items()}
     from powersmc_core.models.hf.model import HFModel
 
     if "generate" not in args.skip and isinstance(plain, HFModel):
@@ -286,7 +288,23 @@ def _run_bench(
         "command": "python -m powersmc_core " + " ".join(getattr(args, "argv", []) or ["bench"]),
         "eos_suppressed": True,
     }
-    return summarise(times, settings, meta, inside)
+    return summarise(times, settings, meta, inside, forwards)
+
+
+def _counting(
+    name: str, fn: Callable[[int, int], Any], settings: BenchSettings, forwards: dict[str, int]
+) -> Callable[[int, int], Any]:
+    """``fn`` that also keeps its full-length run's token forwards in ``forwards[name]``
+    (rows whose result reports them: the registry's samplers; not limit or generate)."""
+
+    def run(t: int, seed: int) -> Any:
+        result = fn(t, seed)
+        counted = (getattr(result, "extras", None) or {}).get("token_forwards")
+        if t == settings.max_new_tokens and counted is not None:
+            forwards[name] = int(counted)
+        return result
+
+    return run
 
 
 def _graph_breaks() -> int:

@@ -111,8 +111,13 @@ def summarise(
     settings: BenchSettings,
     meta: dict[str, Any],
     inside: dict[str, list[float]] | None = None,
+    forwards: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     """Medians and ratios: x_over_y = median(x) / median(y); ms_per_step = 1000·smc_s / T.
+
+    With ``forwards`` (token forwards of one full-length run per row, the registry's
+    accounting: prompt once, rollouts included): forwards_per_token[m] = forwards[m] / T,
+    the compute beside the time per token (rows whose runs report none are absent).
 
     The ratios to the base row keep their documented names: smc_over_baseline =
     smc_s / base_s and mh_over_baseline = mh_s / base_s (a variant's over_baseline too).
@@ -178,6 +183,8 @@ def summarise(
         "model_s": {m: list(ins) for m, ins in (inside or {}).items()} or None,
         "outside_model_ms_per_step": outside or None,
         "smc_bookkeeping_over_limit": bookkeeping,
+        "token_forwards": dict(forwards) if forwards else None,
+        "forwards_per_token": {m: f / t for m, f in forwards.items()} if forwards else None,
         **meta,
     }
 
@@ -188,7 +195,8 @@ def variant_name(block: int, every: int) -> str:
 
 
 def format_table(summary: dict[str, Any]) -> str:
-    """Median seconds per method, with ratios to the base row and the limit row."""
+    """Median seconds per method, ms and token forwards per token (fwd/tok: the rows that
+    count them), with ratios to the base row and the limit row."""
     times = summary["times_s"]
     base, limit = summary.get("base_s"), summary.get("limit_s")
     t = summary["new_tokens"]
@@ -197,15 +205,17 @@ def format_table(summary: dict[str, Any]) -> str:
         f"model {summary['model']} · {summary['device']} · N={summary['n_particles']} · "
         f"T={t} new tokens · {summary['repeats']} repeats (medians)",
         f"{'method':<{width}} {'median s':>9} {'min s':>8} {'max s':>8} "
-        f"{'ms/step':>8} {'× base':>8} {'× limit':>8}",
+        f"{'ms/step':>8} {'fwd/tok':>8} {'× base':>8} {'× limit':>8}",
     ]
+    per_token = summary.get("forwards_per_token") or {}
     for name, runs in times.items():
         med = statistics.median(runs)
         xb = "" if not base else f"{med / base:8.2f}"
         xl = "" if not limit else f"{med / limit:8.2f}"
+        fwd = "" if name not in per_token else f"{per_token[name]:8.1f}"
         lines.append(
             f"{name:<{width}} {med:9.3f} {min(runs):8.3f} {max(runs):8.3f} "
-            f"{1000 * med / t:8.1f} {xb:>8} {xl:>8}"
+            f"{1000 * med / t:8.1f} {fwd:>8} {xb:>8} {xl:>8}"
         )
     smc_limit, mh_smc = summary.get("smc_over_limit"), summary.get("mh_over_smc")
     if smc_limit is not None:

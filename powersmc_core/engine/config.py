@@ -25,6 +25,10 @@ __all__ = [
 ]
 
 SCHEDULES = ("constant", "linear", "adaptive")
+# The rollout knobs' bounds: look-ahead SMC's own (``engine.lookahead.LookaheadConfig``);
+# ε < 1 keeps a share of the twisted proposal (ε = 1 would be Power-SMC at K·M·H the cost).
+ROLLOUT_K_MAX, ROLLOUT_M_MAX, ROLLOUT_H_MAX = 64, 256, 64
+EPSILON_MAX = 0.99
 
 
 @dataclass(frozen=True)
@@ -117,6 +121,11 @@ class SMCConfig:
     block_size: resampling is considered only every block_size steps.
     max_new_tokens: hard length cap (a sequence that reaches it is complete).
     seed: seeds the one generator every random draw uses.
+    rollout_k, rollout_m, rollout_h: the rollout methods' K candidate tokens per particle,
+    M rollouts per candidate and depth H (look-ahead SMC and rollout power sampling); one
+    boundary costs up to N·K·M·H rollout forwards. None: the method's own default
+    (``samplers.registry.rollout_knobs``). lookahead_epsilon: look-ahead SMC's defensive
+    share ε of p^a in its proposal q = (1 − ε)·ψ/S + ε·p^a/Σp^a (None: its default 0.1).
     """
 
     alpha: float = _knob(
@@ -182,6 +191,43 @@ class SMCConfig:
     seed: int = _knob(
         0, flag="--seed", help="seed of the one generator", kind="int", low=0, high=2**63 - 1
     )
+    # The rollout methods' knobs (lookahead, rollout): read by their registry builders only.
+    rollout_k: int | None = _knob(
+        None,
+        flag="--rollout-k",
+        help="lookahead/rollout: K candidate tokens per particle (default: the method's)",
+        kind="int",
+        low=1,
+        high=ROLLOUT_K_MAX,
+        optional=True,
+    )
+    rollout_m: int | None = _knob(
+        None,
+        flag="--rollout-m",
+        help="lookahead/rollout: M rollouts per candidate (default: the method's)",
+        kind="int",
+        low=1,
+        high=ROLLOUT_M_MAX,
+        optional=True,
+    )
+    rollout_h: int | None = _knob(
+        None,
+        flag="--rollout-h",
+        help="lookahead/rollout: rollout depth H in tokens (default: the method's)",
+        kind="int",
+        low=1,
+        high=ROLLOUT_H_MAX,
+        optional=True,
+    )
+    lookahead_epsilon: float | None = _knob(
+        None,
+        flag="--lookahead-epsilon",
+        help="lookahead: defensive share of p^a in the proposal (default 0.1)",
+        kind="float",
+        low=0,
+        high=EPSILON_MAX,
+        optional=True,
+    )
 
     def __post_init__(self) -> None:
         alpha = _finite("alpha", self.alpha)
@@ -214,6 +260,18 @@ class SMCConfig:
         _integer("block_size", self.block_size, 1)
         _integer("max_new_tokens", self.max_new_tokens, 1, 1_000_000)
         _integer("seed", self.seed, 0, 2**63 - 1)
+        for name, high in (
+            ("rollout_k", ROLLOUT_K_MAX),
+            ("rollout_m", ROLLOUT_M_MAX),
+            ("rollout_h", ROLLOUT_H_MAX),
+        ):
+            if getattr(self, name) is not None:
+                _integer(name, getattr(self, name), 1, high)
+        if self.lookahead_epsilon is not None:
+            eps = _finite("lookahead_epsilon", self.lookahead_epsilon)
+            if not 0.0 <= eps <= EPSILON_MAX:
+                raise ValueError(range_message("lookahead_epsilon", eps, 0, EPSILON_MAX))
+            object.__setattr__(self, "lookahead_epsilon", eps)
         # Store numbers as floats so records and JSON are uniform whatever the caller passed.
         for name in ("alpha", "ess_threshold", "chopthin_eta", "alpha_start", "target_ess"):
             object.__setattr__(self, name, float(getattr(self, name)))

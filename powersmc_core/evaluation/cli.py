@@ -124,6 +124,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     methods.add_argument("--mh-steps", type=int, default=4, help="MH steps per block")
     methods.add_argument("--mh-block-size", type=int, default=None)
     methods.add_argument("--seed", type=int, default=0, help="base seed of every run")
+    methods.add_argument("--block-size", type=int, default=1, help="SMC: resample every B steps")
+    rollouts = "lookahead/rollout: {} (default: the method's own)"
+    methods.add_argument("--rollout-k", type=int, default=None, help=rollouts.format("K tokens"))
+    methods.add_argument("--rollout-m", type=int, default=None, help=rollouts.format("M rollouts"))
+    methods.add_argument("--rollout-h", type=int, default=None, help=rollouts.format("depth H"))
+    methods.add_argument(
+        "--lookahead-epsilon", type=float, default=None, help="lookahead: defensive share ε"
+    )
     methods.add_argument(
         "--answer",
         type=_rules,
@@ -174,6 +182,11 @@ def main(args: argparse.Namespace) -> int:
             mh_steps=args.mh_steps,
             mh_block_size=args.mh_block_size,
             seed=args.seed,
+            block_size=args.block_size,
+            rollout_k=args.rollout_k,
+            rollout_m=args.rollout_m,
+            rollout_h=args.rollout_h,
+            lookahead_epsilon=args.lookahead_epsilon,
         )
     except (ValueError, FileNotFoundError) as err:
         print(f"eval: {err}", file=sys.stderr)

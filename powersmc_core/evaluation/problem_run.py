@@ -83,6 +83,12 @@ class EvalSettings:
     mh_steps: int = 4
     mh_block_size: int | None = None
     seed: int = 0
+    # SMC's block size and the rollout methods' K, M, H, ε (None: the method's defaults).
+    block_size: int = 1
+    rollout_k: int | None = None
+    rollout_m: int | None = None
+    rollout_h: int | None = None
+    lookahead_epsilon: float | None = None
     # The old name of ``n_particles``, accepted by keyword only for existing callers.
     particles: InitVar[int | None] = None
 
@@ -111,6 +117,11 @@ class EvalSettings:
             resampling=self.resampling,
             max_new_tokens=self.max_new_tokens,
             seed=self.seed if seed is None else seed,
+            block_size=self.block_size,
+            rollout_k=self.rollout_k,
+            rollout_m=self.rollout_m,
+            rollout_h=self.rollout_h,
+            lookahead_epsilon=self.lookahead_epsilon,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -155,10 +166,22 @@ def effective_rule(method: str, rule: str) -> str:
     return "chosen"
 
 
+# (setting, value) pairs a hash leaves out: settings added after rows were written, unset.
+_UNSET = {
+    ("block_size", 1),
+    ("rollout_k", None),
+    ("rollout_m", None),
+    ("rollout_h", None),
+    ("lookahead_epsilon", None),
+}
+
+
 def config_hash(method: str, settings: EvalSettings, model: str) -> str:
     """Short stable hash of (model, method, the settings it reads): the resume key's third part."""
     # Under the settings' old names, so a setting's rename keeps every hash (and resume).
     config = {LEGACY_NAMES.get(k, k): v for k, v in method_config(method, settings).items()}
+    # Settings added later hash as before while unset, so older rows still resume.
+    config = {k: v for k, v in config.items() if (k, v) not in _UNSET}
     payload = json.dumps({"model": model, "method": method, **config}, sort_keys=True)
     return hashlib.sha1(payload.encode()).hexdigest()[:12]
 

@@ -5,7 +5,9 @@
 ``greedy``: argmax p token by token (the T -> 0 limit, ``greedy.py``); ``rollout``:
 rollout power sampling (Ji et al. 2026), approximate (``rollout_power.py``); ``lookahead``:
 look-ahead SMC, rollout estimates of the future power mass twisting the proposal and the
-resampling (``samplers/lookahead.py``; toy, transformer and llama.cpp backends).
+resampling (``samplers/lookahead.py``; toy, transformer and llama.cpp backends). Both
+rollout methods read K, M, H from ``SMCConfig.rollout_k/m/h`` (look-ahead also ε and the
+block size), None meaning the method's defaults (``rollout_knobs``).
 
 Each method is declared once, as a ``Method``: its name, a one-line description, its
 builder, the evaluation settings it reads, its chart colour and its compute accounting
@@ -50,6 +52,7 @@ __all__ = [
     "method_colors",
     "method_view",
     "register",
+    "rollout_knobs",
     "token_forwards",
     "unavailable",
     "unregister",
@@ -362,6 +365,28 @@ def _greedy(
     )
 
 
+# The rollout methods' defaults where ``SMCConfig.rollout_*`` is None (K, M, H).
+ROLLOUT_DEFAULTS = {"rollout": (8, 8, 8), "lookahead": (4, 4, 4)}
+LOOKAHEAD_EPSILON = LookaheadConfig().epsilon
+
+
+def rollout_knobs(method: str, model: LanguageModel, config: SMCConfig) -> tuple[int, int, int]:
+    """(K, M, H) that ``method`` runs with: ``config.rollout_*``, else the method's defaults.
+
+    One boundary costs at most N·K·M·H rollout forwards (K·M·H per particle). On a toy,
+    look-ahead SMC looks at every next token by default (K = V): a rare token is found at all
+    only if it is looked at, and a toy's vocabulary is small enough to look at all of it.
+    """
+    if method not in ROLLOUT_DEFAULTS:
+        raise ValueError(f"{method!r} runs no rollouts; rollout methods: {list(ROLLOUT_DEFAULTS)}")
+    k, m, h = ROLLOUT_DEFAULTS[method]
+    if method == "lookahead" and isinstance(model, ToyLM):
+        k = min(model.vocab_size, 64)
+    given = (config.rollout_k, config.rollout_m, config.rollout_h)
+    k, m, h = (d if v is None else v for v, d in zip(given, (k, m, h), strict=True))
+    return k, m, h
+
+
 def _rollout(
     model: LanguageModel,
     config: SMCConfig,
@@ -370,11 +395,15 @@ def _rollout(
     track_text: bool,
     **_: Any,
 ) -> Sampler:
-    # K, M, H keep the sampler's defaults (8 each: every token of a toy model).
+    k, m, h = rollout_knobs("rollout", model, config)
     return RolloutPowerSampler(
         model,
         alpha=config.alpha,
         n_samples=config.n_particles,
+        candidates=k,
+        rollouts=m,
+        depth=h,
+        jackknife=m >= 2,  # the jackknife leaves one rollout out: M = 1 is the plain ratio
         max_new_tokens=config.max_new_tokens,
         seed=config.seed,
         stop=stop,
@@ -391,15 +420,16 @@ def _lookahead(
     track_text: bool,
     **_: Any,
 ) -> Sampler:
-    # On a toy every next token is a candidate (K = V): a rare token is found at all only
-    # if it is looked at, and a toy's vocabulary is small enough to look at all of it.
-    looked = LookaheadConfig(k=min(model.vocab_size, 64)) if isinstance(model, ToyLM) else None
+    k, m, h = rollout_knobs("lookahead", model, config)
+    eps = LOOKAHEAD_EPSILON if config.lookahead_epsilon is None else config.lookahead_epsilon
+    looked = LookaheadConfig(k=k, m=m, h=h, epsilon=eps)
     return LookaheadSMC(
         model, config, stop=stop, track_text=track_text, stream_every=stream_every, lookahead=looked
     )
 
 
-_SMC_FIELDS = ("alpha", "n_particles", "schedule", "ess_threshold", "resampling")
+_SMC_FIELDS = ("alpha", "n_particles", "schedule", "ess_threshold", "resampling", "block_size")
+_ROLLOUT_FIELDS = ("rollout_k", "rollout_m", "rollout_h")
 for _method in (
     Method(
         "base",
@@ -452,7 +482,7 @@ for _method in (
         "rollout",
         "rollout power sampling (Ji et al. 2026): p^alpha·zeta_hat per token, approximate",
         _rollout,
-        ("alpha", "n_particles", "max_new_tokens", "seed"),
+        ("alpha", "n_particles", *_ROLLOUT_FIELDS, "max_new_tokens", "seed"),
         "#e377c2",
         batches=False,  # one record per token
         static_cache=False,  # the batch fans out to N·K·M rollout rows
@@ -465,7 +495,7 @@ for _method in (
         "look-ahead SMC: rollout estimates of the future power mass twist proposal and "
         "resampling (exact for pi_alpha)",
         _lookahead,
-        (*_SMC_FIELDS, "max_new_tokens", "seed"),
+        (*_SMC_FIELDS, *_ROLLOUT_FIELDS, "lookahead_epsilon", "max_new_tokens", "seed"),
         "#17becf",
         static_cache=False,  # the rollouts fork N·K·M rows; a static cache holds N
         bench=False,  # K·M·H forwards per boundary: timed on purpose, not in every bench
