@@ -123,6 +123,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="time torch and llama.cpp interleaved on the same prompt, N, T and seed "
         "(limit and smc rows per backend, smc_speedup_llamacpp); other methods are skipped",
     )
+    parser.add_argument(
+        "--numerics",
+        nargs="*",
+        metavar="PART",
+        help="llama.cpp's numerics instead of timings: layout (batch layout), target "
+        "(two-token SMC TV vs exact torch), requant (Q4_0 copy); none named: all",
+    )
     parser.add_argument("--no-warmup", action="store_true", help="skip the untimed warm-up")
     parser.add_argument(
         "--skip",
@@ -194,6 +201,17 @@ def run_bench(args: argparse.Namespace, log: Callable[[str], None] | None = None
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     try:
+        if getattr(args, "numerics", None) is not None:
+            from powersmc_core.bench.numerics import PARTS, numerics_report
+
+            return numerics_report(
+                args.numerics or PARTS,
+                threads=args.threads or 2,
+                repeats=args.repeats,
+                alpha=args.alpha,
+                seed=args.seed,
+                log=log,
+            )
         if getattr(args, "compare_backends", False):
             from powersmc_core.bench.backends import compare_backends
 
@@ -295,7 +313,12 @@ def main(args: argparse.Namespace) -> int:
             print(message, file=sys.stderr, flush=True)
 
     summary = run_bench(args, log=log)
-    if getattr(args, "compare_backends", False):
+    if getattr(args, "numerics", None) is not None:
+        from powersmc_core.bench.numerics import format_numerics, numerics_json
+
+        print(format_numerics(summary))
+        summary = numerics_json(summary)
+    elif getattr(args, "compare_backends", False):
         from powersmc_core.bench.backends import format_compare_table
 
         print(format_compare_table(summary))

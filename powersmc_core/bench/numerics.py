@@ -30,7 +30,6 @@ prompts × 2 prefixes × 13 layouts) about a minute on two shared cores.
 
 from __future__ import annotations
 
-import ctypes
 import math
 import statistics
 import time
@@ -45,15 +44,19 @@ import torch
 from powersmc_core.models.base import LanguageModel
 
 __all__ = [
-    "LayoutRow",
     "NUMERICS_PROMPTS",
+    "PARTS",
+    "LayoutRow",
     "RequantResult",
     "TargetTV",
     "TwoTokenTarget",
     "format_numerics",
     "layout_numerics",
     "layout_summary",
+    "numerics_json",
+    "numerics_report",
     "requant_comparison",
+    "two_token_enumerated",
     "two_token_target",
     "two_token_target_tv",
 ]
@@ -87,9 +90,14 @@ def _max_top_diff(ref: torch.Tensor, other: torch.Tensor, top: int = TOP) -> flo
 class _Context:
     """A llama context (per-sequence KV streams, as the backend) with chosen n_batch/n_ubatch."""
 
-    def __init__(self, weights: Any, cells: int, n_seq: int, batch: int, threads: int) -> None:
+    def __init__(
+        self, weights: Any, cells: int, n_seq: int, batch: int, threads: int, flash: int = -1
+    ) -> None:
         lib = weights.lib
         params = lib.llama_context_default_params()
+        # -1 auto (llama.cpp's default and the backend's: on for this CPU), 0 off (the
+        # default of llama_cpp.Llama in 0.3.36). With it off, p depends on the layout.
+        params.flash_attn_type = flash
         per_seq = -(-cells // CELL_PAD) * CELL_PAD
         params.n_ctx = per_seq * n_seq
         params.n_batch = params.n_ubatch = batch
@@ -136,9 +144,11 @@ class _Context:
         self.lib.llama_free(self.pointer)
 
 
-def _prefill_logp(weights: Any, ids: Sequence[int], batch: int, threads: int) -> torch.Tensor:
+def _prefill_logp(
+    weights: Any, ids: Sequence[int], batch: int, threads: int, flash: int = -1
+) -> torch.Tensor:
     """log p(. | ids) with ids decoded ``batch`` tokens at a time into one sequence, (V,)."""
-    ctx = _Context(weights, len(ids) + 1, 1, batch, threads)
+    ctx = _Context(weights, len(ids) + 1, 1, batch, threads, flash)
     try:
         ctx.prefill(list(ids))
         return ctx.logp(1)[0]
@@ -154,6 +164,7 @@ def _rows_logp(
     others: str,
     threads: int,
     seed: int = 0,
+    flash: int = -1,
 ) -> torch.Tensor:
     """log p(. | ids) read from row ``slot`` of one N-row step decode (the backend's layout).
 
@@ -165,7 +176,7 @@ def _rows_logp(
         raise ValueError(f"slot must be in [0, {n_rows}), got {slot}")
     if others not in ("same", "diff"):
         raise ValueError(f"others must be 'same' or 'diff', got {others!r}")
-    ctx = _Context(weights, len(ids) + 1, n_rows, max(n_rows, 512), threads)
+    ctx = _Context(weights, len(ids) + 1, n_rows, max(n_rows, 512), threads, flash)
     try:
         ctx.prefill(list(ids[:-1]))
         memory = ctx.lib.llama_get_memory(ctx.pointer)
@@ -182,25 +193,29 @@ def _rows_logp(
         ctx.close()
 
 
-def _layouts() -> list[tuple[str, str, Callable[[Any, Sequence[int], int], torch.Tensor]]]:
-    """(name, factor, fn(weights, ids, threads) -> log p (V,)) for every layout measured."""
-    out: list[tuple[str, str, Callable[[Any, Sequence[int], int], torch.Tensor]]] = []
-    for b in PREFILL_BATCHES:
-        out.append(
-            (f"prefill/b{b}", "prompt batch", lambda w, ids, t, b=b: _prefill_logp(w, ids, b, t))
-        )
-    for n in ROW_COUNTS:
-        combos = [(0, "same")] if n == 1 else [(0, "same"), (n - 1, "same"), (0, "diff")]
-        combos += [(n - 1, "diff")] if n > 1 else []
-        for slot, others in combos:
-            factor = "rows N" if (slot, others) == (0, "same") else "slot/other rows"
-            out.append(
-                (
-                    f"rows/N{n}/slot{slot}/{others}",
-                    factor,
-                    lambda w, ids, t, n=n, s=slot, o=others: _rows_logp(w, ids, n, s, o, t),
+FLASH = {"fa-auto": -1, "fa-off": 0}  # flash attention: llama.cpp's default, Llama's default
+REFERENCE = "fa-auto/prefill/b512"
+
+Layout = Callable[[Any, Sequence[int], int], torch.Tensor]
+
+
+def _layouts() -> list[tuple[str, str, Layout]]:
+    """(name, factor, fn(weights, ids, threads) -> log p (V,)) for every layout measured,
+    under both flash-attention settings (``FLASH``)."""
+    out: list[tuple[str, str, Layout]] = []
+    for fa, flash in FLASH.items():
+        for b in PREFILL_BATCHES:
+            fn = lambda w, ids, t, b=b, f=flash: _prefill_logp(w, ids, b, t, f)  # noqa: E731
+            out.append((f"{fa}/prefill/b{b}", "prompt batch", fn))
+        for n in ROW_COUNTS:
+            combos = [(0, "same")] if n == 1 else [(0, "same"), (n - 1, "same"), (0, "diff")]
+            combos += [(n - 1, "diff")] if n > 1 else []
+            for slot, others in combos:
+                factor = "rows N" if (slot, others) == (0, "same") else "slot/other rows"
+                fn = lambda w, ids, t, n=n, s=slot, o=others, f=flash: _rows_logp(  # noqa: E731
+                    w, ids, n, s, o, t, flash=f
                 )
-            )
+                out.append((f"{fa}/rows/N{n}/slot{slot}/{others}", factor, fn))
     return out
 
 
@@ -212,7 +227,7 @@ class LayoutRow:
     prefix_tokens: int
     layout: str
     factor: str  # "prompt batch", "rows N", "slot/other rows"
-    max_abs_top20: float  # vs the reference layout prefill/b512
+    max_abs_top20: float  # vs the reference layout fa-auto/prefill/b512
     kl_to_reference: float  # KL(ref ‖ layout)
     kl_to_torch: float  # KL(torch ‖ layout)
 
@@ -246,7 +261,8 @@ def layout_numerics(
     """Every layout's next-token log-probs for every (chat prompt + first k greedy tokens).
 
     ``llama``: a ``LlamaCppModel`` (its loaded weights are used; its contexts are not).
-    ``layouts``: names to keep (default all); the reference ``prefill/b512`` always runs.
+    ``layouts``: names to keep (default all); the reference ``fa-auto/prefill/b512`` (the
+    backend's flash-attention setting, the whole prefix in one decode) always runs.
     """
     table = _layouts()
     known = [name for name, _, _ in table]
@@ -266,7 +282,7 @@ def layout_numerics(
             for name, factor, fn in table:
                 if layouts is not None and name not in layouts:
                     continue
-                logp = ref if name == "prefill/b512" else fn(weights, ids, threads)
+                logp = ref if name == REFERENCE else fn(weights, ids, threads)
                 rows.append(
                     LayoutRow(
                         p,
@@ -326,7 +342,9 @@ class TwoTokenTarget:
         tokens, finished = key
         a = self.alpha
         if not tokens:  # EOS first: sum over the EOS ids of p(e)^alpha
-            terms = [a * float(self.log_first[i]) for i, t in enumerate(self.first) if t in self.eos]
+            terms = [
+                a * float(self.log_first[i]) for i, t in enumerate(self.first) if t in self.eos
+            ]
         else:
             if tokens[0] not in self._row:
                 return -math.inf
@@ -516,7 +534,9 @@ def two_token_target_tv(
 
     if "torch" not in models:
         raise ValueError("models needs a 'torch' entry: the exact target is computed on it")
-    target = target if target is not None else two_token_target(models["torch"], prompt, alpha, tail)
+    target = (
+        target if target is not None else two_token_target(models["torch"], prompt, alpha, tail)
+    )
     config = SMCConfig(alpha=alpha, n_particles=n_particles, max_new_tokens=2, seed=seed)
     tv_pairs, tv_first, tv_runs, outside, seconds = {}, {}, {}, {}, {}
     for name, model in models.items():
@@ -553,7 +573,9 @@ def two_token_target_tv(
     )
 
 
-def _same_first(model: LanguageModel, prompt: Sequence[int], like: TwoTokenTarget) -> TwoTokenTarget:
+def _same_first(
+    model: LanguageModel, prompt: Sequence[int], like: TwoTokenTarget
+) -> TwoTokenTarget:
     """The two-token target on ``model`` over the same enumerated y1 as ``like``."""
     with torch.inference_mode():
         _, logp = model.start(prompt, 1)
@@ -660,7 +682,9 @@ def requant_comparison(
             for _ in range(continuation):
                 token = int(torch.multinomial(logp[0].exp(), 1, generator=generator))
                 tail.append(token)
-                state, logp = torch_model.advance(state, torch.tensor([token]), torch.tensor([True]))
+                state, logp = torch_model.advance(
+                    state, torch.tensor([token]), torch.tensor([True])
+                )
             sequences.append((ids, tail))
     kls: dict[str, list[float]] = {name: [] for name in files}
     agree: dict[str, list[bool]] = {name: [] for name in files}
@@ -705,6 +729,57 @@ def requant_comparison(
     )
 
 
+# ---- the bench entry point ---------------------------------------------------------------
+PARTS = ("layout", "target", "requant")
+
+
+def numerics_report(
+    parts: Sequence[str] = PARTS,
+    threads: int = 2,
+    n_particles: int = 64,
+    runs: int = 8,
+    repeats: int = 5,
+    alpha: float = 4.0,
+    seed: int = 0,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """``bench --numerics``: load smollm2 on both backends and run the chosen ``parts``.
+
+    Returns {"layouts": [LayoutRow], "target": TargetTV, "requant": RequantResult, "meta": ..}
+    (only the parts asked for).
+    """
+    from powersmc_core.models.backends import load_model_with_backend
+    from powersmc_core.models.gguf_cache import embedded_gguf_path, requantised_gguf
+    from powersmc_core.models.llamacpp.model import load_llamacpp_model
+
+    bad = sorted(set(parts) - set(PARTS))
+    if bad:
+        raise ValueError(f"unknown --numerics parts {bad}; choose from {list(PARTS)}")
+    say = log or (lambda _: None)
+    torch_model = load_model_with_backend("smollm2", "torch", device="cpu")
+    # max_new_tokens=2: the two-token SMC needs 3 cells per row beyond the prompt.
+    llama = load_llamacpp_model("smollm2", threads=threads, max_new_tokens=2)
+    report: dict[str, Any] = {
+        "meta": {"threads": threads, "torch_threads": torch.get_num_threads(), "alpha": alpha}
+    }
+    if "layout" in parts:
+        say("layouts ...")
+        report["layouts"] = layout_numerics(llama, torch_model, threads=threads)
+    if "target" in parts:
+        say("two-token target ...")
+        prompt = _chat_prompts(torch_model, NUMERICS_PROMPTS[:1])[0]
+        report["target"] = two_token_target_tv(
+            {"torch": torch_model, "llamacpp": llama}, prompt, alpha, n_particles, runs, seed
+        )
+    if "requant" in parts:
+        say("requantisation ...")
+        files = {"q4_1": embedded_gguf_path(), "q4_0": requantised_gguf(qtype="q4_0")}
+        report["requant"] = requant_comparison(
+            files, llama, torch_model, repeats=repeats, threads=threads, seed=seed
+        )
+    return report
+
+
 # ---- rendering ----------------------------------------------------------------------------
 def numerics_json(report: dict[str, Any]) -> dict[str, Any]:
     """A JSON-safe copy of a ``bench --numerics`` report (dataclasses to dicts)."""
@@ -723,8 +798,12 @@ def format_numerics(report: dict[str, Any]) -> str:
     """Plain-text tables of a ``bench --numerics`` report."""
     lines = []
     if "layouts" in report:
-        lines.append("llama.cpp batch layout vs prefill/b512 (top-20 max |Δ log p|, mean KL)")
-        lines.append(f"{'layout':30s} {'factor':16s} {'max|Δ|':>8s} {'KL ref':>9s} {'KL torch':>9s}")
+        lines.append(
+            "llama.cpp batch layout vs fa-auto/prefill/b512 (top-20 max |Δ log p|, mean KL)"
+        )
+        lines.append(
+            f"{'layout':30s} {'factor':16s} {'max|Δ|':>8s} {'KL ref':>9s} {'KL torch':>9s}"
+        )
         for s in layout_summary(report["layouts"]):
             lines.append(
                 f"{s['layout']:30s} {s['factor']:16s} {s['max_abs_top20']:8.4f} "

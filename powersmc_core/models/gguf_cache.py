@@ -354,7 +354,9 @@ def requant_path(gguf_path: Path, qtype: str, *, root: Path | None = None) -> Pa
     ``root/<slug>.requant/<stem>.<qtype>.gguf`` (slug: ``gguf_cache_slug``), never in the repo.
     """
     if qtype not in REQUANT_TYPES:
-        raise ValueError(f"unknown requantisation type {qtype!r}; choose one of {sorted(REQUANT_TYPES)}")
+        raise ValueError(
+            f"unknown requantisation type {qtype!r}; choose one of {sorted(REQUANT_TYPES)}"
+        )
     folder = (root if root is not None else cache_root()) / f"{gguf_cache_slug(gguf_path)}.requant"
     return folder / f"{gguf_path.stem}.{qtype}.gguf"
 
@@ -399,7 +401,9 @@ def requantised_gguf(
     try:
         status = int(lib.llama_model_quantize(str(gguf_path).encode(), str(tmp).encode(), params))
         if status != 0:
-            raise ModelLoadError(f"llama.cpp could not requantise {gguf_path} to {qtype} ({status})")
+            raise ModelLoadError(
+                f"llama.cpp could not requantise {gguf_path} to {qtype} ({status})"
+            )
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
