@@ -199,15 +199,19 @@ REFERENCE = "fa-auto/prefill/b512"
 Layout = Callable[[Any, Sequence[int], int], torch.Tensor]
 
 
-def _layouts() -> list[tuple[str, str, Layout]]:
+def _layouts(
+    batches: Sequence[int] = PREFILL_BATCHES, row_counts: Sequence[int] = ROW_COUNTS
+) -> list[tuple[str, str, Layout]]:
     """(name, factor, fn(weights, ids, threads) -> log p (V,)) for every layout measured,
     under both flash-attention settings (``FLASH``)."""
+    if any(b < 1 for b in batches) or any(n < 1 for n in row_counts):
+        raise ValueError(f"batch sizes and row counts must be >= 1, got {batches}, {row_counts}")
     out: list[tuple[str, str, Layout]] = []
     for fa, flash in FLASH.items():
-        for b in PREFILL_BATCHES:
+        for b in batches:
             fn = lambda w, ids, t, b=b, f=flash: _prefill_logp(w, ids, b, t, f)  # noqa: E731
             out.append((f"{fa}/prefill/b{b}", "prompt batch", fn))
-        for n in ROW_COUNTS:
+        for n in row_counts:
             combos = [(0, "same")] if n == 1 else [(0, "same"), (n - 1, "same"), (0, "diff")]
             combos += [(n - 1, "diff")] if n > 1 else []
             for slot, others in combos:
@@ -257,6 +261,8 @@ def layout_numerics(
     extra_tokens: Sequence[int] = (0, 8),
     threads: int = 1,
     layouts: Sequence[str] | None = None,
+    batches: Sequence[int] = PREFILL_BATCHES,
+    row_counts: Sequence[int] = ROW_COUNTS,
 ) -> list[LayoutRow]:
     """Every layout's next-token log-probs for every (chat prompt + first k greedy tokens).
 
@@ -264,7 +270,7 @@ def layout_numerics(
     ``layouts``: names to keep (default all); the reference ``fa-auto/prefill/b512`` (the
     backend's flash-attention setting, the whole prefix in one decode) always runs.
     """
-    table = _layouts()
+    table = _layouts(batches, row_counts)
     known = [name for name, _, _ in table]
     if layouts is not None:
         bad = sorted(set(layouts) - set(known))
