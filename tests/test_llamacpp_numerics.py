@@ -206,3 +206,48 @@ def test_requantised_copy_is_made_once_and_loads(tmp_path):
     assert requantised_gguf(qtype="q4_0", root=tmp_path) == path
     assert path.stat().st_mtime_ns == stamp  # reused, not redone
     assert weights(path).vocab_size == 49152
+
+
+# ---- the bench entry point ----------------------------------------------------------------
+def test_numerics_report_rejects_unknown_parts_before_loading():
+    from powersmc_core.bench.numerics import numerics_report
+
+    with pytest.raises(ValueError, match="layout"):
+        numerics_report(["speed"])
+
+
+def test_format_numerics_renders_each_part():
+    from powersmc_core.bench.numerics import RequantResult, TargetTV, format_numerics
+
+    rows = [
+        LayoutRow(0, 40, "fa-auto/prefill/b512", "prompt batch", 0.0, 0.0, 0.004),
+        LayoutRow(0, 40, "fa-off/prefill/b1", "prompt batch", 0.08, 0.002, 0.006),
+    ]
+    tv = TargetTV(
+        4.0,
+        64,
+        2,
+        30,
+        1e-5,
+        {"torch": 0.1, "llamacpp": 0.12},
+        {"torch": 0.05, "llamacpp": 0.06},
+        {"torch": [0.2, 0.3], "llamacpp": [0.25, 0.3]},
+        {"torch": 0.0, "llamacpp": 0.0},
+        0.01,
+    )
+    rq = RequantResult(
+        {"q4_1": "a", "q4_0": "b"},
+        {"q4_1": 100.0, "q4_0": 90.0},
+        {"q4_1": [50.0, 52.0], "q4_0": [40.0, 41.0]},
+        {"q4_1": 51.0, "q4_0": 40.5},
+        {"q4_1": 0.004, "q4_0": 0.02},
+        {"q4_1": 0.97, "q4_0": 0.9},
+        260,
+        8,
+        32,
+        1,
+    )
+    text = format_numerics({"layouts": rows, "target": tv, "requant": rq})
+    assert "fa-off/prefill/b1" in text and "0.0800" in text
+    assert "excess (llama.cpp - torch) +0.0200" in text
+    assert f"speedup {51.0 / 40.5:.3f}x" in text
