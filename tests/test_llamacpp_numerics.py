@@ -77,12 +77,14 @@ def test_layout_rows_are_well_formed(models):
     assert {r.prompt for r in rows} == {0, 1}
     for r in rows:
         assert isinstance(r, LayoutRow)
-        for value in (r.max_abs_top20, r.kl_to_reference, r.kl_to_torch):
+        for value in (r.max_abs_top20, r.kl_to_reference, r.kl_to_fa_auto, r.kl_to_torch):
             assert math.isfinite(value) and value >= -1e-9
         # Q4_1 on llama.cpp is close to float32 torch but not equal to it.
         assert 0 < r.kl_to_torch < 0.05
-    reference = [r for r in rows if r.layout == "fa-auto/prefill/b512"]
-    assert all(r.max_abs_top20 == 0 and r.kl_to_reference == 0 for r in reference)
+    for fa in ("fa-auto", "fa-off"):  # each flash setting's own reference
+        reference = [r for r in rows if r.layout == f"{fa}/prefill/b512"]
+        assert all(r.max_abs_top20 == 0 and r.kl_to_reference == 0 for r in reference)
+    assert all(r.kl_to_fa_auto == 0 for r in rows if r.layout == "fa-auto/prefill/b512")
     summary = layout_summary(rows)
     assert [s["layout"] for s in summary] == list(dict.fromkeys(r.layout for r in rows))
     assert all(s["prefixes"] == 2 for s in summary)
@@ -220,8 +222,8 @@ def test_format_numerics_renders_each_part():
     from powersmc_core.bench.numerics import RequantResult, TargetTV, format_numerics
 
     rows = [
-        LayoutRow(0, 40, "fa-auto/prefill/b512", "prompt batch", 0.0, 0.0, 0.004),
-        LayoutRow(0, 40, "fa-off/prefill/b1", "prompt batch", 0.08, 0.002, 0.006),
+        LayoutRow(0, 40, "fa-auto/prefill/b512", "prompt batch", 0.0, 0.0, 0.0, 0.004),
+        LayoutRow(0, 40, "fa-off/prefill/b1", "prompt batch", 0.08, 0.002, 0.005, 0.006),
     ]
     tv = TargetTV(
         4.0,
