@@ -210,6 +210,7 @@ def run_bench(args: argparse.Namespace, log: Callable[[str], None] | None = None
                 repeats=args.repeats,
                 alpha=args.alpha,
                 seed=args.seed,
+                prompt=args.prompt,
                 log=log,
             )
         if getattr(args, "compare_backends", False):

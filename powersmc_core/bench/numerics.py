@@ -534,7 +534,7 @@ def two_token_target_tv(
     n_particles: int = 64,
     runs: int = 8,
     seed: int = 0,
-    tail: float = 1e-4,
+    tail: float = 1e-5,
     target: TwoTokenTarget | None = None,
 ) -> TargetTV:
     """Power-SMC (T = 2, alpha) on each backend in ``models`` ({"torch": .., "llamacpp": ..})
@@ -753,9 +753,12 @@ def numerics_report(
     repeats: int = 5,
     alpha: float = 4.0,
     seed: int = 0,
+    prompt: str | None = None,
     log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """``bench --numerics``: load smollm2 on both backends and run the chosen ``parts``.
+
+    ``prompt``: the chat prompt of the two-token target (default ``NUMERICS_PROMPTS[0]``).
 
     Returns {"layouts": [LayoutRow], "target": TargetTV, "requant": RequantResult, "meta": ..}
     (only the parts asked for).
@@ -779,10 +782,11 @@ def numerics_report(
         report["layouts"] = layout_numerics(llama, torch_model, threads=threads)
     if "target" in parts:
         say("two-token target ...")
-        prompt = _chat_prompts(torch_model, NUMERICS_PROMPTS[:1])[0]
+        ids = _chat_prompts(torch_model, [prompt or NUMERICS_PROMPTS[0]])[0]
         report["target"] = two_token_target_tv(
-            {"torch": torch_model, "llamacpp": llama}, prompt, alpha, n_particles, runs, seed
+            {"torch": torch_model, "llamacpp": llama}, ids, alpha, n_particles, runs, seed
         )
+        report["meta"]["target_prompt"] = prompt or NUMERICS_PROMPTS[0]
     if "requant" in parts:
         say("requantisation ...")
         files = {"q4_1": embedded_gguf_path(), "q4_0": requantised_gguf(qtype="q4_0")}
