@@ -252,4 +252,4 @@ def test_format_numerics_renders_each_part():
     text = format_numerics({"layouts": rows, "target": tv, "requant": rq})
     assert "fa-off/prefill/b1" in text and "0.0800" in text
     assert "excess (llama.cpp - torch) +0.0200" in text
-    assert f"speedup {51.0 / 40.5:.3f}x" in text
+    assert f"speedup {51.0 / 40.5:.3f}x" in text and "speedup 1.000x" in text
