@@ -394,55 +394,82 @@ def _logsumexp(values: Sequence[float]) -> float:
     return top + math.log(sum(math.exp(v - top) for v in values))
 
 
+def _second_rows(
+    model: LanguageModel, prompt: Sequence[int], tokens: Sequence[int], chunk: int
+) -> torch.Tensor:
+    """log p(. | prompt, y1) for each y1 in ``tokens``: one batched advance per chunk, (k, V)."""
+    out = []
+    for begin in range(0, len(tokens), chunk):
+        part = list(tokens[begin : begin + chunk])
+        state, _ = model.start(prompt, len(part))
+        active = torch.ones(len(part), dtype=torch.bool)
+        _, second = model.advance(state, torch.tensor(part), active)
+        out.append(second.double())
+    return torch.cat(out) if out else torch.zeros(0, model.vocab_size, dtype=torch.float64)
+
+
 def two_token_target(
     model: LanguageModel,
     prompt: Sequence[int],
     alpha: float = 4.0,
-    tail: float = 1e-4,
+    tail: float = 1e-5,
     chunk: int = 64,
     max_first: int = 4096,
 ) -> TwoTokenTarget:
-    """pi_alpha over T = 2 new tokens, y1 enumerated over the top-k of p^alpha, k the least
-    with sum_{tail} p(y1)^alpha / sum_{top-k} p(y1)^alpha ≤ ``tail`` (a bound on the left-out
-    pi mass, since Z ≥ sum_{top-k} p(y1)^alpha · min c and c(y1) = sum_y2 p(y2|y1)^alpha ≤ 1;
-    reported exactly as ``tail_bound`` below with Z itself). y2: one batched ``advance`` of
-    up to ``chunk`` y1s per forward.
+    """pi_alpha over T = 2 new tokens, y1 enumerated over the top-k of p(y1)^alpha.
+
+    Z = sum_y1 p(y1)^alpha c(y1) with c(y1) = sum_y2 p(y2|y1)^alpha ≤ 1 (1 for EOS), so the
+    pi mass of the y1 left out is ≤ sum_{rank > k} p(y1)^alpha / Z_k (Z_k: Z over the top k,
+    ``tail_bound``). k starts where that bound holds with c = 1 and grows (twice at most)
+    until it holds with the Z_k computed. y2: one batched ``advance`` per ``chunk`` y1s.
     """
     if alpha <= 0:
         raise ValueError(f"alpha must be > 0, got {alpha}")
     eos = frozenset(int(e) for e in model.eos_token_ids)
     with torch.inference_mode():
         _, logp = model.start(prompt, 1)
-        log_first_all = logp[0].double()  # (V,)
-        powered = alpha * log_first_all
-        order = torch.argsort(powered, descending=True)
-        # Tail mass of p^alpha beyond rank k, relative to the mass of the top k.
-        sorted_p = torch.softmax(powered[order], 0)
-        kept_mass = torch.cumsum(sorted_p, 0)
-        ratio = (1 - kept_mass).clamp_min(0) / kept_mass
-        k = int(torch.searchsorted(-ratio, torch.tensor(-tail, dtype=ratio.dtype))) + 1
-        k = max(1, min(k, max_first, order.numel()))
-        first = [int(t) for t in order[:k]]
-        rows = torch.zeros(k, log_first_all.numel(), dtype=torch.float64)
-        todo = [i for i, t in enumerate(first) if t not in eos]
-        for begin in range(0, len(todo), chunk):
-            part = todo[begin : begin + chunk]
-            state, _ = model.start(prompt, len(part))
-            tokens = torch.tensor([first[i] for i in part])
-            _, second = model.advance(state, tokens, torch.ones(len(part), dtype=torch.bool))
-            rows[part] = second.double()
-    log_first = log_first_all[order[:k]]
-    terms = []
-    for i, t in enumerate(first):
-        if t in eos:
-            terms.append(alpha * log_first[i])
-        else:
-            terms.append(alpha * log_first[i] + torch.logsumexp(alpha * rows[i], 0))
-    log_z = float(torch.logsumexp(torch.stack(terms), 0))
-    left_out = float(torch.logsumexp(powered[order[k:]], 0)) if k < order.numel() else -math.inf
-    return TwoTokenTarget(
-        alpha, tuple(first), log_first, rows, eos, log_z, math.exp(left_out - log_z)
-    )
+    log_first_all = logp[0].double()  # (V,)
+    powered = alpha * log_first_all
+    order = torch.argsort(powered, descending=True)
+    # tails[k] = log sum_{rank >= k} p^alpha (reverse cumulative log-sum-exp), (V + 1,)
+    tails = torch.logcumsumexp(powered[order].flip(0), 0).flip(0)
+    tails = torch.cat([tails, torch.tensor([-math.inf], dtype=tails.dtype)])
+    first: list[int] = []
+    rows = torch.zeros(0, log_first_all.numel(), dtype=torch.float64)
+    log_z = -math.inf
+    log_c = torch.zeros(0, dtype=torch.float64)
+    for _ in range(3):
+        # Least k with tails[k] - log_z_guess <= log(tail); the guess is Z over the top k
+        # with c = 1 the first time (too big), then the Z computed so far (a lower bound).
+        guess = tails[0] - tails if not first else log_z - tails
+        ok = (guess >= -math.log(max(tail, 1e-300))).nonzero()
+        k = int(ok[0]) if ok.numel() else order.numel()
+        k = max(1, min(max(k, len(first)), max_first, order.numel()))
+        new = [int(t) for t in order[len(first) : k]]
+        grown = [t for t in new if t not in eos]
+        extra = _second_rows(model, prompt, grown, chunk)
+        new_rows = torch.zeros(len(new), log_first_all.numel(), dtype=torch.float64)
+        for j, t in enumerate(new):
+            if t not in eos:
+                new_rows[j] = extra[grown.index(t)]
+        rows = torch.cat([rows, new_rows])
+        first += new
+        new_c = torch.tensor(
+            [
+                0.0 if t in eos else float(torch.logsumexp(alpha * new_rows[j], 0))
+                for j, t in enumerate(new)
+            ],
+            dtype=torch.float64,
+        )
+        log_c = torch.cat([log_c, new_c])
+        log_z = float(torch.logsumexp(powered[order[: len(first)]] + log_c, 0))
+        if float(tails[len(first)]) - log_z <= math.log(max(tail, 1e-300)) or len(first) >= min(
+            max_first, order.numel()
+        ):
+            break
+    log_first = log_first_all[order[: len(first)]]
+    bound = math.exp(float(tails[len(first)]) - log_z)
+    return TwoTokenTarget(alpha, tuple(first), log_first, rows, eos, log_z, bound)
 
 
 def two_token_enumerated(target: TwoTokenTarget) -> dict[Key, float]:
@@ -592,14 +619,12 @@ def _same_first(
     with torch.inference_mode():
         _, logp = model.start(prompt, 1)
         log_first = logp[0].double()[list(like.first)]
-        rows = torch.zeros_like(like.log_second)
-        todo = [i for i, t in enumerate(like.first) if t not in like.eos]
-        for begin in range(0, len(todo), 64):
-            part = todo[begin : begin + 64]
-            state, _ = model.start(prompt, len(part))
-            tokens = torch.tensor([like.first[i] for i in part])
-            _, second = model.advance(state, tokens, torch.ones(len(part), dtype=torch.bool))
-            rows[part] = second.double()
+    rows = torch.zeros_like(like.log_second)
+    todo = [i for i, t in enumerate(like.first) if t not in like.eos]
+    with torch.inference_mode():
+        second = _second_rows(model, prompt, [like.first[i] for i in todo], 64)
+    if todo:
+        rows[todo] = second
     a = like.alpha
     terms = [
         a * log_first[i] + (0 if t in like.eos else torch.logsumexp(a * rows[i], 0))
