@@ -35,6 +35,7 @@ from powersmc_core.bench.numerics import (
 from powersmc_core.models.backends import llamacpp_available
 from powersmc_core.models.gguf_cache import (
     gguf_cache_slug,
+    llamacpp_gguf_path,
     requant_path,
     requant_problem,
     requantised_gguf,
@@ -253,3 +254,34 @@ def test_format_numerics_renders_each_part():
     assert "fa-off/prefill/b1" in text and "0.0800" in text
     assert "excess (llama.cpp - torch) +0.0200" in text
     assert f"speedup {51.0 / 40.5:.3f}x" in text and "speedup 1.000x" in text
+
+
+def test_llamacpp_file_choice(tmp_path, monkeypatch):
+    from powersmc_core.models import gguf_cache
+
+    source = tmp_path / "M.gguf"
+    source.write_bytes(b"x")
+    made = []
+
+    def fake(path, qtype, *, root=None):
+        made.append(qtype)
+        return requant_path(path, qtype, root=tmp_path)
+
+    monkeypatch.setattr(gguf_cache, "requantised_gguf", fake)
+    monkeypatch.delenv(gguf_cache.LLAMACPP_QUANT_ENV, raising=False)
+    assert llamacpp_gguf_path(source) == requant_path(source, "q8_0", root=tmp_path)
+    monkeypatch.setenv(gguf_cache.LLAMACPP_QUANT_ENV, "original")
+    assert llamacpp_gguf_path(source) == source
+    monkeypatch.setenv(gguf_cache.LLAMACPP_QUANT_ENV, "Q4_0")
+    assert llamacpp_gguf_path(source).name == "M.q4_0.gguf"
+    assert made == ["q8_0", "q4_0"]
+    monkeypatch.setenv(gguf_cache.LLAMACPP_QUANT_ENV, "q2")
+    with pytest.raises(ValueError, match="original"):
+        llamacpp_gguf_path(source)
+
+    def read_only(path, qtype, *, root=None):
+        raise PermissionError("read-only cache")
+
+    monkeypatch.setattr(gguf_cache, "requantised_gguf", read_only)
+    monkeypatch.delenv(gguf_cache.LLAMACPP_QUANT_ENV)
+    assert llamacpp_gguf_path(source) == source  # falls back to the file itself

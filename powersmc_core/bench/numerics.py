@@ -783,6 +783,9 @@ def numerics_report(
 ) -> dict[str, Any]:
     """``bench --numerics``: load smollm2 on both backends and run the chosen ``parts``.
 
+    The layouts and the target measure the file the llama.cpp backend runs (the embedded
+    model's Q8_0 copy by default; ``POWERSMC_LLAMACPP_QUANT=original`` for the Q4_1 file).
+
     ``prompt``: the chat prompt of the two-token target (default ``NUMERICS_PROMPTS[0]``).
 
     Returns {"layouts": [LayoutRow], "target": TargetTV, "requant": RequantResult, "meta": ..}
@@ -800,7 +803,13 @@ def numerics_report(
     # max_new_tokens=2: the two-token SMC needs 3 cells per row beyond the prompt.
     llama = load_llamacpp_model("smollm2", threads=threads, max_new_tokens=2)
     report: dict[str, Any] = {
-        "meta": {"threads": threads, "torch_threads": torch.get_num_threads(), "alpha": alpha}
+        "meta": {
+            "threads": threads,
+            "torch_threads": torch.get_num_threads(),
+            "alpha": alpha,
+            # The file the backend runs ($POWERSMC_LLAMACPP_QUANT; original: the Q4_1 file).
+            "llamacpp_file": llama.weights.path.name,
+        }
     }
     if "layout" in parts:
         say("layouts ...")

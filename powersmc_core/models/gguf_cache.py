@@ -410,3 +410,29 @@ def requantised_gguf(
     marker = {"source": source_fingerprint(gguf_path), "qtype": qtype, "size": path.stat().st_size}
     path.with_suffix(".json").write_text(json.dumps(marker, indent=1))
     return path
+
+
+LLAMACPP_QUANT_ENV = "POWERSMC_LLAMACPP_QUANT"
+# What llama.cpp runs for the embedded model: a Q8_0 copy of the Q4_1 file. Measured
+# 2026-12-03 (docs/bench.md, "requantisation"): SMC 1.33x faster per token at N = 8
+# (median of paired rounds) and mean KL(torch ‖ llama.cpp) 0.0053 against 0.0034 for
+# the Q4_1 file itself (bar: 0.01). Q4_0 was faster still (1.5x) but KL 0.38: rejected.
+DEFAULT_LLAMACPP_QUANT = "q8_0"
+
+
+def llamacpp_gguf_path(gguf_path: Path) -> Path:
+    """The file llama.cpp runs for the embedded ``gguf_path``: its ``$POWERSMC_LLAMACPP_QUANT``
+    copy (default ``q8_0``; ``original`` runs the file itself), made once by
+    ``requantised_gguf``; the original when the copy cannot be written (read-only cache).
+    """
+    choice = os.environ.get(LLAMACPP_QUANT_ENV, "").strip().lower() or DEFAULT_LLAMACPP_QUANT
+    if choice == "original":
+        return gguf_path
+    if choice not in REQUANT_TYPES:
+        raise ValueError(
+            f"{LLAMACPP_QUANT_ENV}={choice!r}: choose original or one of {sorted(REQUANT_TYPES)}"
+        )
+    try:
+        return requantised_gguf(gguf_path, choice)
+    except (OSError, ModelLoadError):
+        return gguf_path  # same model, slower: better than no llama.cpp backend
