@@ -269,6 +269,8 @@ def test_llamacpp_file_choice(tmp_path, monkeypatch):
 
     monkeypatch.setattr(gguf_cache, "requantised_gguf", fake)
     monkeypatch.delenv(gguf_cache.LLAMACPP_QUANT_ENV, raising=False)
+    assert llamacpp_gguf_path(source) == source  # default: the file itself, nothing made
+    monkeypatch.setenv(gguf_cache.LLAMACPP_QUANT_ENV, "q8_0")
     assert llamacpp_gguf_path(source) == requant_path(source, "q8_0", root=tmp_path)
     monkeypatch.setenv(gguf_cache.LLAMACPP_QUANT_ENV, "original")
     assert llamacpp_gguf_path(source) == source
@@ -283,5 +285,5 @@ def test_llamacpp_file_choice(tmp_path, monkeypatch):
         raise PermissionError("read-only cache")
 
     monkeypatch.setattr(gguf_cache, "requantised_gguf", read_only)
-    monkeypatch.delenv(gguf_cache.LLAMACPP_QUANT_ENV)
+    monkeypatch.setenv(gguf_cache.LLAMACPP_QUANT_ENV, "q8_0")
     assert llamacpp_gguf_path(source) == source  # falls back to the file itself

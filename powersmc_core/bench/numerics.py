@@ -783,8 +783,8 @@ def numerics_report(
 ) -> dict[str, Any]:
     """``bench --numerics``: load smollm2 on both backends and run the chosen ``parts``.
 
-    The layouts and the target measure the file the llama.cpp backend runs (the embedded
-    model's Q8_0 copy by default; ``POWERSMC_LLAMACPP_QUANT=original`` for the Q4_1 file).
+    The layouts and the target measure the file the llama.cpp backend runs (the Q4_1 file;
+    ``POWERSMC_LLAMACPP_QUANT=q8_0`` for its Q8_0 copy).
 
     ``prompt``: the chat prompt of the two-token target (default ``NUMERICS_PROMPTS[0]``).
 

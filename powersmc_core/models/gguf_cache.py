@@ -413,16 +413,18 @@ def requantised_gguf(
 
 
 LLAMACPP_QUANT_ENV = "POWERSMC_LLAMACPP_QUANT"
-# What llama.cpp runs for the embedded model: a Q8_0 copy of the Q4_1 file. Measured
-# 2026-12-03 (docs/bench.md, "requantisation"): SMC 1.33x faster per token at N = 8
-# (median of paired rounds) and mean KL(torch ‖ llama.cpp) 0.0053 against 0.0034 for
-# the Q4_1 file itself (bar: 0.01). Q4_0 was faster still (1.5x) but KL 0.38: rejected.
-DEFAULT_LLAMACPP_QUANT = "q8_0"
+# What llama.cpp runs for the embedded model: the Q4_1 file itself unless the variable
+# names a copy. Measured 2026-12-03 (docs/bench.md, "requantisation"): the Q8_0 copy ran
+# SMC 1.33x faster per token at N = 8 with mean KL(torch ‖ llama.cpp) 0.0053 (Q4_1: 0.0034;
+# bar 0.01), but moved pi_alpha further from torch where p^alpha has a near-tie (exact
+# two-token TV 0.19 vs 0.11 and 0.12 vs 0.07) and is 47% larger: opt-in, not the default.
+# The Q4_0 copy (repacked 8x8 for AVX2) was 1.5x faster but KL 0.38: kept only to measure.
+DEFAULT_LLAMACPP_QUANT = "original"
 
 
 def llamacpp_gguf_path(gguf_path: Path) -> Path:
-    """The file llama.cpp runs for the embedded ``gguf_path``: its ``$POWERSMC_LLAMACPP_QUANT``
-    copy (default ``q8_0``; ``original`` runs the file itself), made once by
+    """The file llama.cpp runs for the embedded ``gguf_path``: the file itself, or with
+    ``$POWERSMC_LLAMACPP_QUANT`` = ``q8_0`` / ``q4_0`` its requantised copy, made once by
     ``requantised_gguf``; the original when the copy cannot be written (read-only cache).
     """
     choice = os.environ.get(LLAMACPP_QUANT_ENV, "").strip().lower() or DEFAULT_LLAMACPP_QUANT

@@ -308,7 +308,7 @@ def _build(spec: Any, threads: int, max_new_tokens: int) -> LlamaCppModel:
         short = path.stem
     folder = prepare_gguf_cache(path, slug).folder
     if spec.kind == "embedded":
-        path = llamacpp_gguf_path(path)  # its Q8_0 copy: faster, as faithful (gguf_cache)
+        path = llamacpp_gguf_path(path)  # $POWERSMC_LLAMACPP_QUANT: a requantised copy
     tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
     config = AutoConfig.from_pretrained(str(folder), local_files_only=True)
     generation = GenerationConfig.from_pretrained(str(folder), local_files_only=True)
