@@ -250,7 +250,18 @@ def test_format_numerics_renders_each_part():
         32,
         1,
     )
-    text = format_numerics({"layouts": rows, "target": tv, "requant": rq})
+    marginals = [
+        {
+            "prompt": "Hi",
+            "enumerated_first": 3,
+            "tail_bound": 0.0,
+            "top_first": 5,
+            "top_mass": 0.9,
+            "llamacpp": 0.1234,
+        }
+    ]
+    text = format_numerics({"layouts": rows, "target": tv, "requant": rq, "marginals": marginals})
+    assert "llamacpp 0.1234" in text
     assert "fa-off/prefill/b1" in text and "0.0800" in text
     assert "excess (llama.cpp - torch) +0.0200" in text
     assert f"speedup {51.0 / 40.5:.3f}x" in text and "speedup 1.000x" in text
@@ -287,3 +298,16 @@ def test_llamacpp_file_choice(tmp_path, monkeypatch):
     monkeypatch.setattr(gguf_cache, "requantised_gguf", read_only)
     monkeypatch.setenv(gguf_cache.LLAMACPP_QUANT_ENV, "q8_0")
     assert llamacpp_gguf_path(source) == source  # falls back to the file itself
+
+
+def test_exact_marginal_tvs_are_zero_against_the_same_model_and_positive_otherwise():
+    from powersmc_core.bench.numerics import exact_marginal_tvs
+
+    toy, other = ToyLM.random(5, 4, seed=3), ToyLM.random(5, 4, seed=4)
+    prompts = ("a", "b c")
+    rows = exact_marginal_tvs(toy, {"same": toy, "other": other}, prompts, alpha=2.0, tail=0.0)
+    assert [r["prompt"] for r in rows] == list(prompts)
+    for r in rows:
+        assert r["same"] == pytest.approx(0.0, abs=1e-12)
+        assert 0 < r["other"] <= 1
+        assert 0 < r["top_mass"] <= 1 and r["tail_bound"] == 0.0

@@ -50,6 +50,7 @@ __all__ = [
     "RequantResult",
     "TargetTV",
     "TwoTokenTarget",
+    "exact_marginal_tvs",
     "format_numerics",
     "layout_numerics",
     "layout_summary",
@@ -634,6 +635,35 @@ def _same_first(
     return TwoTokenTarget(a, like.first, log_first, rows, like.eos, log_z, float("nan"))
 
 
+def exact_marginal_tvs(
+    torch_model: LanguageModel,
+    others: dict[str, LanguageModel],
+    prompts: Sequence[str] = NUMERICS_PROMPTS,
+    alpha: float = 4.0,
+    tail: float = 1e-5,
+) -> list[dict[str, Any]]:
+    """Per chat prompt: TV between the exact y1 marginals of the two-token pi_alpha on torch
+    and on each model of ``others`` (same enumerated y1), with torch's top y1 and its mass.
+    No sampling: what each backend's numerics alone do to the target."""
+    out = []
+    for text, ids in zip(prompts, _chat_prompts(torch_model, prompts), strict=True):
+        target = two_token_target(torch_model, ids, alpha, tail)
+        exact = target.first_marginal()
+        top = max(exact, key=exact.__getitem__)
+        row: dict[str, Any] = {
+            "prompt": text,
+            "enumerated_first": len(target.first),
+            "tail_bound": target.tail_bound,
+            "top_first": top,
+            "top_mass": exact[top],
+        }
+        for name, model in others.items():
+            other = _same_first(model, ids, target).first_marginal()
+            row[name] = 0.5 * sum(abs(exact[k] - other.get(k, 0.0)) for k in exact)
+        out.append(row)
+    return out
+
+
 # ---- requantisation -----------------------------------------------------------------------
 @dataclass(frozen=True)
 class RequantResult:
@@ -821,6 +851,7 @@ def numerics_report(
             {"torch": torch_model, "llamacpp": llama}, ids, alpha, n_particles, runs, seed
         )
         report["meta"]["target_prompt"] = prompt or NUMERICS_PROMPTS[0]
+        report["marginals"] = exact_marginal_tvs(torch_model, {"llamacpp": llama}, alpha=alpha)
     if "requant" in parts:
         say("requantisation ...")
         # Q4_0 is repacked to 8x8 interleaved rows for AVX2; Q8_0 (4x8 on AVX2 in recent
@@ -831,6 +862,9 @@ def numerics_report(
             files, llama, torch_model, repeats=repeats, threads=threads, seed=seed
         )
     return report
+
+
+_MARGINAL_FIELDS = ("prompt", "enumerated_first", "tail_bound", "top_first", "top_mass")
 
 
 # ---- rendering ----------------------------------------------------------------------------
@@ -880,6 +914,12 @@ def format_numerics(report: dict[str, Any]) -> str:
         lines.append(
             f"  excess (llama.cpp - torch) {tv.numerics_excess:+.4f}; exact y1 marginals TV "
             f"{tv.exact_tv_first_llamacpp:.4f}"
+        )
+    for row in report.get("marginals", []):
+        tvs = "  ".join(f"{k} {v:.4f}" for k, v in row.items() if k not in _MARGINAL_FIELDS)
+        lines.append(
+            f"  exact y1 TV vs torch {row['prompt'][:40]!r:44s} top mass {row['top_mass']:.3f}  "
+            + tvs
         )
     rq = report.get("requant")
     if isinstance(rq, RequantResult):
