@@ -311,3 +311,12 @@ def test_exact_marginal_tvs_are_zero_against_the_same_model_and_positive_otherwi
         assert r["same"] == pytest.approx(0.0, abs=1e-12)
         assert 0 < r["other"] <= 1
         assert 0 < r["top_mass"] <= 1 and r["tail_bound"] == 0.0
+
+
+def test_bench_numerics_flag_reaches_the_report_and_says_what_is_wrong(capsys, tmp_path):
+    from powersmc_core.cli.main import main
+
+    code = main(["bench", "--numerics", "speed", "--quiet", "--json", str(tmp_path / "n.json")])
+    out, err = capsys.readouterr()
+    assert code == 2 and out == "" and not (tmp_path / "n.json").exists()
+    assert err.startswith("error: ") and "unknown --numerics parts ['speed']" in err
