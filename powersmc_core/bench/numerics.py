@@ -3,29 +3,33 @@
 Three measurements, all returning data (the CLI prints, ``format_numerics`` renders):
 
 * ``layout_numerics``: the same prefix evaluated in different batch layouts on llama.cpp
-  (one llama context per layout, made here with the low-level API):
+  (one llama context per layout, made here with the low-level API), each under flash
+  attention ``fa-auto`` (llama.cpp's default, the backend's) and ``fa-off`` (the default of
+  ``llama_cpp.Llama`` in 0.3.36):
 
-  - ``prefill/bB``: the whole prefix decoded into one sequence, B tokens per decode
+  - ``<fa>/prefill/bB``: the whole prefix decoded into one sequence, B tokens per decode
     (n_batch = n_ubatch = B), logits of the last token;
-  - ``rows/N/slot s/same|diff``: the backend's step layout: prefix[:-1] prefilled once and
-    copied to N sequences, then ONE decode of N tokens (one per sequence, at the same
-    position) with the prefix's last token in row s; the other rows carry the same token
-    or different (random) tokens.
+  - ``<fa>/rows/N<n>/slot<s>/same|diff``: the backend's step layout: prefix[:-1] prefilled
+    once and copied to N sequences, then ONE decode of N tokens (one per sequence, at the
+    same position) with the prefix's last token in row s; the other rows carry the same
+    token or different (random) tokens.
 
-  Against the reference layout ``prefill/b512`` (what ``llama_cpp.Llama`` does) each layout
-  reports max |Δ log p| over the reference's top-20 tokens and KL(ref ‖ layout); every
-  layout also reports KL(torch ‖ layout), torch being float32 on the dequantised weights.
+  Against the reference of the same flash setting, ``<fa>/prefill/b512`` (what
+  ``llama_cpp.Llama`` does), each layout reports max |Δ log p| over the reference's top-20
+  tokens and KL(ref ‖ layout); also KL(fa-auto ref ‖ layout) and KL(torch ‖ layout), torch
+  being float32 on the dequantised weights.
 * ``two_token_target_tv``: pi_alpha(y1, y2) ∝ (p(y1) p(y2|y1))^alpha over T = 2 new tokens,
   exact on torch (``two_token_target``: y1 over the top-k of p^alpha, y2 from one batched
   forward per chunk of y1), against Power-SMC estimates on llama.cpp AND on torch with the
   same seeds (common random numbers): TV(torch SMC) is the Monte-Carlo floor, the excess
   TV(llama.cpp SMC) − TV(torch SMC) is llama.cpp's numerics (plus MC noise, reported).
-* ``requant_comparison``: the embedded Q4_1 file against a requantised copy (Q4_0, which
-  llama.cpp repacks to an interleaved 8x8 layout for AVX2 at load): SMC ms per token at
-  N = 8, interleaved repeats, and mean KL(torch ‖ file) over a few hundred prefixes.
+  ``exact_marginal_tvs``: the same target's exact y1 marginal on each backend, no sampling.
+* ``requant_comparison``: the embedded Q4_1 file against requantised copies (Q4_0, which
+  llama.cpp repacks to an interleaved 8x8 layout for AVX2 at load, and Q8_0): SMC ms per
+  token at N = 8, interleaved repeats, and mean KL(torch ‖ file) over a few hundred prefixes.
 
-Cost: ``layout_numerics`` makes one context per (prefix, layout); with the defaults (2
-prompts × 2 prefixes × 13 layouts) about a minute on two shared cores.
+Cost on two shared cores (load average ~10): the layouts (2 prompts × 2 prefixes × 26
+layouts) ~5 min, the target ~4 min, the requantisation ~7 min.
 """
 
 from __future__ import annotations
