@@ -399,6 +399,7 @@ def _logsumexp(values: Sequence[float]) -> float:
     return top + math.log(sum(math.exp(v - top) for v in values))
 
 
+@torch.inference_mode()
 def _second_rows(
     model: LanguageModel, prompt: Sequence[int], tokens: Sequence[int], chunk: int
 ) -> torch.Tensor:
