@@ -129,6 +129,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="llama.cpp: time one sequence copy against prefix length (32..1024), "
         "seq_cp's whole-stream copy next to the cell-exact copy; other methods are skipped",
     )
+    parser.add_argument(
+        "--numerics",
+        nargs="*",
+        metavar="PART",
+        help="llama.cpp's numerics instead of timings: layout (batch layout), target "
+        "(two-token SMC TV vs exact torch), requant (Q4_0 copy); none named: all",
+    )
     parser.add_argument("--no-warmup", action="store_true", help="skip the untimed warm-up")
     parser.add_argument(
         "--skip",
@@ -204,6 +211,19 @@ def run_bench(args: argparse.Namespace, log: Callable[[str], None] | None = None
             from powersmc_core.bench.forks import fork_cost
 
             return fork_cost(args, log)
+
+        if getattr(args, "numerics", None) is not None:
+            from powersmc_core.bench.numerics import PARTS, numerics_report
+
+            return numerics_report(
+                args.numerics or PARTS,
+                threads=args.threads or 2,
+                repeats=args.repeats,
+                alpha=args.alpha,
+                seed=args.seed,
+                prompt=args.prompt,
+                log=log,
+            )
         if getattr(args, "compare_backends", False):
             from powersmc_core.bench.backends import compare_backends
 
@@ -327,6 +347,11 @@ def main(args: argparse.Namespace) -> int:
         from powersmc_core.bench.forks import format_fork_table
 
         print(format_fork_table(summary))
+    elif getattr(args, "numerics", None) is not None:
+        from powersmc_core.bench.numerics import format_numerics, numerics_json
+
+        print(format_numerics(summary))
+        summary = numerics_json(summary)
     elif getattr(args, "compare_backends", False):
         from powersmc_core.bench.backends import format_compare_table
 

@@ -343,3 +343,98 @@ def load_gguf(
     seconds = time.perf_counter() - start
     attach(model, LoadInfo(name, kind, info.source, seconds, str(info.folder), tuple(notes), info))
     return model
+
+
+# ---- requantised copies (llama.cpp backend) ----------------------------------------------
+REQUANT_TYPES = {"q4_0": "LLAMA_FTYPE_MOSTLY_Q4_0", "q8_0": "LLAMA_FTYPE_MOSTLY_Q8_0"}
+
+
+def requant_path(gguf_path: Path, qtype: str, *, root: Path | None = None) -> Path:
+    """Where the ``qtype`` copy of ``gguf_path`` is cached: beside the torch conversion cache,
+    ``root/<slug>.requant/<stem>.<qtype>.gguf`` (slug: ``gguf_cache_slug``), never in the repo.
+    """
+    if qtype not in REQUANT_TYPES:
+        raise ValueError(
+            f"unknown requantisation type {qtype!r}; choose one of {sorted(REQUANT_TYPES)}"
+        )
+    folder = (root if root is not None else cache_root()) / f"{gguf_cache_slug(gguf_path)}.requant"
+    return folder / f"{gguf_path.stem}.{qtype}.gguf"
+
+
+def requant_problem(path: Path, gguf_path: Path) -> str | None:
+    """None if ``path`` is a complete requantised copy of ``gguf_path`` (its marker agrees)."""
+    marker = path.with_suffix(".json")
+    try:
+        saved = json.loads(marker.read_text())
+    except FileNotFoundError:
+        return "absent"
+    except (OSError, ValueError) as err:
+        return f"corrupt: unreadable marker ({err})"
+    if not isinstance(saved, dict) or saved.get("source") != source_fingerprint(gguf_path):
+        return "stale: the GGUF file changed"
+    if not path.is_file() or path.stat().st_size != saved.get("size"):
+        return "corrupt: file missing or resized"
+    return None
+
+
+def requantised_gguf(
+    gguf_path: Path | None = None, qtype: str = "q4_0", *, root: Path | None = None
+) -> Path:
+    """A copy of ``gguf_path`` requantised to ``qtype`` by llama.cpp (``llama_model_quantize``
+    with ``allow_requantize``: each tensor dequantised, then quantised again), made at first
+    use (a few seconds for the 135M model) and cached (``requant_path``); written to a
+    temporary name and renamed, the marker last, so a half-written copy is never used.
+    """
+    gguf_path = Path(gguf_path) if gguf_path is not None else embedded_gguf_path()
+    path = requant_path(gguf_path, qtype, root=root)
+    if requant_problem(path, gguf_path) is None:
+        return path
+    from powersmc_core.models.llamacpp.context import library
+
+    lib = library()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    params = lib.llama_model_quantize_default_params()
+    params.ftype = getattr(lib, REQUANT_TYPES[qtype])
+    params.allow_requantize = True  # the source is already quantised (Q4_1)
+    params.nthread = 2
+    try:
+        status = int(lib.llama_model_quantize(str(gguf_path).encode(), str(tmp).encode(), params))
+        if status != 0:
+            raise ModelLoadError(
+                f"llama.cpp could not requantise {gguf_path} to {qtype} ({status})"
+            )
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    marker = {"source": source_fingerprint(gguf_path), "qtype": qtype, "size": path.stat().st_size}
+    path.with_suffix(".json").write_text(json.dumps(marker, indent=1))
+    return path
+
+
+LLAMACPP_QUANT_ENV = "POWERSMC_LLAMACPP_QUANT"
+# What llama.cpp runs for the embedded model: the Q4_1 file itself unless the variable
+# names a copy. Measured 2026-12-03 (docs/bench.md, "requantisation"): the Q8_0 copy ran
+# SMC 1.33x faster per token at N = 8 with mean KL(torch ‖ llama.cpp) 0.0053 (Q4_1: 0.0034;
+# bar 0.01), but moved pi_alpha further from torch where p^alpha has a near-tie (exact
+# two-token TV 0.19 vs 0.11 and 0.12 vs 0.07) and is 47% larger: opt-in, not the default.
+# The Q4_0 copy (repacked 8x8 for AVX2) was 1.5x faster but KL 0.38: kept only to measure.
+DEFAULT_LLAMACPP_QUANT = "original"
+
+
+def llamacpp_gguf_path(gguf_path: Path) -> Path:
+    """The file llama.cpp runs for the embedded ``gguf_path``: the file itself, or with
+    ``$POWERSMC_LLAMACPP_QUANT`` = ``q8_0`` / ``q4_0`` its requantised copy, made once by
+    ``requantised_gguf``; the original when the copy cannot be written (read-only cache).
+    """
+    choice = os.environ.get(LLAMACPP_QUANT_ENV, "").strip().lower() or DEFAULT_LLAMACPP_QUANT
+    if choice == "original":
+        return gguf_path
+    if choice not in REQUANT_TYPES:
+        raise ValueError(
+            f"{LLAMACPP_QUANT_ENV}={choice!r}: choose original or one of {sorted(REQUANT_TYPES)}"
+        )
+    try:
+        return requantised_gguf(gguf_path, choice)
+    except (OSError, ModelLoadError):
+        return gguf_path  # same model, slower: better than no llama.cpp backend

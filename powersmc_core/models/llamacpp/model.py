@@ -65,6 +65,7 @@ from powersmc_core.models.gguf_cache import (
     EMBEDDED_SLUG,
     embedded_gguf_path,
     gguf_cache_slug,
+    llamacpp_gguf_path,
     prepare_gguf_cache,
 )
 from powersmc_core.models.instances import shared
@@ -367,6 +368,8 @@ def _build(spec: Any, threads: int, max_new_tokens: int) -> LlamaCppModel:
         slug = gguf_cache_slug(path)  # the torch backend's cache folder for this file
         short = path.stem
     folder = prepare_gguf_cache(path, slug).folder
+    if spec.kind == "embedded":
+        path = llamacpp_gguf_path(path)  # $POWERSMC_LLAMACPP_QUANT: a requantised copy
     tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
     config = AutoConfig.from_pretrained(str(folder), local_files_only=True)
     generation = GenerationConfig.from_pretrained(str(folder), local_files_only=True)
