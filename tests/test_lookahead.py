@@ -27,6 +27,7 @@ from scipy.stats import norm
 
 from powersmc_core import PowerSMC, SMCConfig, StopStrings, ToyLM
 from powersmc_core.engine.lookahead import LookaheadConfig, future_mass
+from powersmc_core.engine.schedules import linear_ramp
 from powersmc_core.samplers.lookahead import LookaheadSMC
 from powersmc_core.samplers.registry import METHODS, make_sampler
 from powersmc_core.theory.exact import (
@@ -61,6 +62,7 @@ def worst_z(estimates: torch.Tensor, target: torch.Tensor, n: int) -> tuple[floa
         (dict(h=0), "lookahead_h must be in [1, 64]; got 0"),
         (dict(k=2.0), "lookahead_k must be an integer; got 2.0"),
         (dict(epsilon=1.0), "lookahead_epsilon must be in [0, 1); got 1.0"),
+        (dict(future="last"), "lookahead_future must be one of ('step', 'final'); got 'last'"),
     ],
 )
 def test_lookahead_config_says_what_is_wrong(kwargs, message):
@@ -137,6 +139,27 @@ def test_records_are_the_same_for_every_stream_every(single_thread):
     assert any(r.resampled for r in records[0])
     assert results[0].log_z == pytest.approx(results[1].log_z, abs=1e-9)
     assert results[0].extras == results[1].extras
+
+
+@pytest.mark.parametrize(("future", "final"), [("step", False), ("final", True)])
+def test_the_twist_values_the_future_at_the_chosen_exponent(future, final, single_thread):
+    """Depth 1 makes ζ̂(v) = Σ_u p(u | v)^b exact (the rollout's one weight p^b/q is the
+    normaliser of q ∝ p^b); at the first boundary of a linear ramp b is alpha_1 ("step")
+    or the final alpha ("final")."""
+    model, alpha = ToyLM.random(4, 5, seed=2, sharpness=1.0), 4.0
+    config = SMCConfig(alpha=alpha, n_particles=3, schedule="linear", ramp_tokens=8, seed=0)
+    look = LookaheadConfig(k=8, m=1, h=1, future=future)
+    result = LookaheadSMC(model, config, look, track_text=False).run([])
+    first = result.extras["lookahead"][0]
+    alpha_1 = linear_ramp(config.alpha_start, alpha, 1, config.ramp_tokens)
+    assert alpha_1 < alpha - 1  # the two exponents differ: the test can tell them apart
+    b = alpha if final else alpha_1
+    for v, log_zeta in zip(first.candidates[0], first.log_zeta[0], strict=True):
+        if v in model.eos_token_ids:
+            assert log_zeta == 0.0
+            continue
+        exact = torch.logsumexp(b * model.next_token_logprobs([v]), -1)
+        assert log_zeta == pytest.approx(float(exact), abs=1e-9), (v, future)
 
 
 # ---- ζ̂ is unbiased for one prefix -------------------------------------------------------
@@ -227,6 +250,19 @@ CASES = {
         "4x5:3:1.0",
         alpha=4.0,
         smc=dict(schedule="adaptive", ramp_tokens=12, target_ess=0.9, ess_threshold=0.5),
+    ),
+    # The rollouts value the future at the final alpha while alpha_t ramps (any ζ̂ > 0).
+    "linear_ramp_final_future": Case(
+        "4x5:3:1.0",
+        alpha=4.0,
+        smc=dict(schedule="linear", ramp_tokens=12, ess_threshold=1.0),
+        look=LookaheadConfig(k=2, m=2, h=2, future="final"),
+    ),
+    "adaptive_ramp_final_future": Case(
+        "4x5:3:1.0",
+        alpha=4.0,
+        smc=dict(schedule="adaptive", ramp_tokens=12, target_ess=0.9, ess_threshold=0.5),
+        look=LookaheadConfig(k=8, m=1, h=2, future="final"),
     ),
     "ess_triggered_chopthin": Case("4x5:8:1.0", smc=dict(resampling="chopthin", ess_threshold=0.5)),
 }
