@@ -9,8 +9,8 @@ Each OUT is an ``--out`` folder (``arena.csv``, ``arena_matched.csv``); several 
     every line at 1x and 4x Power-SMC N = 32's forwards (``theory.arena.matched_forwards``);
 (b) random tables: TV(law of one run, pi_alpha) ± s.e. of every line at 1x and 4x;
 (c) rollout power sampling's bias: TV of the runs' mean law (the part more runs cannot
-    remove, beside Power-SMC's at the same N as the noise floor) and, on the pivotal
-    tables, the signed rare-branch bias E[mass] − pi_alpha(r) ± s.e.
+    remove, beside exact Power-SMC's with the adaptive schedule at the same N) and, on the
+    pivotal tables, the signed rare-branch bias E[mass] − pi_alpha(r) ± s.e.
 """
 
 from __future__ import annotations
@@ -43,7 +43,10 @@ def cell(value: float, se: float, clamped: bool = False) -> str:
     if not math.isfinite(value):
         return "—"
     mark = "*" if clamped else ""
-    return f"{value:.3f} ± {se:.3f}{mark}" if math.isfinite(se) else f"{value:.3f}{mark}"
+    digits = 4 if abs(value) < 0.01 else 3  # small TVs keep two significant digits
+    if not math.isfinite(se):
+        return f"{value:.{digits}f}{mark}"
+    return f"{value:.{digits}f} ± {se:.{digits}f}{mark}"
 
 
 def lines_of(frame: pd.DataFrame) -> list[str]:
@@ -75,14 +78,14 @@ def rollout_bias(frame: pd.DataFrame) -> str:
         "table",
         "N",
         "rollout TV of mean law",
-        "Power-SMC (constant) TV of mean law",
+        "Power-SMC (adaptive) TV of mean law",
         "rollout E[rare mass] − π_α(r)",
         "Power-SMC E[rare mass] − π_α(r)",
     ]
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for model, toy in frame.groupby("model", sort=False):
         roll = toy[toy["line"] == "rollout"]
-        smc = toy[toy["line"] == "smc·constant"]
+        smc = toy[toy["line"] == "smc·adaptive"]
         if roll.empty:
             continue
         n = int(roll["budget"].max())
@@ -126,10 +129,9 @@ def main(folders: list[str]) -> None:
         print(matched_table(matched, "random", "tv", "tv_se"))
         print()
     if (frame["line"] == "rollout").any():
-        print("**(c) Rollout power sampling's bias** (approximate: TV of the mean of the runs'")
-        print(
-            "laws does not vanish with more runs; Power-SMC's at the same N is the noise floor)\n"
-        )
+        print("**(c) Rollout power sampling's bias** at its largest N (K = M = H = 8): the TV")
+        print("of the mean of the runs' laws, which more runs do not remove for an approximate")
+        print("method, beside exact Power-SMC's (adaptive; finite-N bias plus noise)\n")
         print(rollout_bias(frame))
 
 
