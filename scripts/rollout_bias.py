@@ -4,7 +4,8 @@ docs/rollout_power.md. Not a test; run ``.venv/bin/python scripts/rollout_bias.p
 The sampler's law is computed, not sampled: each step draws from pi_hat(.|prefix) with
 fresh rollouts, so P(y) = prod_t E[pi_hat(y_t | y_<t)], and each mean is estimated from
 ``ROWS`` independent estimates (``mean_conditional``). Reported: TV(P, pi_alpha) and, on
-the pivotal tables, P(first token = "r") − pi_alpha(first token = "r").
+the pivotal tables (``ToyLM.pivotal(i)``, the arena's ``toy-pivotal:i``), P(first token =
+r) − pi_alpha(first token = r) for the rare first token r (``model.pivot_token``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from powersmc_core.models.toy import ToyLM, _n_prefixes, _prefix_index
+from powersmc_core.models.toy import ToyLM
 from powersmc_core.samplers.rollout_power import RolloutPowerSampler, mean_conditional
 from powersmc_core.theory.exact import (
     enumerate_sequences,
@@ -25,25 +26,6 @@ from powersmc_core.theory.exact import (
 )
 
 ALPHA, T, ROWS = 4.0, 3, 2000
-
-
-def pivotal(seed: int, rare: float = 0.08, confident: float = 0.95) -> ToyLM:
-    """As in tests/test_rollout_power.py: rare "r" -> confident "a a"; others diffuse."""
-    names = ["r", "a", "b", "c", "<eos>"]
-    vocab, max_len = 5, 4
-    generator = torch.Generator().manual_seed(seed)
-    logits = 0.4 * torch.randn(
-        _n_prefixes(vocab - 1, max_len), vocab, generator=generator, dtype=torch.float64
-    )
-    logits[:, -1] -= 2.0
-    probs = torch.softmax(logits, -1)
-    probs[0] = torch.tensor([rare, *(3 * [(1 - rare) / 3]), 0.0], dtype=torch.float64)
-    rest = (1 - confident) / 4
-    for prefix in ([0], [0, 1]):
-        probs[_prefix_index(prefix, vocab - 1)] = torch.tensor(
-            [rest, confident, rest, rest, rest], dtype=torch.float64
-        )
-    return ToyLM(probs.log(), max_len, names, name=f"pivotal(seed={seed})")
 
 
 def sampler_law(model: ToyLM, table, **kwargs) -> torch.Tensor:
@@ -85,7 +67,7 @@ def main() -> None:
         (f"random(V=5,L=4,seed={s},sharpness=1)", ToyLM.random(5, 4, seed=s, sharpness=1.0), False)
         for s in range(3)
     ]
-    tables += [(f"pivotal(seed={s})", pivotal(s), True) for s in range(4)]
+    tables += [(f"toy-pivotal:{i}", ToyLM.pivotal(i), True) for i in range(4)]
     print(
         "| table | K | M | H | jackknife | forwards/sample | TV to pi_alpha | rare-branch error |"
     )
@@ -93,7 +75,8 @@ def main() -> None:
     for name, model, has_rare in tables:
         table = enumerate_sequences(model, [], T)
         exact = power_distribution(table, ALPHA)
-        rare = torch.tensor([bool(s) and s[0] == 0 for s in table.sequences])
+        pivot = model.pivot_token if has_rare else -1
+        rare = torch.tensor([bool(s) and s[0] == pivot for s in table.sequences])
         for k, m, h, jack in SETTINGS:
             kwargs = dict(candidates=k, rollouts=m, depth=h, jackknife=jack)
             law = sampler_law(model, table, **kwargs)

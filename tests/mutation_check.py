@@ -403,6 +403,19 @@ MUTATIONS = (
         LOOKAHEAD_TESTS,
     ),
     Mutation(
+        "lookahead_future_at_alpha_t",
+        "look-ahead: future='final' ignored, the rollouts value the future at alpha_t",
+        "engine/lookahead.py",
+        (
+            (
+                'b = parts.schedule.alpha if self.config.future == "final" else alpha_t',
+                "b = alpha_t",
+            ),
+        ),
+        ("test_the_twist_values_the_future_at_the_chosen_exponent[final-True]",),
+        LOOKAHEAD_TESTS,
+    ),
+    Mutation(
         "lookahead_proposal_unnormalised",
         "look-ahead: log q(v) uses ψ(v) without its normaliser S (the weight is off by S)",
         "engine/lookahead.py",

@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from powersmc_core.engine.config import SMCConfig
-from powersmc_core.models.toy import ToyLM, _n_prefixes, _prefix_index
+from powersmc_core.models.toy import ToyLM, _n_prefixes
 from powersmc_core.samplers.registry import (
     METHODS,
     make_sampler,
@@ -40,26 +40,6 @@ from powersmc_core.theory.exact import (
 )
 
 ALPHA = 4.0
-
-
-def pivotal(seed: int = 1, rare: float = 0.08, confident: float = 0.95) -> ToyLM:
-    """First token "r" is rare (p = ``rare``) and leads to a confident "a a"; the other
-    first tokens lead to diffuse continuations. At alpha = 4, seed 1 puts 0.43 of
-    pi_alpha's mass behind "r" (0.59 for seed 0, 0.65 for seed 2)."""
-    names = ["r", "a", "b", "c", "<eos>"]
-    vocab, max_len = 5, 4
-    generator = torch.Generator().manual_seed(seed)
-    rows = _n_prefixes(vocab - 1, max_len)
-    logits = 0.4 * torch.randn(rows, vocab, generator=generator, dtype=torch.float64)
-    logits[:, -1] -= 2.0  # EOS unlikely before the forced end
-    probs = torch.softmax(logits, -1)
-    probs[0] = torch.tensor([rare, *(3 * [(1 - rare) / 3]), 0.0], dtype=torch.float64)
-    rest = (1 - confident) / 4
-    for prefix in ([0], [0, 1]):
-        probs[_prefix_index(prefix, vocab - 1)] = torch.tensor(
-            [rest, confident, rest, rest, rest], dtype=torch.float64
-        )
-    return ToyLM(probs.log(), max_len, names, name=f"pivotal(seed={seed})")
 
 
 def no_early_eos(vocab: int = 4, max_len: int = 5, seed: int = 0) -> ToyLM:
@@ -107,7 +87,7 @@ class OracleRollouts(RolloutPowerSampler):
     [
         (ToyLM.random(vocab_size=4, max_len=4, seed=3), [], 3),
         (ToyLM.random(vocab_size=3, max_len=5, seed=7), [1], 2),  # prompt, length cut
-        (pivotal(), [], 3),
+        (ToyLM.pivotal(1), [], 3),
         (ToyLM.trap(), [], 4),
     ],
 )
@@ -136,7 +116,7 @@ def test_exact_zeta_gives_the_exact_next_token_conditional(model, prompt, max_ne
 # ---- Monte Carlo: many full-depth rollouts converge to pi_alpha --------------------------------
 @pytest.mark.parametrize(
     ("model", "max_new"),
-    [(ToyLM.random(vocab_size=4, max_len=3, seed=11), 3), (pivotal(), 3)],
+    [(ToyLM.random(vocab_size=4, max_len=3, seed=11), 3), (ToyLM.pivotal(1), 3)],
 )
 def test_many_full_depth_rollouts_sample_pi_alpha(model, max_new):
     n = 3000
@@ -156,18 +136,27 @@ def test_many_full_depth_rollouts_sample_pi_alpha(model, max_new):
 
 # ---- bias: the plain ratio vs the jackknife ------------------------------------------------------
 def test_the_jackknife_removes_the_plain_ratios_bias():
-    """Step 1 on the pivotal table (seed 1), M = 4 rollouts: each of R rows estimates
-    pi_alpha(r) from its own rollouts, so the row mean estimates E[pi_hat(r)] with SE
-    std/sqrt(R). Measured: plain bias ≈ +0.048 (17 SE), jackknife ≈ −0.001 (0.4 SE)."""
-    model, rows = pivotal(seed=1), 4000
-    table = enumerate_sequences(model, [], 3)
-    exact = float(exact_conditional(table, [], model.vocab_size)[0])
+    """Step 1 on ``toy-pivotal:2`` (V = 6, L = 5), M = 4 rollouts of full depth: each of R
+    rows estimates pi_alpha(r) from its own rollouts, so the row mean estimates
+    E[pi_hat(r)] with SE std/sqrt(R). Measured: plain bias ≈ +0.092 (23 SE), jackknife
+    ≈ +0.026 (5 SE)."""
+    model, rows = ToyLM.pivotal(2), 4000
+    length = model.max_len
+    table = enumerate_sequences(model, [], length)
+    rare = model.pivot_token
+    exact = float(exact_conditional(table, [], model.vocab_size)[rare])
     sampler = RolloutPowerSampler(
-        model, alpha=ALPHA, n_samples=rows, rollouts=4, depth=3, max_new_tokens=3, seed=2
+        model,
+        alpha=ALPHA,
+        n_samples=rows,
+        rollouts=4,
+        depth=length - 1,
+        max_new_tokens=length,
+        seed=2,
     )
     run = sampler.stream([])
     next(run)
-    column = (run.law.candidates == 0).to(torch.long).argmax(1, keepdim=True)
+    column = (run.law.candidates == rare).to(torch.long).argmax(1, keepdim=True)
     plain = run.law.plain.gather(1, column).squeeze(1)
     jack = run.law.probs.gather(1, column).squeeze(1)
     se_plain = float(plain.std()) / math.sqrt(rows)
@@ -175,8 +164,8 @@ def test_the_jackknife_removes_the_plain_ratios_bias():
     bias_plain = float(plain.mean()) - exact
     bias_jack = float(jack.mean()) - exact
     assert abs(bias_plain) > 6 * se_plain  # the plain ratio is visibly biased
-    # the jackknife's bias is at most half of it, with 4 SE either side
-    assert abs(bias_jack) + 4 * se_jack < 0.5 * (abs(bias_plain) - 4 * se_plain)
+    # the jackknife's bias is smaller: the two 4-SE intervals of |bias| do not overlap
+    assert abs(bias_jack) + 4 * se_jack < abs(bias_plain) - 4 * se_plain
 
 
 def test_next_token_law_jackknife_formula():
@@ -281,7 +270,7 @@ def test_one_candidate_is_greedy_decoding():
 
 
 def test_the_registry_builds_it_and_a_seed_repeats_it():
-    model = pivotal()
+    model = ToyLM.pivotal(1)
     config = SMCConfig(alpha=ALPHA, n_particles=6, max_new_tokens=3, seed=4)
     assert "rollout" in METHODS and not METHODS["rollout"].batches
     first = make_sampler("rollout", model, config).run([])
@@ -378,7 +367,7 @@ def test_a_stop_rule_ends_the_samples():
 def test_mean_conditional_averages_independent_estimates():
     """Depth 0: every estimate is softmax(alpha·log p), so the mean is it and the SE is 0;
     full depth on the pivotal table: within 5 SE of pi_alpha's conditional at M = 16."""
-    model = pivotal()
+    model = ToyLM.pivotal(1)
     mean, se = mean_conditional(model, [], 3, 50, alpha=ALPHA, depth=0)
     assert torch.allclose(mean, torch.softmax(ALPHA * model.next_token_logprobs([]), -1))
     assert float(se.max()) < 1e-12

@@ -51,6 +51,7 @@ __all__ = ["Boundary", "Lookahead", "LookaheadConfig", "fork_refusal", "future_m
 
 SHOW_TOKENS = 3  # candidates kept per particle in the boundary trace
 SHOW_PARTICLES = 16  # particles kept per boundary in the trace
+FUTURES = ("step", "final")  # the exponent of the rollouts' ζ̂: alpha_t or the final alpha
 
 
 def _integer(name: str, value: object, low: int, high: int) -> None:
@@ -63,12 +64,16 @@ def _integer(name: str, value: object, low: int, high: int) -> None:
 @dataclass(frozen=True)
 class LookaheadConfig:
     """K candidate tokens, M rollouts each, depth H (the block size is SMCConfig's); epsilon:
-    the defensive share of Power-SMC's proposal p^a in the look-ahead proposal."""
+    the defensive share of Power-SMC's proposal p^a in the look-ahead proposal; future: the
+    exponent the rollouts value the future at, ``"step"`` (alpha_t, the intermediate
+    target's) or ``"final"`` (alpha: under a bridging schedule the twist then aims at
+    pi_alpha's future mass; exact either way, since any ζ̂ > 0 keeps the APF exact)."""
 
     k: int = 4
     m: int = 4
     h: int = 4
     epsilon: float = 0.1
+    future: str = "step"
 
     def __post_init__(self) -> None:
         _integer("lookahead_k", self.k, 1, 64)
@@ -78,6 +83,8 @@ class LookaheadConfig:
         if isinstance(eps, bool) or not isinstance(eps, int | float) or not 0 <= eps < 1:
             raise ValueError(f"lookahead_epsilon must be in [0, 1); got {eps!r}")
         object.__setattr__(self, "epsilon", float(eps))
+        if self.future not in FUTURES:
+            raise ValueError(f"lookahead_future must be one of {FUTURES}; got {self.future!r}")
 
 
 @dataclass(frozen=True)
@@ -201,8 +208,13 @@ class Lookahead:
 
     # -- the boundary: rollouts, first stage (×S), resample, second stage (÷S) --------------
     def look(self, parts, state, alpha_t: float, t: int, generator: torch.Generator):
-        """The state with ``twist`` = log ζ̂ (N, V) for its next token, rollouts counted."""
+        """The state with ``twist`` = log ζ̂ (N, V) for its next token, rollouts counted.
+
+        ζ̂ is the future mass of p^b with b = alpha_t (``future="step"``) or the schedule's
+        final alpha (``"final"``); the proposal's own factor stays p^alpha_t either way.
+        """
         active = ~state.finished
+        b = parts.schedule.alpha if self.config.future == "final" else alpha_t
         logp = state.logp.to(compute_dtype(state.logp), copy=True)
         logp.masked_fill_(~active[:, None], 0.0)
         twist, forwards = future_mass(
@@ -210,7 +222,7 @@ class Lookahead:
             state.model_state,
             logp,
             active,
-            alpha_t,
+            b,
             self.config,
             parts.max_new_tokens - t,
             parts.eos,

@@ -368,6 +368,11 @@ def _greedy(
 # The rollout methods' defaults where ``SMCConfig.rollout_*`` is None (K, M, H).
 ROLLOUT_DEFAULTS = {"rollout": (8, 8, 8), "lookahead": (4, 4, 4)}
 LOOKAHEAD_EPSILON = LookaheadConfig().epsilon
+# Toys: M = 1, H = 2, epsilon = 0.5 (docs/arena.md): a third of M = 4, H = 4's forwards; at
+# equal forwards it keeps the pivotal tables' rare branch and, with half of Power-SMC's own
+# proposal mixed in, stays within error bars of Power-SMC on the random tables.
+TOY_LOOKAHEAD_MH = (1, 2)
+TOY_LOOKAHEAD_EPSILON = 0.5
 
 
 def rollout_knobs(method: str, model: LanguageModel, config: SMCConfig) -> tuple[int, int, int]:
@@ -375,13 +380,14 @@ def rollout_knobs(method: str, model: LanguageModel, config: SMCConfig) -> tuple
 
     One boundary costs at most N·K·M·H rollout forwards (K·M·H per particle). On a toy,
     look-ahead SMC looks at every next token by default (K = V): a rare token is found at all
-    only if it is looked at, and a toy's vocabulary is small enough to look at all of it.
+    only if it is looked at, and a toy's vocabulary is small enough to look at all of it
+    (with M = 1, H = 2: ``TOY_LOOKAHEAD_MH``).
     """
     if method not in ROLLOUT_DEFAULTS:
         raise ValueError(f"{method!r} runs no rollouts; rollout methods: {list(ROLLOUT_DEFAULTS)}")
     k, m, h = ROLLOUT_DEFAULTS[method]
     if method == "lookahead" and isinstance(model, ToyLM):
-        k = min(model.vocab_size, 64)
+        k, (m, h) = min(model.vocab_size, 64), TOY_LOOKAHEAD_MH
     given = (config.rollout_k, config.rollout_m, config.rollout_h)
     k, m, h = (d if v is None else v for v, d in zip(given, (k, m, h), strict=True))
     return k, m, h
@@ -421,7 +427,9 @@ def _lookahead(
     **_: Any,
 ) -> Sampler:
     k, m, h = rollout_knobs("lookahead", model, config)
-    eps = LOOKAHEAD_EPSILON if config.lookahead_epsilon is None else config.lookahead_epsilon
+    eps = config.lookahead_epsilon
+    if eps is None:
+        eps = TOY_LOOKAHEAD_EPSILON if isinstance(model, ToyLM) else LOOKAHEAD_EPSILON
     looked = LookaheadConfig(k=k, m=m, h=h, epsilon=eps)
     return LookaheadSMC(
         model, config, stop=stop, track_text=track_text, stream_every=stream_every, lookahead=looked
