@@ -70,15 +70,38 @@ def test_suppress_eos_in_start_and_advance_without_mutating_the_input():
 def test_every_method_decodes_exactly_t_tokens_without_eos():
     toy = ToyLM.random(vocab_size=4, max_len=8, seed=0)
     model = SuppressEOS(toy)
-    tokens = decode_limit(model, [], n_particles=5, max_new_tokens=7, seed=2)
+    tokens = decode_limit(model, [], n_particles=5, max_new_tokens=7, seed=2).tokens
     assert tokens.shape == (5, 7)
     assert not torch.any(tokens == toy.eos_token_id)
     torch.testing.assert_close(
-        tokens, decode_limit(model, [], n_particles=5, max_new_tokens=7, seed=2)
+        tokens, decode_limit(model, [], n_particles=5, max_new_tokens=7, seed=2).tokens
     )
     result = PowerSMC(model, SMCConfig(n_particles=6, max_new_tokens=7), track_text=False).run([])
     assert result.n_steps == 7
     assert all(len(c) == 7 for c in result.completions)
+
+
+@pytest.mark.parametrize("suppress", [False, True])
+@pytest.mark.parametrize("alpha", [1.0, 4.0])
+def test_limit_draws_exactly_the_tokens_smc_draws_without_resampling(suppress, alpha):
+    # The floor is SMC's own draw: with kappa = 0 (no resampling draws) the same seed
+    # gives the same tokens step by step, finished rows (-1) included, and the same forwards.
+    toy = ToyLM.random(vocab_size=4, max_len=8, seed=1)
+    model = SuppressEOS(toy) if suppress else toy
+    n, t = 7, 7
+    config = SMCConfig(alpha=alpha, n_particles=n, max_new_tokens=t, seed=3, ess_threshold=0.0)
+    run = PowerSMC(model, config, track_text=False).stream([])
+    records = list(run)
+    smc_tokens = torch.tensor([r.tokens for r in records]).T  # (n, steps)
+    limit = decode_limit(model, [], n_particles=n, max_new_tokens=t, seed=3, alpha=alpha)
+    steps = smc_tokens.shape[1]  # SMC stops reading once every row finished
+    torch.testing.assert_close(limit.tokens[:, :steps], smc_tokens)
+    assert torch.all(limit.tokens[:, steps:] == -1)
+    assert int(limit.forwards) == run.token_forwards
+    if not suppress:  # the toy's EOS did finish rows: the finished-row handling was tested
+        assert torch.any(smc_tokens == -1) and torch.any(smc_tokens != -1)
+    other = decode_limit(model, [], n_particles=n, max_new_tokens=t, seed=4, alpha=alpha)
+    assert not torch.equal(other.tokens, limit.tokens)  # the seed reaches the draw
 
 
 def test_timed_clocks_only_model_calls():

@@ -91,7 +91,7 @@ def make_methods(
         return smc
 
     def limit(t: int, seed: int) -> Any:
-        return decode_limit(model, prompt, n, t, seed)
+        return decode_limit(model, prompt, n, t, seed, alpha=alpha)
 
     names = [name for name, spec in METHODS.items() if spec.bench]
     methods: dict[str, Callable[[int, int], Any]] = {}
