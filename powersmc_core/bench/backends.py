@@ -7,7 +7,8 @@ built by the bench's own ``make_methods`` and timed by its ``time_methods`` (an
 untimed warm-up, then ``repeats`` rounds whose order rotates, so the two backends are
 interleaved and load from other users hits both alike; medians reported):
 
-* ``limit``: N sequences in one batch and nothing else (the backend's floor);
+* ``limit``: SMC's own token draw and batched forwards without weights, ESS or
+  resampling (``wrappers.decode_limit``; the backend's floor);
 * ``smc``: a whole ``PowerSMC`` run (alpha, ESS-triggered resampling).
 
 The summary's headline keys::
@@ -16,6 +17,9 @@ The summary's headline keys::
     smc_over_limit_llamacpp = smc_s[llamacpp] / limit_s[llamacpp]   (and _torch)
 
 with per-step milliseconds ``limit_ms`` and ``smc_ms`` by backend (1000·median s / T).
+``compare_grid`` runs every (N, threads) of ``--particles 8,32 --threads 1,2`` in one
+process (one table; JSON ``runs``); with ``--calibrate-backends`` it stores the SMC rows
+for ``--backend auto`` (``models.backend_timings``).
 Threads: ``--threads`` sets torch's and llama.cpp's alike (default: torch's own, and
 ``default_threads()`` for llama.cpp). ``docs/measurements/measure_llamacpp.py`` calls this for
 several thread counts and adds a server-like RSS measurement.

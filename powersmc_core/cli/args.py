@@ -159,6 +159,7 @@ def load_model_from_args(args: argparse.Namespace) -> LanguageModel:
         threads=threads,
         device=args.device,
         dtype=args.dtype,
+        n_particles=getattr(args, "n_particles", None),  # auto looks its timings up at N
         trust_remote_code=getattr(args, "trust_remote_code", False),
         copy_on_write=getattr(args, "copy_on_write", False),
     )
