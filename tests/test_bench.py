@@ -70,15 +70,38 @@ def test_suppress_eos_in_start_and_advance_without_mutating_the_input():
 def test_every_method_decodes_exactly_t_tokens_without_eos():
     toy = ToyLM.random(vocab_size=4, max_len=8, seed=0)
     model = SuppressEOS(toy)
-    tokens = decode_limit(model, [], n_particles=5, max_new_tokens=7, seed=2)
+    tokens = decode_limit(model, [], n_particles=5, max_new_tokens=7, seed=2).tokens
     assert tokens.shape == (5, 7)
     assert not torch.any(tokens == toy.eos_token_id)
     torch.testing.assert_close(
-        tokens, decode_limit(model, [], n_particles=5, max_new_tokens=7, seed=2)
+        tokens, decode_limit(model, [], n_particles=5, max_new_tokens=7, seed=2).tokens
     )
     result = PowerSMC(model, SMCConfig(n_particles=6, max_new_tokens=7), track_text=False).run([])
     assert result.n_steps == 7
     assert all(len(c) == 7 for c in result.completions)
+
+
+@pytest.mark.parametrize("suppress", [False, True])
+@pytest.mark.parametrize("alpha", [1.0, 4.0])
+def test_limit_draws_exactly_the_tokens_smc_draws_without_resampling(suppress, alpha):
+    # The floor is SMC's own draw: with kappa = 0 (no resampling draws) the same seed
+    # gives the same tokens step by step, finished rows (-1) included, and the same forwards.
+    toy = ToyLM.random(vocab_size=4, max_len=8, seed=1)
+    model = SuppressEOS(toy) if suppress else toy
+    n, t = 7, 7
+    config = SMCConfig(alpha=alpha, n_particles=n, max_new_tokens=t, seed=3, ess_threshold=0.0)
+    run = PowerSMC(model, config, track_text=False).stream([])
+    records = list(run)
+    smc_tokens = torch.tensor([r.tokens for r in records]).T  # (n, steps)
+    limit = decode_limit(model, [], n_particles=n, max_new_tokens=t, seed=3, alpha=alpha)
+    steps = smc_tokens.shape[1]  # SMC stops reading once every row finished
+    torch.testing.assert_close(limit.tokens[:, :steps], smc_tokens)
+    assert torch.all(limit.tokens[:, steps:] == -1)
+    assert int(limit.forwards) == run.token_forwards
+    if not suppress:  # the toy's EOS did finish rows: the finished-row handling was tested
+        assert torch.any(smc_tokens == -1) and torch.any(smc_tokens != -1)
+    other = decode_limit(model, [], n_particles=n, max_new_tokens=t, seed=4, alpha=alpha)
+    assert not torch.equal(other.tokens, limit.tokens)  # the seed reaches the draw
 
 
 def test_timed_clocks_only_model_calls():
@@ -356,6 +379,9 @@ def test_bench_reference_module_is_called_with_matching_settings(capsys, tmp_pat
         (["--compile", "--static-cache", "off"], "which is off: add --static-cache on"),
         (["--reference-module", "/no/such.py"], "--reference-module"),
         (["--threads", "0"], "--threads"),
+        (["--threads", "1,0"], "--threads"),
+        (["--particles", "2,4"], "need --compare-backends"),
+        (["--particles", "2,x"], "comma-separated list"),
         (["--stream-every", "0"], "stream_every"),
         (["--smc-block-size", "0"], "smc_block_size"),
         (["--smc-variant", "1:1"], "already timed"),
@@ -453,6 +479,49 @@ def test_compare_backends_reports_both_backends_and_the_ratios(capsys, tmp_path)
     assert data["smc_over_limit_torch"] == pytest.approx(med["smc_torch"] / med["limit_torch"])
     for needle in ("smc_speedup_llamacpp", "limit", "smc", "llamacpp", "torch"):
         assert needle in out  # the printed table
+
+
+def test_compare_grid_runs_every_pair_in_one_table_and_calibrates(capsys, tmp_path, monkeypatch):
+    # Every (N, threads) of the lists, one table line each, JSON "runs"; with --calibrate-backends
+    # the SMC rows land in this machine's calibration, where auto reads them. The timing itself
+    # is stubbed: only the grid plumbing is under test here.
+    from powersmc_core.bench import backends as bench_backends
+    from powersmc_core.models.backend_timings import load_calibration
+
+    monkeypatch.setenv("POWERSMC_CACHE_DIR", str(tmp_path / "cache"))
+    seen = []
+
+    def fake(args, settings, log=None):
+        n, k = settings.n_particles, args.threads
+        seen.append((n, k, torch.get_num_threads()))
+        times = {
+            "limit_torch": [0.01 * n],
+            "smc_torch": [0.012 * n],
+            "limit_llamacpp": [0.005 * n * k],
+            "smc_llamacpp": [0.003 * n * k],
+        }
+        meta = {"model": "smollm2", "threads": {"torch": k, "llamacpp": k}, "load_average": [0.0]}
+        return summarise_comparison(times, settings, meta)
+
+    monkeypatch.setattr(bench_backends, "compare_backends", fake)
+    code, data, out, err = _bench(
+        capsys, tmp_path, "--model", "smollm2", "--calibrate-backends", "--particles", "8,32",
+        "--threads", "1,2", "-t", "4",
+    )  # fmt: skip
+    assert code == 0, err
+    assert seen == [(8, 1, 1), (32, 1, 1), (8, 2, 2), (32, 2, 2)]  # torch threads set per pair
+    assert data["grid"] == {"n_particles": [8, 32], "threads": [1, 2]}
+    assert [(r["n_particles"], r["threads"]["llamacpp"]) for r in data["runs"]] == [
+        (8, 1), (32, 1), (8, 2), (32, 2)
+    ]  # fmt: skip
+    rows = [line for line in out.splitlines() if line.lstrip()[:1].isdigit()]
+    assert len(rows) == 4 and "smc_speedup_llamacpp" in out
+    assert rows[3].split()[:2] == ["32", "2"]
+    table = load_calibration("smollm2")
+    assert table is not None and len(table.rows) == 4
+    last = table.rows[3]  # smc ms/step = 1000 · s / T
+    assert (last.n_particles, last.threads) == (32, 2)
+    assert (last.torch_ms, last.llamacpp_ms) == pytest.approx((96.0, 48.0))
 
 
 def test_compare_summary_ratios_from_given_times():

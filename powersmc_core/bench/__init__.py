@@ -55,6 +55,7 @@ from powersmc_core.bench.timing import (
 )
 from powersmc_core.bench.wrappers import (
     Clock,
+    LimitRun,
     SuppressEOS,
     Timed,
     clocked,
@@ -70,6 +71,7 @@ __all__ = [
     "BenchResult",
     "BenchSettings",
     "Clock",
+    "LimitRun",
     "SuppressEOS",
     "Timed",
     "add_arguments",

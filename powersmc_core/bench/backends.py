@@ -7,7 +7,8 @@ built by the bench's own ``make_methods`` and timed by its ``time_methods`` (an
 untimed warm-up, then ``repeats`` rounds whose order rotates, so the two backends are
 interleaved and load from other users hits both alike; medians reported):
 
-* ``limit``: N sequences in one batch and nothing else (the backend's floor);
+* ``limit``: SMC's own token draw and batched forwards without weights, ESS or
+  resampling (``wrappers.decode_limit``; the backend's floor);
 * ``smc``: a whole ``PowerSMC`` run (alpha, ESS-triggered resampling).
 
 The summary's headline keys::
@@ -16,6 +17,9 @@ The summary's headline keys::
     smc_over_limit_llamacpp = smc_s[llamacpp] / limit_s[llamacpp]   (and _torch)
 
 with per-step milliseconds ``limit_ms`` and ``smc_ms`` by backend (1000·median s / T).
+``compare_grid`` runs every (N, threads) of ``--particles 8,32 --threads 1,2`` in one
+process (one table; JSON ``runs``); with ``--calibrate-backends`` it stores the SMC rows
+for ``--backend auto`` (``models.backend_timings``).
 Threads: ``--threads`` sets torch's and llama.cpp's alike (default: torch's own, and
 ``default_threads()`` for llama.cpp). ``docs/measurements/measure_llamacpp.py`` calls this for
 several thread counts and adds a server-like RSS measurement.
@@ -28,7 +32,8 @@ import datetime as _dt
 import os
 import platform
 import statistics
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -37,9 +42,17 @@ from powersmc_core.bench.summary import DEFAULT_PROMPT, BenchSettings
 from powersmc_core.bench.timing import make_methods, time_methods
 from powersmc_core.bench.wrappers import SuppressEOS
 from powersmc_core.cli.args import check_threads, parse_prompt
+from powersmc_core.models.backend_timings import TimingRow, write_calibration
 from powersmc_core.models.backends import load_model_with_backend
+from powersmc_core.models.base import LanguageModel
 
-__all__ = ["COMPARED", "COMPARE_KEYS", "compare_backends", "format_compare_table"]
+__all__ = [
+    "COMPARED",
+    "COMPARE_KEYS",
+    "compare_backends",
+    "compare_grid",
+    "format_compare_table",
+]
 
 COMPARED = ("torch", "llamacpp")
 WORKLOADS = ("limit", "smc")
@@ -59,6 +72,16 @@ COMPARE_KEYS = (
 )
 
 
+def load_compared(args: argparse.Namespace, threads: int | None) -> dict[str, LanguageModel]:
+    """The model on both backends (shared instances: llama.cpp's is per thread count)."""
+    if getattr(args, "random_init", None):
+        raise ValueError("--compare-backends needs a GGUF model (smollm2 or a .gguf file)")
+    return {
+        "torch": load_model_with_backend(args.model, "torch", device="cpu", dtype=args.dtype),
+        "llamacpp": load_model_with_backend(args.model, "llamacpp", threads=threads),
+    }
+
+
 def compare_backends(
     args: argparse.Namespace,
     settings: BenchSettings,
@@ -66,15 +89,12 @@ def compare_backends(
 ) -> dict[str, Any]:
     """Time ``limit`` and ``smc`` on both backends, interleaved; the JSON summary.
 
-    Raises ``ModelLoadError`` (one line naming ``make fast``) when llama.cpp cannot run.
+    One (N, threads): ``settings.n_particles`` and ``args.threads`` (torch's thread
+    count is the caller's to set). Raises ``ModelLoadError`` (one line naming
+    ``make fast``) when llama.cpp cannot run.
     """
     threads = check_threads(args)
-    if getattr(args, "random_init", None):
-        raise ValueError("--compare-backends needs a GGUF model (smollm2 or a .gguf file)")
-    models = {
-        "torch": load_model_with_backend(args.model, "torch", device="cpu", dtype=args.dtype),
-        "llamacpp": load_model_with_backend(args.model, "llamacpp", threads=threads),
-    }
+    models = load_compared(args, threads)
     text = DEFAULT_PROMPT if args.prompt is None else args.prompt
     prompt = parse_prompt(models["torch"], text, raw=args.raw)
     methods: dict[str, Callable[[int, int], Any]] = {}
@@ -91,6 +111,13 @@ def compare_backends(
             "torch": torch.get_num_threads(),
             "llamacpp": int(getattr(models["llamacpp"], "threads", threads or 0)),
         },
+        **_machine_meta(args),
+    }
+    return summarise_comparison(times, settings, meta)
+
+
+def _machine_meta(args: argparse.Namespace) -> dict[str, Any]:
+    return {
         "cpu_count": os.cpu_count(),
         "load_average": [round(x, 2) for x in os.getloadavg()],
         "machine": f"{platform.system()} {platform.machine()} {platform.processor()}".strip(),
@@ -100,7 +127,55 @@ def compare_backends(
         "command": "python -m powersmc_core " + " ".join(getattr(args, "argv", []) or ["bench"]),
         "eos_suppressed": True,
     }
-    return summarise_comparison(times, settings, meta)
+
+
+def compare_grid(
+    args: argparse.Namespace,
+    settings: BenchSettings,
+    particles: Sequence[int],
+    thread_counts: Sequence[int | None],
+    log: Callable[[str], None] | None = None,
+    calibrate: bool = False,
+) -> dict[str, Any]:
+    """``compare_backends`` at every (N, threads) of the two lists, in one process.
+
+    One pair returns its summary as it is; several return ``{"runs": [...], ...}``
+    (one summary each, in the order threads-major). With ``calibrate`` the SMC ms/step
+    rows are stored for this machine (``backend_timings.write_calibration``), where
+    ``--backend auto`` reads them; the summary's ``calibration`` names the file.
+    """
+    runs = []
+    for threads in thread_counts:
+        if threads is not None:
+            torch.set_num_threads(threads)  # run_bench restores the caller's count
+        one = argparse.Namespace(**vars(args))
+        one.threads = threads
+        for n in particles:
+            if log is not None:
+                log(f"compare: N = {n}, threads = {threads or 'default'}")
+            runs.append(compare_backends(one, replace(settings, n_particles=n), log))
+    summary: dict[str, Any] = (
+        dict(runs[0])
+        if len(runs) == 1
+        else {
+            "model": runs[0]["model"],
+            "new_tokens": settings.max_new_tokens,
+            "repeats": settings.repeats,
+            "grid": {"n_particles": list(particles), "threads": list(thread_counts)},
+            "runs": runs,
+            **_machine_meta(args),
+        }
+    )
+    if calibrate:
+        rows = [
+            TimingRow(
+                r["n_particles"], r["threads"]["llamacpp"], r["smc_ms"]["torch"],
+                r["smc_ms"]["llamacpp"],
+            )
+            for r in runs
+        ]  # fmt: skip
+        summary["calibration"] = str(write_calibration(args.model, rows, summary["date"]))
+    return summary
 
 
 def summarise_comparison(
@@ -133,20 +208,24 @@ def summarise_comparison(
 
 
 def format_compare_table(summary: dict[str, Any]) -> str:
-    """The comparison as a small table: ms per step by workload and backend, then ratios."""
-    threads = summary["threads"]
+    """One side-by-side table: ms/step of limit and smc by backend, then the ratios, one
+    line per (N, threads) (``summary["runs"]``, or the summary itself for one pair)."""
+    runs = summary.get("runs", [summary])
+    first = runs[0]
     lines = [
-        f"model {summary['model']} · N={summary['n_particles']} · T={summary['new_tokens']} · "
-        f"repeats {summary['repeats']} · threads torch {threads['torch']}, "
-        f"llama.cpp {threads['llamacpp']} · load {summary['load_average']}",
-        f"{'ms/step':<10}{'torch':>10}{'llamacpp':>10}",
+        f"model {first['model']} · T={first['new_tokens']} · repeats {first['repeats']} · "
+        f"load {summary['load_average']} · ms/step, smc_over_limit = smc / limit, "
+        "smc_speedup_llamacpp = smc torch / smc llamacpp",
+        f"{'N':>4}{'thr':>4} │{'limit':>8}{'smc':>8}{'smc/lim':>8} torch │"
+        f"{'limit':>8}{'smc':>8}{'smc/lim':>8} llamacpp │ smc_speedup_llamacpp",
     ]
-    for workload in WORKLOADS:
-        row = summary[f"{workload}_ms"]
-        lines.append(f"{workload:<10}{row['torch']:>10.2f}{row['llamacpp']:>10.2f}")
-    lines.append(
-        f"smc_speedup_llamacpp {summary['smc_speedup_llamacpp']:.3f} · smc_over_limit "
-        f"llamacpp {summary['smc_over_limit_llamacpp']:.3f}, "
-        f"torch {summary['smc_over_limit_torch']:.3f}"
-    )
+    for r in runs:
+        lim, smc = r["limit_ms"], r["smc_ms"]
+        threads = r["threads"]["llamacpp"]
+        lines.append(
+            f"{r['n_particles']:>4}{threads:>4} │{lim['torch']:>8.1f}{smc['torch']:>8.1f}"
+            f"{r['smc_over_limit_torch']:>8.3f}       │{lim['llamacpp']:>8.1f}"
+            f"{smc['llamacpp']:>8.1f}{r['smc_over_limit_llamacpp']:>8.3f}          │ "
+            f"{r['smc_speedup_llamacpp']:.3f}"
+        )
     return "\n".join(lines)

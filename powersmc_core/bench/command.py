@@ -55,6 +55,17 @@ def parse_variant(text: str) -> tuple[int, int]:
     return block, every
 
 
+def count_list(text: str) -> tuple[int, ...]:
+    """'8,32' -> (8, 32): one count or a comma-separated list (``--compare-backends`` runs each)."""
+    try:
+        counts = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number or a comma-separated list such as 8,32, got {text!r}"
+        ) from None
+    return counts
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of ``python -m powersmc_core bench``."""
     parser.add_argument("--model", default="smollm2", help="model name, folder or hub id")
@@ -65,7 +76,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "smollm2-135m, tiny): no weights needed",
     )
     parser.add_argument(
-        "--n-particles", "--particles", "-n", type=int, default=8, help="N (default 8)"
+        "--n-particles",
+        "--particles",
+        "-n",
+        type=count_list,
+        help="N (default 8); with --compare-backends a list such as 8,32 "
+        "(--calibrate-backends: default 1,4,8,16,32,64)",
     )
     parser.add_argument(
         "--max-new-tokens", "--new-tokens", "-t", type=int, default=64, help="T (default 64)"
@@ -115,13 +131,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_backend_arguments(
         parser,
         threads_help="CPU threads for both backends (default: torch's own for torch; "
-        "$POWERSMC_THREADS, else $OMP_NUM_THREADS, else min(4, CPUs) for llama.cpp)",
+        "$POWERSMC_THREADS, else $OMP_NUM_THREADS, else min(4, CPUs) for llama.cpp); with "
+        "--compare-backends a list such as 1,2 (--calibrate-backends: default 1,2,4 up to "
+        "the CPU count)",
+        threads_type=count_list,
     )
     parser.add_argument(
         "--compare-backends",
         action="store_true",
         help="time torch and llama.cpp interleaved on the same prompt, N, T and seed "
-        "(limit and smc rows per backend, smc_speedup_llamacpp); other methods are skipped",
+        "(limit and smc rows per backend, smc_speedup_llamacpp); other methods are skipped; "
+        "every (N, threads) of the --particles and --threads lists, in one table",
+    )
+    parser.add_argument(
+        "--calibrate-backends",
+        action="store_true",
+        help="--compare-backends over N 1,4,8,16,32,64 and threads 1,2,4 (or the lists "
+        "given), stored for this machine where --backend auto reads it",
     )
     parser.add_argument(
         "--fork-cost",
@@ -186,8 +212,37 @@ def _speed_setup(model: LanguageModel, args: argparse.Namespace, max_len: int) -
     )
 
 
+CALIBRATION_PARTICLES = (1, 4, 8, 16, 32, 64)
+CALIBRATION_THREADS = (1, 2, 4)
+
+
+def _as_counts(value: Any) -> tuple[Any, ...]:
+    """A flag's value as a tuple (a list flag, a plain int from an in-process caller, None)."""
+    if value is None:
+        return ()
+    return tuple(value) if isinstance(value, (tuple, list)) else (value,)
+
+
 def run_bench(args: argparse.Namespace, log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Load, time every method, and return the JSON summary (see ``REQUIRED_KEYS``)."""
+    calibrate = getattr(args, "calibrate_backends", False)
+    compare = calibrate or getattr(args, "compare_backends", False)
+    particles = _as_counts(args.n_particles)
+    thread_counts = _as_counts(args.threads)
+    if calibrate:
+        particles = particles or CALIBRATION_PARTICLES
+        cpus = os.cpu_count() or 1
+        thread_counts = thread_counts or tuple(k for k in CALIBRATION_THREADS if k <= cpus)
+    particles = particles or (8,)
+    for k in thread_counts:
+        if k < 1:
+            raise ValueError(f"--threads must be >= 1, got {k}")
+    if not compare and (len(particles) > 1 or len(thread_counts) > 1):
+        raise ValueError("lists of --particles or --threads need --compare-backends")
+    # Single-valued from here on (the grid goes to compare_backends).
+    args = argparse.Namespace(**vars(args))
+    args.n_particles = particles[0]
+    args.threads = thread_counts[0] if thread_counts else None
     settings = BenchSettings(
         n_particles=args.n_particles,
         max_new_tokens=args.max_new_tokens,
@@ -224,10 +279,12 @@ def run_bench(args: argparse.Namespace, log: Callable[[str], None] | None = None
                 prompt=args.prompt,
                 log=log,
             )
-        if getattr(args, "compare_backends", False):
-            from powersmc_core.bench.backends import compare_backends
+        if compare:
+            from powersmc_core.bench.backends import compare_grid
 
-            return compare_backends(args, settings, log)
+            return compare_grid(
+                args, settings, particles, thread_counts or (None,), log, calibrate=calibrate
+            )
         return _run_bench(args, settings, log)
     finally:
         torch.set_num_threads(threads)  # in-process callers (tests) get their setting back
@@ -352,10 +409,12 @@ def main(args: argparse.Namespace) -> int:
 
         print(format_numerics(summary))
         summary = numerics_json(summary)
-    elif getattr(args, "compare_backends", False):
+    elif getattr(args, "compare_backends", False) or getattr(args, "calibrate_backends", False):
         from powersmc_core.bench.backends import format_compare_table
 
         print(format_compare_table(summary))
+        if "calibration" in summary:
+            log(f"calibration written to {summary['calibration']}")
     else:
         print(format_table(summary))
     if args.json:

@@ -46,7 +46,8 @@ def make_methods(
     The method rows are the registry's samplers (``samplers.registry.METHODS``, those with
     ``bench=True``: base at one sample, smc, mh and any method registered later), built
     as ``make_sampler`` builds them, without text tracking. The bench's own rows: the bare
-    decode loop ``limit`` and the ``--smc-variant`` rows. ``model`` serves the methods
+    decode loop ``limit`` (SMC's draw at tau = 1/alpha and forwards, nothing else) and the
+    ``--smc-variant`` rows. ``model`` serves the methods
     that decode one growing batch (a static cache fits them) and limit; ``single``
     (default: the same) serves those that restart from new prefixes (MH, which on CUDA
     uses the plain dynamic cache a static one cannot give).
@@ -91,7 +92,7 @@ def make_methods(
         return smc
 
     def limit(t: int, seed: int) -> Any:
-        return decode_limit(model, prompt, n, t, seed)
+        return decode_limit(model, prompt, n, t, seed, alpha=alpha)
 
     names = [name for name, spec in METHODS.items() if spec.bench]
     methods: dict[str, Callable[[int, int], Any]] = {}

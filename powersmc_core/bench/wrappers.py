@@ -4,7 +4,8 @@
   exactly T tokens and their times compare like for like;
 - ``Timed`` + ``Clock``: the wall time spent inside start/advance/reorder (CPU only:
   on an accelerator calls return before their kernels finish);
-- ``decode_limit``: N sequences in one batch and nothing else, the physical floor;
+- ``decode_limit``: SMC's own token draw and batched forwards without weights, ESS or
+  resampling: the floor, so SMC / limit is the cost of SMC's own work;
 - ``synchronise``: wait for the device's queued work before reading a clock.
 """
 
@@ -13,14 +14,25 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from powersmc_core.engine.tempering import sample_rows
+from powersmc_core.engine.config import SMCConfig
+from powersmc_core.engine.run import PowerSMC
+from powersmc_core.engine.step import feed_tokens, neutral_rows, propose
 from powersmc_core.models.base import LanguageModel, ModelState
 
-__all__ = ["Clock", "SuppressEOS", "Timed", "clocked", "decode_limit", "synchronise"]
+__all__ = [
+    "Clock",
+    "LimitRun",
+    "SuppressEOS",
+    "Timed",
+    "clocked",
+    "decode_limit",
+    "synchronise",
+]
 
 
 class _Wrapper:
@@ -128,30 +140,61 @@ class Timed(_Wrapper):
         self.reorder = clocked(model.reorder, clock)
 
 
+@dataclass(frozen=True)
+class LimitRun:
+    """What ``decode_limit`` decoded: tokens (n, T) (-1 after a row finished) and the
+    particle-token forwards (0-d long, as ``ParticleState.forwards`` counts them)."""
+
+    tokens: torch.Tensor
+    forwards: torch.Tensor
+
+
 def decode_limit(
     model: LanguageModel,
     prompt: Sequence[int],
     n_particles: int,
     max_new_tokens: int,
     seed: int = 0,
-) -> torch.Tensor:
-    """N sequences in one batch with nothing else: start, then T × (sample, advance).
+    alpha: float = 4.0,
+) -> LimitRun:
+    """SMC's decode without SMC: start, then T × (draw y_t ~ q_tau, advance), tau = 1/alpha.
 
-    Exactly the model work Power-SMC does (one prefill, T − 1 batched advances)
-    with none of its bookkeeping; returns the (n, T) tokens.
+    The floor Power-SMC is measured against. It draws exactly as SMC's step does: the
+    same ``neutral_rows`` copy (compute dtype, finished rows neutral), the same
+    ``propose`` on the run's ``TemperedProposal`` at tau = 1/alpha (the constant
+    schedule), the same generator seeded the same way, EOS finishing rows and
+    ``feed_tokens`` feeding them, one prefill and T − 1 batched advances. It only leaves
+    out the weights, ESS, resampling, history and records, so
+    SMC / limit = the cost of SMC's own work. With resampling off (kappa = 0) SMC draws
+    the same tokens for the same seed. Nothing is read back to the host per token.
     """
-    generator = torch.Generator(device=model.device).manual_seed(seed)
-    n, new_tokens = n_particles, max_new_tokens
-    state, logp = model.start(prompt, n)
-    active = torch.ones(n, dtype=torch.bool, device=model.device)
-    out = torch.empty((n, new_tokens), dtype=torch.long, device=model.device)
-    for t in range(new_tokens):
-        probs = logp.float().exp() if logp.dtype != torch.float64 else logp.exp()  # (n, V)
-        tokens = sample_rows(probs, generator)  # (n,), no host sync
-        out[:, t] = tokens
-        if t + 1 < new_tokens:
-            state, logp = model.advance(state, tokens, active)
-    return out
+    config = SMCConfig(
+        alpha=alpha,
+        n_particles=n_particles,
+        max_new_tokens=max_new_tokens,
+        seed=seed,
+        ess_threshold=0.0,
+    )
+    parts = PowerSMC(model, config, track_text=False).parts()  # SMC's proposal and EOS ids
+    tau = parts.proposal.temperature(alpha)
+    device = model.device
+    generator = torch.Generator(device=device).manual_seed(seed)  # as SMCRun seeds it
+    model_state, logp = model.start(prompt, n_particles)
+    finished = torch.zeros(n_particles, dtype=torch.bool, device=device)
+    forwards = torch.zeros((), dtype=torch.long, device=device)
+    out = torch.empty((n_particles, max_new_tokens), dtype=torch.long, device=device)
+    for t in range(1, max_new_tokens + 1):
+        active = ~finished
+        draw = propose(parts.proposal, neutral_rows(logp, active), active, tau, generator)
+        out[:, t - 1] = draw.tokens  # -1 where finished, as SMC records them
+        forwards = forwards + active.sum()
+        finished = finished | (active & torch.isin(draw.tokens, parts.eos))
+        if t < max_new_tokens:  # SMC skips the forward after the last token too
+            still = ~finished
+            model_state, logp = model.advance(
+                model_state, feed_tokens(draw.tokens, still, parts.eos), still
+            )
+    return LimitRun(out, forwards)
 
 
 def synchronise(device: torch.device) -> None:

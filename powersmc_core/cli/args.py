@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
 
@@ -101,9 +102,12 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_backend_arguments(
-    parser: argparse._ActionsContainer, threads_help: str | None = None
+    parser: argparse._ActionsContainer,
+    threads_help: str | None = None,
+    threads_type: Callable[[str], object] = int,
 ) -> None:
-    """--backend torch|llamacpp|auto (default auto) and --threads N."""
+    """--backend torch|llamacpp|auto (default auto) and --threads N (``threads_type``
+    parses it: the bench takes a comma-separated list)."""
     from powersmc_core.models.backends import BACKENDS
 
     parser.add_argument(
@@ -115,7 +119,7 @@ def add_backend_arguments(
     )
     parser.add_argument(
         "--threads",
-        type=int,
+        type=threads_type,
         help=threads_help
         or "CPU threads (default: $POWERSMC_THREADS, else $OMP_NUM_THREADS, else "
         "min(4, usable CPUs) for llama.cpp; torch keeps its own setting)",
@@ -155,6 +159,7 @@ def load_model_from_args(args: argparse.Namespace) -> LanguageModel:
         threads=threads,
         device=args.device,
         dtype=args.dtype,
+        n_particles=getattr(args, "n_particles", None),  # auto looks its timings up at N
         trust_remote_code=getattr(args, "trust_remote_code", False),
         copy_on_write=getattr(args, "copy_on_write", False),
     )

@@ -35,7 +35,7 @@ from powersmc_core.engine.tempering import log_power_mass, renyi_entropy
 from powersmc_core.engine.weights import ess_tensor, reweight
 from powersmc_core.models.base import LanguageModel
 
-__all__ = ["Parts", "Reader", "step"]
+__all__ = ["Parts", "Reader", "feed_tokens", "neutral_rows", "propose", "step"]
 
 # (tokens, grows) -> (stopped or None, texts or None): the per-token host read.
 Reader = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor | None, tuple | None]]
@@ -78,7 +78,7 @@ def step(
     if parts.lookahead is not None and t == 1:  # the first boundary: before any token
         state = parts.lookahead.first(parts, state, alpha_t, generator)
     if state.twist is None:
-        draw = parts.proposal.draw(logp, active, tau, generator)
+        draw = propose(parts.proposal, logp, active, tau, generator)
     else:
         draw = parts.lookahead.draw(logp, state.twist, active, alpha_t, tau, generator)
     renyi = renyi_rows(logp, active, alpha_t, tau, draw.log_mass, state.log_w.dtype)
@@ -124,6 +124,31 @@ def neutral_rows(logp: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
     # Finished rows may hold stale or NaN logits; give them a harmless uniform row.
     out = logp.to(compute_dtype(logp), copy=True)
     return out.masked_fill_(~active[:, None], 0.0)
+
+
+def propose(
+    proposal: Proposal,
+    logp: torch.Tensor,
+    active: torch.Tensor,
+    tau: float,
+    generator: torch.Generator,
+) -> Draw:
+    """y_t ~ q_tau(. | y_<t) for every active row of ``neutral_rows``' output (-1 if finished).
+
+    The one token draw of a step: SMC's ``step`` and the bench's bare decode loop
+    (``bench.wrappers.decode_limit``) both call it, so the loop's floor draws exactly as
+    SMC does (same tensors, dtype, generator stream) and SMC / limit measures only the
+    weights, ESS and resampling.
+    """
+    return proposal.draw(logp, active, tau, generator)
+
+
+def feed_tokens(tokens: torch.Tensor, still: torch.Tensor, eos: torch.Tensor) -> torch.Tensor:
+    """What each slot feeds the model next: its token where ``still`` growing, else EOS[0].
+
+    Finished rows are not forwarded (``active`` False) but still need a valid id.
+    """
+    return torch.where(still, tokens, eos[0])
 
 
 def predictive_increment(
@@ -261,6 +286,6 @@ def advance(
 ) -> ParticleState:
     """Feed each surviving slot its token (slot j continues ancestors[j]): one forward."""
     still = ~state.finished
-    feed = torch.where(still, tokens[ancestors], parts.eos[0])
+    feed = feed_tokens(tokens[ancestors], still, parts.eos)
     model_state, logp = parts.model.advance(state.model_state, feed, still)
     return state.replace(model_state=model_state, logp=logp)

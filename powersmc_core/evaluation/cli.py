@@ -201,6 +201,8 @@ def main(args: argparse.Namespace) -> int:
     pairs_ = (("device", args.device), ("dtype", args.dtype), ("threads", args.threads))
     options = {k: v for k, v in pairs_ if v is not None}
     options["backend"] = args.backend
+    # auto picks the backend measured faster at this N: the grid's largest costs the most.
+    options["n_particles"] = max(s.n_particles for s in grid)
     print(
         f"eval: {len(problems)} {args.task} problems × {len(methods)} methods × "
         f"{len(grid)} settings on {args.model} -> {out}",

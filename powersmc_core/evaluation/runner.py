@@ -223,7 +223,11 @@ def model_label(
         options = options or {}
         name = model_spec
         backend = resolve_backend(
-            model_spec, options.get("backend", "torch"), options.get("device")
+            model_spec,
+            options.get("backend", "torch"),
+            options.get("device"),
+            options.get("n_particles"),
+            options.get("threads"),
         )
     return name if backend == "torch" else f"{name}@{backend}"
 
