@@ -120,7 +120,8 @@ with st.sidebar:
             index=list(models.BACKEND_LABELS).index(backend),
             key="backend_choice",
             format_func=models.BACKEND_LABELS.get,
-            help="auto: llama.cpp for the embedded GGUF model on CPU when installed, else torch",
+            help="auto: the backend measured faster on this kind of machine (a calibration or the "
+            "shipped table); else llama.cpp for the embedded GGUF model on CPU when installed",
         )
     state[keys.MODEL_BACKEND] = backend
     st.caption(escape_markdown(models.planned_backend(name, backend)))

@@ -538,3 +538,34 @@ def test_compare_summary_ratios_from_given_times():
     assert summary["smc_over_limit_torch"] == pytest.approx(3.2 / 3.0)
     assert summary["smc_ms"] == pytest.approx({"torch": 800.0, "llamacpp": 275.0})
     assert summary["limit_ms"] == pytest.approx({"torch": 750.0, "llamacpp": 250.0})
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("llama_cpp") is None,
+    reason="llama-cpp-python is not installed (make fast): no second backend to compare",
+)
+def test_lookahead_cost_times_both_samplers_on_both_backends(capsys, tmp_path):
+    # Look-ahead's overhead: ms per token of smc and lookahead per backend, their ratio, and
+    # forwards per token (rollouts included: N·K + N·K·M·(H - 1) per boundary on top of N).
+    n, t = 2, 3
+    code, data, out, err = _bench(
+        capsys, tmp_path, "--lookahead-cost", "-n", str(n), "-t", str(t), "--threads", "1",
+        "--rollout-k", "2", "--rollout-m", "2", "--rollout-h", "2", "--no-warmup",
+    )  # fmt: skip
+    assert code == 0, err
+    assert data["lookahead_kmh"] == [2, 2, 2]
+    med = {name: statistics.median(v) for name, v in data["times"].items()}
+    assert set(med) == {f"{m}_{b}" for m in ("smc", "lookahead") for b in COMPARED}
+    for backend in COMPARED:
+        ratio = med[f"lookahead_{backend}"] / med[f"smc_{backend}"]
+        assert data["lookahead_over_smc"][backend] == pytest.approx(ratio)
+        assert data["ms_per_token"][f"smc_{backend}"] == pytest.approx(
+            1000 * med[f"smc_{backend}"] / t
+        )
+        smc_fwd = data["forwards_per_token"][f"smc_{backend}"]
+        la_fwd = data["forwards_per_token"][f"lookahead_{backend}"]
+        assert smc_fwd * t == pytest.approx(n * t, abs=n)  # N rows a step (+ the prompt's)
+        assert la_fwd > smc_fwd  # the rollouts are counted
+    fwd = data["forwards_per_token"]
+    assert fwd["lookahead_torch"] == fwd["lookahead_llamacpp"]  # same rows on both backends
+    assert "la/smc" in out and "llamacpp" in out

@@ -156,6 +156,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "seq_cp's whole-stream copy next to the cell-exact copy; other methods are skipped",
     )
     parser.add_argument(
+        "--lookahead-cost",
+        action="store_true",
+        help="time smc and look-ahead SMC on torch and llama.cpp interleaved (ms per token, "
+        "lookahead / smc, forwards per token); other methods are skipped",
+    )
+    for knob in ("k", "m", "h"):
+        parser.add_argument(
+            f"--rollout-{knob}",
+            type=int,
+            default=None,
+            help=f"--lookahead-cost: look-ahead's {knob.upper()} (default: the method's)",
+        )
+    parser.add_argument(
         "--numerics",
         nargs="*",
         metavar="PART",
@@ -267,6 +280,10 @@ def run_bench(args: argparse.Namespace, log: Callable[[str], None] | None = None
 
             return fork_cost(args, log)
 
+        if getattr(args, "lookahead_cost", False):
+            from powersmc_core.bench.lookahead_cost import lookahead_cost
+
+            return lookahead_cost(args, settings, log)
         if getattr(args, "numerics", None) is not None:
             from powersmc_core.bench.numerics import PARTS, numerics_report
 
@@ -404,6 +421,10 @@ def main(args: argparse.Namespace) -> int:
         from powersmc_core.bench.forks import format_fork_table
 
         print(format_fork_table(summary))
+    elif getattr(args, "lookahead_cost", False):
+        from powersmc_core.bench.lookahead_cost import format_lookahead_table
+
+        print(format_lookahead_table(summary))
     elif getattr(args, "numerics", None) is not None:
         from powersmc_core.bench.numerics import format_numerics, numerics_json
 

@@ -73,8 +73,8 @@ def _rows(values: Iterable[tuple[int, int, float, float]]) -> tuple[TimingRow, .
 # Measured on a 2-core x86_64 (AMD EPYC, AVX2) with ``bench --compare-backends``, embedded
 # SmolLM2-135M (llama.cpp: the Q4_1 GGUF; torch: its float32 copy); rows (N, threads, torch
 # SMC ms/step, llama.cpp SMC ms/step).
-# * N = 8 and 32: 2026-12-03 20:26 UTC, a quiet spell (load 1-2), `--particles 8,32
-#   --threads 1,2 -t 32 -r 2`.
+# * N = 8 and 32: 2026-12-03 21:01-21:12 UTC, quiet (load 0.3-1.9), `--particles 8,32
+#   --threads 1,2 -t 64 -r 3`.
 # * Other N, 1 thread: 2026-12-03, `--particles 1,4,8,16,32,64 --threads 1,2 -t 16 -r 2`
 #   while other jobs ran (load 7-10), so rough. Its 2-thread rows are not used: with two
 #   threads on two busy cores both backends' times were off by up to 10x.
@@ -88,12 +88,12 @@ SHIPPED: dict[str, TimingTable] = {
             [
                 (1, 1, 302.2, 108.7),
                 (4, 1, 545.7, 222.1),
-                (8, 1, 146.9, 100.3),
+                (8, 1, 127.8, 90.5),
                 (16, 1, 717.5, 525.2),
-                (32, 1, 299.8, 364.5),
+                (32, 1, 265.6, 323.4),
                 (64, 1, 1612.9, 2325.7),
-                (8, 2, 139.4, 55.3),
-                (32, 2, 235.1, 213.2),
+                (8, 2, 105.8, 46.5),
+                (32, 2, 185.1, 168.9),
             ]
         ),
     )
