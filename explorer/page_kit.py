@@ -321,6 +321,8 @@ def live_settings(
     offered = ["smc"]
     if model is not None and unavailable("lookahead", model) is None:
         offered.append("lookahead")
+    if st.session_state.get(LIVE_METHOD_KEY, "smc") not in offered:
+        st.session_state[LIVE_METHOD_KEY] = "smc"  # a link's sampler this model cannot run
     with st.expander("Sampler settings", expanded=True):
         method = st.radio(
             "sampler",

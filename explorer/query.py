@@ -100,6 +100,7 @@ class QueryParams:
     stop_rule: str | None = None  # one of inputs.STOP_RULES
     stop_strings: str | None = None  # with stop_rule "stop strings"
     backend: str | None = None  # one of models.backends.BACKENDS (full mode only)
+    method: str | None = None  # the Live sampler, one of SHARED_METHODS
 
 
 def parse_query_params(
@@ -113,7 +114,12 @@ def parse_query_params(
     messages: list[str] = []
     config: dict[str, Any] = {}
     text: dict[str, str | None] = {"model": None, "prompt": None, "preset": None}
-    run: dict[str, str | None] = {"stop_rule": None, "stop_strings": None, "backend": None}
+    run: dict[str, str | None] = {
+        "stop_rule": None,
+        "stop_strings": None,
+        "backend": None,
+        "method": None,
+    }
     owner = None
     for key, raw in list(params.items())[:64]:
         key = str(key)[:40]
@@ -196,6 +202,14 @@ def parse_query_params(
                 )
             else:
                 run["backend"] = name
+        elif key == "sampler":
+            if value in SHARED_METHODS:
+                run["method"] = value
+            else:
+                messages.append(
+                    f"link parameter sampler={shown(value)} is not a Live sampler; use one of "
+                    f"{list(SHARED_METHODS)}"
+                )
         elif key == OWNER_PARAM:
             if _OWNER.match(value):
                 owner = value
@@ -235,6 +249,7 @@ def share_query(
     stop_rule: str | None = None,
     stop_strings: str | None = None,
     backend: str | None = None,
+    method: str | None = None,
 ) -> dict[str, str]:
     """Query parameters of a shareable link for these settings; never the owner token.
 
@@ -263,6 +278,12 @@ def share_query(
             query["stops"] = stop_strings
     if backend in BACKENDS:
         query["backend"] = backend
+    if method in SHARED_METHODS and method != "smc":
+        query["sampler"] = method
+        for name in (*ROLLOUT_FIELDS, "block_size"):
+            value = getattr(config, name)
+            if value is not None:
+                query[name] = f"{value:g}" if isinstance(value, float) else str(value)
     return query
 
 
@@ -315,7 +336,7 @@ def share_link(
 
 def entry_share_link(entry: Any, base_url: str | None = None) -> str:
     """The share link of a history entry (``RunEntry``): its settings, model, preset or
-    text prompt, stop rule and backend."""
+    text prompt, stop rule, backend and sampler (look-ahead runs carry their K, M, H, ε)."""
     config = SMCConfig.from_dict(entry.config)
     prompt = None if entry.toy or not isinstance(entry.prompt, str) else entry.prompt
     return share_link(
@@ -327,6 +348,7 @@ def entry_share_link(entry: Any, base_url: str | None = None) -> str:
         stop_rule=getattr(entry, "stop_rule", None),
         stop_strings=getattr(entry, "stop_strings", None),
         backend=getattr(entry, "backend", None),
+        method=getattr(getattr(entry, "result", None), "method", None),
     )
 
 
@@ -352,6 +374,11 @@ def valid_owner(token: Any) -> bool:
 
 
 # Live SMC widget key of each SMCConfig field a link may set (app_pages/live_smc.py).
+# The Live page's samplers a link may name (``explorer.live.LIVE_METHODS``), and the fields
+# a look-ahead run adds to a link (None: the method's default, left out).
+SHARED_METHODS = ("smc", "lookahead")
+ROLLOUT_FIELDS = ("rollout_k", "rollout_m", "rollout_h", "lookahead_epsilon")
+
 LIVE_WIDGETS = {
     "alpha": "live_alpha",
     "n_particles": "live_n",
@@ -365,6 +392,7 @@ LIVE_WIDGETS = {
     "resampling": "live_resampling",
     "chopthin_eta": "live_chopthin_eta",
     "block_size": "live_block",
+    **{name: f"live_{name}" for name in ROLLOUT_FIELDS},  # page_kit.rollout_settings' keys
 }
 
 
@@ -400,6 +428,8 @@ def widget_values(link: QueryParams) -> dict[str, Any]:
             values["live_stop_strings"] = link.stop_strings
     if link.backend is not None:
         values["backend_choice"] = link.backend  # app.py's picker (full mode only)
+    if link.method is not None:
+        values["live_method"] = link.method  # page_kit.LIVE_METHOD_KEY
     if link.prompt is not None:
         values[keys.LIVE_PROMPT_MODE], values[keys.LIVE_PROMPT] = "Free text", link.prompt
     elif link.preset is not None:

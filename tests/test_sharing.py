@@ -376,3 +376,44 @@ def test_a_link_sets_the_live_pages_stop_rule_and_strings(monkeypatch, fresh_app
     assert at.selectbox(key="live_stop_rule").value == "stop strings"
     assert at.text_input(key="live_stop_strings").value == "ab,c"
     assert any("not a backend" in t for t in toasts)
+
+
+# ---- a look-ahead run's link carries its sampler and rollout knobs -----------------------
+def test_a_lookahead_link_carries_the_sampler_and_its_knobs_round_trip():
+    config = SMCConfig(
+        alpha=4.0, n_particles=4, max_new_tokens=6, block_size=2,
+        rollout_k=3, rollout_m=2, rollout_h=2, lookahead_epsilon=0.25,
+    )  # fmt: skip
+    params = params_of(query.share_link(config, "toy-trap", method="lookahead"))
+    assert params["sampler"] == "lookahead"
+    assert (params["rollout_k"], params["rollout_m"], params["rollout_h"]) == ("3", "2", "2")
+    assert (params["lookahead_epsilon"], params["block_size"]) == ("0.25", "2")
+    link = query.parse_query_params(params, DemoSettings())
+    assert link.method == "lookahead" and not link.messages
+    assert {k: link.config[k] for k in query.ROLLOUT_FIELDS} == {
+        "rollout_k": 3, "rollout_m": 2, "rollout_h": 2, "lookahead_epsilon": 0.25,
+    }  # fmt: skip
+    values = query.widget_values(link)
+    assert values["live_method"] == "lookahead" and values["live_rollout_k"] == 3
+    assert values["live_lookahead_epsilon"] == 0.25 and values["live_block"] == 2
+    # Power-SMC's link stays as it was: no sampler, no knobs.
+    plain = params_of(query.share_link(config, "toy-trap", method="smc"))
+    assert "sampler" not in plain and "rollout_k" not in plain
+
+
+def test_a_links_unknown_sampler_is_a_message_and_the_entry_link_reads_the_runs_method():
+    link = query.parse_query_params({"sampler": "<b>mh</b>"}, DemoSettings())
+    assert link.method is None and any("not a Live sampler" in m for m in link.messages)
+    model = load_model("toy-trap")
+    run = LiveRun(
+        model,
+        SMCConfig(alpha=4.0, n_particles=3, max_new_tokens=3),
+        [],
+        model_name="toy-trap",
+        prompt_label="(empty)",
+        method="lookahead",
+    )
+    for _ in run.updates():
+        pass
+    entry = run.finish()
+    assert params_of(query.entry_share_link(entry))["sampler"] == "lookahead"
